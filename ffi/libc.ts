@@ -86,6 +86,8 @@ const SYMBOLS = {
   },
   // sighandler_t signal(int signum, sighandler_t handler);
   signal: { parameters: ["i32", "pointer"], result: "pointer" },
+  // int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact);
+  sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   // int *__errno_location(void);
   __errno_location: { parameters: [], result: "pointer" },
   // pid_t getpid(void);
