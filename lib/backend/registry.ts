@@ -1,0 +1,20 @@
+/**
+ * Backend types and their factories. Imports are static so `deno compile` embeds every backend.
+ */
+
+import type { BackendFactory } from "./mod.ts";
+import type { BackendConfig } from "../config.ts";
+import { create as alloc } from "./alloc/mod.ts";
+
+const FACTORIES: Record<BackendConfig["type"], BackendFactory | undefined> = {
+  "alloc": alloc,
+  "udp": undefined,
+  "vxlan": undefined,
+  "host-gw": undefined,
+  "aws-vpc": undefined,
+};
+
+/** The factory of a backend type; undefined when this build lacks it. */
+export function backendFactory(type: BackendConfig["type"]): BackendFactory | undefined {
+  return FACTORIES[type];
+}
