@@ -1,0 +1,469 @@
+/**
+ * The namespace cluster every end-to-end test builds on.
+ *
+ * Layout: a hub namespace `fl<hex>-hub` holds a Linux bridge `br0` with 192.168.100.1/24 and runs
+ * etcd on 192.168.100.1:2379. Each host is a namespace `fl<hex>-h<i>` whose veth `eth0`
+ * (192.168.100.<10+i>/24) is attached to the bridge, with `lo` up and a default route via
+ * 192.168.100.1, so flannel's default-route interface discovery finds `eth0`. The test process
+ * stays in the root namespace and reaches etcd only through etcdctl (run inside the hub), so the
+ * machine's own network namespace is never changed.
+ *
+ * Teardown (`await using cluster = await Cluster.create(…)`) kills the daemons (SIGKILL after a
+ * grace period), stops etcd, deletes the host namespaces, then the hub, then the temp dir — also
+ * on Ctrl-C (SIGINT) and on process unload.
+ *
+ * @example
+ * ```ts ignore
+ * await using cluster = await Cluster.create({ hosts: 2 });
+ * await cluster.putConfig({ Network: "10.1.0.0/16", Backend: { Type: "alloc" } });
+ * const d = cluster.hosts[0].startFlannel();
+ * await d.waitReady();
+ * ```
+ */
+
+import { Daemon } from "./daemon.ts";
+import { EtcdServer } from "./etcd.ts";
+import {
+  createNamespace,
+  deleteNamespace,
+  type ExecResult,
+  run,
+  runOk,
+  uniqueTag,
+} from "./netns.ts";
+
+export { Daemon } from "./daemon.ts";
+export type { ExecResult } from "./netns.ts";
+
+/** The repository root (two levels above this file). */
+export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
+
+/** The default etcd key prefix of flannel. */
+export const ETCD_PREFIX = "/coreos.com/network";
+
+/** The hub bridge's address, where etcd listens. */
+export const HUB_IP = "192.168.100.1";
+
+/** Options of {@linkcode Cluster.create}. */
+export interface ClusterOptions {
+  /** Hosts created up front (default 1). */
+  hosts?: number;
+  /** Plain HTTP etcd or TLS with client certificates (default "plain"). */
+  etcd?: "plain" | "tls";
+  /** Start etcd now (default true); otherwise call `cluster.etcd.start()` later. */
+  startEtcd?: boolean;
+  /** Underlay MTU of every host's eth0 (default 1500). */
+  mtu?: number;
+  /** Tear the cluster down on Ctrl-C and exit 130 (default false; scripts such as the demo). */
+  handleSigint?: boolean;
+}
+
+/** Options of {@linkcode Cluster.addHost}. */
+export interface HostOptions {
+  /** Underlay MTU of this host's eth0 (default: the cluster's). */
+  mtu?: number;
+}
+
+/** The cluster's etcd as the tests see it: key operations through etcdctl, start/stop. */
+export interface EtcdHandle {
+  /** The value for `--etcd-endpoints`, reachable from every host namespace. */
+  readonly endpoints: string;
+  /** CA, client certificate and key when etcd runs with TLS (set once etcd has started). */
+  readonly tlsFiles: { caFile: string; certFile: string; keyFile: string } | undefined;
+  /** The running server, null before the first start. */
+  readonly server: EtcdServer | null;
+  put(key: string, value: string, opts?: { ttlSeconds?: number }): Promise<void>;
+  get(key: string): Promise<string | null>;
+  del(key: string): Promise<void>;
+  list(prefix: string): Promise<Record<string, string>>;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+class ClusterEtcd implements EtcdHandle {
+  #server: EtcdServer | null = null;
+  readonly #opts: { netns: string; host: string; port: number; tls: boolean };
+
+  constructor(netns: string, tls: boolean) {
+    this.#opts = { netns, host: HUB_IP, port: 2379, tls };
+  }
+
+  get endpoints(): string {
+    return this.#server?.endpoint ??
+      `${this.#opts.tls ? "https" : "http"}://${HUB_IP}:${this.#opts.port}`;
+  }
+
+  get tlsFiles() {
+    return this.#server?.tlsFiles;
+  }
+
+  get server(): EtcdServer | null {
+    return this.#server;
+  }
+
+  #running(): EtcdServer {
+    if (this.#server === null) throw new Error("Etcd is not started: call cluster.etcd.start()");
+    return this.#server;
+  }
+
+  async put(key: string, value: string, opts?: { ttlSeconds?: number }): Promise<void> {
+    await this.#running().put(key, value, opts);
+  }
+
+  async get(key: string): Promise<string | null> {
+    return await this.#running().get(key);
+  }
+
+  async del(key: string): Promise<void> {
+    await this.#running().del(key);
+  }
+
+  async list(prefix: string): Promise<Record<string, string>> {
+    return await this.#running().list(prefix);
+  }
+
+  async start(): Promise<void> {
+    if (this.#server === null) {
+      this.#server = await EtcdServer.start({
+        ...this.#opts,
+        ...(this.#opts.tls ? { clientCertAuth: true } : {}),
+      });
+    } else {
+      await this.#server.start();
+    }
+  }
+
+  async stop(): Promise<void> {
+    await this.#server?.stop();
+  }
+
+  async dispose(): Promise<void> {
+    if (this.#server !== null) await this.#server[Symbol.asyncDispose]();
+  }
+}
+
+/** One host: a namespace with eth0 on the hub bridge. */
+export class Host {
+  /** `h1`, `h2`, … */
+  readonly name: string;
+  /** The namespace name, `fl<hex>-h<i>`. */
+  readonly ns: string;
+  /** The underlay address of eth0. */
+  readonly ip: string;
+  readonly iface = "eth0" as const;
+  /** The underlay MTU of eth0. */
+  readonly mtu: number;
+  /** Where the daemon writes subnet.env. */
+  readonly subnetFile: string;
+  /** This host's temp dir (logs, subnet.env). */
+  readonly dir: string;
+  /** Every daemon started on this host, in order. */
+  readonly daemons: Daemon[] = [];
+  readonly #cluster: Cluster;
+
+  constructor(cluster: Cluster, index: number, mtu: number) {
+    this.#cluster = cluster;
+    this.name = `h${index}`;
+    this.ns = `${cluster.tag}-${this.name}`;
+    this.ip = `192.168.100.${10 + index}`;
+    this.mtu = mtu;
+    this.dir = `${cluster.dir}/${this.name}`;
+    this.subnetFile = `${this.dir}/subnet.env`;
+  }
+
+  /** Runs a command inside the namespace. */
+  exec(cmd: string[]): Promise<ExecResult> {
+    return run(["ip", "netns", "exec", this.ns, ...cmd]);
+  }
+
+  /** Runs `ip -j <args>` inside the namespace and parses its JSON. */
+  async ipJson<T = unknown>(args: string[]): Promise<T> {
+    const out = await runOk(["ip", "-n", this.ns, "-j", ...args]);
+    return JSON.parse(out.trim() === "" ? "[]" : out) as T;
+  }
+
+  /**
+   * Starts `deno run -A main.ts` in this host with `--etcd-endpoints`, `--iface=eth0` and
+   * `--subnet-file` (and the TLS files when etcd uses TLS), then `extraArgs` (which win, as the
+   * last occurrence of a Go flag does). The environment is only PATH, HOME, DENO_DIR (shared with
+   * the test, so no download), NO_COLOR and `env`.
+   */
+  startFlannel(extraArgs: string[] = [], env: Record<string, string> = {}): Daemon {
+    const etcd = this.#cluster.etcd;
+    const tls = etcd.tlsFiles;
+    const args = [
+      `--etcd-endpoints=${etcd.endpoints}`,
+      "--iface=eth0",
+      `--subnet-file=${this.subnetFile}`,
+      ...(tls
+        ? [
+          `--etcd-cafile=${tls.caFile}`,
+          `--etcd-certfile=${tls.certFile}`,
+          `--etcd-keyfile=${tls.keyFile}`,
+        ]
+        : []),
+      ...extraArgs,
+    ];
+    const d = Daemon.spawn({
+      ns: this.ns,
+      cmd: [Deno.execPath(), "run", "-A", `${REPO_ROOT}/main.ts`, ...args],
+      env: { ...baseEnv(), ...env },
+      cwd: REPO_ROOT,
+      logFile: `${this.dir}/flanneld.${this.daemons.length + 1}.log`,
+      subnetFile: this.subnetFile,
+    });
+    this.daemons.push(d);
+    return d;
+  }
+
+  /** Reads subnet.env as key/value pairs; null when absent. */
+  async readSubnetEnv(): Promise<Record<string, string> | null> {
+    let text: string;
+    try {
+      text = await Deno.readTextFile(this.subnetFile);
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return null;
+      throw err;
+    }
+    const env: Record<string, string> = {};
+    for (const line of text.split("\n")) {
+      const i = line.indexOf("=");
+      if (i > 0) env[line.slice(0, i)] = line.slice(i + 1);
+    }
+    return env;
+  }
+
+  /**
+   * Puts the "container" address — FLANNEL_SUBNET's base+1 — as a /32 on `lo` (the kernel here
+   * has no dummy module) and returns it. Idempotent.
+   */
+  async addContainerAddress(): Promise<string> {
+    const env = await this.readSubnetEnv();
+    const subnet = env?.FLANNEL_SUBNET;
+    if (!subnet) throw new Error(`No FLANNEL_SUBNET in ${this.subnetFile}: start flannel first`);
+    const ip = subnet.split("/")[0];
+    const r = await run(["ip", "-n", this.ns, "addr", "replace", `${ip}/32`, "dev", "lo"]);
+    if (r.code !== 0) {
+      throw new Error(`Cannot add ${ip}/32 on lo in ${this.ns}: ${r.stderr.trim()}`);
+    }
+    return ip;
+  }
+
+  /** Pings `ip` from this host (optionally from a source address); rttMs is the average. */
+  async ping(
+    ip: string,
+    opts: { count?: number; timeoutS?: number; from?: string } = {},
+  ): Promise<{ ok: boolean; rttMs: number | null; output: string }> {
+    const count = opts.count ?? 1;
+    const cmd = ["ping", "-n", "-q", "-c", String(count), "-W", String(opts.timeoutS ?? 1)];
+    if (count > 1) cmd.push("-i", "0.2");
+    if (opts.from) cmd.push("-I", opts.from);
+    const r = await this.exec([...cmd, ip]);
+    const m = /= [\d.]+\/([\d.]+)\//.exec(r.stdout);
+    return { ok: r.code === 0, rttMs: m ? Number(m[1]) : null, output: r.stdout + r.stderr };
+  }
+}
+
+function baseEnv(): Record<string, string> {
+  const home = Deno.env.get("HOME") ?? "/root";
+  return {
+    PATH: Deno.env.get("PATH") ?? "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+    HOME: home,
+    DENO_DIR: Deno.env.get("DENO_DIR") ?? `${home}/.cache/deno`,
+    NO_COLOR: "1",
+  };
+}
+
+const live = new Set<Cluster>();
+let sigintInstalled = false;
+
+function onSigint(): void {
+  // Ctrl-C in the demo: tear everything down synchronously, then exit like a shell would.
+  for (const c of live) c.disposeSync();
+  Deno.exit(130);
+}
+
+function onUnload(): void {
+  for (const c of live) c.disposeSync();
+}
+
+function track(c: Cluster): void {
+  if (live.size === 0) {
+    globalThis.addEventListener("unload", onUnload);
+    if (c.handleSigint) {
+      Deno.addSignalListener("SIGINT", onSigint);
+      sigintInstalled = true;
+    }
+  }
+  live.add(c);
+}
+
+function untrack(c: Cluster): void {
+  live.delete(c);
+  if (live.size === 0) {
+    globalThis.removeEventListener("unload", onUnload);
+    if (sigintInstalled) {
+      Deno.removeSignalListener("SIGINT", onSigint);
+      sigintInstalled = false;
+    }
+  }
+}
+
+/** A hub namespace with a bridge and etcd, plus host namespaces attached to it. */
+export class Cluster implements AsyncDisposable {
+  /** The `fl<4 hex>` prefix of every namespace of this cluster. */
+  readonly tag: string;
+  /** The hub namespace (bridge + etcd). */
+  readonly hub: string;
+  /** The temp dir holding host dirs, logs and subnet files. */
+  readonly dir: string;
+  /** etcd, reachable from every host at {@linkcode HUB_IP}. */
+  readonly etcd: EtcdHandle;
+  readonly hosts: Host[] = [];
+  /** The default underlay MTU. */
+  readonly mtu: number;
+  /** Whether Ctrl-C tears the cluster down and exits. */
+  readonly handleSigint: boolean;
+  #etcd: ClusterEtcd;
+  #namespaces: string[] = [];
+  #disposed = false;
+
+  private constructor(tag: string, dir: string, opts: ClusterOptions) {
+    this.tag = tag;
+    this.hub = `${tag}-hub`;
+    this.dir = dir;
+    this.mtu = opts.mtu ?? 1500;
+    this.#etcd = new ClusterEtcd(this.hub, opts.etcd === "tls");
+    this.etcd = this.#etcd;
+    this.handleSigint = opts.handleSigint ?? false;
+  }
+
+  /** Builds the hub, `opts.hosts` hosts and (unless `startEtcd: false`) etcd. */
+  static async create(opts: ClusterOptions = {}): Promise<Cluster> {
+    const tag = uniqueTag();
+    const dir = await Deno.makeTempDir({ prefix: `${tag}-` });
+    const c = new Cluster(tag, dir, opts);
+    track(c);
+    try {
+      await createNamespace(c.hub);
+      c.#namespaces.push(c.hub);
+      await runOk(["ip", "-n", c.hub, "-batch", "-"], {
+        stdin: [
+          "link add br0 type bridge",
+          `addr add ${HUB_IP}/24 dev br0`,
+          "link set br0 up",
+          "",
+        ].join("\n"),
+      });
+      for (let i = 0; i < (opts.hosts ?? 1); i++) await c.addHost();
+      if (opts.startEtcd ?? true) await c.etcd.start();
+    } catch (err) {
+      await c[Symbol.asyncDispose]();
+      throw err;
+    }
+    return c;
+  }
+
+  /** Adds a host namespace with eth0 on the hub bridge and a default route via the hub. */
+  async addHost(opts: HostOptions = {}): Promise<Host> {
+    const host = new Host(this, this.hosts.length + 1, opts.mtu ?? this.mtu);
+    await Deno.mkdir(host.dir, { recursive: true });
+    await createNamespace(host.ns);
+    this.#namespaces.push(host.ns);
+    this.hosts.push(host);
+    const hubSide = `v${host.name}`;
+    const mtu = String(host.mtu);
+    await runOk([
+      "ip",
+      "-n",
+      this.hub,
+      "link",
+      "add",
+      hubSide,
+      "mtu",
+      mtu,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      host.ns,
+      "mtu",
+      mtu,
+    ]);
+    await runOk(["ip", "-n", this.hub, "link", "set", hubSide, "master", "br0", "up"]);
+    await runOk(["ip", "-n", host.ns, "-batch", "-"], {
+      stdin: [
+        `addr add ${host.ip}/24 dev eth0`,
+        "link set eth0 up",
+        `route add default via ${HUB_IP} dev eth0`,
+        "",
+      ].join("\n"),
+    });
+    return host;
+  }
+
+  /** Writes `<prefix>/config`; a string is written as is (for malformed configs). */
+  async putConfig(config: unknown, prefix = ETCD_PREFIX): Promise<void> {
+    const text = typeof config === "string" ? config : JSON.stringify(config);
+    await this.etcd.put(`${prefix}/config`, text);
+  }
+
+  /** The subnet leases in etcd: key → parsed value. */
+  async leases(prefix = ETCD_PREFIX): Promise<Record<string, unknown>> {
+    const raw = await this.etcd.list(`${prefix}/subnets/`);
+    return Object.fromEntries(Object.entries(raw).map(([k, v]) => [k, JSON.parse(v)]));
+  }
+
+  /** Every daemon started on any host. */
+  get daemons(): Daemon[] {
+    return this.hosts.flatMap((h) => h.daemons);
+  }
+
+  /** Kills daemons (SIGTERM, SIGKILL after `graceMs`), stops etcd, deletes namespaces and files. */
+  async [Symbol.asyncDispose](graceMs = 1_000): Promise<void> {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const errors: unknown[] = [];
+    await Promise.all(this.daemons.map((d) => d.stop(graceMs).catch((e) => errors.push(e))));
+    await this.#etcd.dispose().catch((e) => errors.push(e));
+    this.#removeAll();
+    untrack(this);
+    if (errors.length > 0) {
+      throw new AggregateError(errors, `Cluster ${this.tag} teardown failed: ${errors[0]}`);
+    }
+  }
+
+  /** Synchronous teardown for Ctrl-C and unload: SIGKILL everything, delete namespaces and files. */
+  disposeSync(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const d of this.daemons) d.kill("SIGKILL");
+    const etcdDir = this.#etcd.server?.tmpDir;
+    this.#removeAll();
+    if (etcdDir) {
+      try {
+        Deno.removeSync(etcdDir, { recursive: true });
+      } catch {
+        // Already gone.
+      }
+    }
+    live.delete(this);
+  }
+
+  #removeAll(): void {
+    // Hosts first, then the hub; deleteNamespace kills whatever still runs inside (etcd too).
+    for (const ns of [...this.#namespaces].reverse()) deleteNamespace(ns);
+    this.#namespaces = [];
+    if (Deno.env.get("FL_KEEP_LOGS") === "1") {
+      console.error(`Cluster ${this.tag}: logs kept in ${this.dir}`);
+      return;
+    }
+    try {
+      Deno.removeSync(this.dir, { recursive: true });
+    } catch {
+      // Already gone.
+    }
+  }
+}
