@@ -4,7 +4,17 @@
  * Key names match case-insensitively, as Go's encoding/json does upstream.
  */
 
-import type { IPNet } from "./ip.ts";
+import {
+  contains,
+  formatCIDR,
+  formatIPv4,
+  type IPNet,
+  netmask,
+  parseCIDR,
+  parseIPv4,
+  prefixSize,
+} from "./ip.ts";
+import { getFold } from "./lease.ts";
 
 export interface UdpBackendConfig {
   readonly type: "udp";
@@ -57,4 +67,178 @@ export interface NetworkConfig {
   /** Last allocatable subnet base (host-order u32). */
   readonly subnetMax: number;
   readonly backend: BackendConfig;
+}
+
+/** A network config that cannot be used; the message names the key and the value at fault. */
+export class ConfigError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "ConfigError";
+  }
+}
+
+/** The backend types this daemon knows, in the order error messages list them. */
+export const BACKEND_TYPES = ["udp", "vxlan", "host-gw", "alloc", "aws-vpc"] as const;
+
+/** The largest SubnetLen: a /30 still holds two usable host addresses. */
+const MAX_SUBNET_LEN = 30;
+
+/**
+ * Parses and validates the JSON stored at `<prefix>/config`, filling in every default.
+ *
+ * Key names match case-insensitively (Go encoding/json), unknown keys are ignored and a JSON
+ * `null` counts as absent, as upstream. Throws {@link ConfigError} naming the key and value.
+ *
+ * @example
+ * ```ts
+ * const c = parseNetworkConfig('{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan"}}');
+ * // c.subnetLen === 24, c.subnetMin = 10.1.1.0, c.subnetMax = 10.1.255.0, c.backend.vni === 1
+ * ```
+ */
+export function parseNetworkConfig(text: string): NetworkConfig {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`Network config is not valid JSON: ${(err as Error).message}`);
+  }
+  if (!isObject(doc)) {
+    throw new ConfigError(`Network config is not a JSON object: ${show(doc)}`);
+  }
+
+  const network = parseNetwork(getFold(doc, "Network"));
+  const subnetLen = parseSubnetLen(getFold(doc, "SubnetLen"), network);
+  const size = prefixSize(subnetLen);
+  const first = network.ip;
+  const last = network.ip + prefixSize(network.prefix) - size;
+  const subnetMin = parseBound("SubnetMin", getFold(doc, "SubnetMin"), network, subnetLen) ??
+    first + size;
+  const subnetMax = parseBound("SubnetMax", getFold(doc, "SubnetMax"), network, subnetLen) ?? last;
+  if (subnetMin > subnetMax) {
+    throw new ConfigError(
+      `SubnetMin ${formatIPv4(subnetMin)} is greater than SubnetMax ${formatIPv4(subnetMax)}`,
+    );
+  }
+  const backend = parseBackend(getFold(doc, "Backend"));
+  return { network, subnetLen, subnetMin, subnetMax, backend };
+}
+
+function parseNetwork(v: unknown): IPNet {
+  if (v === undefined || v === null) throw new ConfigError("Network is missing: it is required");
+  if (typeof v !== "string") throw new ConfigError(`Network ${show(v)} is not a string`);
+  const net = parseCIDR(v, true);
+  if (typeof net === "string") throw new ConfigError(`Network ${net}`);
+  if (net.prefix >= MAX_SUBNET_LEN) {
+    throw new ConfigError(
+      `Network ${show(v)} is too small: the prefix must be /${MAX_SUBNET_LEN - 1} or shorter`,
+    );
+  }
+  return net;
+}
+
+function parseSubnetLen(v: unknown, network: IPNet): number {
+  // Upstream treats 0 (Go's zero value) like an absent key.
+  if (v === undefined || v === null || v === 0) {
+    return network.prefix < 24 ? 24 : network.prefix + 1;
+  }
+  if (typeof v !== "number" || !Number.isInteger(v)) {
+    throw new ConfigError(`SubnetLen ${show(v)} is not an integer`);
+  }
+  const lo = network.prefix + 1;
+  if (v < lo || v > MAX_SUBNET_LEN) {
+    throw new ConfigError(`SubnetLen ${v} is not between ${lo} and ${MAX_SUBNET_LEN}`);
+  }
+  return v;
+}
+
+function parseBound(key: string, v: unknown, network: IPNet, subnetLen: number): number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "string") throw new ConfigError(`${key} ${show(v)} is not a string`);
+  const ip = parseIPv4(v);
+  if (ip === null) throw new ConfigError(`${key} ${show(v)} is not an IPv4 address`);
+  if (!contains(network, ip)) {
+    throw new ConfigError(`${key} ${formatIPv4(ip)} is not inside Network ${formatCIDR(network)}`);
+  }
+  if (((ip & netmask(subnetLen)) >>> 0) !== ip) {
+    throw new ConfigError(`${key} ${formatIPv4(ip)} is not aligned to SubnetLen ${subnetLen}`);
+  }
+  return ip;
+}
+
+function parseBackend(v: unknown): BackendConfig {
+  if (v === undefined || v === null) return { type: "udp", port: 8285, offload: true };
+  if (!isObject(v)) throw new ConfigError(`Backend ${show(v)} is not an object`);
+  const rawType = getFold(v, "Type");
+  const known = BACKEND_TYPES.join(", ");
+  if (rawType === undefined || rawType === null) {
+    throw new ConfigError(`Backend.Type is missing: must be one of ${known}`);
+  }
+  if (typeof rawType !== "string") {
+    throw new ConfigError(`Backend.Type ${show(rawType)} is not a string`);
+  }
+  const type = rawType.toLowerCase();
+  switch (type) {
+    case "udp":
+      return {
+        type,
+        port: intKey(v, "Port", 1, 65535) ?? 8285,
+        offload: boolKey(v, "Offload") ?? true,
+      };
+    case "vxlan":
+      return {
+        type,
+        vni: intKey(v, "VNI", 1, 16777215) ?? 1,
+        port: intKey(v, "Port", 1, 65535) ?? 8472,
+        mtu: intKey(v, "MTU", 68, 65535),
+        directRouting: boolKey(v, "DirectRouting") ?? false,
+        learning: boolKey(v, "Learning") ?? false,
+        gbp: boolKey(v, "GBP") ?? false,
+      };
+    case "host-gw":
+    case "alloc":
+      return { type };
+    case "aws-vpc":
+      return { type, routeTableID: routeTableKey(v) };
+    default:
+      throw new ConfigError(`Backend.Type ${show(rawType)} is not one of ${known}`);
+  }
+}
+
+function intKey(obj: Record<string, unknown>, key: string, lo: number, hi: number): number | null {
+  const v = getFold(obj, key);
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "number" || !Number.isInteger(v)) {
+    throw new ConfigError(`Backend.${key} ${show(v)} is not an integer`);
+  }
+  if (v < lo || v > hi) throw new ConfigError(`Backend.${key} ${v} is not between ${lo} and ${hi}`);
+  return v;
+}
+
+function boolKey(obj: Record<string, unknown>, key: string): boolean | null {
+  const v = getFold(obj, key);
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "boolean") throw new ConfigError(`Backend.${key} ${show(v)} is not a boolean`);
+  return v;
+}
+
+function routeTableKey(obj: Record<string, unknown>): string | null {
+  const v = getFold(obj, "RouteTableID");
+  // "" is Go's zero value: upstream then detects the table itself.
+  if (v === undefined || v === null || v === "") return null;
+  if (typeof v !== "string" || !/^rtb-[0-9a-f]+$/.test(v)) {
+    throw new ConfigError(
+      `Backend.RouteTableID ${show(v)} is not a route table id (rtb- and hex digits)`,
+    );
+  }
+  return v;
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+
+/** A value as it appeared in the JSON, shortened so one bad key cannot flood the log. */
+function show(v: unknown): string {
+  const s = JSON.stringify(v) ?? String(v);
+  return s.length > 60 ? s.slice(0, 57) + "..." : s;
 }
