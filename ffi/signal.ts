@@ -55,7 +55,7 @@ export function keepSignalIgnored(
 ): void {
   ignoreSignal(name);
   const started = performance.now();
-  let timer = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const tick = () => {
     if (signal.aborted) return;
     const current = signalDisposition(name);
@@ -64,7 +64,8 @@ export function keepSignalIgnored(
       onReset?.(current);
     }
     timer = setTimeout(tick, performance.now() - started < 3000 ? 10 : 1000);
-    Deno.unrefTimer(timer);
+    // Deno's timers are numbers; the cast only quiets @types/node's overload of setTimeout.
+    Deno.unrefTimer(timer as unknown as number);
   };
   signal.addEventListener("abort", () => clearTimeout(timer), { once: true });
   tick();
