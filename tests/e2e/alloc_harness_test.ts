@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Cluster, HUB_IP } from "../harness/cluster.ts";
+import { Cluster, Daemon, HUB_IP } from "../harness/cluster.ts";
 import { listNamespaces } from "../harness/netns.ts";
 
 Deno.test("Cluster.create() wires hosts to the hub bridge and etcd, and teardown removes them", async () => {
@@ -50,4 +50,41 @@ Deno.test("Cluster.create() wires hosts to the hub bridge and etcd, and teardown
     assert.equal(listNamespaces().filter((n) => n.startsWith(tag)).length, 3);
   }
   assert.deepEqual(listNamespaces().filter((n) => n.startsWith(tag)), []);
+});
+
+Deno.test("Daemon captures output, sees the subnet file, and reports exit codes", async () => {
+  await using cluster = await Cluster.create({ hosts: 1, startEtcd: false });
+  const h1 = cluster.hosts[0];
+  const spawn = (script: string) =>
+    Daemon.spawn({
+      ns: h1.ns,
+      cmd: ["sh", "-c", script],
+      env: { PATH: "/usr/bin:/bin:/usr/sbin:/sbin" },
+      cwd: h1.dir,
+      logFile: `${h1.dir}/fake.log`,
+      subnetFile: h1.subnetFile,
+    });
+
+  const d = spawn(
+    `echo "I1127 subnet] Acquired lease 10.1.15.0/24" >&2; sleep 0.2; echo X > ${h1.subnetFile}; ` +
+      `trap 'exit 0' TERM; while :; do sleep 0.05; done`,
+  );
+  assert.match(await d.waitForLog(/Acquired lease/), /10\.1\.15\.0\/24/);
+  await d.waitReady(5_000);
+  assert.equal(await d.exitedWithin(200), null);
+  d.kill("SIGTERM");
+  assert.equal(await d.exited(), 0);
+  assert.match(await Deno.readTextFile(`${h1.dir}/fake.log`), /Acquired lease/);
+
+  const failing = spawn("echo boom >&2; exit 3");
+  await assert.rejects(failing.waitForLog(/never/, 5_000), /exited with code 3.*\n.*boom/);
+  await assert.rejects(failing.waitReady(5_000), /exited with code 3/);
+
+  const killed = spawn("sleep 30; echo never");
+  killed.kill("SIGKILL");
+  assert.equal(await killed.exited(), 137);
+
+  const slow = spawn("exec sleep 30");
+  await assert.rejects(slow.waitForLog(/x/, 100), /Timed out after 100 ms/);
+  assert.equal(await slow.stop(500), 143);
 });

@@ -31,10 +31,13 @@ export class Daemon {
   readonly pid: number;
   /** When the process was spawned (`performance.now()` milliseconds). */
   readonly startedAt: number;
+  /** When the process was spawned (`Date.now()` milliseconds). */
+  readonly startedAtWall: number;
   readonly #child: Deno.ChildProcess;
   readonly #spec: DaemonSpec;
   #text = "";
   #listeners = new Set<() => void>();
+  #streamReaders: ReadableStreamDefaultReader<Uint8Array>[] = [];
   #exitCode: number | null = null;
   readonly #status: Promise<number>;
   readonly #readers: Promise<void>;
@@ -44,6 +47,7 @@ export class Daemon {
     this.#spec = spec;
     this.#log = Deno.openSync(spec.logFile, { append: true, create: true });
     this.startedAt = performance.now();
+    this.startedAtWall = Date.now();
     this.#child = new Deno.Command("ip", {
       args: ["netns", "exec", spec.ns, ...spec.cmd],
       env: spec.env,
@@ -59,6 +63,12 @@ export class Daemon {
       this.#pump(this.#child.stderr),
     ]).then(() => {});
     this.#status = this.#child.status.then(async (s) => {
+      // A grandchild that inherited the pipes may keep them open: stop reading shortly after.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<void>((r) => timer = setTimeout(r, 500));
+      await Promise.race([this.#readers, late]);
+      clearTimeout(timer);
+      for (const r of this.#streamReaders) await r.cancel().catch(() => {});
       await this.#readers;
       this.#exitCode = s.signal !== null ? 128 + signalNumber(s.signal) : s.code;
       this.#notify();
@@ -78,10 +88,14 @@ export class Daemon {
 
   async #pump(stream: ReadableStream<Uint8Array>): Promise<void> {
     const dec = new TextDecoder();
-    for await (const chunk of stream) {
-      this.#text += dec.decode(chunk, { stream: true });
+    const reader = stream.getReader();
+    this.#streamReaders.push(reader);
+    for (;;) {
+      const { value, done } = await reader.read().catch(() => ({ value: undefined, done: true }));
+      if (done || value === undefined) break;
+      this.#text += dec.decode(value, { stream: true });
       try {
-        this.#log.writeSync(chunk);
+        this.#log.writeSync(value);
       } catch {
         // The log file is best effort; the in-memory copy is what tests read.
       }
@@ -123,13 +137,17 @@ export class Daemon {
     );
   }
 
-  /** Waits until the subnet file exists (the daemon writes it when ready). */
+  /**
+   * Waits until this daemon has written the subnet file (it does when ready): the file exists
+   * and was modified after the spawn, so a file left by an earlier run does not count.
+   */
   async waitReady(timeoutMs = 20_000): Promise<void> {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       try {
-        await Deno.stat(this.#spec.subnetFile);
-        return;
+        const st = await Deno.stat(this.#spec.subnetFile);
+        // File times come from the kernel's coarse clock (one jiffy behind at most).
+        if (st.mtime !== null && st.mtime.getTime() >= this.startedAtWall - 20) return;
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) throw err;
       }
