@@ -94,6 +94,8 @@ const SYMBOLS = {
   getpid: { parameters: [], result: "i32" },
   // unsigned int if_nametoindex(const char *ifname);
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
+  // int eventfd(unsigned int initval, int flags); -- wakes a pending poll_async (netlink subscribe)
+  eventfd: { parameters: ["u32", "i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 function openLibc(): Deno.DynamicLibrary<typeof SYMBOLS> {
