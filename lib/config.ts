@@ -127,7 +127,10 @@ function parseNetwork(v: unknown): IPNet {
   if (v === undefined || v === null) throw new ConfigError("Network is missing: it is required");
   if (typeof v !== "string") throw new ConfigError(`Network ${show(v)} is not a string`);
   const net = parseCIDR(v, true);
-  if (typeof net === "string") throw new ConfigError(`Network ${net}`);
+  // parseCIDR quotes the whole text; keep the message one short line.
+  if (typeof net === "string") {
+    throw new ConfigError(`Network ${net.replace(JSON.stringify(v), show(v))}`);
+  }
   if (net.prefix >= MAX_SUBNET_LEN) {
     throw new ConfigError(
       `Network ${show(v)} is too small: the prefix must be /${MAX_SUBNET_LEN - 1} or shorter`,

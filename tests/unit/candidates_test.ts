@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { type NetworkConfig, parseNetworkConfig } from "../../lib/config.ts";
+import { formatCIDR, type IPNet, overlaps, parseCIDR, prefixSize } from "../../lib/ip.ts";
+import { candidateSubnets, fitsConfig } from "../../lib/subnet/candidates.ts";
+
+function cfg(json: unknown): NetworkConfig {
+  return parseNetworkConfig(JSON.stringify(json));
+}
+
+function net(s: string): IPNet {
+  const n = parseCIDR(s, false);
+  if (typeof n === "string") throw new Error(n);
+  return n;
+}
+
+const C16 = cfg({ Network: "10.1.0.0/16" });
+
+/** The obvious O(range × taken) algorithm the fast one must agree with. */
+function naive(config: NetworkConfig, taken: IPNet[], limit: number): IPNet[] {
+  const out: IPNet[] = [];
+  const size = prefixSize(config.subnetLen);
+  for (let s = config.subnetMin; s <= config.subnetMax && out.length < limit; s += size) {
+    const c = { ip: s, prefix: config.subnetLen };
+    if (!taken.some((t) => overlaps(t, c))) out.push(c);
+  }
+  return out;
+}
+
+/** A small deterministic PRNG (mulberry32) so failures reproduce. */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+  };
+}
+
+Deno.test("fitsConfig() accepts only aligned subnets of SubnetLen in SubnetMin..SubnetMax", async (t) => {
+  const c = cfg({ Network: "10.1.0.0/16", SubnetMin: "10.1.4.0", SubnetMax: "10.1.9.0" });
+  const rows: [string, IPNet, boolean][] = [
+    ["SubnetMin itself", net("10.1.4.0/24"), true],
+    ["SubnetMax itself", net("10.1.9.0/24"), true],
+    ["one in the middle", net("10.1.6.0/24"), true],
+    ["below SubnetMin", net("10.1.3.0/24"), false],
+    ["above SubnetMax", net("10.1.10.0/24"), false],
+    ["the skipped first subnet", net("10.1.0.0/24"), false],
+    ["outside the Network", net("10.2.5.0/24"), false],
+    ["a longer prefix", net("10.1.5.0/25"), false],
+    ["a shorter prefix", net("10.1.4.0/23"), false],
+    ["host bits set", { ip: net("10.1.5.7/32").ip, prefix: 24 }, false],
+  ];
+  for (const [name, subnet, want] of rows) {
+    await t.step(`${name}: ${formatCIDR(subnet)} → ${want}`, () => {
+      assert.equal(fitsConfig(c, subnet), want);
+    });
+  }
+});
+
+Deno.test("candidateSubnets() lists the first free subnets from SubnetMin upward", () => {
+  const got = candidateSubnets(C16, []).map(formatCIDR);
+  assert.equal(got.length, 100);
+  assert.equal(got[0], "10.1.1.0/24");
+  assert.equal(got[99], "10.1.100.0/24");
+  assert.deepEqual(candidateSubnets(C16, [], 3).map(formatCIDR), [
+    "10.1.1.0/24",
+    "10.1.2.0/24",
+    "10.1.3.0/24",
+  ]);
+  assert.deepEqual(candidateSubnets(C16, [], 0), []);
+});
+
+Deno.test("candidateSubnets() skips taken subnets of any length", async (t) => {
+  const rows: [string, string[], string[]][] = [
+    ["same length", ["10.1.2.0/24"], ["10.1.1.0/24", "10.1.3.0/24", "10.1.4.0/24"]],
+    ["a /30 inside blocks its /24", ["10.1.1.8/30"], ["10.1.2.0/24", "10.1.3.0/24", "10.1.4.0/24"]],
+    ["a /22 blocks four", ["10.1.0.0/22"], ["10.1.4.0/24", "10.1.5.0/24", "10.1.6.0/24"]],
+    ["the whole /16 leaves nothing", ["10.1.0.0/16"], []],
+    ["0.0.0.0/0 leaves nothing", ["0.0.0.0/0"], []],
+    ["outside the Network is ignored", ["10.2.1.0/24", "10.0.255.0/24"], [
+      "10.1.1.0/24",
+      "10.1.2.0/24",
+      "10.1.3.0/24",
+    ]],
+    ["unsorted, duplicated and adjacent", [
+      "10.1.3.0/24",
+      "10.1.1.0/24",
+      "10.1.3.0/24",
+      "10.1.2.0/24",
+      "10.1.5.0/24",
+    ], ["10.1.4.0/24", "10.1.6.0/24", "10.1.7.0/24"]],
+    ["host bits in a taken entry are masked", ["10.1.1.77/24"], [
+      "10.1.2.0/24",
+      "10.1.3.0/24",
+      "10.1.4.0/24",
+    ]],
+  ];
+  for (const [name, taken, want] of rows) {
+    await t.step(name, () => {
+      assert.deepEqual(candidateSubnets(C16, taken.map(net), 3).map(formatCIDR), want);
+    });
+  }
+});
+
+Deno.test("candidateSubnets() stops at SubnetMax", () => {
+  const c = cfg({ Network: "10.1.0.0/16", SubnetMin: "10.1.250.0" });
+  assert.deepEqual(candidateSubnets(c, [net("10.1.252.0/24")]).map(formatCIDR), [
+    "10.1.250.0/24",
+    "10.1.251.0/24",
+    "10.1.253.0/24",
+    "10.1.254.0/24",
+    "10.1.255.0/24",
+  ]);
+  const top = cfg({ Network: "0.0.0.0/0", SubnetMin: "255.255.254.0" });
+  assert.deepEqual(candidateSubnets(top, []).map(formatCIDR), [
+    "255.255.254.0/24",
+    "255.255.255.0/24",
+  ]);
+  const half = cfg({ Network: "192.168.7.0/24" });
+  assert.deepEqual(candidateSubnets(half, []).map(formatCIDR), ["192.168.7.128/25"]);
+  assert.deepEqual(candidateSubnets(half, [net("192.168.7.128/25")]), []);
+});
+
+Deno.test("candidateSubnets() agrees with the naive algorithm on random inputs", () => {
+  const rand = rng(42);
+  const c = cfg({ Network: "10.0.0.0/20", SubnetLen: 26, SubnetMin: "10.0.1.64" });
+  for (let round = 0; round < 300; round++) {
+    const taken: IPNet[] = [];
+    const n = Math.floor(rand() * 40);
+    for (let i = 0; i < n; i++) {
+      const prefix = 18 + Math.floor(rand() * 15); // /18../32, some wider than the Network
+      const ip = (0x0a000000 + Math.floor(rand() * 0x2000)) >>> 0;
+      taken.push(
+        net(`${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}/${prefix}`),
+      );
+    }
+    const limit = 1 + Math.floor(rand() * 80);
+    assert.deepEqual(
+      candidateSubnets(c, taken, limit).map(formatCIDR),
+      naive(c, taken, limit).map(formatCIDR),
+      `round ${round}: taken ${taken.map(formatCIDR).join(" ")}`,
+    );
+  }
+});
+
+Deno.test("candidateSubnets() with 5,000 taken leases takes well under 100 ms", () => {
+  const c = cfg({ Network: "10.0.0.0/8" });
+  // Leases 10.0.1.0/24 … in shuffled order: the free ones start after the last.
+  const taken: IPNet[] = [];
+  for (let i = 1; i <= 5000; i++) taken.push({ ip: 0x0a000000 + i * 256, prefix: 24 });
+  const rand = rng(7);
+  for (let i = taken.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [taken[i], taken[j]] = [taken[j], taken[i]];
+  }
+  candidateSubnets(c, taken); // warm up the JIT once
+  const t0 = performance.now();
+  const got = candidateSubnets(c, taken);
+  const ms = performance.now() - t0;
+  assert.equal(got.length, 100);
+  assert.equal(formatCIDR(got[0]), "10.19.137.0/24"); // 10.0.0.0 + 5001 * 256
+  assert.ok(ms < 50, `took ${ms.toFixed(1)} ms`);
+});
+
+Deno.test("candidateSubnets() over a /8 of /30s (4M subnets) stops after the limit", () => {
+  const c = cfg({ Network: "10.0.0.0/8", SubnetLen: 30 });
+  const t0 = performance.now();
+  const got = candidateSubnets(c, [net("10.0.0.0/9")]);
+  const ms = performance.now() - t0;
+  assert.equal(got.length, 100);
+  assert.equal(formatCIDR(got[0]), "10.128.0.0/30");
+  assert.equal(formatCIDR(got[99]), "10.128.1.140/30");
+  assert.ok(ms < 50, `took ${ms.toFixed(1)} ms`);
+  // Everything taken but the last two /30s (10.0.0.0/9, 10.128.0.0/10, … 10.255.255.240/29):
+  // the walk jumps over each busy range instead of stepping through 4M subnets.
+  const chain: IPNet[] = [];
+  for (let p = 9, ip = 0x0a000000; p <= 29; ip += prefixSize(p), p++) chain.push({ ip, prefix: p });
+  const last = candidateSubnets(c, chain);
+  assert.deepEqual(last.map(formatCIDR), ["10.255.255.248/30", "10.255.255.252/30"]);
+});
