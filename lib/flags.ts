@@ -270,7 +270,7 @@ export function parseInt0(s: string): number | null {
   if (/^0[xX]/.test(body)) [base, body] = [16, body.slice(2)];
   else if (/^0[oO]/.test(body)) [base, body] = [8, body.slice(2)];
   else if (/^0[bB]/.test(body)) [base, body] = [2, body.slice(2)];
-  else if (body.length > 1) [base, body] = [8, body.slice(1)];
+  else if (body.length > 1 && body[0] === "0") [base, body] = [8, body.slice(1)];
   const n = parseInt(body, base);
   if (!Number.isSafeInteger(n)) return null;
   return m[1] === "-" && n !== 0 ? -n : n;
