@@ -9,6 +9,7 @@ import { listNamespaces } from "../harness/netns.ts";
 
 Deno.test("Cluster.create() wires hosts to the hub bridge and etcd, and teardown removes them", async () => {
   let tag = "";
+  let dirs: string[] = [];
   {
     await using cluster = await Cluster.create({ hosts: 2, mtu: 1400 });
     tag = cluster.tag;
@@ -48,8 +49,10 @@ Deno.test("Cluster.create() wires hosts to the hub bridge and etcd, and teardown
       '{"Network":"10.1.0.0/16","Backend":{"Type":"alloc"}}',
     );
     assert.equal(listNamespaces().filter((n) => n.startsWith(tag)).length, 3);
+    dirs = [cluster.dir, cluster.etcd.server!.tmpDir];
   }
   assert.deepEqual(listNamespaces().filter((n) => n.startsWith(tag)), []);
+  for (const d of dirs) await assert.rejects(Deno.stat(d), Deno.errors.NotFound);
 });
 
 Deno.test("Daemon captures output, sees the subnet file, and reports exit codes", async () => {
