@@ -1,0 +1,222 @@
+/**
+ * aws-vpc: no encapsulation; the VPC route table sends each host's subnet to its instance.
+ *
+ * Installs nothing on the host. Init reads the instance id and region from IMDS (a host that is
+ * not on EC2 fails here, before taking a lease: the daemon exits 1 with a line saying so), takes
+ * the lease (`{PublicIP}` only), disables the instance's source/destination check, picks the route
+ * table (RouteTableID, else the subnet's, else the VPC's main one) and makes the route
+ * `<own subnet> → this instance` exist, replacing a route for the same CIDR (a blackhole left by a
+ * dead instance, or another instance's). Credential, permission and route-table errors are fatal
+ * in init; RouteLimitExceeded and exhausted retries are not: the daemon becomes ready and run
+ * keeps retrying (10 s, doubling to 60 s), deleting departed routes first, which may free a slot.
+ *
+ * Lease added: nothing (each host installs its own route). Lease removed: every host deletes the
+ * route of that subnet (racing hosts get InvalidRoute.NotFound, which is fine). A route inside
+ * Network with no lease that was never seen removed (left from before this daemon started) is
+ * deleted only after a grace period, so a host that has just taken its lease and created its
+ * route is not raced by a peer whose watch lags. Routes outside Network, or of another prefix
+ * length, are never touched. Everything is re-checked every 60 s.
+ *
+ * Survives a restart: the routes and the source/dest setting live in EC2; a restarted host finds
+ * its route present (or replaces it) and its lease again by PublicIP.
+ */
+
+import type { Backend, BackendContext } from "../mod.ts";
+import type { AwsVpcBackendConfig } from "../../config.ts";
+import { formatCIDR } from "../../ip.ts";
+import { errText, logger } from "../../log.ts";
+import type { Lease } from "../../lease.ts";
+import { isAbort } from "../../async.ts";
+import { ec2Client } from "./client.ts";
+import { type RetryPolicy, VpcRoutes } from "./ec2.ts";
+import { AwsVpcError, isRetryable } from "./errors.ts";
+import { type ImdsOptions, readInstanceIdentity } from "./imds.ts";
+
+const log = logger("aws-vpc");
+
+/** Codes after which init still succeeds and run keeps retrying the own route. */
+const RETRY_IN_RUN = new Set(["RouteLimitExceeded", "IncorrectInstanceState"]);
+
+/** Timings and endpoints; the defaults are for production, tests shorten them. */
+export interface AwsVpcOptions {
+  /** Full re-check interval, default 60 000 ms. */
+  readonly recheckMs?: number;
+  /** First retry of a failed own route, default 10 000 ms (doubling up to `recheckMs`). */
+  readonly routeRetryMs?: number;
+  /** How long a route with no lease (never seen removed) survives, default 10 000 ms. */
+  readonly graceMs?: number;
+  readonly retry?: RetryPolicy;
+  readonly imds?: ImdsOptions;
+  /** Environment for credentials and region, default `Deno.env`. */
+  readonly env?: Record<string, string | undefined>;
+}
+
+/** Creates the aws-vpc backend. */
+export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
+  const cfg = ctx.config.backend as AwsVpcBackendConfig;
+  const recheckMs = opts.recheckMs ?? 60_000;
+  const routeRetryMs = opts.routeRetryMs ?? 10_000;
+  const graceMs = opts.graceMs ?? 10_000;
+  let routes: VpcRoutes;
+  let tableId = "";
+  let lease: Lease;
+  let ownCidr = "";
+  let routePending = false;
+  let instanceId = "";
+
+  /** Makes our route exist; true when done, false when it must be retried later. */
+  async function ensureOwn(signal: AbortSignal, fatal: boolean): Promise<boolean> {
+    try {
+      const r = await routes.ensureRoute(tableId, ownCidr, signal);
+      if (r !== "present" || routePending) {
+        log.info(`Route ${ownCidr} → ${instanceId} in ${tableId}: ${r}`);
+      }
+      return true;
+    } catch (err) {
+      if (isAbort(err, signal)) throw err;
+      const retryLater = !fatal ||
+        (err instanceof AwsVpcError &&
+          (RETRY_IN_RUN.has(err.code ?? "") || isRetryable(err.cause)));
+      if (!retryLater) throw err;
+      log.error(errText(err));
+      return false;
+    }
+  }
+
+  return {
+    async init(signal) {
+      const id = await readInstanceIdentity(opts.imds);
+      instanceId = id.instanceId;
+      log.info(`Instance ${id.instanceId} in ${id.region} (${id.availabilityZone})`);
+      routes = new VpcRoutes({
+        client: ec2Client(id.region, opts.env ?? Deno.env.toObject()),
+        instanceId: id.instanceId,
+        network: ctx.config.network,
+        subnetLen: ctx.config.subnetLen,
+        retry: opts.retry,
+        log,
+      });
+      lease = await ctx.subnets.acquireLease(
+        { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
+        signal,
+      );
+      ownCidr = formatCIDR(lease.subnet);
+      await routes.disableSourceDestCheck(signal);
+      log.info(`Disabled the source/destination check of ${id.instanceId}`);
+      tableId = await routes.chooseRouteTable(cfg.routeTableID, signal);
+      log.info(`Using route table ${tableId}`);
+      routePending = !(await ensureOwn(signal, true));
+      return { lease, mtu: ctx.ext.mtu };
+    },
+
+    async run(signal) {
+      const leased = new Set<string>();
+      const removed = new Set<string>();
+      const suspects = new Map<string, number>();
+      let synced = false;
+      let watchErr: unknown = null;
+      let wake: (() => void) | null = null;
+      const poke = () => wake?.();
+
+      const watcher = (async () => {
+        try {
+          for await (const batch of ctx.subnets.watchLeases(lease.subnet, signal)) {
+            for (const ev of batch) {
+              const cidr = formatCIDR(ev.lease.subnet);
+              if (ev.type === "added") {
+                leased.add(cidr);
+                removed.delete(cidr);
+              } else {
+                leased.delete(cidr);
+                removed.add(cidr);
+              }
+            }
+            synced = true;
+            poke();
+          }
+        } catch (err) {
+          if (!isAbort(err, signal)) watchErr = err;
+          poke();
+        }
+      })();
+
+      let retryDelay = routeRetryMs;
+      let nextOwnTry = Date.now() + retryDelay;
+      while (!signal.aborted && watchErr === null) {
+        let waitMs = recheckMs;
+        try {
+          if (synced) {
+            await deleteDeparted(signal);
+          }
+          if (!routePending || Date.now() >= nextOwnTry) {
+            const ok = await ensureOwn(signal, false);
+            if (ok) {
+              routePending = false;
+              retryDelay = routeRetryMs;
+            } else {
+              routePending = true;
+              nextOwnTry = Date.now() + retryDelay;
+              log.info(`Retrying route ${ownCidr} in ${retryDelay / 1000}s`);
+              retryDelay = Math.min(recheckMs, retryDelay * 2);
+            }
+          }
+          if (routePending) waitMs = Math.max(0, nextOwnTry - Date.now());
+          if (suspects.size > 0) waitMs = Math.min(waitMs, graceMs);
+        } catch (err) {
+          if (isAbort(err, signal)) break;
+          log.error(`Route check failed, next in ${routeRetryMs / 1000}s: ${errText(err)}`);
+          waitMs = routeRetryMs;
+        }
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            clearTimeout(timer);
+            signal.removeEventListener("abort", done);
+            wake = null;
+            resolve();
+          };
+          const timer = setTimeout(done, waitMs);
+          signal.addEventListener("abort", done, { once: true });
+          wake = done;
+        });
+      }
+      await watcher;
+      if (watchErr !== null) throw watchErr;
+
+      async function deleteDeparted(signal: AbortSignal): Promise<string[]> {
+        // A route is kept while its lease exists, deleted at once when we saw its lease go, and
+        // after graceMs when no lease was ever seen (its owner may be between lease and route).
+        const now = Date.now();
+        const keep = new Set<string>([ownCidr, ...leased]);
+        const table = await routes.describeTable(tableId, signal);
+        const present = new Set<string>();
+        for (const r of table.Routes ?? []) {
+          if (!routes.isOverlayRoute(r)) continue;
+          const cidr = r.DestinationCidrBlock!;
+          present.add(cidr);
+          if (keep.has(cidr) || removed.has(cidr)) {
+            suspects.delete(cidr);
+            continue;
+          }
+          const since = suspects.get(cidr);
+          if (since === undefined) {
+            suspects.set(cidr, now);
+            log.info(`Route ${cidr} in ${tableId} has no lease; deleting it in ${graceMs / 1000}s`);
+          }
+          if (since === undefined || now - since < graceMs) keep.add(cidr);
+        }
+        for (const c of [...suspects.keys(), ...removed]) {
+          if (!present.has(c)) {
+            suspects.delete(c);
+            removed.delete(c);
+          }
+        }
+        const deleted = await routes.deleteDepartedRoutes(tableId, keep, signal, table);
+        for (const c of deleted) {
+          suspects.delete(c);
+          removed.delete(c);
+        }
+        return deleted;
+      }
+    },
+  };
+}
