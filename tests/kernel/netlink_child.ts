@@ -1,0 +1,61 @@
+/**
+ * The in-namespace half of the netlink kernel tests: `ip netns exec NS deno run -A
+ * tests/kernel/netlink_child.ts '<ops JSON>'` runs each `[verb, ...args]` on one `Netlink` handle
+ * and prints one JSON array of results (`{ ok }` or `{ err: { code, message } }`).
+ *
+ * A Deno process cannot move itself into another network namespace safely (threads), so the
+ * tests spawn this under `ip netns exec`. Two pseudo-verbs exist for what one call cannot show:
+ * - `["bulkRoutes", count, oif]` replaces `count` /32 routes 10.200.x.y and returns the seconds;
+ * - `["watch", groups, dstWanted]` subscribes, prints `ready`, and prints the first route event
+ *   for `dstWanted` (or any event if null) as JSON, then aborts the subscription.
+ */
+
+import { SyscallError } from "../../ffi/errno.ts";
+import { Netlink, subscribe } from "../../ffi/netlink/route.ts";
+
+type Op = [string, ...unknown[]];
+
+function bulkRoutes(nl: Netlink, count: number, oif: number): number {
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    nl.routeReplace({ dst: `10.200.${i >> 8}.${i & 255}/32`, oif });
+  }
+  return (performance.now() - t0) / 1000;
+}
+
+async function watch(groups: ("link" | "route" | "neigh")[], dst: string | null): Promise<void> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), 10_000);
+  const events = subscribe(groups, ac.signal);
+  console.log("ready");
+  for await (const ev of events) {
+    if (dst === null || (ev.kind === "route" && ev.route.dst === dst)) {
+      console.log(JSON.stringify(ev));
+      ac.abort();
+    }
+  }
+  clearTimeout(timer);
+  console.log("ended");
+}
+
+if (import.meta.main) {
+  const ops = JSON.parse(Deno.args[0]) as Op[];
+  if (ops.length === 1 && ops[0][0] === "watch") {
+    await watch(ops[0][1] as ("link" | "route" | "neigh")[], ops[0][2] as string | null);
+  } else {
+    using nl = Netlink.open();
+    const out: unknown[] = [];
+    for (const [verb, ...args] of ops) {
+      try {
+        const result = verb === "bulkRoutes"
+          ? bulkRoutes(nl, args[0] as number, args[1] as number)
+          : (nl as unknown as Record<string, (...a: unknown[]) => unknown>)[verb](...args);
+        out.push({ ok: result ?? null });
+      } catch (err) {
+        if (!(err instanceof SyscallError)) throw err;
+        out.push({ err: { code: err.code, message: err.message } });
+      }
+    }
+    console.log(JSON.stringify(out));
+  }
+}
