@@ -20,6 +20,8 @@ export interface EtcdServerOptions {
   clientCertAuth?: boolean;
   /** Enable etcd auth with this user (read-write on every key under `/`). */
   auth?: { user: string; password: string };
+  /** Use these certificates instead of making new ones (implies `tls`). */
+  certs?: CertFiles;
 }
 
 const dec = new TextDecoder();
@@ -83,10 +85,11 @@ export class EtcdServer implements AsyncDisposable {
         if (port === 0) port = freePort(host);
         do peerPort = freePort("127.0.0.1"); while (peerPort === port);
       }
-      const tls = opts.tls || opts.clientCertAuth;
-      const certs = tls
-        ? await makeCerts(`${tmpDir}/certs`, { ips: host === "127.0.0.1" ? [] : [host] })
-        : undefined;
+      const tls = opts.tls || opts.clientCertAuth || opts.certs;
+      const certs = opts.certs ??
+        (tls
+          ? await makeCerts(`${tmpDir}/certs`, { ips: host === "127.0.0.1" ? [] : [host] })
+          : undefined);
       const s = new EtcdServer(tmpDir, opts, host, port, peerPort, certs);
       await s.start();
       if (opts.auth) await s.#enableAuth(opts.auth);
@@ -195,6 +198,8 @@ export class EtcdServer implements AsyncDisposable {
         `--key=${this.certs.clientKeyFile}`,
       );
     }
+    // Caller-supplied certificates may deliberately not match the endpoint.
+    if (this.opts.certs) flags.push("--insecure-skip-tls-verify");
     if (this.#root) flags.push(`--user=${this.#root.user}:${this.#root.password}`);
     const argv = this.#wrap(["etcdctl", ...flags, ...args]);
     const out = await new Deno.Command(argv[0], {
