@@ -1,0 +1,112 @@
+/**
+ * The host-gw backend: plain routes through the peers' addresses, no encapsulation.
+ *
+ * Installs no device. Lease attrs: BackendType "host-gw", no BackendData; MTU = external MTU.
+ * Refuses a public IP that differs from the interface address (NAT): peers could not route to it.
+ *
+ * Lease added or changed: route `<peer subnet> via <peer PublicIP> dev <ext>` (replace). A peer
+ * not on a directly connected subnet of the external interface, or of another backend type: one
+ * warning naming it, no route. Removed: the route is deleted.
+ *
+ * Restart: routes stay in the kernel on exit. On start the first lease batch reconciles: routes
+ * inside the overlay network on the external interface (or via any gateway) that no lease
+ * explains are removed, right ones are not touched. While running, a deleted peer route is
+ * restored (netlink subscription).
+ */
+
+import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/route.ts";
+import { formatIPv4 } from "../../ip.ts";
+import type { Lease } from "../../lease.ts";
+import { errText, logger } from "../../log.ts";
+import type { Backend, BackendContext, BackendReady } from "../mod.ts";
+import { isDirect, type KernelOps, PeerTable } from "../vxlan/reconcile.ts";
+import { planHostGwPeer } from "./peers.ts";
+
+const log = logger("hostgw");
+
+/** The netlink verbs the host-gw backend uses. */
+export type HostGwKernelOps = KernelOps & Pick<Netlink, "routeGet" | "close">;
+
+/** Test seams: a netlink handle and an event source instead of the real ones. */
+export interface HostGwDeps {
+  readonly netlink?: () => HostGwKernelOps;
+  readonly subscribe?: (signal: AbortSignal) => AsyncIterable<NetlinkEvent>;
+}
+
+/** Creates the host-gw backend for `ctx`. */
+export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
+  let nl: HostGwKernelOps | null = null;
+  let lease: Lease | null = null;
+  const open = () => nl ??= (deps.netlink ?? Netlink.open)();
+
+  return {
+    async init(signal: AbortSignal): Promise<BackendReady> {
+      if (ctx.ext.publicIP !== ctx.ext.ifaceAddr) {
+        throw new Error(
+          `Cannot use host-gw with public IP ${formatIPv4(ctx.ext.publicIP)}: it differs from ` +
+            `the address ${
+              formatIPv4(ctx.ext.ifaceAddr)
+            } of ${ctx.ext.name} (NAT is not supported)`,
+        );
+      }
+      open();
+      lease = await ctx.subnets.acquireLease(
+        { publicIP: ctx.ext.publicIP, backendType: "host-gw", backendData: null },
+        signal,
+      );
+      return { lease, mtu: ctx.ext.mtu };
+    },
+
+    async run(signal: AbortSignal): Promise<void> {
+      const k = nl;
+      if (!k || !lease) throw new Error("The host-gw backend ran before init");
+      const c = {
+        extIndex: ctx.ext.index,
+        extName: ctx.ext.name,
+        isDirect: (ip: string) => isDirect(k, ip, ctx.ext.index),
+      };
+      const table = new PeerTable(
+        k,
+        { network: ctx.config.network, own: lease.subnet, extIndex: ctx.ext.index, devIndex: null },
+        (l) => planHostGwPeer(l, c),
+        log,
+      );
+      const watch = async () => {
+        let first = true;
+        for await (const batch of ctx.subnets.watchLeases(lease!.subnet, signal)) {
+          if (signal.aborted) break;
+          if (first) {
+            first = false;
+            const changes = table.sync(
+              batch.filter((e) => e.type === "added").map((e) => e.lease),
+            );
+            log.info(`Reconciled ${batch.length} peer leases: ${changes} kernel changes`);
+          } else {
+            table.apply(batch);
+          }
+        }
+      };
+      const heal = async () => {
+        const source = deps.subscribe ?? ((s: AbortSignal) => subscribe(["route"], s));
+        try {
+          for await (const ev of source(signal)) {
+            if (signal.aborted) break;
+            if (ev.kind === "route" && ev.type === "del" && table.restoreRoute(ev.route)) {
+              log.warn(`Route ${ev.route.dst} was deleted: restored it`);
+            } else if (ev.kind === "resync") {
+              table.resync();
+            }
+          }
+        } catch (err) {
+          if (!signal.aborted) log.warn(`Self-healing stopped: ${errText(err)}`);
+        }
+      };
+      try {
+        await Promise.all([watch(), heal()]);
+      } finally {
+        k.close();
+        nl = null;
+      }
+    },
+  };
+}

@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import type { NetworkConfig } from "../../lib/config.ts";
+import type { IPNet } from "../../lib/ip.ts";
+import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import { setSink } from "../../lib/log.ts";
+import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import type { ExternalInterface } from "../../lib/backend/mod.ts";
+import { create } from "../../lib/backend/hostgw/mod.ts";
+import { planHostGwPeer } from "../../lib/backend/hostgw/peers.ts";
+import { captureLog, FakeNetlink, lease, routeOf } from "./vxlan_fake_netlink_test.ts";
+
+const EXT = 2;
+const NETWORK: IPNet = { ip: 0x0a010000, prefix: 16 };
+const OWN: IPNet = { ip: 0x0a010100, prefix: 24 };
+const config: NetworkConfig = {
+  network: NETWORK,
+  subnetLen: 24,
+  subnetMin: 0x0a010100,
+  subnetMax: 0x0a01ff00,
+  backend: { type: "host-gw" },
+};
+const ext: ExternalInterface = {
+  name: "eth0",
+  index: EXT,
+  ifaceAddr: 0xc0a80001,
+  publicIP: 0xc0a80001,
+  mtu: 1500,
+};
+const c = { extIndex: EXT, extName: "eth0", isDirect: (ip: string) => ip.startsWith("192.168.0.") };
+
+Deno.test("planHostGwPeer", async (t) => {
+  await t.step(
+    "a directly connected peer: route via its PublicIP on the external interface",
+    () => {
+      const d = planHostGwPeer(lease("10.1.2.0/24", "192.168.0.2", "host-gw", null), c);
+      assert.deepEqual(d, {
+        ok: true,
+        entries: {
+          route: { dst: "10.1.2.0/24", gateway: "192.168.0.2", oif: EXT, onlink: false },
+          neigh: null,
+          fdb: null,
+        },
+      });
+    },
+  );
+  await t.step("a peer behind a router: skipped with a warning naming it", () => {
+    const d = planHostGwPeer(lease("10.1.3.0/24", "172.16.0.3", "host-gw", null), c);
+    assert.equal(d.ok, false);
+    if (!d.ok) {
+      assert.equal(
+        d.reason,
+        "Skipping peer 10.1.3.0/24 (PublicIP 172.16.0.3): 172.16.0.3 is not on a directly " +
+          "connected subnet of eth0, host-gw needs the peers on the same link (no route installed)",
+      );
+    }
+  });
+  await t.step("a vxlan peer: skipped", () => {
+    const d = planHostGwPeer(lease("10.1.4.0/24", "192.168.0.4"), c);
+    assert.equal(d.ok, false);
+    if (!d.ok) assert.match(d.reason, /backend type "vxlan" is not host-gw/);
+  });
+});
+
+class FakeSubnets implements SubnetManager {
+  acquired: LeaseAttrs[] = [];
+  constructor(readonly config: NetworkConfig, private readonly batches: LeaseEvent[][]) {}
+  acquireLease(attrs: LeaseAttrs): Promise<Lease> {
+    this.acquired.push(attrs);
+    return Promise.resolve({
+      subnet: OWN,
+      attrs,
+      expiration: null,
+      modRevision: 1,
+      etcdLeaseId: null,
+    });
+  }
+  keepLease(): Promise<void> {
+    return Promise.resolve();
+  }
+  async *watchLeases(_own: IPNet, signal: AbortSignal): AsyncIterable<LeaseEvent[]> {
+    for (const b of this.batches) yield b;
+    await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+  }
+}
+
+async function* noEvents(signal: AbortSignal) {
+  await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+  yield* [];
+}
+
+Deno.test("host-gw backend: lease without BackendData, MTU of ext, stale routes removed on start", async () => {
+  const nl = new FakeNetlink();
+  nl.lookups.set("192.168.0.2", routeOf({ dst: "192.168.0.2/32", oif: EXT }));
+  nl.lookups.set("192.168.0.3", routeOf({ dst: "192.168.0.3/32", oif: EXT }));
+  nl.lookups.set(
+    "172.16.0.5",
+    routeOf({ dst: "172.16.0.5/32", gateway: "192.168.0.254", oif: EXT }),
+  );
+  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "192.168.0.2", oif: EXT }); // right
+  nl.routeReplace({ dst: "10.1.9.0/24", gateway: "192.168.0.9", oif: EXT }); // gone peer
+  nl.routes.push(routeOf({ dst: "10.1.1.0/24", oif: 30 }, 2)); // own bridge
+  nl.routes.push(routeOf({ dst: "0.0.0.0/0", gateway: "192.168.0.254", oif: EXT }));
+  nl.take();
+  const subnets = new FakeSubnets(config, [
+    [
+      { type: "added", lease: lease("10.1.2.0/24", "192.168.0.2", "host-gw", null) },
+      { type: "added", lease: lease("10.1.5.0/24", "172.16.0.5", "host-gw", null) },
+    ],
+    [{ type: "added", lease: lease("10.1.3.0/24", "192.168.0.3", "host-gw", null) }],
+    [{ type: "removed", lease: lease("10.1.2.0/24", "192.168.0.2", "host-gw", null) }],
+  ]);
+  const backend = create({ config, ext, subnets }, { netlink: () => nl, subscribe: noEvents });
+  const ac = new AbortController();
+  const { result: ready } = captureLog(() => backend.init(ac.signal));
+  assert.equal((await ready).mtu, 1500);
+  assert.equal(
+    encodeLeaseValue(subnets.acquired[0]),
+    '{"PublicIP":"192.168.0.1","PublicIPv6":null,"BackendType":"host-gw"}',
+  );
+  const lines: string[] = [];
+  const prev = setSink((l) => lines.push(l));
+  try {
+    const running = backend.run(ac.signal);
+    await new Promise((r) => setTimeout(r, 20));
+    ac.abort();
+    await running;
+  } finally {
+    setSink(prev);
+  }
+  assert.deepEqual(nl.take(), [
+    "routeDel 10.1.9.0/24 via 192.168.0.9 dev 2",
+    "routeReplace 10.1.3.0/24 via 192.168.0.3 dev 2",
+    "routeDel 10.1.2.0/24 via 192.168.0.2 dev 2",
+  ]);
+  assert.equal(lines.filter((l) => l.startsWith("W")).length, 1);
+  assert.match(
+    lines.find((l) => l.startsWith("W"))!,
+    /Skipping peer 10\.1\.5\.0\/24 \(PublicIP 172\.16\.0\.5\)/,
+  );
+  assert.equal(nl.closed, true);
+});
+
+Deno.test("host-gw backend refuses a public IP that is not the interface address", async () => {
+  const nl = new FakeNetlink();
+  const subnets = new FakeSubnets(config, []);
+  const backend = create({ config, ext: { ...ext, publicIP: 0x01020304 }, subnets }, {
+    netlink: () => nl,
+  });
+  await assert.rejects(backend.init(new AbortController().signal), {
+    message:
+      "Cannot use host-gw with public IP 1.2.3.4: it differs from the address 192.168.0.1 of eth0 (NAT is not supported)",
+  });
+  assert.deepEqual(subnets.acquired, []);
+});

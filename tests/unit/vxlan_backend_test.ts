@@ -1,0 +1,313 @@
+import assert from "node:assert/strict";
+import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
+import type { NetworkConfig, VxlanBackendConfig } from "../../lib/config.ts";
+import type { IPNet } from "../../lib/ip.ts";
+import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import { logger } from "../../lib/log.ts";
+import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import type { ExternalInterface } from "../../lib/backend/mod.ts";
+import { create } from "../../lib/backend/vxlan/mod.ts";
+import {
+  type DeviceSpec,
+  ensureAddress,
+  ensureDevice,
+  incompatibility,
+} from "../../lib/backend/vxlan/device.ts";
+import { captureLog, FakeNetlink, lease } from "./vxlan_fake_netlink_test.ts";
+
+const spec: DeviceSpec = {
+  name: "flannel.1",
+  vni: 1,
+  local: "192.168.0.1",
+  lowerIndex: 2,
+  port: 8472,
+  learning: false,
+  gbp: false,
+  mtu: 1450,
+};
+
+function withDevice(nl: FakeNetlink, over: Partial<DeviceSpec> = {}, mac = "0a:00:00:00:00:99") {
+  const s = { ...spec, ...over };
+  nl.linkAddVxlan({ ...s, lowerIndex: s.lowerIndex, mac });
+  nl.linkSetUp(nl.links.at(-1)!.index);
+  nl.take();
+  return nl.links.at(-1)!;
+}
+
+Deno.test("incompatibility() names the first field that differs", () => {
+  const nl = new FakeNetlink();
+  const link = withDevice(nl);
+  assert.equal(incompatibility(link, spec), null);
+  assert.equal(incompatibility(link, { ...spec, vni: 2 }), "VNI 1, want 2");
+  assert.equal(
+    incompatibility(link, { ...spec, local: "192.168.0.9" }),
+    "local 192.168.0.1, want 192.168.0.9",
+  );
+  assert.equal(incompatibility(link, { ...spec, lowerIndex: 3 }), "lower device #2, want #3");
+  assert.equal(incompatibility(link, { ...spec, port: 4789 }), "port 8472, want 4789");
+  assert.equal(
+    incompatibility({ ...link, kind: "veth", vxlan: null }, spec),
+    "kind is veth, not vxlan",
+  );
+  assert.equal(
+    incompatibility({ ...link, vxlan: { ...link.vxlan!, group: "239.1.1.1" } }, spec),
+    "multicast group 239.1.1.1, want none",
+  );
+});
+
+Deno.test("ensureDevice()", async (t) => {
+  await t.step("creates a missing device and sets it up", () => {
+    const nl = new FakeNetlink();
+    const { result } = captureLog(() => ensureDevice(nl, spec, logger("test")));
+    assert.equal(result.up, true);
+    assert.deepEqual(nl.take(), ["linkAddVxlan flannel.1 vni 1 mac random", "linkSetUp 10"]);
+  });
+  await t.step("reuses a compatible device as it is: same MAC, no change", () => {
+    const nl = new FakeNetlink();
+    const before = withDevice(nl);
+    const { result } = captureLog(() => ensureDevice(nl, spec, logger("test")));
+    assert.equal(result.mac, before.mac);
+    assert.equal(result.index, before.index);
+    assert.deepEqual(nl.take(), []);
+  });
+  await t.step("fixes the MTU of a reused device in place", () => {
+    const nl = new FakeNetlink();
+    withDevice(nl, { mtu: 1400 });
+    captureLog(() => ensureDevice(nl, spec, logger("test")));
+    assert.deepEqual(nl.take(), ["linkSetMtu 10 1450"]);
+  });
+  await t.step("recreates an incompatible device with a warning, keeping its MAC", () => {
+    const nl = new FakeNetlink();
+    withDevice(nl, { local: "192.168.0.77" });
+    const { result, lines } = captureLog(() => ensureDevice(nl, spec, logger("test")));
+    assert.deepEqual(nl.take(), [
+      "linkDelete 10",
+      "linkAddVxlan flannel.1 vni 1 mac 0a:00:00:00:00:99",
+      "linkSetUp 11",
+    ]);
+    assert.equal(result.mac, "0a:00:00:00:00:99");
+    assert.equal(result.vxlan?.local, "192.168.0.1");
+    assert.match(
+      lines[0],
+      /^W.*Device flannel\.1 already exists with incompatible configuration \(local 192\.168\.0\.77, want 192\.168\.0\.1\): recreating it/,
+    );
+  });
+});
+
+Deno.test("ensureAddress() leaves the right address alone and removes others", () => {
+  const nl = new FakeNetlink();
+  const dev = withDevice(nl);
+  nl.addrAdd(dev.index, "10.1.2.0/32");
+  nl.take();
+  captureLog(() => assert.equal(ensureAddress(nl, dev.index, "10.1.2.0/32", logger("test")), 0));
+  assert.deepEqual(nl.take(), []);
+  nl.addrAdd(dev.index, "10.1.9.0/16");
+  nl.take();
+  captureLog(() => ensureAddress(nl, dev.index, "10.1.3.0/32", logger("test")));
+  assert.deepEqual(nl.take(), [
+    "addrDel 10 10.1.2.0/32",
+    "addrDel 10 10.1.9.0/16",
+    "addrAdd 10 10.1.3.0/32",
+  ]);
+});
+
+// --- the backend over a fake kernel and a fake subnet manager
+
+const NETWORK: IPNet = { ip: 0x0a010000, prefix: 16 };
+const OWN: IPNet = { ip: 0x0a010100, prefix: 24 };
+
+function config(over: Partial<VxlanBackendConfig> = {}): NetworkConfig {
+  return {
+    network: NETWORK,
+    subnetLen: 24,
+    subnetMin: 0x0a010100,
+    subnetMax: 0x0a01ff00,
+    backend: {
+      type: "vxlan",
+      vni: 1,
+      port: 8472,
+      mtu: null,
+      directRouting: false,
+      learning: false,
+      gbp: false,
+      ...over,
+    },
+  };
+}
+
+const ext: ExternalInterface = {
+  name: "eth0",
+  index: 2,
+  ifaceAddr: 0xc0a80001,
+  publicIP: 0xc0a80001,
+  mtu: 1500,
+};
+
+/** A subnet manager whose watch yields the batches pushed into it. */
+class FakeSubnets implements SubnetManager {
+  acquired: LeaseAttrs[] = [];
+  #queue: LeaseEvent[][] = [];
+  #wake: (() => void) | null = null;
+  constructor(readonly config: NetworkConfig) {}
+  acquireLease(attrs: LeaseAttrs): Promise<Lease> {
+    this.acquired.push(attrs);
+    return Promise.resolve({
+      subnet: OWN,
+      attrs,
+      expiration: null,
+      modRevision: 1,
+      etcdLeaseId: null,
+    });
+  }
+  keepLease(): Promise<void> {
+    return Promise.resolve();
+  }
+  push(batch: LeaseEvent[]): void {
+    this.#queue.push(batch);
+    this.#wake?.();
+  }
+  async *watchLeases(_own: IPNet, signal: AbortSignal): AsyncIterable<LeaseEvent[]> {
+    const onAbort = () => this.#wake?.();
+    signal.addEventListener("abort", onAbort);
+    try {
+      while (!signal.aborted) {
+        const b = this.#queue.shift();
+        if (b) {
+          yield b;
+          continue;
+        }
+        await new Promise<void>((r) => this.#wake = r);
+      }
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  }
+}
+
+/** An event source that ends on abort. */
+function events(queue: NetlinkEvent[]) {
+  let wake: (() => void) | null = null;
+  return {
+    push(e: NetlinkEvent) {
+      queue.push(e);
+      wake?.();
+    },
+    source: async function* (signal: AbortSignal): AsyncIterable<NetlinkEvent> {
+      signal.addEventListener("abort", () => wake?.());
+      while (!signal.aborted) {
+        const e = queue.shift();
+        if (e) yield e;
+        else await new Promise<void>((r) => wake = r);
+      }
+    },
+  };
+}
+
+async function until(cond: () => boolean, ms = 1000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error("Condition not met in time");
+    await new Promise((r) => setTimeout(r, 2));
+  }
+}
+
+Deno.test("vxlan backend: init advertises VNI then VtepMAC, MTU ext − 50, address base/32", async () => {
+  const nl = new FakeNetlink();
+  const subnets = new FakeSubnets(config());
+  const backend = create({ config: subnets.config, ext, subnets }, {
+    netlink: () => nl,
+    subscribe: events([]).source,
+  });
+  const ac = new AbortController();
+  const { result } = captureLog(() => backend.init(ac.signal));
+  const ready = await result;
+  assert.equal(ready.mtu, 1450);
+  assert.equal(
+    encodeLeaseValue(subnets.acquired[0]),
+    '{"PublicIP":"192.168.0.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"}}',
+  );
+  assert.deepEqual(nl.take(), [
+    "linkAddVxlan flannel.1 vni 1 mac random",
+    "linkSetUp 10",
+    "addrAdd 10 10.1.1.0/32",
+  ]);
+  assert.deepEqual(nl.links[0].vxlan, {
+    vni: 1,
+    local: "192.168.0.1",
+    lowerIndex: 2,
+    port: 8472,
+    learning: false,
+    ttl: 0,
+    group: null,
+  });
+});
+
+Deno.test("vxlan backend: a configured MTU wins over ext − 50", async () => {
+  const nl = new FakeNetlink();
+  const subnets = new FakeSubnets(config({ mtu: 1380, vni: 4, port: 4789 }));
+  const backend = create({ config: subnets.config, ext, subnets }, {
+    netlink: () => nl,
+    subscribe: events([]).source,
+  });
+  const { result } = captureLog(() => backend.init(new AbortController().signal));
+  assert.equal((await result).mtu, 1380);
+  assert.equal(nl.links[0].name, "flannel.4");
+  assert.equal(nl.links[0].vxlan?.port, 4789);
+  nl.close();
+});
+
+Deno.test("vxlan backend: run follows leases, heals a deleted device with the same MAC, stops on abort", async () => {
+  const nl = new FakeNetlink();
+  const subnets = new FakeSubnets(config());
+  const ev = events([]);
+  const backend = create({ config: subnets.config, ext, subnets }, {
+    netlink: () => nl,
+    subscribe: ev.source,
+  });
+  const ac = new AbortController();
+  const lines: string[] = [];
+  const { setSink } = await import("../../lib/log.ts");
+  const prev = setSink((l) => lines.push(l));
+  try {
+    await backend.init(ac.signal);
+    const mac = nl.links[0].mac;
+    nl.take();
+    const running = backend.run(ac.signal);
+    subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
+    await until(() => nl.routes.length === 1);
+    assert.deepEqual(nl.take(), [
+      "fdbSet 10 aa:bb:cc:00:00:0b 192.168.0.2",
+      "neighSet 10 10.1.2.0 aa:bb:cc:00:00:0b",
+      "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 10 onlink",
+    ]);
+
+    // Someone deletes flannel.1: it comes back with the same MAC, address and peer entries.
+    const old = nl.links[0];
+    nl.linkDelete(old.index);
+    nl.take();
+    ev.push({ kind: "link", type: "del", link: old });
+    await until(() => nl.routes.length === 1);
+    assert.deepEqual(nl.take(), [
+      `linkAddVxlan flannel.1 vni 1 mac ${mac}`,
+      "linkSetUp 11",
+      "addrAdd 11 10.1.1.0/32",
+      "fdbSet 11 aa:bb:cc:00:00:0b 192.168.0.2",
+      "neighSet 11 10.1.2.0 aa:bb:cc:00:00:0b",
+      "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 11 onlink",
+    ]);
+
+    subnets.push([{ type: "removed", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
+    await until(() => nl.routes.length === 0);
+    const t0 = Date.now();
+    ac.abort();
+    await running;
+    assert.ok(Date.now() - t0 < 1000);
+    assert.equal(nl.closed, true);
+  } finally {
+    setSink(prev);
+  }
+  assert.ok(
+    lines.some((l) => /^W.*Device flannel\.1 was deleted: recreating it/.test(l)),
+    lines.join(""),
+  );
+});

@@ -1,0 +1,219 @@
+/**
+ * A recording fake of the netlink verbs the vxlan and host-gw backends use, with the kernel's
+ * replace semantics for routes (dst + metric), ARP (ip), FDB (mac, first destination), plus
+ * lease and log helpers. Shared by the vxlan and host-gw unit tests; it holds no tests itself.
+ */
+
+import type {
+  AddrInfo,
+  FdbInfo,
+  LinkInfo,
+  NeighInfo,
+  RouteInfo,
+  RouteSpec,
+  VxlanSpec,
+} from "../../ffi/netlink/route.ts";
+import { SyscallError } from "../../ffi/errno.ts";
+import { parseCIDR, parseIPv4 } from "../../lib/ip.ts";
+import type { Lease } from "../../lib/lease.ts";
+import { setSink } from "../../lib/log.ts";
+
+const NUD_PERMANENT = 0x80;
+
+/** A route as the kernel would list it after `routeReplace(spec)`. */
+export function routeOf(spec: RouteSpec, protocol = 3): RouteInfo {
+  return {
+    dst: spec.dst,
+    gateway: spec.gateway ?? null,
+    oif: spec.oif ?? null,
+    table: spec.table ?? 254,
+    protocol: spec.protocol ?? protocol,
+    scope: spec.scope ?? 0,
+    type: 1,
+    flags: spec.onlink ? 4 : 0,
+    prefsrc: spec.src ?? null,
+    priority: spec.metric ?? null,
+  };
+}
+
+/** Records every mutating call as text, e.g. `routeReplace 10.1.2.0/24 via 10.1.2.0 dev 5 onlink`. */
+export class FakeNetlink {
+  calls: string[] = [];
+  routes: RouteInfo[] = [];
+  neighs: NeighInfo[] = [];
+  fdbs: FdbInfo[] = [];
+  links: LinkInfo[] = [];
+  addrs: AddrInfo[] = [];
+  /** `routeGet` answers: dotted IP → route; absent → an unreachable (null) answer. */
+  lookups = new Map<string, RouteInfo>();
+  nextIndex = 10;
+  closed = false;
+
+  close(): void {
+    this.closed = true;
+  }
+
+  // --- links and addresses
+  linkGet(nameOrIndex: string | number): LinkInfo | null {
+    return this.links.find((l) => l.name === nameOrIndex || l.index === nameOrIndex) ?? null;
+  }
+  linkAddVxlan(spec: VxlanSpec): void {
+    this.calls.push(`linkAddVxlan ${spec.name} vni ${spec.vni} mac ${spec.mac ?? "random"}`);
+    if (this.linkGet(spec.name)) throw new SyscallError("RTM_NEWLINK", 17);
+    this.links.push({
+      index: this.nextIndex++,
+      name: spec.name,
+      kind: "vxlan",
+      mtu: spec.mtu ?? 1450,
+      mac: spec.mac ?? "0a:00:00:00:00:01",
+      flags: 0,
+      up: false,
+      vxlan: {
+        vni: spec.vni,
+        local: spec.local ?? null,
+        lowerIndex: spec.lowerIndex ?? null,
+        port: spec.port ?? 8472,
+        learning: spec.learning ?? true,
+        ttl: spec.ttl ?? 0,
+        group: null,
+      },
+    });
+  }
+  linkDelete(index: number): void {
+    this.calls.push(`linkDelete ${index}`);
+    this.links = this.links.filter((l) => l.index !== index);
+    this.routes = this.routes.filter((r) => r.oif !== index);
+    this.neighs = this.neighs.filter((n) => n.index !== index);
+    this.fdbs = this.fdbs.filter((f) => f.index !== index);
+    this.addrs = this.addrs.filter((a) => a.index !== index);
+  }
+  linkSetUp(index: number): void {
+    this.calls.push(`linkSetUp ${index}`);
+    const l = this.links.findIndex((x) => x.index === index);
+    if (l >= 0) this.links[l] = { ...this.links[l], up: true };
+  }
+  linkSetMtu(index: number, mtu: number): void {
+    this.calls.push(`linkSetMtu ${index} ${mtu}`);
+    const l = this.links.findIndex((x) => x.index === index);
+    if (l >= 0) this.links[l] = { ...this.links[l], mtu };
+  }
+  addrList(index?: number): AddrInfo[] {
+    return this.addrs.filter((a) => index === undefined || a.index === index);
+  }
+  addrAdd(index: number, cidr: string): void {
+    this.calls.push(`addrAdd ${index} ${cidr}`);
+    const [address, prefix] = cidr.split("/");
+    this.addrs.push({ index, address, prefix: Number(prefix), scope: 0 });
+  }
+  addrDel(index: number, cidr: string): void {
+    this.calls.push(`addrDel ${index} ${cidr}`);
+    this.addrs = this.addrs.filter((a) =>
+      !(a.index === index && `${a.address}/${a.prefix}` === cidr)
+    );
+  }
+
+  // --- routes
+  routeList(table = 254): RouteInfo[] {
+    return this.routes.filter((r) => r.table === table);
+  }
+  routeGet(dst: string): RouteInfo | null {
+    return this.lookups.get(dst) ?? null;
+  }
+  routeReplace(r: RouteSpec): void {
+    this.calls.push(`routeReplace ${describe(r)}`);
+    const i = this.routes.findIndex((x) =>
+      x.dst === r.dst && (x.priority ?? 0) === (r.metric ?? 0)
+    );
+    if (i >= 0) this.routes[i] = routeOf(r);
+    else this.routes.push(routeOf(r));
+  }
+  routeDel(r: RouteSpec): void {
+    this.calls.push(`routeDel ${describe(r)}`);
+    const i = this.routes.findIndex((x) =>
+      x.dst === r.dst && (r.gateway === undefined || x.gateway === r.gateway) &&
+      (r.oif === undefined || x.oif === r.oif) && (x.priority ?? 0) === (r.metric ?? 0)
+    );
+    if (i < 0) throw new SyscallError("RTM_DELROUTE", 3);
+    this.routes.splice(i, 1);
+  }
+
+  // --- ARP
+  neighList(index?: number): NeighInfo[] {
+    return this.neighs.filter((n) => index === undefined || n.index === index);
+  }
+  neighSet(index: number, ip: string, mac: string): void {
+    this.calls.push(`neighSet ${index} ${ip} ${mac}`);
+    this.neighs = this.neighs.filter((n) => !(n.index === index && n.ip === ip));
+    this.neighs.push({ index, ip, mac, state: NUD_PERMANENT, flags: 0 });
+  }
+  neighDel(index: number, ip: string): void {
+    this.calls.push(`neighDel ${index} ${ip}`);
+    const before = this.neighs.length;
+    this.neighs = this.neighs.filter((n) => !(n.index === index && n.ip === ip));
+    if (this.neighs.length === before) throw new SyscallError("RTM_DELNEIGH", 2);
+  }
+
+  // --- FDB
+  fdbList(index?: number): FdbInfo[] {
+    return this.fdbs.filter((f) => index === undefined || f.index === index);
+  }
+  fdbSet(index: number, mac: string, dst: string): void {
+    this.calls.push(`fdbSet ${index} ${mac} ${dst}`);
+    const i = this.fdbs.findIndex((f) => f.index === index && f.mac === mac);
+    const entry = { index, mac, dst, state: NUD_PERMANENT, flags: 2 };
+    if (i >= 0) this.fdbs[i] = entry;
+    else this.fdbs.push(entry);
+  }
+  fdbDel(index: number, mac: string, dst: string): void {
+    this.calls.push(`fdbDel ${index} ${mac} ${dst}`);
+    const before = this.fdbs.length;
+    this.fdbs = this.fdbs.filter((f) => !(f.index === index && f.mac === mac && f.dst === dst));
+    if (this.fdbs.length === before) throw new SyscallError("RTM_DELNEIGH", 2);
+  }
+
+  /** Returns and clears the recorded calls. */
+  take(): string[] {
+    const c = this.calls;
+    this.calls = [];
+    return c;
+  }
+}
+
+function describe(r: RouteSpec): string {
+  return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${
+    r.oif !== undefined ? ` dev ${r.oif}` : ""
+  }${r.onlink ? " onlink" : ""}${r.metric ? ` metric ${r.metric}` : ""}`;
+}
+
+/** A peer lease as the subnet manager would hand it over. */
+export function lease(
+  subnet: string,
+  publicIP: string,
+  backendType = "vxlan",
+  backendData: unknown = { VNI: 1, VtepMAC: "aa:bb:cc:00:00:0b" },
+): Lease {
+  return {
+    subnet: net(subnet),
+    attrs: { publicIP: parseIPv4(publicIP)!, backendType, backendData },
+    expiration: null,
+    modRevision: 1,
+    etcdLeaseId: null,
+  };
+}
+
+/** Captures log lines for the duration of `fn`. */
+export function captureLog<T>(fn: () => T): { result: T; lines: string[] } {
+  const lines: string[] = [];
+  const prev = setSink((l) => lines.push(l));
+  try {
+    return { result: fn(), lines };
+  } finally {
+    setSink(prev);
+  }
+}
+
+function net(s: string) {
+  const n = parseCIDR(s);
+  if (typeof n === "string") throw new Error(n);
+  return n;
+}

@@ -1,0 +1,338 @@
+import assert from "node:assert/strict";
+import { parseCIDR } from "../../lib/ip.ts";
+import type { Lease } from "../../lib/lease.ts";
+import { logger } from "../../lib/log.ts";
+import { planVxlanPeer, type VxlanPeerContext } from "../../lib/backend/vxlan/peers.ts";
+import {
+  isManagedRoute,
+  type PeerEntries,
+  PeerTable,
+  planSync,
+  planUpdate,
+  type Scope,
+} from "../../lib/backend/vxlan/reconcile.ts";
+import { captureLog, FakeNetlink, lease, routeOf } from "./vxlan_fake_netlink_test.ts";
+
+const DEV = 7;
+const EXT = 2;
+const MAC_B = "aa:bb:cc:00:00:0b";
+const MAC_C = "aa:bb:cc:00:00:0c";
+
+function net(s: string) {
+  const n = parseCIDR(s);
+  if (typeof n === "string") throw new Error(n);
+  return n;
+}
+
+const scope: Scope = {
+  network: net("10.1.0.0/16"),
+  own: net("10.1.1.0/24"),
+  extIndex: EXT,
+  devIndex: DEV,
+};
+
+function ctx(over: Partial<VxlanPeerContext> = {}): VxlanPeerContext {
+  return {
+    vni: 1,
+    devIndex: DEV,
+    extIndex: EXT,
+    directRouting: false,
+    isDirect: (ip) => ip.startsWith("192.168.0."),
+    ...over,
+  };
+}
+
+function entries(l: Lease, c = ctx()): PeerEntries {
+  const d = planVxlanPeer(l, c);
+  if (!d.ok) throw new Error(d.reason);
+  return d.entries;
+}
+
+Deno.test("planVxlanPeer", async (t) => {
+  await t.step("a tunnel peer gets FDB, ARP and an onlink route via its subnet base", () => {
+    assert.deepEqual(entries(lease("10.1.2.0/24", "192.168.0.2")), {
+      route: { dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true },
+      neigh: { index: DEV, ip: "10.1.2.0", mac: MAC_B },
+      fdb: { index: DEV, mac: MAC_B, dst: "192.168.0.2" },
+    });
+  });
+  await t.step(
+    "DirectRouting: a directly connected peer gets a plain route via its PublicIP",
+    () => {
+      assert.deepEqual(entries(lease("10.1.2.0/24", "192.168.0.2"), ctx({ directRouting: true })), {
+        route: { dst: "10.1.2.0/24", gateway: "192.168.0.2", oif: EXT, onlink: false },
+        neigh: null,
+        fdb: null,
+      });
+    },
+  );
+  await t.step("DirectRouting: a peer behind a router still goes through the tunnel", () => {
+    const e = entries(lease("10.1.3.0/24", "172.16.0.3"), ctx({ directRouting: true }));
+    assert.equal(e.route.oif, DEV);
+    assert.equal(e.fdb?.dst, "172.16.0.3");
+  });
+  await t.step("an upper-case VtepMAC and a missing VNI (older flannel) are accepted", () => {
+    const e = entries(
+      lease("10.1.2.0/24", "192.168.0.2", "vxlan", { vtepmac: "AA:BB:CC:00:00:0B" }),
+    );
+    assert.equal(e.neigh?.mac, MAC_B);
+  });
+  const skips: [string, Lease, RegExp][] = [
+    [
+      "another backend type",
+      lease("10.1.2.0/24", "192.168.0.2", "host-gw", null),
+      /"host-gw" is not vxlan/,
+    ],
+    ["udp (no type)", lease("10.1.2.0/24", "192.168.0.2", "", null), /"udp" is not vxlan/],
+    [
+      "another VNI",
+      lease("10.1.2.0/24", "192.168.0.2", "vxlan", { VNI: 2, VtepMAC: MAC_B }),
+      /VNI 2 differs from ours \(1\)/,
+    ],
+    [
+      "a bad MAC",
+      lease("10.1.2.0/24", "192.168.0.2", "vxlan", { VNI: 1, VtepMAC: "zz" }),
+      /VtepMAC "zz" is not a MAC/,
+    ],
+    [
+      "no BackendData",
+      lease("10.1.2.0/24", "192.168.0.2", "vxlan", null),
+      /BackendData is not a JSON object/,
+    ],
+  ];
+  for (const [name, l, re] of skips) {
+    await t.step(`${name} is skipped with a reason naming the peer`, () => {
+      const d = planVxlanPeer(l, ctx());
+      assert.equal(d.ok, false);
+      if (!d.ok) {
+        assert.match(d.reason, re);
+        assert.match(d.reason, /^Skipping peer 10\.1\.2\.0\/24 \(PublicIP 192\.168\.0\.2\)/);
+      }
+    });
+  }
+});
+
+Deno.test("isManagedRoute() owns overlay routes on the device, on ext, or via a gateway only", () => {
+  const r = (over: Partial<ReturnType<typeof routeOf>>) => ({
+    ...routeOf({ dst: "10.1.2.0/24" }),
+    ...over,
+  });
+  assert.equal(isManagedRoute(r({ oif: DEV, gateway: "10.1.2.0" }), scope), true);
+  assert.equal(isManagedRoute(r({ oif: EXT, gateway: "192.168.0.2" }), scope), true);
+  assert.equal(isManagedRoute(r({ oif: EXT, gateway: null }), scope), true);
+  assert.equal(isManagedRoute(r({ oif: 99, gateway: "10.9.9.9" }), scope), true);
+  assert.equal(isManagedRoute(r({ oif: 99, gateway: null }), scope), false, "a docker0-like route");
+  assert.equal(isManagedRoute(r({ oif: DEV, protocol: 2 }), scope), false, "kernel route");
+  assert.equal(
+    isManagedRoute(r({ dst: "10.1.1.0/24", oif: EXT, gateway: "1.2.3.4" }), scope),
+    false,
+    "own subnet",
+  );
+  assert.equal(
+    isManagedRoute(r({ dst: "10.2.0.0/24", oif: DEV }), scope),
+    false,
+    "outside the network",
+  );
+  assert.equal(
+    isManagedRoute(r({ dst: "0.0.0.0/0", oif: EXT, gateway: "192.168.0.1" }), scope),
+    false,
+  );
+  assert.equal(isManagedRoute(r({ table: 255, oif: DEV }), scope), false, "local table");
+});
+
+Deno.test("planSync() leaves right entries untouched, replaces wrong ones, deletes stale ones", () => {
+  const b = entries(lease("10.1.2.0/24", "192.168.0.2"));
+  const c = entries(lease("10.1.3.0/24", "192.168.0.3", "vxlan", { VNI: 1, VtepMAC: MAC_C }));
+  const nl = new FakeNetlink();
+  // b fully right; c's ARP has an old MAC, its FDB an old dst and no route; a gone peer d.
+  nl.fdbSet(DEV, MAC_B, "192.168.0.2");
+  nl.neighSet(DEV, "10.1.2.0", MAC_B);
+  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
+  nl.fdbSet(DEV, MAC_C, "192.168.0.99");
+  nl.neighSet(DEV, "10.1.3.0", "aa:bb:cc:00:00:99");
+  nl.fdbSet(DEV, "aa:bb:cc:00:00:0d", "192.168.0.4");
+  nl.neighSet(DEV, "10.1.4.0", "aa:bb:cc:00:00:0d");
+  nl.routeReplace({ dst: "10.1.4.0/24", gateway: "10.1.4.0", oif: DEV, onlink: true });
+  nl.routeReplace({ dst: "10.1.5.0/24", gateway: "192.168.0.5", oif: EXT }); // old host-gw route
+  nl.routes.push(routeOf({ dst: "10.1.1.0/24", oif: 40 }, 2)); // docker0, not ours
+  nl.routes.push(routeOf({ dst: "0.0.0.0/0", gateway: "192.168.0.1", oif: EXT }));
+  nl.fdbs.push({ index: DEV, mac: "33:33:00:00:00:01", dst: null, state: 0x80, flags: 2 });
+  nl.take();
+
+  const plan = planSync([b, c], {
+    routes: nl.routeList(),
+    neighs: nl.neighList(DEV),
+    fdbs: nl.fdbList(DEV),
+  }, scope);
+  assert.deepEqual(plan.routeDel.map((r) => r.dst), ["10.1.4.0/24", "10.1.5.0/24"]);
+  assert.deepEqual(plan.neighDel.map((n) => n.ip), ["10.1.4.0"]);
+  assert.deepEqual(plan.fdbDel.map((f) => `${f.mac} ${f.dst}`), [
+    `${MAC_C} 192.168.0.99`,
+    "aa:bb:cc:00:00:0d 192.168.0.4",
+  ]);
+  assert.deepEqual(plan.fdbSet, [c.fdb]);
+  assert.deepEqual(plan.neighSet, [c.neigh]);
+  assert.deepEqual(plan.routeSet, [c.route]);
+});
+
+Deno.test("planSync() on a kernel that is already right changes nothing", () => {
+  const b = entries(lease("10.1.2.0/24", "192.168.0.2"));
+  const nl = new FakeNetlink();
+  nl.fdbSet(DEV, MAC_B, "192.168.0.2");
+  nl.neighSet(DEV, "10.1.2.0", MAC_B);
+  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
+  const plan = planSync([b], {
+    routes: nl.routeList(),
+    neighs: nl.neighList(DEV),
+    fdbs: nl.fdbList(DEV),
+  }, scope);
+  assert.deepEqual(Object.values(plan).flat(), []);
+});
+
+Deno.test("planSync() replaces a non-permanent (learned) ARP entry and deletes extra FDB dsts", () => {
+  const b = entries(lease("10.1.2.0/24", "192.168.0.2"));
+  const plan = planSync([b], {
+    routes: [],
+    neighs: [{ index: DEV, ip: "10.1.2.0", mac: MAC_B, state: 0x02, flags: 0 }],
+    fdbs: [
+      { index: DEV, mac: MAC_B, dst: "192.168.0.2", state: 0x80, flags: 2 },
+      { index: DEV, mac: MAC_B, dst: "192.168.0.7", state: 0x80, flags: 2 },
+    ],
+  }, scope);
+  assert.deepEqual(plan.neighSet, [b.neigh]);
+  assert.deepEqual(plan.fdbDel.map((f) => f.dst), ["192.168.0.7"]);
+  assert.deepEqual(plan.fdbSet, []);
+});
+
+Deno.test("planUpdate()", async (t) => {
+  const b = entries(lease("10.1.2.0/24", "192.168.0.2"));
+  await t.step("added: FDB, then ARP, then route", () => {
+    const p = planUpdate(null, b, () => false);
+    assert.deepEqual([p.fdbSet, p.neighSet, p.routeSet], [[b.fdb], [b.neigh], [b.route]]);
+    assert.deepEqual([...p.routeDel, ...p.neighDel, ...p.fdbDel], []);
+  });
+  await t.step("removed: route, ARP and FDB go", () => {
+    const p = planUpdate(b, null, () => false);
+    assert.deepEqual(p.routeDel.map((r) => `${r.dst} ${r.gateway} ${r.oif} ${r.flags}`), [
+      `10.1.2.0/24 10.1.2.0 ${DEV} 4`,
+    ]);
+    assert.deepEqual(p.neighDel.map((n) => n.ip), ["10.1.2.0"]);
+    assert.deepEqual(p.fdbDel.map((f) => `${f.mac} ${f.dst}`), [`${MAC_B} 192.168.0.2`]);
+  });
+  await t.step("new VtepMAC: the old MAC's FDB entry goes, the route is replaced in place", () => {
+    const b2 = entries(lease("10.1.2.0/24", "192.168.0.2", "vxlan", { VNI: 1, VtepMAC: MAC_C }));
+    const p = planUpdate(b, b2, () => false);
+    assert.deepEqual(p.routeDel, []);
+    assert.deepEqual(p.neighDel, []);
+    assert.deepEqual(p.fdbDel.map((f) => f.mac), [MAC_B]);
+    assert.deepEqual(p.fdbSet, [b2.fdb]);
+  });
+  await t.step("removed, but another peer uses the same VtepMAC: the FDB entry stays", () => {
+    const p = planUpdate(b, null, (mac) => mac === MAC_B);
+    assert.deepEqual(p.fdbDel, []);
+  });
+  await t.step("switched to direct routing: ARP and FDB go, the route is replaced", () => {
+    const d = entries(lease("10.1.2.0/24", "192.168.0.2"), ctx({ directRouting: true }));
+    const p = planUpdate(b, d, () => false);
+    assert.deepEqual(p.routeDel, []);
+    assert.deepEqual(p.neighDel.length, 1);
+    assert.deepEqual(p.fdbDel.length, 1);
+    assert.deepEqual(p.routeSet, [d.route]);
+  });
+});
+
+Deno.test("PeerTable follows lease batches on a fake kernel", () => {
+  const nl = new FakeNetlink();
+  nl.fdbSet(DEV, "aa:bb:cc:00:00:0d", "192.168.0.4"); // stale from a gone peer
+  nl.neighSet(DEV, "10.1.4.0", "aa:bb:cc:00:00:0d");
+  nl.routeReplace({ dst: "10.1.4.0/24", gateway: "10.1.4.0", oif: DEV, onlink: true });
+  nl.fdbSet(DEV, MAC_B, "192.168.0.2"); // right already
+  nl.neighSet(DEV, "10.1.2.0", MAC_B);
+  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
+  nl.take();
+  const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+
+  const { lines } = captureLog(() => {
+    const changes = table.sync([
+      lease("10.1.2.0/24", "192.168.0.2"),
+      lease("10.1.6.0/24", "192.168.0.6", "host-gw", null),
+    ]);
+    assert.equal(changes, 3);
+  });
+  assert.deepEqual(nl.take(), [
+    "routeDel 10.1.4.0/24 via 10.1.4.0 dev 7",
+    "neighDel 7 10.1.4.0",
+    "fdbDel 7 aa:bb:cc:00:00:0d 192.168.0.4",
+  ]);
+  assert.equal(lines.length, 1);
+  assert.match(
+    lines[0],
+    /^W.*Skipping peer 10\.1\.6\.0\/24 \(PublicIP 192\.168\.0\.6\): backend type "host-gw"/,
+  );
+
+  const c = lease("10.1.3.0/24", "192.168.0.3", "vxlan", { VNI: 1, VtepMAC: MAC_C });
+  const again = captureLog(() => {
+    table.apply([{ type: "added", lease: c }]);
+    // The same skipped lease again (a renewal): no second warning.
+    table.apply([{ type: "added", lease: lease("10.1.6.0/24", "192.168.0.6", "host-gw", null) }]);
+  });
+  assert.deepEqual(again.lines, []);
+  assert.deepEqual(nl.take(), [
+    `fdbSet 7 ${MAC_C} 192.168.0.3`,
+    `neighSet 7 10.1.3.0 ${MAC_C}`,
+    "routeReplace 10.1.3.0/24 via 10.1.3.0 dev 7 onlink",
+  ]);
+
+  table.apply([{ type: "removed", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
+  assert.deepEqual(nl.take(), [
+    "routeDel 10.1.2.0/24 via 10.1.2.0 dev 7",
+    "neighDel 7 10.1.2.0",
+    `fdbDel 7 ${MAC_B} 192.168.0.2`,
+  ]);
+  assert.equal(table.size, 1);
+  assert.deepEqual(nl.routes.map((r) => r.dst), ["10.1.3.0/24"]);
+
+  // A restart: a new table over the same kernel and leases changes nothing.
+  const table2 = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  assert.equal(table2.sync([c]), 0);
+  assert.deepEqual(nl.take(), []);
+
+  // Self-healing: a deleted route comes back, an unknown one is not invented.
+  nl.routes = [];
+  assert.equal(
+    table2.restoreRoute(routeOf({ dst: "10.1.3.0/24", gateway: "10.1.3.0", oif: DEV })),
+    true,
+  );
+  assert.equal(table2.restoreRoute(routeOf({ dst: "10.1.9.0/24", oif: DEV })), false);
+  assert.deepEqual(nl.take(), ["routeReplace 10.1.3.0/24 via 10.1.3.0 dev 7 onlink"]);
+});
+
+Deno.test("PeerTable logs a failed kernel change and carries on", () => {
+  const nl = new FakeNetlink();
+  nl.fdbSet = () => {
+    throw new Error("RTM_NEWNEIGH: ENODEV (No such device)");
+  };
+  const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const { lines } = captureLog(() =>
+    table.apply([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }])
+  );
+  assert.equal(lines.length, 1);
+  assert.match(
+    lines[0],
+    /^E.*Cannot set FDB entry aa:bb:cc:00:00:0b dst 192\.168\.0\.2 on #7: RTM_NEWNEIGH: ENODEV/,
+  );
+  assert.deepEqual(nl.routes.map((r) => r.dst), ["10.1.2.0/24"]);
+});
+
+Deno.test("FakeNetlink keeps the kernel's replace semantics", () => {
+  const nl = new FakeNetlink();
+  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: 5, onlink: true });
+  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "192.168.0.2", oif: 2 });
+  assert.equal(nl.routes.length, 1);
+  assert.equal(nl.routes[0].gateway, "192.168.0.2");
+  nl.fdbSet(5, "aa:bb:cc:dd:ee:ff", "192.168.0.2");
+  nl.fdbSet(5, "aa:bb:cc:dd:ee:ff", "192.168.0.3");
+  assert.deepEqual(nl.fdbs.map((f) => f.dst), ["192.168.0.3"]);
+  assert.throws(() => nl.routeDel({ dst: "10.9.0.0/24" }), { code: "ESRCH" });
+  assert.throws(() => nl.neighDel(5, "10.1.2.0"), { code: "ENOENT" });
+});
