@@ -91,8 +91,18 @@ const MAX_SUBNET_LEN = 30;
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { formatIPv4 } from "./ip.ts";
+ *
  * const c = parseNetworkConfig('{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan"}}');
- * // c.subnetLen === 24, c.subnetMin = 10.1.1.0, c.subnetMax = 10.1.255.0, c.backend.vni === 1
+ * assert.equal(c.subnetLen, 24);
+ * assert.equal(formatIPv4(c.subnetMin), "10.1.1.0"); // the first subnet is skipped
+ * assert.equal(formatIPv4(c.subnetMax), "10.1.255.0");
+ * assert.equal(c.backend.type === "vxlan" && c.backend.vni, 1);
+ * assert.throws(() => parseNetworkConfig('{"Network":"10.1.0.0/16","SubnetLen":33}'), {
+ *   name: "ConfigError",
+ *   message: "SubnetLen 33 is not between 17 and 30",
+ * });
  * ```
  */
 export function parseNetworkConfig(text: string): NetworkConfig {
@@ -242,6 +252,9 @@ function isObject(v: unknown): v is Record<string, unknown> {
 
 /** A value as it appeared in the JSON, shortened so one bad key cannot flood the log. */
 function show(v: unknown): string {
-  const s = JSON.stringify(v) ?? String(v);
+  // JSON.parse turns 1e400 into Infinity, which JSON.stringify would print as null.
+  const s = typeof v === "number" && !Number.isFinite(v)
+    ? String(v)
+    : JSON.stringify(v) ?? String(v);
   return s.length > 60 ? s.slice(0, 57) + "..." : s;
 }

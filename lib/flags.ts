@@ -7,10 +7,15 @@
  *
  * @example
  * ```ts
+ * import assert from "node:assert/strict";
+ *
  * const fs = new FlagSet();
  * const prefix = fs.string("etcd-prefix", "/coreos.com/network", "etcd prefix");
- * const r = fs.parse(["--etcd-prefix=/x"]);
- * if (r.kind === "ok") console.log(prefix.value); // "/x"
+ * const v = fs.int("v", 0, "log level");
+ * assert.deepEqual(fs.parse(["--etcd-prefix=/x", "-v", "2", "rest"]), { kind: "ok", args: ["rest"] });
+ * assert.equal(prefix.value, "/x");
+ * assert.equal(fs.applyEnv({ FLANNELD_V: "5" }), null); // -v was given: the command line wins
+ * assert.equal(v.value, 2);
  * ```
  */
 

@@ -54,8 +54,14 @@ const DEFAULT_ENDPOINTS = "http://127.0.0.1:4001,http://127.0.0.1:2379";
  *
  * @example
  * ```ts
- * const r = parseOptions(Deno.args, Deno.env.toObject());
- * if (r.kind === "run") console.log(r.options.etcdEndpoints);
+ * import assert from "node:assert/strict";
+ *
+ * const r = parseOptions(["--iface=eth1"], { FLANNELD_ETCD_ENDPOINTS: "http://10.0.0.1:2379" });
+ * assert.equal(r.kind, "run");
+ * if (r.kind === "run") {
+ *   assert.deepEqual(r.options.iface, ["eth1"]);
+ *   assert.deepEqual(r.options.etcdEndpoints, ["http://10.0.0.1:2379"]);
+ * }
  * ```
  */
 export function parseOptions(

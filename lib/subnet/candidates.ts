@@ -27,8 +27,14 @@ export function fitsConfig(config: NetworkConfig, subnet: IPNet): boolean {
  *
  * @example
  * ```ts
- * const free = candidateSubnets(config, leases.map((l) => l.subnet));
- * const pick = free[Math.floor(Math.random() * free.length)];
+ * import assert from "node:assert/strict";
+ * import { parseNetworkConfig } from "../config.ts";
+ * import { formatCIDR } from "../ip.ts";
+ *
+ * const config = parseNetworkConfig('{"Network":"10.1.0.0/16"}');
+ * const taken = [{ ip: 0x0a010200, prefix: 24 }]; // 10.1.2.0/24
+ * const free = candidateSubnets(config, taken, 3);
+ * assert.deepEqual(free.map(formatCIDR), ["10.1.1.0/24", "10.1.3.0/24", "10.1.4.0/24"]);
  * ```
  */
 export function candidateSubnets(

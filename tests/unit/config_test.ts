@@ -306,6 +306,12 @@ const BAD: { json: string; key: string; value: string; message: string }[] = [
     message: "SubnetLen 24.5 is not an integer",
   },
   {
+    json: '{"Network":"10.1.0.0/16","SubnetLen":1e400}',
+    key: "SubnetLen",
+    value: "Infinity",
+    message: "SubnetLen Infinity is not an integer",
+  },
+  {
     json: '{"Network":"10.1.0.0/16","SubnetMin":"10.2.0.0"}',
     key: "SubnetMin",
     value: "10.2.0.0",
