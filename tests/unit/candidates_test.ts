@@ -75,6 +75,12 @@ Deno.test("candidateSubnets() skips taken subnets of any length", async (t) => {
   const rows: [string, string[], string[]][] = [
     ["same length", ["10.1.2.0/24"], ["10.1.1.0/24", "10.1.3.0/24", "10.1.4.0/24"]],
     ["a /30 inside blocks its /24", ["10.1.1.8/30"], ["10.1.2.0/24", "10.1.3.0/24", "10.1.4.0/24"]],
+    ["a /32 on the last address", ["10.1.1.255/32"], [
+      "10.1.2.0/24",
+      "10.1.3.0/24",
+      "10.1.4.0/24",
+    ]],
+    ["a /32 on the first address", ["10.1.2.0/32"], ["10.1.1.0/24", "10.1.3.0/24", "10.1.4.0/24"]],
     ["a /22 blocks four", ["10.1.0.0/22"], ["10.1.4.0/24", "10.1.5.0/24", "10.1.6.0/24"]],
     ["the whole /16 leaves nothing", ["10.1.0.0/16"], []],
     ["0.0.0.0/0 leaves nothing", ["0.0.0.0/0"], []],
@@ -129,8 +135,13 @@ Deno.test("candidateSubnets() agrees with the naive algorithm on random inputs",
     const taken: IPNet[] = [];
     const n = Math.floor(rand() * 40);
     for (let i = 0; i < n; i++) {
-      const prefix = 18 + Math.floor(rand() * 15); // /18../32, some wider than the Network
-      const ip = (0x0a000000 + Math.floor(rand() * 0x2000)) >>> 0;
+      // /18../32, some wider than the Network; a third are /32s on a block's last address,
+      // where an off-by-one in the overlap test would show.
+      const edge = rand() < 1 / 3;
+      const prefix = edge ? 32 : 18 + Math.floor(rand() * 15);
+      const ip = edge
+        ? 0x0a000000 + Math.floor(rand() * 0x80) * 64 + 63
+        : 0x0a000000 + Math.floor(rand() * 0x2000);
       taken.push(
         net(`${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}/${prefix}`),
       );
