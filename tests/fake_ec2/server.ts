@@ -8,7 +8,7 @@
  * - IMDS under `/latest/`: `PUT /latest/api/token`, the instance-identity document and the
  *   meta-data paths the backend or the SDK read. The caller's source address selects the instance.
  * - Control API under `/_fake/` (JSON): `GET|PUT /_fake/state`, `POST /_fake/faults` (merge),
- *   `GET /_fake/calls`.
+ *   `GET /_fake/calls` (EC2 calls), `GET /_fake/imds` (IMDS requests).
  */
 
 import { checkSigV4 } from "./sigv4.ts";
@@ -79,6 +79,8 @@ function required(params: Record<string, string>, name: string): string {
 export class FakeEc2 {
   state: FakeState;
   calls: FakeCall[] = [];
+  /** IMDS requests as `"<METHOD> <path> <status>"`, `+token` when one was sent. */
+  imdsRequests: string[] = [];
   #tokens = new Set<string>();
 
   constructor(state: FakeState) {
@@ -102,7 +104,12 @@ export class FakeEc2 {
     const url = new URL(req.url);
     const path = url.pathname.replace(/\/{2,}/g, "/");
     if (path.startsWith("/_fake/")) return await this.#control(req, path);
-    if (path.startsWith("/latest/")) return await this.#imds(req, path, remote);
+    if (path.startsWith("/latest/")) {
+      const res = await this.#imds(req, path, remote);
+      const token = req.headers.has("x-aws-ec2-metadata-token") ? " +token" : "";
+      this.imdsRequests.push(`${req.method} ${path} ${res.status}${token}`);
+      return res;
+    }
     if (req.method === "POST" && path === "/") return await this.#ec2(req, url.pathname);
     return new Response("Not Found\n", { status: 404 });
   }
@@ -119,6 +126,7 @@ export class FakeEc2 {
       return Response.json(this.state.faults);
     }
     if (path === "/_fake/calls" && req.method === "GET") return Response.json(this.calls);
+    if (path === "/_fake/imds" && req.method === "GET") return Response.json(this.imdsRequests);
     return new Response("Unknown control path\n", { status: 404 });
   }
 

@@ -27,6 +27,7 @@ import { formatCIDR } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import type { Lease } from "../../lease.ts";
 import { isAbort } from "../../async.ts";
+import type { EC2Client } from "@aws-sdk/client-ec2";
 import { ec2Client } from "./client.ts";
 import { type RetryPolicy, VpcRoutes } from "./ec2.ts";
 import { AwsVpcError, isRetryable } from "./errors.ts";
@@ -63,6 +64,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
   let ownCidr = "";
   let routePending = false;
   let instanceId = "";
+  let client: EC2Client;
 
   /** Makes our route exist; true when done, false when it must be retried later. */
   async function ensureOwn(signal: AbortSignal, fatal: boolean): Promise<boolean> {
@@ -88,24 +90,30 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
       const id = await readInstanceIdentity(opts.imds);
       instanceId = id.instanceId;
       log.info(`Instance ${id.instanceId} in ${id.region} (${id.availabilityZone})`);
+      client = ec2Client(id.region, opts.env ?? Deno.env.toObject());
       routes = new VpcRoutes({
-        client: ec2Client(id.region, opts.env ?? Deno.env.toObject()),
+        client,
         instanceId: id.instanceId,
         network: ctx.config.network,
         subnetLen: ctx.config.subnetLen,
         retry: opts.retry,
         log,
       });
-      lease = await ctx.subnets.acquireLease(
-        { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
-        signal,
-      );
-      ownCidr = formatCIDR(lease.subnet);
-      await routes.disableSourceDestCheck(signal);
-      log.info(`Disabled the source/destination check of ${id.instanceId}`);
-      tableId = await routes.chooseRouteTable(cfg.routeTableID, signal);
-      log.info(`Using route table ${tableId}`);
-      routePending = !(await ensureOwn(signal, true));
+      try {
+        lease = await ctx.subnets.acquireLease(
+          { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
+          signal,
+        );
+        ownCidr = formatCIDR(lease.subnet);
+        await routes.disableSourceDestCheck(signal);
+        log.info(`Disabled the source/destination check of ${id.instanceId}`);
+        tableId = await routes.chooseRouteTable(cfg.routeTableID, signal);
+        log.info(`Using route table ${tableId}`);
+        routePending = !(await ensureOwn(signal, true));
+      } catch (err) {
+        client.destroy();
+        throw err;
+      }
       return { lease, mtu: ctx.ext.mtu };
     },
 
@@ -116,7 +124,11 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
       let synced = false;
       let watchErr: unknown = null;
       let wake: (() => void) | null = null;
-      const poke = () => wake?.();
+      let dirty = false;
+      const poke = () => {
+        dirty = true;
+        wake?.();
+      };
 
       const watcher = (async () => {
         try {
@@ -144,6 +156,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
       let nextOwnTry = Date.now() + retryDelay;
       while (!signal.aborted && watchErr === null) {
         let waitMs = recheckMs;
+        dirty = false;
         try {
           if (synced) {
             await deleteDeparted(signal);
@@ -174,12 +187,13 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
             wake = null;
             resolve();
           };
-          const timer = setTimeout(done, waitMs);
+          const timer = setTimeout(done, dirty ? 0 : waitMs);
           signal.addEventListener("abort", done, { once: true });
           wake = done;
         });
       }
       await watcher;
+      client.destroy();
       if (watchErr !== null) throw watchErr;
 
       async function deleteDeparted(signal: AbortSignal): Promise<string[]> {
