@@ -366,7 +366,8 @@ export class Netlink implements Disposable {
 
   /** `ip neigh del IP dev X`. */
   neighDel(index: number, ip: string): void {
-    const h = encodeNdMsg({ family: AF_INET, index });
+    // iproute2 sends NUD_PERMANENT on delete too; the kernel ignores the state.
+    const h = encodeNdMsg({ family: AF_INET, index, state: NUD_PERMANENT });
     this.#t.request(encodeMsg({ type: RTM_DELNEIGH, flags: ACK }, h, [attrIPv4(NDA_DST, ip)]));
   }
 
