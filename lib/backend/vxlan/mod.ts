@@ -130,7 +130,11 @@ class VxlanBackend implements Backend {
     try {
       for await (const ev of source(signal)) {
         if (signal.aborted) break;
-        this.#onEvent(table, ev, signal);
+        try {
+          this.#onEvent(table, ev, signal);
+        } catch (err) {
+          log.error(`Cannot repair after a ${ev.kind} event: ${errText(err)}`);
+        }
       }
     } catch (err) {
       if (!signal.aborted) log.warn(`Self-healing stopped: ${errText(err)}`);
@@ -146,7 +150,8 @@ class VxlanBackend implements Backend {
         if (ev.type === "del") {
           log.warn(`Device ${this.#spec.name} was deleted: recreating it`);
           this.#recreate(table, signal);
-        } else if (!ev.link.up) {
+        } else if (!ev.link.up && nl.linkGet(this.#devIndex)?.up === false) {
+          // Deletion also announces the link going down first: act only if it is still there.
           log.warn(`Device ${this.#spec.name} was set down: setting it up`);
           nl.linkSetUp(this.#devIndex);
           table.resync();
