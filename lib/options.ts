@@ -24,7 +24,10 @@ export interface Options {
   etcdPassword: string;
   /** Interface names or IPv4 addresses, tried in order. */
   iface: string[];
-  /** Regexes (JavaScript syntax) matched against interface names and addresses, in order. */
+  /**
+   * Regexes (JavaScript syntax) matched against interface names and addresses, in order. A
+   * leading Go flag group such as `(?i)` is rewritten to the JavaScript modifier `(?i:…)`.
+   */
   ifaceRegex: string[];
   /** The PublicIP to advertise; `""` = the external interface's address. */
   publicIP: string;
@@ -175,7 +178,7 @@ export function parseOptions(
       etcdUsername: f.etcdUsername.value,
       etcdPassword: f.etcdPassword.value,
       iface: f.iface.value,
-      ifaceRegex: f.ifaceRegex.value,
+      ifaceRegex: f.ifaceRegex.value.map(goFlagGroup),
       publicIP: f.publicIP.value,
       subnetFile: f.subnetFile.value,
       subnetLeaseRenewMargin: f.subnetLeaseRenewMargin.value,
@@ -223,9 +226,18 @@ function checkIface(s: string): string | null {
   return null;
 }
 
+/**
+ * Go's RE2 allows a leading `(?i)` (flags for the whole pattern); JavaScript rejects it but has
+ * the scoped `(?i:…)`, so `(?i)^eth` becomes `(?i:^eth)`. Other syntax is passed through.
+ */
+function goFlagGroup(s: string): string {
+  const m = /^\(\?([ims]+)\)/.exec(s);
+  return m ? `(?${m[1]}:${s.slice(m[0].length)})` : s;
+}
+
 function checkRegex(s: string): string | null {
   try {
-    new RegExp(s);
+    new RegExp(goFlagGroup(s));
     return null;
   } catch (err) {
     return `not a valid regular expression: ${(err as Error).message}`;

@@ -122,6 +122,17 @@ Deno.test("parseOptions() takes every flag from FLANNELD_* when the command line
   assert.equal(o.publicIP, "198.51.100.1");
 });
 
+Deno.test("parseOptions() turns a leading Go regex flag group into a JavaScript one", () => {
+  const o = run(["--iface-regex=(?i)^ETH", "--iface-regex=(?is)a.b", "--iface-regex=^(?:x|y)$"]);
+  assert.deepEqual(o.ifaceRegex, ["(?i:^ETH)", "(?is:a.b)", "^(?:x|y)$"]);
+  assert.equal(new RegExp(o.ifaceRegex[0]).test("eth0"), true);
+  assert.equal(
+    error(["--iface-regex=(?U)a+"]),
+    'invalid value "(?U)a+" for flag -iface-regex: not a valid regular expression: ' +
+      "Invalid regular expression: /(?U)a+/: Invalid group",
+  );
+});
+
 Deno.test("parseOptions() accepts and ignores glog's flags", () => {
   assert.deepEqual(
     run([
