@@ -309,7 +309,7 @@ export interface NlError {
 export function decodeError(m: NlMsg): NlError {
   const v = new DataView(m.payload.buffer, m.payload.byteOffset, m.payload.byteLength);
   const err = m.payload.length >= 4 ? v.getInt32(0, true) : 0;
-  const errno = -err;
+  const errno = err === 0 ? 0 : -err; // no -0 for an ACK
   if (m.type === NLMSG_DONE || m.payload.length < 4 + NLMSG_HDRLEN) {
     const tlvs = m.type === NLMSG_DONE && m.payload.length > 4
       ? parseAttrs(m.payload.subarray(4))
