@@ -1,0 +1,51 @@
+/**
+ * The udp data path's counters: one Float64Array over a SharedArrayBuffer that the Worker
+ * writes and the daemon reads (exact up to 2^53; an aligned 8-byte store does not tear on the
+ * platforms Deno supports).
+ */
+
+/** Counter names in slot order: direction, then what happened. */
+export const COUNTER_NAMES = [
+  "tx_packets", // TUN → UDP: inner packets sent to a peer
+  "tx_bytes",
+  "tx_no_route", // no peer holds the destination: ICMP net unreachable
+  "tx_ttl_expired", // TTL would reach 0: ICMP time exceeded
+  "tx_malformed", // not a well-formed IPv4 packet (from our own kernel: should stay 0)
+  "tx_send_errors", // sendmmsg/sendmsg failed or the socket buffer stayed full
+  "tx_icmp", // ICMP errors written back into the TUN
+  "tx_gso_sends", // UDP GSO sends (several datagrams in one call)
+  "rx_packets", // UDP → TUN: inner packets written to the TUN
+  "rx_bytes",
+  "rx_not_peer", // source is not a current peer's PublicIP:Port
+  "rx_malformed", // not exactly one well-formed IPv4 packet
+  "rx_truncated", // larger than the receive buffer (never forwarded cut)
+  "rx_not_our_subnet", // inner destination outside our lease
+  "rx_tun_errors", // the TUN write failed (queue full)
+  "rx_gro_batches", // coalesced UDP_GRO receives
+] as const;
+
+/** A counter name. */
+export type CounterName = typeof COUNTER_NAMES[number];
+
+/** Slot indexes by name, e.g. `C.rx_not_peer`. */
+export const C = Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, i])) as Record<
+  CounterName,
+  number
+>;
+
+/** Allocates the shared counter memory. */
+export function newCounterMemory(): SharedArrayBuffer {
+  return new SharedArrayBuffer(COUNTER_NAMES.length * 8);
+}
+
+/** A snapshot of the counters as a plain object. */
+export function readCounters(mem: SharedArrayBuffer): Record<CounterName, number> {
+  const v = new Float64Array(mem);
+  return Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, v[i]])) as Record<CounterName, number>;
+}
+
+/** `name=value` pairs of the non-zero counters, for a log line. */
+export function formatCounters(c: Record<string, number>): string {
+  const parts = Object.entries(c).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`);
+  return parts.length ? parts.join(" ") : "all zero";
+}

@@ -1,0 +1,282 @@
+/**
+ * The udp backend: a userspace TUN ↔ UDP data path, wire-compatible with flannel's udp backend.
+ *
+ * Design note.
+ * - Installs: a TUN device `flannel%d` (`IFF_TUN|IFF_NO_PI`, with `IFF_VNET_HDR` and TSO/checksum
+ *   offloads unless `"Offload": false`), address `<own subnet base>/32`, MTU = external MTU − 28,
+ *   txqueuelen 1000, up, and the route `<Network> dev flannel0`; a UDP socket bound to the
+ *   external interface's address (not `--public-ip`, which may be a NAT address) on `Port`, with
+ *   4 MiB buffers, `UDP_GRO` and `UDP_SEGMENT` when the kernel accepts them.
+ * - Data path: a Worker (worker.ts) making synchronous FFI calls on non-blocking fds. Each UDP
+ *   payload is exactly one inner IPv4 packet. TUN → UDP: peer lookup by masked destination
+ *   (O(1)), TTL decrement, ICMP net-unreachable / time-exceeded into the TUN. UDP → TUN: only
+ *   from a current peer's PublicIP:Port, exactly one well-formed IPv4 packet, inner destination
+ *   in our lease; everything else is dropped and counted by reason (`counters()`).
+ * - Lease added → route the subnet to `PublicIP:Port` (our configured port, as upstream);
+ *   removed → forget it (its traffic then gets ICMP net unreachable). Posted to the Worker as
+ *   messages; the data path never stops for them.
+ * - Survives a restart: nothing. The TUN device disappears with its fd when the process exits,
+ *   and with it the address and route; the lease is reused by PublicIP on the next start.
+ */
+
+import type { Backend, BackendContext, BackendReady } from "../mod.ts";
+import type { UdpBackendConfig } from "../../config.ts";
+import type { Lease } from "../../lease.ts";
+import { formatCIDR, formatIPv4 } from "../../ip.ts";
+import { errText, logger } from "../../log.ts";
+import { Netlink } from "../../../ffi/netlink/route.ts";
+import {
+  openTun,
+  setTxQueueLen,
+  type Tun,
+  TUN_F_CSUM,
+  TUN_F_TSO4,
+  TUN_F_TSO_ECN,
+  tunSetOffload,
+} from "../../../ffi/tun.ts";
+import {
+  bind,
+  setBufferSizes,
+  setsockoptInt,
+  SOL_UDP,
+  UDP_GRO,
+  UDP_SEGMENT,
+  udpSocket,
+} from "../../../ffi/udp.ts";
+import type { Fd } from "../../../ffi/fd.ts";
+import { writeSysctl } from "../../../ffi/sysctl.ts";
+import { type CounterName, formatCounters, newCounterMemory, readCounters } from "./counters.ts";
+import {
+  CTL_PENDING,
+  CTL_STOP,
+  CTL_WORDS,
+  type PeerChange,
+  type WorkerInit,
+  type WorkerReport,
+} from "./protocol.ts";
+
+const log = logger("udp");
+
+/** Overhead of the outer IPv4 + UDP headers. */
+const ENCAP_OVERHEAD = 28;
+const SOCKET_BUFFER = 4 << 20;
+const TXQUEUELEN = 1000;
+/** How long `run` waits for the Worker to stop before terminating it. */
+const STOP_GRACE_MS = 800;
+
+/** The udp backend object, with its counters for metrics. */
+export interface UdpBackend extends Backend {
+  /** A snapshot of the data path's counters (zeros before `run`). */
+  counters(): Record<CounterName, number>;
+  /** The TUN device name once `init` has run. */
+  readonly deviceName: string | null;
+}
+
+/** Creates the udp backend (registered as `"udp"`). */
+export function create(ctx: BackendContext): UdpBackend {
+  return new UdpBackendImpl(ctx);
+}
+
+class UdpBackendImpl implements UdpBackend {
+  readonly #ctx: BackendContext;
+  readonly #cfg: UdpBackendConfig;
+  readonly #counterMem = newCounterMemory();
+  #tun: Tun | null = null;
+  #sock: Fd | null = null;
+  #lease: Lease | null = null;
+  #mtu = 0;
+  #vnetHdr = false;
+  #udpGso = false;
+  #udpGro = false;
+
+  constructor(ctx: BackendContext) {
+    if (ctx.config.backend.type !== "udp") {
+      throw new Error(`udp backend: config has backend type ${ctx.config.backend.type}`);
+    }
+    this.#ctx = ctx;
+    this.#cfg = ctx.config.backend;
+  }
+
+  get deviceName(): string | null {
+    return this.#tun?.name ?? null;
+  }
+
+  counters(): Record<CounterName, number> {
+    return readCounters(this.#counterMem);
+  }
+
+  async init(signal: AbortSignal): Promise<BackendReady> {
+    const { ext, subnets, config } = this.#ctx;
+    const lease = await subnets.acquireLease(
+      { publicIP: ext.publicIP, backendType: "", backendData: null },
+      signal,
+    );
+    this.#lease = lease;
+    this.#mtu = ext.mtu - ENCAP_OVERHEAD;
+    try {
+      this.#openTun();
+      this.#configureDevice(formatCIDR(config.network), lease);
+      this.#openSocket(ext.ifaceAddr);
+    } catch (err) {
+      this.#close();
+      throw err;
+    }
+    log.info(
+      `Device ${this.#tun!.name} up: ${formatIPv4(lease.subnet.ip)}/32, mtu ${this.#mtu}, ` +
+        `route ${formatCIDR(config.network)}; UDP ${formatIPv4(ext.ifaceAddr)}:${this.#cfg.port}` +
+        ` (offloads: tun ${this.#vnetHdr ? "on" : "off"}, gso ${this.#udpGso ? "on" : "off"}, ` +
+        `gro ${this.#udpGro ? "on" : "off"})`,
+    );
+    return { lease, mtu: this.#mtu };
+  }
+
+  #openTun(): void {
+    if (this.#cfg.offload) {
+      const tun = openTun({ name: "flannel%d", vnetHdr: true });
+      try {
+        tunSetOffload(tun.fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
+        this.#tun = tun;
+        this.#vnetHdr = true;
+        return;
+      } catch (err) {
+        log.warn(`TUN offloads refused, continuing without: ${errText(err)}`);
+        tun.fd.close();
+      }
+    }
+    this.#tun = openTun({ name: "flannel%d" });
+  }
+
+  #configureDevice(network: string, lease: Lease): void {
+    const name = this.#tun!.name;
+    using nl = Netlink.open();
+    const link = nl.linkGet(name);
+    if (link === null) throw new Error(`TUN device ${name} vanished after TUNSETIFF`);
+    nl.linkSetMtu(link.index, this.#mtu);
+    setTxQueueLen(name, TXQUEUELEN);
+    const addr = `${formatIPv4(lease.subnet.ip)}/32`;
+    const have = nl.addrList(link.index).some((a) => `${a.address}/${a.prefix}` === addr);
+    if (!have) nl.addrAdd(link.index, addr);
+    // Our ICMP errors come from the TUN address, which is local: without accept_local the
+    // kernel drops them as martians before the host's own sender (e.g. ping) sees them.
+    writeSysctl(`/proc/sys/net/ipv4/conf/${name}/accept_local`, "1");
+    nl.linkSetUp(link.index);
+    nl.routeReplace({ dst: network, oif: link.index, scope: 0 });
+  }
+
+  #openSocket(ifaceAddr: number): void {
+    const sock = udpSocket();
+    this.#sock = sock;
+    bind(sock, ifaceAddr, this.#cfg.port);
+    setBufferSizes(sock, SOCKET_BUFFER);
+    if (this.#vnetHdr) {
+      try {
+        // Probe: UDP_SEGMENT as a socket option sets a default segment size; 0 turns it off
+        // again but proves the kernel knows it.
+        setsockoptInt(sock, SOL_UDP, UDP_SEGMENT, 0);
+        this.#udpGso = true;
+      } catch (err) {
+        log.warn(`UDP GSO refused, sending one datagram per call: ${errText(err)}`);
+      }
+      try {
+        setsockoptInt(sock, SOL_UDP, UDP_GRO, 1);
+        this.#udpGro = true;
+      } catch (err) {
+        log.warn(`UDP GRO refused, receiving one datagram per slot: ${errText(err)}`);
+      }
+    }
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    if (!this.#tun || !this.#sock || !this.#lease) throw new Error("udp backend: run before init");
+    const ctl = new SharedArrayBuffer(CTL_WORDS * 4);
+    const ctlView = new Int32Array(ctl);
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    let reports: (r: WorkerReport) => void = () => {};
+    let failed: string | null = null;
+    const stopped = Promise.withResolvers<void>();
+    const workerDied = Promise.withResolvers<void>();
+    worker.onmessage = (ev: MessageEvent<WorkerReport>) => reports(ev.data);
+    worker.onerror = (ev) => {
+      ev.preventDefault();
+      failed = `data path Worker failed: ${ev.message}`;
+      workerDied.resolve();
+    };
+    const ready = Promise.withResolvers<void>();
+    reports = (r) => {
+      if (r.type === "ready") ready.resolve();
+      else if (r.type === "stopped") stopped.resolve();
+      else {
+        failed = `data path failed: ${r.message}`;
+        workerDied.resolve();
+      }
+    };
+    const init: WorkerInit = {
+      op: "init",
+      tunFd: this.#tun.fd.fd,
+      udpFd: this.#sock.fd,
+      ownNet: this.#lease.subnet.ip,
+      ownPrefix: this.#lease.subnet.prefix,
+      tunAddr: this.#lease.subnet.ip,
+      mtu: this.#mtu,
+      vnetHdr: this.#vnetHdr,
+      udpGso: this.#udpGso,
+      udpGro: this.#udpGro,
+      ctl,
+      counters: this.#counterMem,
+    };
+    worker.postMessage(init);
+    const post = (m: PeerChange) => {
+      worker.postMessage(m);
+      Atomics.add(ctlView, CTL_PENDING, 1);
+    };
+    const statsTimer = log.enabled(2)
+      ? setInterval(() => log.v(2, `Data path counters: ${formatCounters(this.counters())}`), 5000)
+      : null;
+    try {
+      await Promise.race([ready.promise, workerDied.promise]);
+      if (failed) throw new Error(failed);
+      const own = this.#lease.subnet;
+      const port = this.#cfg.port;
+      const watch = (async () => {
+        for await (const batch of this.#ctx.subnets.watchLeases(own, signal)) {
+          for (const ev of batch) {
+            const { subnet, attrs } = ev.lease;
+            if (subnet.ip === own.ip && subnet.prefix === own.prefix) continue;
+            const op = ev.type === "added" ? "set" : "del";
+            post({ op, net: subnet.ip, prefix: subnet.prefix, ip: attrs.publicIP, port });
+            log.info(
+              `${ev.type === "added" ? "Route" : "Unroute"} ${formatCIDR(subnet)}` +
+                (ev.type === "added" ? ` via ${formatIPv4(attrs.publicIP)}:${port}` : ""),
+            );
+          }
+        }
+      })();
+      const aborted = new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      // A watch failure is logged; the data path keeps the last known peers.
+      watch.catch((err) => {
+        if (!signal.aborted) log.error(`Lease watch ended: ${errText(err)}`);
+      });
+      await Promise.race([aborted, workerDied.promise]);
+      if (failed) throw new Error(failed);
+    } finally {
+      if (statsTimer !== null) clearInterval(statsTimer);
+      Atomics.store(ctlView, CTL_STOP, 1);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), STOP_GRACE_MS));
+      const clean = await Promise.race([stopped.promise.then(() => true), grace]);
+      clearTimeout(timer);
+      worker.terminate();
+      if (!clean) log.warn("Data path Worker did not stop in time: terminated");
+      log.info(`Data path stopped: ${formatCounters(this.counters())}`);
+      this.#close();
+    }
+  }
+
+  #close(): void {
+    this.#sock?.close();
+    this.#tun?.fd.close();
+  }
+}

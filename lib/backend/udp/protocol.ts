@@ -1,0 +1,46 @@
+/**
+ * Messages between the udp backend (main thread) and its data-path Worker, and the layout of
+ * the shared control words.
+ */
+
+/** Int32 slots of the control SharedArrayBuffer. */
+export const CTL_STOP = 0; // set to 1 by the main thread: the Worker stops within one poll
+export const CTL_PENDING = 1; // messages posted but not yet applied: the Worker yields to its event loop
+export const CTL_WORDS = 2;
+
+/** The first message: everything the data path needs, fds opened by the main thread. */
+export interface WorkerInit {
+  readonly op: "init";
+  readonly tunFd: number;
+  readonly udpFd: number;
+  /** Our lease (host-order u32 base and prefix): datagrams must target it. */
+  readonly ownNet: number;
+  readonly ownPrefix: number;
+  /** The TUN's address, the source of our ICMP errors. */
+  readonly tunAddr: number;
+  /** The TUN MTU (for "fragmentation needed" and segment sizes). */
+  readonly mtu: number;
+  /** The TUN was opened with `IFF_VNET_HDR` and TSO/checksum offloads are on. */
+  readonly vnetHdr: boolean;
+  /** UDP GSO (`UDP_SEGMENT`) may be used to send. */
+  readonly udpGso: boolean;
+  /** `UDP_GRO` is on for the socket. */
+  readonly udpGro: boolean;
+  readonly ctl: SharedArrayBuffer;
+  readonly counters: SharedArrayBuffer;
+}
+
+/** A peer-table change. */
+export interface PeerChange {
+  readonly op: "set" | "del";
+  readonly net: number;
+  readonly prefix: number;
+  readonly ip: number;
+  readonly port: number;
+}
+
+/** What the Worker posts back. */
+export type WorkerReport =
+  | { readonly type: "ready" }
+  | { readonly type: "stopped" }
+  | { readonly type: "error"; readonly message: string };

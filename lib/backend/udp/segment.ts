@@ -1,0 +1,134 @@
+/**
+ * TCP segmentation and checksum completion for TUN offloads (`IFF_VNET_HDR` + `TUN_F_TSO4` +
+ * `TUN_F_CSUM`): the kernel hands the data path TCP super-packets of up to 64 KiB with a
+ * partial checksum, and the wire must carry ordinary packets of at most the TUN MTU, each with
+ * complete checksums (peers, and upstream flannel, expect whole packets).
+ *
+ * Pure functions over byte arrays, nothing allocated per call.
+ */
+
+import { IPPROTO_TCP, setHeaderChecksum, sum16 } from "./packet.ts";
+
+/** virtio_net_hdr fields (little-endian), read from `b` at `off`. */
+export function vnetFlags(b: Uint8Array, off: number): number {
+  return b[off];
+}
+/** The GSO type byte of a virtio_net_hdr (ECN bit included). */
+export function vnetGsoType(b: Uint8Array, off: number): number {
+  return b[off + 1];
+}
+/** The GSO segment size (MSS for TCP) of a virtio_net_hdr. */
+export function vnetGsoSize(b: Uint8Array, off: number): number {
+  return b[off + 4] | (b[off + 5] << 8);
+}
+/** Where checksumming starts, relative to the packet. */
+export function vnetCsumStart(b: Uint8Array, off: number): number {
+  return b[off + 6] | (b[off + 7] << 8);
+}
+/** Where the checksum goes, relative to `csum_start`. */
+export function vnetCsumOffset(b: Uint8Array, off: number): number {
+  return b[off + 8] | (b[off + 9] << 8);
+}
+
+/**
+ * Completes a partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM`): the field at
+ * `start + offset` holds the pseudo-header sum; the one's complement of the sum over
+ * `[start, len)` goes there. Offsets are relative to the packet at `off`. False when the
+ * offsets do not fit the packet.
+ */
+export function completeChecksum(
+  b: Uint8Array,
+  off: number,
+  len: number,
+  start: number,
+  offset: number,
+): boolean {
+  if (start + offset + 2 > len) return false;
+  let s = sum16(b, off + start, len - start);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  let c = ~s & 0xffff;
+  // A UDP checksum of 0 means "none": send 0xffff instead (RFC 768).
+  if (c === 0 && b[off + 9] === 17) c = 0xffff;
+  b[off + start + offset] = c >>> 8;
+  b[off + start + offset + 1] = c & 0xff;
+  return true;
+}
+
+/**
+ * The header length (IPv4 + TCP) of a TCP/IPv4 super-packet at `off`, or 0 when it is not one
+ * that can be segmented (not TCP, bad header lengths, a fragment).
+ */
+export function tcpHeaderLength(b: Uint8Array, off: number, len: number): number {
+  if (len < 40 || (b[off] >>> 4) !== 4 || b[off + 9] !== IPPROTO_TCP) return 0;
+  const ihl = (b[off] & 0x0f) << 2;
+  if (ihl < 20 || ihl + 20 > len) return 0;
+  if ((((b[off + 6] << 8) | b[off + 7]) & 0x3fff) !== 0) return 0; // MF or offset set
+  const doff = (b[off + ihl + 12] >>> 4) << 2;
+  if (doff < 20 || ihl + doff > len) return 0;
+  return ihl + doff;
+}
+
+/** The number of segments of `mss` payload bytes a super-packet of `len` bytes makes. */
+export function segmentCount(len: number, hdrLen: number, mss: number): number {
+  return Math.max(1, Math.ceil((len - hdrLen) / mss));
+}
+
+const TCP_FIN = 0x01;
+const TCP_PSH = 0x08;
+const TCP_CWR = 0x80;
+
+/**
+ * Writes segment `i` of the TCP super-packet `src[off..off+len]` (headers `hdrLen` bytes,
+ * payload split in `mss` pieces) to `dst` at `dOff` and returns its length. Per segment: IPv4
+ * total length, id + i, header checksum; TCP sequence + i·mss, FIN/PSH only on the last
+ * segment, CWR only on the first, full TCP checksum.
+ */
+export function writeSegment(
+  src: Uint8Array,
+  off: number,
+  len: number,
+  hdrLen: number,
+  mss: number,
+  i: number,
+  dst: Uint8Array,
+  dOff: number,
+): number {
+  const ihl = (src[off] & 0x0f) << 2;
+  const pStart = off + hdrLen + i * mss;
+  const pLen = Math.min(mss, off + len - pStart);
+  const segLen = hdrLen + pLen;
+  dst.set(src.subarray(off, off + hdrLen), dOff);
+  dst.set(src.subarray(pStart, pStart + pLen), dOff + hdrLen);
+  // IPv4 header.
+  dst[dOff + 2] = segLen >>> 8;
+  dst[dOff + 3] = segLen & 0xff;
+  const id = (((src[off + 4] << 8) | src[off + 5]) + i) & 0xffff;
+  dst[dOff + 4] = id >>> 8;
+  dst[dOff + 5] = id & 0xff;
+  setHeaderChecksum(dst, dOff);
+  // TCP header.
+  const t = dOff + ihl;
+  const seq = ((src[off + ihl + 4] << 24) | (src[off + ihl + 5] << 16) |
+    (src[off + ihl + 6] << 8) | src[off + ihl + 7]) >>> 0;
+  const s2 = (seq + i * mss) >>> 0;
+  dst[t + 4] = s2 >>> 24;
+  dst[t + 5] = (s2 >>> 16) & 0xff;
+  dst[t + 6] = (s2 >>> 8) & 0xff;
+  dst[t + 7] = s2 & 0xff;
+  const last = pStart + pLen >= off + len;
+  let flags = src[off + ihl + 13];
+  if (!last) flags &= ~(TCP_FIN | TCP_PSH);
+  if (i > 0) flags &= ~TCP_CWR;
+  dst[t + 13] = flags;
+  dst[t + 16] = 0;
+  dst[t + 17] = 0;
+  const tcpLen = segLen - ihl;
+  // Pseudo-header: source, destination, protocol, TCP length.
+  let s = sum16(dst, dOff + 12, 8, IPPROTO_TCP + tcpLen);
+  s = sum16(dst, t, tcpLen, s);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  const c = ~s & 0xffff;
+  dst[t + 16] = c >>> 8;
+  dst[t + 17] = c & 0xff;
+  return segLen;
+}
