@@ -245,6 +245,33 @@ async function scenario(offload: boolean): Promise<void> {
     assert.notEqual(r.code, 0);
     assert.match(r.stdout + r.stderr, /message too long|Frag needed|mtu = 1472/i);
 
+    // TCP across (with offloads: TSO super-packets segmented, UDP GSO, GRO split).
+    const server = new Deno.Command("ip", {
+      args: ["netns", "exec", nsB, "iperf3", "-s", "-1", "-B", "10.5.2.0"],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    try {
+      await new Promise((res) => setTimeout(res, 300));
+      const ip3 = await run([
+        "ip",
+        "netns",
+        "exec",
+        nsA,
+        "iperf3",
+        "-c",
+        "10.5.2.0",
+        "-t",
+        "2",
+        "-J",
+      ]);
+      assert.equal(ip3.code, 0, ip3.stdout + ip3.stderr);
+      const bps = JSON.parse(ip3.stdout).end.sum_received.bits_per_second;
+      assert.ok(bps > 50e6, `iperf3 TCP only ${bps} bit/s`);
+    } finally {
+      await server.status;
+    }
+
     // From the peer's address but another port, and from a non-peer address: dropped.
     await sendCrafted(nsA, "192.168.50.3", PORT, "192.168.50.2", 5);
     await sendCrafted(nsA, "192.168.50.1", 9999, "192.168.50.2", 3);
@@ -267,6 +294,8 @@ async function scenario(offload: boolean): Promise<void> {
     assert.ok(sa.counters.tx_icmp >= 1);
     assert.ok(sa.counters.tx_packets >= 9 && sb.counters.rx_packets >= 9);
     assert.equal(sb.counters.rx_malformed + sb.counters.rx_not_our_subnet, 0);
+    assert.equal(sa.counters.tx_malformed, 0);
+    if (offload) assert.ok(sa.counters.tx_gso_sends > 0, "no UDP GSO send with offloads on");
   } finally {
     for (const h of hosts) await h.kill();
     deleteNamespace(nsA);

@@ -10,7 +10,7 @@ export const COUNTER_NAMES = [
   "tx_bytes",
   "tx_no_route", // no peer holds the destination: ICMP net unreachable
   "tx_ttl_expired", // TTL would reach 0: ICMP time exceeded
-  "tx_malformed", // not a well-formed IPv4 packet (from our own kernel: should stay 0)
+  "tx_malformed", // not IPv4 or not well-formed (from our own kernel: should stay 0)
   "tx_send_errors", // sendmmsg/sendmsg failed or the socket buffer stayed full
   "tx_icmp", // ICMP errors written back into the TUN
   "tx_gso_sends", // UDP GSO sends (several datagrams in one call)

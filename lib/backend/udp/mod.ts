@@ -159,6 +159,12 @@ class UdpBackendImpl implements UdpBackend {
     // Our ICMP errors come from the TUN address, which is local: without accept_local the
     // kernel drops them as martians before the host's own sender (e.g. ping) sees them.
     writeSysctl(`/proc/sys/net/ipv4/conf/${name}/accept_local`, "1");
+    // The overlay is IPv4 only: no link-local address, router solicitations or MLD reports.
+    try {
+      writeSysctl(`/proc/sys/net/ipv6/conf/${name}/disable_ipv6`, "1");
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err; // IPv6 disabled in the kernel
+    }
     nl.linkSetUp(link.index);
     nl.routeReplace({ dst: network, oif: link.index, scope: 0 });
   }
