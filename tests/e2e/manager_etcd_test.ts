@@ -1,0 +1,188 @@
+/**
+ * EtcdSubnetManager against a real etcd on 127.0.0.1 (random free ports, temp data dir).
+ */
+
+import assert from "node:assert/strict";
+import { parseNetworkConfig } from "../../lib/config.ts";
+import { formatCIDR, parseIPv4 } from "../../lib/ip.ts";
+import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
+import { Logger, setSink } from "../../lib/log.ts";
+import { connectEtcd } from "../../lib/registry/etcd.ts";
+import type { Registry } from "../../lib/registry/mod.ts";
+import { EtcdSubnetManager } from "../../lib/subnet/manager.ts";
+import { type LeaseEvent, LeaseLostError } from "../../lib/subnet/mod.ts";
+import { EtcdServer } from "../harness/etcd.ts";
+
+const P = "/coreos.com/network";
+const NET16 = parseNetworkConfig('{"Network":"10.1.0.0/16"}');
+
+function attrs(ip: string): LeaseAttrs {
+  return { publicIP: parseIPv4(ip)!, backendType: "", backendData: null };
+}
+
+function key(cidr: string): string {
+  return `${P}/subnets/${cidr.replace("/", "-")}`;
+}
+
+class Ctx implements AsyncDisposable {
+  lines: string[] = [];
+  regs: Registry[] = [];
+  ac = new AbortController();
+  #prev = setSink((l) => this.lines.push(l));
+  private constructor(readonly etcd: EtcdServer, readonly dir: string) {}
+  static async start(): Promise<Ctx> {
+    return new Ctx(await EtcdServer.start(), await Deno.makeTempDir({ prefix: "fl-mgr-" }));
+  }
+  manager(
+    extra: Partial<ConstructorParameters<typeof EtcdSubnetManager>[0]> = {},
+    subnetFile = `${this.dir}/subnet.env`,
+  ): EtcdSubnetManager {
+    const registry = connectEtcd({ endpoints: [this.etcd.endpoint] });
+    this.regs.push(registry);
+    return new EtcdSubnetManager({
+      registry,
+      config: NET16,
+      prefix: P,
+      subnetFile,
+      renewMarginMinutes: 60,
+      log: new Logger("subnet"),
+      ...extra,
+    });
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.ac.abort();
+    for (const r of this.regs) r.close();
+    setSink(this.#prev);
+    await this.etcd[Symbol.asyncDispose]();
+    await Deno.remove(this.dir, { recursive: true });
+  }
+}
+
+async function take<T>(it: AsyncIterator<T>, ms = 15_000): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const r = await Promise.race([
+      it.next(),
+      new Promise<never>((_, rej) => t = setTimeout(() => rej(new Error("timeout")), ms)),
+    ]);
+    if (r.done) throw new Error("ended");
+    return r.value;
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+function show(batch: LeaseEvent[]): string[] {
+  return batch.map((e) => `${e.type} ${formatCIDR(e.lease.subnet)}`).sort();
+}
+
+Deno.test("manager+etcd: ten hosts at once get ten distinct subnets; a restart reuses by PublicIP", async () => {
+  await using ctx = await Ctx.start();
+  const leases = await Promise.all(
+    Array.from(
+      { length: 10 },
+      (_, i) =>
+        ctx.manager({}, `${ctx.dir}/h${i}.env`).acquireLease(
+          attrs(`192.168.0.${i + 10}`),
+          ctx.ac.signal,
+        ),
+    ),
+  );
+  const subnets = new Set(leases.map((l) => formatCIDR(l.subnet)));
+  assert.equal(subnets.size, 10);
+  const stored = await ctx.etcd.list(`${P}/subnets/`);
+  assert.equal(Object.keys(stored).length, 10);
+  for (const l of leases) {
+    assert.equal(stored[key(formatCIDR(l.subnet))], encodeLeaseValue(l.attrs));
+  }
+  const again = await ctx.manager({}, `${ctx.dir}/h3.env`).acquireLease(
+    attrs("192.168.0.13"),
+    ctx.ac.signal,
+  );
+  assert.equal(formatCIDR(again.subnet), formatCIDR(leases[3].subnet));
+});
+
+Deno.test("manager+etcd: reservation honoured; keepLease renews by revision and loses a taken key", async () => {
+  await using ctx = await Ctx.start();
+  await ctx.etcd.put(key("10.1.1.0/24"), encodeLeaseValue(attrs("192.168.0.50")));
+  const m = ctx.manager({ ttlSeconds: 4, renewMarginMinutes: 3 / 60, random: () => 0 });
+  const lease = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
+  assert.equal(formatCIDR(lease.subnet), "10.1.2.0/24");
+  const ac = new AbortController();
+  // Settles as soon as the lease is lost; caught now so that it is never unhandled.
+  const keeping = m.keepLease(lease, ac.signal).then(() => null, (err) => err);
+  // Renewed every ~1 s with a 4 s TTL: still there after 6 s.
+  await new Promise((r) => setTimeout(r, 6000));
+  assert.equal(await ctx.etcd.get(key("10.1.2.0/24")), encodeLeaseValue(attrs("192.168.0.2")));
+  assert.ok(ctx.lines.filter((l) => l.includes("Renewed lease 10.1.2.0/24")).length >= 3);
+  // Another host overwrites the key: we must not write it back.
+  await ctx.etcd.put(key("10.1.2.0/24"), encodeLeaseValue(attrs("192.168.0.66")), {
+    ttlSeconds: 60,
+  });
+  const err = await keeping;
+  assert.ok(err instanceof LeaseLostError, String(err));
+  assert.match(err.message, /^Lease 10\.1\.2\.0\/24 is now held by 192\.168\.0\.66/);
+  await new Promise((r) => setTimeout(r, 1500));
+  assert.equal(await ctx.etcd.get(key("10.1.2.0/24")), encodeLeaseValue(attrs("192.168.0.66")));
+  ac.abort();
+});
+
+Deno.test("manager+etcd: watchLeases resumes after an etcd restart and re-lists after compaction", async () => {
+  await using ctx = await Ctx.start();
+  await ctx.etcd.put(key("10.1.8.0/24"), encodeLeaseValue(attrs("192.168.0.8")), {
+    ttlSeconds: 600,
+  });
+  const m = ctx.manager({ random: () => 0 });
+  const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
+  const it = m.watchLeases(own.subnet, ctx.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(show(await take(it)), ["added 10.1.8.0/24"]);
+
+  await ctx.etcd.stop();
+  await new Promise((r) => setTimeout(r, 300));
+  await ctx.etcd.start();
+  await ctx.etcd.put(key("10.1.9.0/24"), encodeLeaseValue(attrs("192.168.0.9")));
+  assert.deepEqual(show(await take(it, 30_000)), ["added 10.1.9.0/24"]);
+  await ctx.etcd.del(key("10.1.8.0/24"));
+  assert.deepEqual(show(await take(it)), ["removed 10.1.8.0/24"]);
+
+  // A second manager whose acquire listing is older than the compacted revision.
+  const m2 = ctx.manager({ random: () => 0 });
+  const own2 = await m2.acquireLease(attrs("192.168.0.3"), ctx.ac.signal);
+  await ctx.etcd.del(key("10.1.9.0/24"));
+  await ctx.etcd.put(key("10.1.20.0/24"), encodeLeaseValue(attrs("192.168.0.20")));
+  await ctx.etcd.compact(await ctx.etcd.revision());
+  const it2 = m2.watchLeases(own2.subnet, ctx.ac.signal)[Symbol.asyncIterator]();
+  const snap = show(await take(it2));
+  assert.ok(snap.includes("added 10.1.9.0/24"), snap.join());
+  assert.deepEqual(show(await take(it2)), ["added 10.1.20.0/24", "removed 10.1.9.0/24"]);
+});
+
+Deno.test("manager+etcd: 5,000 peer leases: acquire + first watch batch well under 5 s", async () => {
+  await using ctx = await Ctx.start();
+  const seed = connectEtcd({ endpoints: [ctx.etcd.endpoint] });
+  ctx.regs.push(seed);
+  const cfg = parseNetworkConfig('{"Network":"10.0.0.0/8"}');
+  // 5,000 leases, each with its own etcd lease (as 5,000 hosts would have).
+  const all = Array.from({ length: 5000 }, (_, i) => i);
+  for (let i = 0; i < all.length; i += 500) {
+    await Promise.all(
+      all.slice(i, i + 500).map((n) => {
+        const subnet = `10.${1 + (n >> 8)}.${n & 255}.0/24`;
+        return seed.create(
+          key(subnet),
+          encodeLeaseValue(attrs(`172.16.${n >> 8}.${n & 255}`)),
+          3600,
+        );
+      }),
+    );
+  }
+  const t0 = performance.now();
+  const m = ctx.manager({ config: cfg });
+  const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
+  const first = await take(m.watchLeases(own.subnet, ctx.ac.signal)[Symbol.asyncIterator]());
+  const ms = performance.now() - t0;
+  assert.equal(first.length, 5000);
+  assert.ok(first.every((e) => e.lease.expiration !== null));
+  console.log(`acquire + first batch with 5,000 peer leases: ${ms.toFixed(0)} ms`);
+  assert.ok(ms < 5000, `${ms} ms`);
+});
