@@ -5,10 +5,11 @@
 import type { BackendFactory } from "./mod.ts";
 import type { BackendConfig } from "../config.ts";
 import { create as alloc } from "./alloc/mod.ts";
+import { create as udp } from "./udp/mod.ts";
 
 const FACTORIES: Record<BackendConfig["type"], BackendFactory | undefined> = {
   "alloc": alloc,
-  "udp": undefined,
+  "udp": udp,
   "vxlan": undefined,
   "host-gw": undefined,
   "aws-vpc": undefined,
