@@ -2,7 +2,8 @@
  * Runs the fake EC2 + IMDS as its own process, e.g. inside a test namespace:
  * `deno run -A tests/fake_ec2/main.ts --hostname=10.9.0.1 --port=0 --hosts=i-0a=10.9.0.2,i-0b=10.9.0.3`.
  * Prints `listening on http://<host>:<port>` once it serves; the test drives it with the control
- * API (`/_fake/…`, see server.ts). Stops on SIGTERM or SIGINT.
+ * API (`/_fake/…`, see server.ts), also served on the unix socket `--control=<path>` so a test in
+ * another network namespace reaches it through the file system. Stops on SIGTERM or SIGINT.
  */
 
 import { parseArgs } from "node:util";
@@ -15,6 +16,7 @@ const { values } = parseArgs({
     hostname: { type: "string", default: "127.0.0.1" },
     port: { type: "string", default: "0" },
     hosts: { type: "string", default: "i-0123456789abcdef0=127.0.0.1" },
+    control: { type: "string" },
   },
 });
 
@@ -30,5 +32,12 @@ const server = fake.serve({
   port: Number(values.port),
   signal: ac.signal,
 });
+const control = values.control
+  ? Deno.serve(
+    { path: values.control, signal: ac.signal, onListen() {} },
+    (req) => fake.handle(req, "unix"),
+  )
+  : null;
 console.log(`listening on http://${values.hostname}:${server.addr.port}`);
 await server.finished;
+await control?.finished;

@@ -110,6 +110,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
         tableId = await routes.chooseRouteTable(cfg.routeTableID, signal);
         log.info(`Using route table ${tableId}`);
         routePending = !(await ensureOwn(signal, true));
+        if (routePending) log.info(`Retrying route ${ownCidr} in ${routeRetryMs / 1000}s`);
       } catch (err) {
         client.destroy();
         throw err;
@@ -152,8 +153,9 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
         }
       })();
 
-      let retryDelay = routeRetryMs;
-      let nextOwnTry = Date.now() + retryDelay;
+      // init already said "Retrying … in routeRetryMs" when the route is pending.
+      let nextOwnTry = Date.now() + routeRetryMs;
+      let retryDelay = Math.min(recheckMs, routeRetryMs * 2);
       while (!signal.aborted && watchErr === null) {
         let waitMs = recheckMs;
         dirty = false;
