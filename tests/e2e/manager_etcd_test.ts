@@ -10,6 +10,7 @@ import { Logger, setSink } from "../../lib/log.ts";
 import { connectEtcd } from "../../lib/registry/etcd.ts";
 import type { Registry } from "../../lib/registry/mod.ts";
 import { EtcdSubnetManager } from "../../lib/subnet/manager.ts";
+import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";
 import { type LeaseEvent, LeaseLostError } from "../../lib/subnet/mod.ts";
 import { EtcdServer } from "../harness/etcd.ts";
 
@@ -185,4 +186,21 @@ Deno.test("manager+etcd: 5,000 peer leases: acquire + first watch batch well und
   assert.ok(first.every((e) => e.lease.expiration !== null));
   console.log(`acquire + first batch with 5,000 peer leases: ${ms.toFixed(0)} ms`);
   assert.ok(ms < 5000, `${ms} ms`);
+});
+
+Deno.test("config wait+etcd: etcd down at start is retried with one line per attempt, then the config is found", async () => {
+  await using ctx = await Ctx.start();
+  await ctx.etcd.put(`${P}/config`, '{"Network":"10.5.0.0/16","Backend":{"Type":"alloc"}}');
+  await ctx.etcd.stop();
+  const reg = connectEtcd({ endpoints: [ctx.etcd.endpoint] });
+  ctx.regs.push(reg);
+  const p = waitForNetworkConfig(reg, P, ctx.ac.signal, new Logger("config"));
+  await new Promise((r) => setTimeout(r, 2000));
+  const fails = ctx.lines.filter((l) => l.includes(`Failed to reach etcd at ${ctx.etcd.endpoint}`));
+  // Backoff 100, 200, 400, 800 ms…: a handful of attempts in 2 s, not a tight loop.
+  assert.ok(fails.length >= 3 && fails.length <= 8, `${fails.length} attempts`);
+  await ctx.etcd.start();
+  const cfg = await p;
+  assert.equal(formatCIDR(cfg.network), "10.5.0.0/16");
+  assert.equal(cfg.backend.type, "alloc");
 });

@@ -149,6 +149,18 @@ Deno.test("registry: TLS with client certificates on an IP endpoint, certificate
   } finally {
     good.close();
   }
+  // The same server by host name: the certificate's DNS SAN is checked the ordinary way.
+  const byName = connectEtcd({
+    endpoints: [etcd.endpoint.replace("127.0.0.1", "localhost")],
+    caFile: f.caFile,
+    certFile: f.certFile,
+    keyFile: f.keyFile,
+  });
+  try {
+    assert.equal((await byName.get("/tls/k")).kv?.value, "v");
+  } finally {
+    byName.close();
+  }
 
   const dir = await Deno.makeTempDir({ prefix: "fl-certs-" });
   try {
