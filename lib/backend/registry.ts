@@ -6,13 +6,14 @@ import type { BackendFactory } from "./mod.ts";
 import type { BackendConfig } from "../config.ts";
 import { create as alloc } from "./alloc/mod.ts";
 import { create as udp } from "./udp/mod.ts";
+import { create as awsVpc } from "./awsvpc/mod.ts";
 
 const FACTORIES: Record<BackendConfig["type"], BackendFactory | undefined> = {
   "alloc": alloc,
   "udp": udp,
   "vxlan": undefined,
   "host-gw": undefined,
-  "aws-vpc": undefined,
+  "aws-vpc": awsVpc,
 };
 
 /** The factory of a backend type; undefined when this build lacks it. */
