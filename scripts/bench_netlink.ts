@@ -1,8 +1,9 @@
 /**
  * Netlink benchmark: route replaces per second, and the time to install 5,000 routes, through
  * `Netlink` (ffi/netlink/route.ts), against iproute2 doing the same in one `ip -batch` process as
- * the baseline measured in the same run ("speed" > 1 means faster than iproute2). Everything happens in a namespace `fl<hex>-bn` that the
- * script creates and removes; the measuring half re-runs this file inside it (`--inner`).
+ * the baseline measured in the same run ("speed" > 1 means faster than iproute2). Everything
+ * happens in a namespace `fl<hex>-bn` that the script creates and removes; the measuring half
+ * re-runs this file inside it (`--inner`).
  *
  * Usage (root): deno run -A scripts/bench_netlink.ts
  */

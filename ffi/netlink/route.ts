@@ -115,7 +115,7 @@ import {
 } from "./decode.ts";
 
 export type { AddrInfo, FdbInfo, LinkInfo, NeighInfo, RouteInfo, VxlanInfo } from "./decode.ts";
-export { type NetlinkEvent, subscribe } from "./events.ts";
+export { type NetlinkEvent, subscribe, type SubscribeOptions } from "./events.ts";
 
 /** A route to add, replace or delete. Defaults are those of `ip route`. */
 export interface RouteSpec {

@@ -7,7 +7,8 @@
  * tests spawn this under `ip netns exec`. Two pseudo-verbs exist for what one call cannot show:
  * - `["bulkRoutes", count, oif]` replaces `count` /32 routes 10.200.x.y and returns the seconds;
  * - `["watch", groups, dstWanted]` subscribes, prints `ready`, and prints the first route event
- *   for `dstWanted` (or any event if null) as JSON, then aborts the subscription.
+ *   for `dstWanted` (or any event if null) as JSON, then aborts the subscription;
+ * - `["overrun", oif]` checks that a subscription overflowed by 2,000 routes reports `resync`.
  */
 
 import { SyscallError } from "../../ffi/errno.ts";
@@ -38,9 +39,39 @@ async function watch(groups: ("link" | "route" | "neigh")[], dst: string | null)
   console.log("ended");
 }
 
+/**
+ * Overflows a subscription with a tiny receive buffer, then checks that it reports `resync` and
+ * still delivers a later change. Prints `{ eventsBeforeResync, resyncs, after }`.
+ */
+async function overrun(oif: number): Promise<void> {
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(), 10_000);
+  const events = subscribe(["route"], ac.signal, { rcvbuf: 4096 });
+  using nl = Netlink.open();
+  bulkRoutes(nl, 2000, oif); // nobody reads meanwhile: the socket overflows
+  let before = 0;
+  let resyncs = 0;
+  let after: string | null = null;
+  for await (const ev of events) {
+    if (ev.kind === "resync") {
+      // A consumer re-reads state here; the test makes a fresh change each time until one's
+      // notification fits into the draining buffer.
+      resyncs++;
+      nl.routeReplace({ dst: `10.250.${resyncs}.0/24`, oif });
+    } else if (ev.kind === "route" && ev.route.dst.startsWith("10.250.")) {
+      after = ev.route.dst;
+      ac.abort();
+    } else if (resyncs === 0) before++;
+  }
+  clearTimeout(timer);
+  console.log(JSON.stringify({ eventsBeforeResync: before, resyncs, after }));
+}
+
 if (import.meta.main) {
   const ops = JSON.parse(Deno.args[0]) as Op[];
-  if (ops.length === 1 && ops[0][0] === "watch") {
+  if (ops.length === 1 && ops[0][0] === "overrun") {
+    await overrun(ops[0][1] as number);
+  } else if (ops.length === 1 && ops[0][0] === "watch") {
     await watch(ops[0][1] as ("link" | "route" | "neigh")[], ops[0][2] as string | null);
   } else {
     using nl = Netlink.open();

@@ -328,3 +328,22 @@ Deno.test("subscribe() delivers a route added by `ip` and ends on abort", async 
     }
   });
 });
+
+Deno.test("subscribe() reports ENOBUFS as resync and keeps delivering afterwards", async () => {
+  await withNs(async (ns, v0) => {
+    const out = await run([
+      "ip",
+      "netns",
+      "exec",
+      ns,
+      Deno.execPath(),
+      "run",
+      "-A",
+      CHILD,
+      JSON.stringify([["overrun", v0]]),
+    ]);
+    const r = JSON.parse(out);
+    ok(r.resyncs >= 1, `resync reported: ${out}`);
+    ok(r.after?.startsWith("10.250."), `a change after the resync arrives: ${out}`);
+  });
+});
