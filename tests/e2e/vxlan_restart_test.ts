@@ -62,12 +62,15 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
     const ifindexBefore =
       (await n1.host.ipJson<{ ifindex: number }[]>(["link", "show", "flannel.1"]))[0].ifindex;
 
+    const t0 = performance.now();
     const pings = pingEvery20ms(n2, n1, 8);
     await new Promise((r) => setTimeout(r, 500));
     n1.daemon.kill(signal);
     const code = await n1.daemon.exitedWithin(3_000);
     if (signal === "SIGTERM") assert.equal(code, 0, n1.daemon.tail());
     const again = await startNode(n1.host);
+    const restartedAt = performance.now() - t0;
+    assert.ok(restartedAt < 7_000, `restart done ${restartedAt} ms into an 8 s ping run`);
     assert.match(again.daemon.logs(), /Reusing device flannel\.1/);
     assert.match(again.daemon.logs(), /Reconciled \d+ peer leases: 0 kernel changes/);
     const [sent, received, text] = await pings;
