@@ -189,9 +189,26 @@ export function getMac(b: Uint8Array): string {
 
 /** A dotted quad as 4 network-order bytes; throws on anything else. */
 export function ipv4Bytes(ip: string): Uint8Array<ArrayBuffer> {
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(ip);
-  const b = m ? Uint8Array.from(m.slice(1), Number) : null;
-  if (!b || b.some((x) => x > 255)) throw new TypeError(`Invalid IPv4 address: ${ip}`);
+  // A hand-written scan: route installs encode several addresses per message.
+  const b = new Uint8Array(4);
+  let part = 0;
+  let digits = 0;
+  let v = 0;
+  for (let i = 0; i <= ip.length; i++) {
+    const c = i < ip.length ? ip.charCodeAt(i) : 46; // a virtual trailing "."
+    if (c >= 48 && c <= 57 && digits < 3) {
+      v = v * 10 + c - 48;
+      digits++;
+    } else if (c === 46 && digits > 0 && v <= 255 && part < 4) {
+      b[part++] = v;
+      v = 0;
+      digits = 0;
+    } else {
+      part = -1;
+      break;
+    }
+  }
+  if (part !== 4) throw new TypeError(`Invalid IPv4 address: ${ip}`);
   return b;
 }
 /** `aa:bb:cc:dd:ee:ff` as 6 bytes; throws on anything else. */

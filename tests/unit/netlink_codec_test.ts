@@ -1,0 +1,116 @@
+/** The pure codec: alignment macros, TLVs, family headers, address parsing. No privileges. */
+
+import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
+import {
+  attrNested,
+  attrString,
+  attrU16be,
+  attrU32,
+  decodeIfAddrMsg,
+  decodeIfInfoMsg,
+  decodeNdMsg,
+  decodeRtMsg,
+  encodeAttrs,
+  encodeIfAddrMsg,
+  encodeIfInfoMsg,
+  encodeMsg,
+  encodeNdMsg,
+  encodeRtMsg,
+  fromHex,
+  getString,
+  getU16be,
+  getU32,
+  ipv4Bytes,
+  macBytes,
+  NLA_ALIGN,
+  NLMSG_ALIGN,
+  parseAttrs,
+  parseCidr,
+  parseMsgs,
+  toHex,
+} from "../../ffi/netlink/codec.ts";
+
+Deno.test("NLMSG_ALIGN and NLA_ALIGN round up to 4 as the kernel macros do", async (t) => {
+  for (const [n, want] of [[0, 0], [1, 4], [4, 4], [5, 8], [9, 12], [16, 16]]) {
+    await t.step(`${n} → ${want}`, () => {
+      assertEquals(NLMSG_ALIGN(n), want);
+      assertEquals(NLA_ALIGN(n), want);
+    });
+  }
+});
+
+Deno.test("nested attributes encode with padded lengths and decode back", () => {
+  const b = encodeAttrs([
+    attrString(3, "eth0"), // 4 + 5 = 9 → padded to 12
+    attrNested(18, [attrU32(1, 42), attrU16be(15, 8472)]), // 4 + 8 + 8 = 20
+  ]);
+  assertEquals(
+    toHex(b),
+    [
+      "0900 0300 6574683000 000000", // type 3 "eth0\0", len 9, padded
+      "1400 1200", // type 18, len 20 (nest)
+      "0800 0100 2a000000", //   type 1 u32 42
+      "0600 0f00 2118 0000", //   type 15 be16 8472, padded
+    ].join("").replaceAll(" ", ""),
+  );
+  const top = parseAttrs(b);
+  assertEquals(getString(top.get(3)!), "eth0");
+  const inner = parseAttrs(top.get(18)!);
+  assertEquals([getU32(inner.get(1)!), getU16be(inner.get(15)!)], [42, 8472]);
+});
+
+Deno.test("parseMsgs() splits a datagram of several aligned messages", () => {
+  const a = encodeMsg({ type: 16, flags: 2, seq: 7, pid: 9 }, encodeIfInfoMsg({ index: 3 }), [
+    attrString(3, "v0"),
+  ]);
+  const done = encodeMsg({ type: 3, flags: 2, seq: 7, pid: 9 }, new Uint8Array(4));
+  const dgram = new Uint8Array(NLMSG_ALIGN(a.length) + done.length);
+  dgram.set(a);
+  dgram.set(done, NLMSG_ALIGN(a.length));
+  const msgs = parseMsgs(dgram);
+  assertEquals(msgs.map((m) => [m.type, m.flags, m.seq, m.pid, m.len]), [
+    [16, 2, 7, 9, a.length],
+    [3, 2, 7, 9, 20],
+  ]);
+  assertEquals(decodeIfInfoMsg(msgs[0].payload).index, 3);
+});
+
+Deno.test("family headers round-trip", () => {
+  const ifi = { family: 0, type: 1, index: 5, flags: 0x11043, change: 1 };
+  assertEquals(decodeIfInfoMsg(encodeIfInfoMsg(ifi)), ifi);
+  const ifa = { family: 2, prefixlen: 24, flags: 0x80, scope: 253, index: 7 };
+  assertEquals(decodeIfAddrMsg(encodeIfAddrMsg(ifa)), ifa);
+  const rt = {
+    family: 2,
+    dstLen: 16,
+    srcLen: 0,
+    tos: 0,
+    table: 254,
+    protocol: 3,
+    scope: 0,
+    type: 1,
+    flags: 4,
+  };
+  assertEquals(decodeRtMsg(encodeRtMsg(rt)), rt);
+  const nd = { family: 7, index: 4, state: 0xc0, flags: 2, type: 0 };
+  assertEquals(decodeNdMsg(encodeNdMsg(nd)), nd);
+});
+
+Deno.test("address helpers accept what iproute2 prints and reject the rest", async (t) => {
+  assertEquals(Array.from(ipv4Bytes("10.1.15.0")), [10, 1, 15, 0]);
+  assertEquals(Array.from(macBytes("0e:AA:bb:cc:dd:ee")), [14, 170, 187, 204, 221, 238]);
+  assertEquals(parseCidr("10.1.0.0/16"), { ip: "10.1.0.0", prefix: 16 });
+  assertEquals(parseCidr("10.1.2.3"), { ip: "10.1.2.3", prefix: 32 });
+  for (const bad of ["1.2.3", "1.2.3.4.5", "256.0.0.1", "1..2.3", "a.b.c.d", "", " 1.2.3.4"]) {
+    await t.step(`ipv4Bytes(${JSON.stringify(bad)}) throws`, () => {
+      throws(() => ipv4Bytes(bad), /^TypeError: Invalid IPv4 address/);
+    });
+  }
+  for (const bad of ["10.0.0.0/33", "10.0.0.0/", "10.0.0.0/8/1", "10.0.0/8"]) {
+    await t.step(`parseCidr(${JSON.stringify(bad)}) throws`, () => {
+      throws(() => parseCidr(bad), TypeError);
+    });
+  }
+  throws(() => macBytes("0e:aa:bb:cc:dd"), /Invalid MAC address: 0e:aa:bb:cc:dd/);
+  throws(() => fromHex("abc"), /Invalid hex string/);
+});
