@@ -138,8 +138,9 @@ export class Daemon {
   }
 
   /**
-   * Waits until this daemon has written the subnet file (it does when ready): the file exists
-   * and was modified after the spawn, so a file left by an earlier run does not count.
+   * Waits until this daemon has written the subnet file (it does when ready): the file is not
+   * empty and was modified after the spawn, so a file left by an earlier run (or emptied by the
+   * test just before) does not count.
    */
   async waitReady(timeoutMs = 20_000): Promise<void> {
     const deadline = performance.now() + timeoutMs;
@@ -147,7 +148,8 @@ export class Daemon {
       try {
         const st = await Deno.stat(this.#spec.subnetFile);
         // File times come from the kernel's coarse clock (one jiffy behind at most).
-        if (st.mtime !== null && st.mtime.getTime() >= this.startedAtWall - 20) return;
+        const fresh = st.mtime !== null && st.mtime.getTime() >= this.startedAtWall - 20;
+        if (fresh && st.size > 0) return;
       } catch (err) {
         if (!(err instanceof Deno.errors.NotFound)) throw err;
       }
