@@ -106,7 +106,7 @@ async function withBackend(
   const saved = new Map<string, string | undefined>();
   for (const k of [...Object.keys(vars), "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_REGION"]) {
     saved.set(k, Deno.env.get(k));
-    if (vars[k] !== undefined) Deno.env.set(k, vars[k]);
+    if (vars[k]) Deno.env.set(k, vars[k]);
     else Deno.env.delete(k);
   }
   const logs: string[] = [];
@@ -182,6 +182,33 @@ Deno.test("AWS_SECURITY_TOKEN is sent as the session token when AWS_SESSION_TOKE
     assert.ok(fake.calls.length > 0);
     assert.ok(fake.calls.every((c) => c.sessionToken === "legacy-token-1"));
   });
+});
+
+Deno.test("without keys in the environment the instance role's credentials from IMDS are used", async () => {
+  await withBackend(
+    { AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "" },
+    async ({ fake, backend, routes }) => {
+      await backend.init(new AbortController().signal);
+      assert.ok(routes().some((r) => r.destinationCidrBlock === "10.1.15.0/24"));
+      assert.ok(fake.calls.length > 0);
+      assert.ok(fake.calls.every((c) => c.sessionToken === "role-session-token" && !c.error));
+      assert.ok(
+        fake.imdsRequests.includes(
+          "GET /latest/meta-data/iam/security-credentials/flannel-node 200 +token",
+        ),
+        fake.imdsRequests.join("\n"),
+      );
+    },
+    (fake) => {
+      fake.state.role = {
+        name: "flannel-node",
+        accessKeyId: "ASIAFAKEROLE0000001",
+        secretAccessKey: "role/secret/for/flannel/tests/00000000001",
+        token: "role-session-token",
+      };
+      fake.state.credentials["ASIAFAKEROLE0000001"] = "role/secret/for/flannel/tests/00000000001";
+    },
+  );
 });
 
 Deno.test("init() fails with a clear line when IMDS is down, before taking a lease", async () => {
