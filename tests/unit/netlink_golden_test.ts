@@ -215,6 +215,19 @@ Deno.test("route verbs encode RTM_NEWROUTE/RTM_DELROUTE as `ip route` does", asy
       hex("34000000 1800 0506", SEQ_PID, "02 10 00 00 fe 03 00 01 00000000", gw),
     );
   });
+  await t.step("routeReplace default: ip route replace default via 10.0.0.254 dev v0", () => {
+    assertEquals(
+      sent((nl) => nl.routeReplace({ dst: "0.0.0.0/0", gateway: "10.0.0.254", oif: 3 })),
+      hex(
+        "2c000000 1800 0505",
+        SEQ_PID,
+        "02 00 00 00 fe 03 00 01 00000000", // dst_len 0
+        // no RTA_DST for a /0, as iproute2
+        "0800 0500 0a0000fe", // RTA_GATEWAY 10.0.0.254
+        "0800 0400 03000000", // RTA_OIF 3
+      ),
+    );
+  });
   await t.step("routeGet: ip route get 10.1.7.5", () => {
     assertEquals(
       sent((nl) => nl.routeGet("10.1.7.5")),
