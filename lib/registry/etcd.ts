@@ -14,8 +14,15 @@
  * is still verified against the CA by the TLS layer (rejectUnauthorized stays on).
  */
 
-import { Etcd3, type IKeyValue, type IOptions, isRecoverableError, type Watcher } from "etcd3";
-import { type ChannelCredentials, credentials } from "@grpc/grpc-js";
+import {
+  castGrpcError,
+  Etcd3,
+  type IKeyValue,
+  type IOptions,
+  isRecoverableError,
+  type Watcher,
+} from "etcd3";
+import { type ChannelCredentials, credentials, Metadata } from "@grpc/grpc-js";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { isIP } from "node:net";
 import { Buffer } from "node:buffer";
@@ -377,20 +384,57 @@ function isUnreachable(err: unknown): boolean {
   );
 }
 
+/** The parts of etcd3 1.1.2's connection pool that TLS by IP has to reach. */
+interface PoolInternals {
+  hosts: {
+    channelCredentials: unknown;
+    getServiceClient(name: "Auth"): {
+      authenticate(
+        req: { name: string; password: string },
+        md: Metadata,
+        opts: object,
+        cb: (err: Error | null, res?: { token: string }) => void,
+      ): void;
+    };
+  }[];
+  authenticator: {
+    credentials: unknown;
+    getCredentialsFromHost(
+      address: string,
+      name: string,
+      password: string,
+      callOptions: object | undefined,
+    ): Promise<string>;
+  };
+}
+
 /**
  * Replaces the channel credentials etcd3 built (it has no way to pass grpc-js `verifyOptions`)
- * with ours. Relies on etcd3 1.1.2's `pool.hosts[].channelCredentials` and
- * `pool.authenticator.credentials`; tests/e2e/registry_test.ts fails if that changes.
+ * with ours, and makes the user/password token exchange use the host's own Auth client: etcd3
+ * builds a separate one for it without the channel options (so without the SNI override, which
+ * Deno then refuses for an IP). Relies on etcd3 1.1.2's pool internals (the version is pinned);
+ * tests/e2e/registry_test.ts fails if they change.
  */
 function injectCredentials(client: Etcd3, creds: ChannelCredentials): void {
-  const pool = (client as unknown as {
-    pool: { hosts: { channelCredentials: unknown }[]; authenticator: { credentials: unknown } };
-  }).pool;
-  if (!pool?.hosts?.length || !pool.authenticator) {
+  const pool = (client as unknown as { pool: PoolInternals }).pool;
+  if (
+    pool?.hosts?.length !== 1 || typeof pool.hosts[0].getServiceClient !== "function" ||
+    typeof pool.authenticator?.getCredentialsFromHost !== "function"
+  ) {
     throw new Error("Etcd3 internals changed: cannot install TLS credentials");
   }
-  for (const h of pool.hosts) h.channelCredentials = creds;
+  const host = pool.hosts[0];
+  host.channelCredentials = creds;
   pool.authenticator.credentials = creds;
+  pool.authenticator.getCredentialsFromHost = (_address, name, password, callOptions) =>
+    new Promise((resolve, reject) => {
+      host.getServiceClient("Auth").authenticate(
+        { name, password },
+        new Metadata(),
+        callOptions ?? {},
+        (err, res) => err ? reject(castGrpcError(err)) : resolve(res!.token),
+      );
+    });
 }
 
 type StreamItem =

@@ -141,6 +141,7 @@ export class EtcdSubnetManager implements SubnetManager {
 
     // 1. Ours by PublicIP. A reservation wins over a lease.
     const mine = entries.filter((e) => e.lease?.attrs.publicIP === attrs.publicIP);
+    const deleted = new Set<string>();
     mine.sort((a, b) => (a.kv.leaseId === null ? 0 : 1) - (b.kv.leaseId === null ? 0 : 1));
     for (const e of mine) {
       const cidr = formatCIDR(e.subnet);
@@ -155,7 +156,7 @@ export class EtcdSubnetManager implements SubnetManager {
         this.#log.info(
           `Deleting lease ${cidr}: it no longer fits the network config (${this.#describeRange()})`,
         );
-        await this.#reg.delete(e.kv.key, e.kv.modRevision);
+        if (await this.#reg.delete(e.kv.key, e.kv.modRevision)) deleted.add(e.kv.key);
         continue;
       }
       const reused = await this.#reuse(e, attrs, now);
@@ -163,8 +164,8 @@ export class EtcdSubnetManager implements SubnetManager {
       return reused;
     }
 
-    const taken = entries.map((e) => e.subnet);
-    // Keys whose value is malformed still occupy their subnet (parsed in #parse).
+    // Keys whose value is malformed still occupy their subnet (see #parse).
+    const taken = entries.filter((e) => !deleted.has(e.kv.key)).map((e) => e.subnet);
 
     // 2. The subnet in the previous subnet.env, when free and fitting.
     const prev = (await readSubnetFile(this.#subnetFile)).subnet;

@@ -227,6 +227,28 @@ Deno.test("registry: user/password authentication", async () => {
   }
 });
 
+Deno.test("registry: TLS client certificates and user/password together", async () => {
+  await using etcd = await EtcdServer.start({
+    clientCertAuth: true,
+    auth: { user: "flannel", password: "pw" },
+  });
+  const f = etcd.tlsFiles!;
+  const reg = connectEtcd({
+    endpoints: [etcd.endpoint],
+    caFile: f.caFile,
+    certFile: f.certFile,
+    keyFile: f.keyFile,
+    username: "flannel",
+    password: "pw",
+  });
+  try {
+    assert.ok(await reg.create("/coreos.com/network/subnets/10.1.2.0-24", "v", 60));
+    assert.equal(await etcd.get("/coreos.com/network/subnets/10.1.2.0-24"), "v");
+  } finally {
+    reg.close();
+  }
+});
+
 Deno.test("registry: a dead endpoint is logged and the next one used", async () => {
   await using etcd = await EtcdServer.start();
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
