@@ -1,0 +1,166 @@
+/**
+ * The daemon's whole life, in order: external interface → etcd → network config → backend init
+ * (lease + host setup) → subnet.env → READY=1 → follow leases until SIGTERM/SIGINT or until the
+ * own lease is lost.
+ *
+ * Exit codes: 0 after a signal (the lease stays in etcd, so a restart gets the same subnet);
+ * 1 on a fatal error (no usable interface, lease lost, backend failure) so systemd restarts us.
+ */
+
+import type { Options } from "./options.ts";
+import { VERSION } from "./options.ts";
+import { errText, logger, setVerbosity } from "./log.ts";
+import { describeInterface, findExternalInterface } from "./extiface.ts";
+import { formatCIDR } from "./ip.ts";
+import { connectEtcd } from "./registry/etcd.ts";
+import { waitForNetworkConfig } from "./subnet/config_wait.ts";
+import { EtcdSubnetManager } from "./subnet/manager.ts";
+import { LeaseLostError } from "./subnet/mod.ts";
+import { writeSubnetFile } from "./subnet/file.ts";
+import { backendFactory } from "./backend/registry.ts";
+import type { Backend } from "./backend/mod.ts";
+import { isAbort } from "./async.ts";
+import { Netlink } from "../ffi/netlink/route.ts";
+import { keepSignalIgnored } from "../ffi/signal.ts";
+import { sdNotify } from "../ffi/notify.ts";
+
+const log = logger("main");
+
+/** How long the daemon waits for the backend to stop after a signal before exiting anyway. */
+const STOP_GRACE_MS = 1500;
+
+/** Runs the daemon until a signal or a fatal error; resolves to the process exit code. */
+export async function runDaemon(opts: Options): Promise<number> {
+  setVerbosity(opts.v);
+  const stop = new AbortController();
+  const { signal } = stop;
+
+  keepSignalIgnored("SIGUSR1", signal, () => log.v(1, "Set SIGUSR1 to ignored (inspector off)"));
+  let signalled = false;
+  const onSignal = (name: Deno.Signal) => () => {
+    if (signalled) {
+      log.warn(`Received ${name} again, exiting now`);
+      Deno.exit(1);
+    }
+    signalled = true;
+    log.info(`Received ${name}, shutting down (the lease stays in etcd)`);
+    stop.abort(new DOMException(`${name} received`, "AbortError"));
+  };
+  const handlers = (["SIGTERM", "SIGINT"] as const).map((s) => {
+    const h = onSignal(s);
+    Deno.addSignalListener(s, h);
+    return [s, h] as const;
+  });
+
+  log.info(`flannel ${VERSION} starting (pid ${Deno.pid})`);
+  if (opts.ipMasq) {
+    log.error("--ip-masq is not supported by this build yet: no masquerade rules would be set up");
+    return 1;
+  }
+
+  let nl: Netlink | null = null;
+  let registry: ReturnType<typeof connectEtcd> | null = null;
+  try {
+    nl = Netlink.open();
+    const ext = findExternalInterface(nl, opts);
+    log.info(describeInterface(ext));
+    nl.close();
+    nl = null;
+
+    registry = connectEtcd({
+      endpoints: opts.etcdEndpoints,
+      keyFile: opts.etcdKeyfile || undefined,
+      certFile: opts.etcdCertfile || undefined,
+      caFile: opts.etcdCafile || undefined,
+      username: opts.etcdUsername || undefined,
+      password: opts.etcdPassword || undefined,
+    });
+    const config = await waitForNetworkConfig(registry, opts.etcdPrefix, signal, logger("config"));
+    log.info(
+      `Network ${
+        formatCIDR(config.network)
+      }, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
+    );
+
+    const factory = backendFactory(config.backend.type);
+    if (!factory) {
+      log.error(`Backend ${config.backend.type} is not available in this build`);
+      return 1;
+    }
+    const subnets = new EtcdSubnetManager({
+      registry,
+      config,
+      prefix: opts.etcdPrefix,
+      subnetFile: opts.subnetFile,
+      renewMarginMinutes: opts.subnetLeaseRenewMargin,
+    });
+    const backend: Backend = factory({ config, ext, subnets });
+    const ready = await backend.init(signal);
+
+    await writeSubnetFile(opts.subnetFile, {
+      network: config.network,
+      subnet: ready.lease.subnet,
+      mtu: ready.mtu,
+      ipMasq: opts.ipMasq,
+    });
+    log.info(
+      `Wrote ${opts.subnetFile} (subnet ${formatCIDR(ready.lease.subnet)}, MTU ${ready.mtu})`,
+    );
+    try {
+      if (sdNotify("READY=1")) log.v(1, "Notified systemd: READY=1");
+    } catch (err) {
+      log.warn(`Cannot notify systemd: ${errText(err)}`);
+    }
+
+    // The backend follows peers; keepLease renews and watches our own key. Whichever ends first
+    // (a signal ends both) decides the exit.
+    const lost = new AbortController();
+    const both = AbortSignal.any([signal, lost.signal]);
+    let code = 0;
+    const running = backend.run(both).then(() => {
+      if (!both.aborted) throw new Error("The backend stopped by itself");
+    }).catch((err) => {
+      if (isAbort(err, both)) return;
+      log.error(`Backend ${config.backend.type} failed: ${errText(err)}`);
+      code = 1;
+      lost.abort(err);
+    });
+    try {
+      await subnets.keepLease(ready.lease, both);
+    } catch (err) {
+      if (err instanceof LeaseLostError) {
+        log.error(`${err.message}: exiting so that a restart acquires a new lease`);
+        code = 1;
+      } else if (!isAbort(err, both)) {
+        log.error(`Lease keeper failed: ${errText(err)}`);
+        code = 1;
+      }
+      lost.abort(err);
+    }
+    await withDeadline(running, STOP_GRACE_MS, "backend");
+    return code;
+  } catch (err) {
+    if (isAbort(err, signal)) return 0;
+    log.error(errText(err));
+    return 1;
+  } finally {
+    nl?.close();
+    stop.abort();
+    for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    if (registry) await withDeadline(Promise.resolve(registry.close()), 300, "etcd client");
+  }
+}
+
+/** Waits for `p` at most `ms`; logs (and never throws) when it fails or overruns. */
+async function withDeadline(p: Promise<unknown>, ms: number, what: string): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timeout">((r) => timer = setTimeout(() => r("timeout"), ms));
+  try {
+    const r = await Promise.race([p.then(() => "done" as const), timeout]);
+    if (r === "timeout") log.warn(`The ${what} did not stop within ${ms} ms`);
+  } catch (err) {
+    log.warn(`The ${what} stopped with an error: ${errText(err)}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
