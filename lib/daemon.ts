@@ -83,10 +83,6 @@ export async function runDaemon(opts: Options): Promise<number> {
     );
 
     const factory = backendFactory(config.backend.type);
-    if (!factory) {
-      log.error(`Backend ${config.backend.type} is not available in this build`);
-      return 1;
-    }
     const subnets = new EtcdSubnetManager({
       registry,
       config,
