@@ -78,11 +78,17 @@ async function leaseTable(cluster: Cluster): Promise<string> {
       ttl < 0 ? "reservation" : `${ttl} s`,
     ]);
   }
+  const ipKey = (ip: string) => ip.split(".").reduce((a, o) => a * 256 + (Number(o) || 0), 0);
+  rows.sort((a, b) => ipKey(a[1]) - ipKey(b[1]) || ipKey(a[0]) - ipKey(b[0]));
   return table(["SUBNET", "PUBLIC IP", "BACKEND", "VTEP MAC", "TTL"], rows);
 }
 
-async function pingMatrix(hosts: Host[], addrs: string[]): Promise<string> {
+async function pingMatrix(
+  hosts: Host[],
+  addrs: string[],
+): Promise<{ text: string; failed: number }> {
   const rows: string[][] = [];
+  let failed = 0;
   for (const [i, from] of hosts.entries()) {
     const row = [`${from.name} ${addrs[i]}`];
     for (const [j] of hosts.entries()) {
@@ -95,11 +101,13 @@ async function pingMatrix(hosts: Host[], addrs: string[]): Promise<string> {
       for (let t = 0; t < 4 && !res.ok; t++) {
         res = await from.ping(addrs[j], { count: 1, timeoutS: 1, from: addrs[i] });
       }
+      if (!res.ok) failed++;
       row.push(res.ok ? `✓ ${res.rttMs?.toFixed(3)} ms` : "✗");
     }
     rows.push(row);
   }
-  return table(["FROM \\ TO", ...hosts.map((h, j) => `${h.name} ${addrs[j]}`)], rows);
+  const header = ["FROM \\ TO", ...hosts.map((h, j) => `${h.name} ${addrs[j]}`)];
+  return { text: table(header, rows), failed };
 }
 
 async function main(): Promise<number> {
@@ -144,7 +152,9 @@ async function main(): Promise<number> {
   if (TRAFFIC_BACKENDS.has(opts.backend.toLowerCase()) && ready.length > 1) {
     const addrs = await Promise.all(ready.map((h) => h.addContainerAddress()));
     console.log("\nContainer addresses (FLANNEL_SUBNET base+1, /32 on lo); ping matrix:");
-    console.log(await pingMatrix(ready, addrs));
+    const matrix = await pingMatrix(ready, addrs);
+    console.log(matrix.text);
+    failed += matrix.failed;
   } else if (!TRAFFIC_BACKENDS.has(opts.backend.toLowerCase())) {
     console.log(`\nThe ${opts.backend} backend carries no traffic: ping matrix skipped.`);
   }
@@ -158,7 +168,7 @@ async function main(): Promise<number> {
     await new Promise(() => setInterval(() => {}, 60_000));
   }
   console.log("\nRemoving the cluster…");
-  return failed === 0 ? 0 : 1;
+  return failed === 0 ? 0 : 1; // a host not ready or a failed ping
 }
 
 Deno.exit(await main());

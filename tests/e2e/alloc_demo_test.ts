@@ -55,3 +55,19 @@ Deno.test("demo --keep tears everything down on Ctrl-C", async () => {
   assert.equal(status.code, 130);
   assert.deepEqual(listNamespaces().filter((n) => n.startsWith(tags[0])), []);
 });
+
+Deno.test("demo --backend=vxlan shows VtepMACs and a full ping matrix", async () => {
+  const out = await demo(["--backend=vxlan", "--hosts=3"]).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assert.equal(out.code, 0, stdout + new TextDecoder().decode(out.stderr));
+  assert.equal(
+    stdout.match(
+      /^10\.1\.\d+\.0\/24\s+192\.168\.100\.1[123]\s+vxlan\s+([0-9a-f]{2}:){5}[0-9a-f]{2}\s/gm,
+    )
+      ?.length,
+    3,
+    stdout,
+  );
+  assert.equal(stdout.match(/✓ [\d.]+ ms/g)?.length, 6, stdout);
+  assert.doesNotMatch(stdout, /✗/);
+});
