@@ -5,12 +5,13 @@
  *   signed (checked, see sigv4.ts), XML answers in the `http://ec2.amazonaws.com/doc/2016-11-15/`
  *   namespace with the real element names, and the real error document
  *   `<Response><Errors><Error><Code/><Message/></Error></Errors><RequestID/></Response>`.
- * - IMDS under `/latest/`: `PUT /latest/api/token`, the instance-identity document and the
- *   meta-data paths the backend or the SDK read. The caller's source address selects the instance.
+ * - IMDS under `/latest/` (imds.ts): `PUT /latest/api/token`, the instance-identity document and
+ *   the meta-data paths the backend or the SDK read. The caller's address selects the instance.
  * - Control API under `/_fake/` (JSON): `GET|PUT /_fake/state`, `POST /_fake/faults` (merge),
  *   `GET /_fake/calls` (EC2 calls), `GET /_fake/imds` (IMDS requests).
  */
 
+import { FakeImds } from "./imds.ts";
 import { checkSigV4 } from "./sigv4.ts";
 import {
   type FakeCall,
@@ -81,7 +82,7 @@ export class FakeEc2 {
   calls: FakeCall[] = [];
   /** IMDS requests as `"<METHOD> <path> <status>"`, `+token` when one was sent. */
   imdsRequests: string[] = [];
-  #tokens = new Set<string>();
+  #imds = new FakeImds();
 
   constructor(state: FakeState) {
     this.state = state;
@@ -105,7 +106,7 @@ export class FakeEc2 {
     const path = url.pathname.replace(/\/{2,}/g, "/");
     if (path.startsWith("/_fake/")) return await this.#control(req, path);
     if (path.startsWith("/latest/")) {
-      const res = await this.#imds(req, path, remote);
+      const res = await this.#imds.handle(req, path, this.state, remote);
       const token = req.headers.has("x-aws-ec2-metadata-token") ? " +token" : "";
       this.imdsRequests.push(`${req.method} ${path} ${res.status}${token}`);
       return res;
@@ -130,94 +131,6 @@ export class FakeEc2 {
     return new Response("Unknown control path\n", { status: 404 });
   }
 
-  #instanceFor(remote: string): FakeInstance | undefined {
-    const s = this.state;
-    return s.instances.find((i) => i.privateIp === remote) ??
-      s.instances.find((i) => i.instanceId === s.defaultInstanceId);
-  }
-
-  async #imds(req: Request, path: string, remote: string): Promise<Response> {
-    const f = this.state.faults;
-    if (f.imdsDown) {
-      // Never answer: the client times out as it would off EC2.
-      await new Promise<void>((resolve) => {
-        req.signal.addEventListener("abort", () => resolve(), { once: true });
-        setTimeout(resolve, 30_000);
-      });
-      return new Response(null, { status: 504 });
-    }
-    if (path === "/latest/api/token") {
-      if (req.method !== "PUT") return new Response(null, { status: 405 });
-      if (f.imdsV1Only) return new Response("Not Found\n", { status: 404 });
-      if (!req.headers.get("x-aws-ec2-metadata-token-ttl-seconds")) {
-        return new Response(null, { status: 400 });
-      }
-      const token = `AQAEA${crypto.randomUUID().replaceAll("-", "")}==`;
-      this.#tokens.add(token);
-      return new Response(token, { headers: { "content-type": "text/plain" } });
-    }
-    if (req.method !== "GET") return new Response(null, { status: 405 });
-    const token = req.headers.get("x-aws-ec2-metadata-token");
-    if (token !== null && !this.#tokens.has(token)) return new Response(null, { status: 401 });
-    if (token === null && f.imdsTokenRequired && !f.imdsV1Only) {
-      return new Response(null, { status: 401 });
-    }
-    const inst = this.#instanceFor(remote);
-    if (!inst) return new Response("Not Found\n", { status: 404 });
-    const text = this.#imdsPath(path, inst);
-    if (text === null) return new Response("Not Found\n", { status: 404 });
-    return new Response(text, {
-      headers: { "content-type": text.startsWith("{") ? "application/json" : "text/plain" },
-    });
-  }
-
-  #imdsPath(path: string, inst: FakeInstance): string | null {
-    const s = this.state;
-    const az = `${s.region}a`;
-    const md = "/latest/meta-data/";
-    const macs = `${md}network/interfaces/macs/${inst.mac}/`;
-    const role = s.role;
-    const table: Record<string, string> = {
-      "/latest/dynamic/instance-identity/document": JSON.stringify(
-        {
-          accountId: s.accountId,
-          architecture: "x86_64",
-          availabilityZone: az,
-          imageId: "ami-0fa1e0000000000aa",
-          instanceId: inst.instanceId,
-          instanceType: "t3.micro",
-          pendingTime: "2026-11-27T08:00:00Z",
-          privateIp: inst.privateIp,
-          region: s.region,
-          version: "2017-09-30",
-        },
-        null,
-        2,
-      ),
-      [`${md}instance-id`]: inst.instanceId,
-      [`${md}local-ipv4`]: inst.privateIp,
-      [`${md}mac`]: inst.mac,
-      [`${md}placement/region`]: s.region,
-      [`${md}placement/availability-zone`]: az,
-      [`${macs}subnet-id`]: inst.subnetId,
-      [`${macs}vpc-id`]: inst.vpcId,
-      [`${macs}interface-id`]: inst.networkInterfaceId,
-    };
-    if (role) {
-      table[`${md}iam/security-credentials/`] = role.name;
-      table[`${md}iam/security-credentials/${role.name}`] = JSON.stringify({
-        Code: "Success",
-        LastUpdated: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
-        Type: "AWS-HMAC",
-        AccessKeyId: role.accessKeyId,
-        SecretAccessKey: role.secretAccessKey,
-        Token: role.token,
-        Expiration: new Date(Date.now() + 6 * 3600_000).toISOString().replace(/\.\d+Z$/, "Z"),
-      });
-    }
-    return table[path] ?? null;
-  }
-
   async #ec2(req: Request, rawPath: string): Promise<Response> {
     const requestId = crypto.randomUUID();
     const body = new Uint8Array(await req.arrayBuffer());
@@ -227,11 +140,13 @@ export class FakeEc2 {
       params,
       error: null,
       sessionToken: req.headers.get("x-amz-security-token"),
+      region: null,
     };
     this.calls.push(call);
     try {
       const auth = checkSigV4("POST", rawPath, req.headers, body, this.state.credentials);
       if ("code" in auth) throw new Ec2Error(auth.code, auth.status, auth.message);
+      call.region = auth.region;
       this.#injectFaults(call.action);
       const inner = this.#dispatch(call.action, params);
       const name = `${call.action}Response`;

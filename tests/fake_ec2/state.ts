@@ -77,6 +77,8 @@ export interface FakeCall {
   error: string | null;
   /** `x-amz-security-token`, when the request carried one. */
   sessionToken: string | null;
+  /** The region of the SigV4 credential scope, when the signature was well-formed. */
+  region: string | null;
 }
 
 /** Default faults: none, and AWS's default limit of 50 routes. */

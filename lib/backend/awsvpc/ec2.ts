@@ -178,10 +178,16 @@ export class VpcRoutes {
   /**
    * Makes `cidr` → this instance exist in `tableId`: nothing when an active route to us is there,
    * ReplaceRoute when another route for `cidr` exists (another instance, a blackhole), else
-   * CreateRoute (falling back to ReplaceRoute when one appeared meanwhile).
+   * CreateRoute (falling back to ReplaceRoute when one appeared meanwhile). `table` saves a
+   * DescribeRouteTables when the caller just made one.
    */
-  async ensureRoute(tableId: string, cidr: string, signal: AbortSignal): Promise<EnsureResult> {
-    const table = await this.describeTable(tableId, signal);
+  async ensureRoute(
+    tableId: string,
+    cidr: string,
+    signal: AbortSignal,
+    table?: RouteTable,
+  ): Promise<EnsureResult> {
+    table ??= await this.describeTable(tableId, signal);
     const existing = table.Routes?.find((r) => r.DestinationCidrBlock === cidr);
     if (existing?.InstanceId === this.#instanceId && existing.State === "active") return "present";
     if (existing) {

@@ -27,7 +27,7 @@ import { formatCIDR } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import type { Lease } from "../../lease.ts";
 import { isAbort } from "../../async.ts";
-import type { EC2Client } from "@aws-sdk/client-ec2";
+import type { EC2Client, RouteTable } from "@aws-sdk/client-ec2";
 import { ec2Client } from "./client.ts";
 import { type RetryPolicy, VpcRoutes } from "./ec2.ts";
 import { AwsVpcError, isRetryable } from "./errors.ts";
@@ -67,9 +67,13 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
   let client: EC2Client;
 
   /** Makes our route exist; true when done, false when it must be retried later. */
-  async function ensureOwn(signal: AbortSignal, fatal: boolean): Promise<boolean> {
+  async function ensureOwn(
+    signal: AbortSignal,
+    fatal: boolean,
+    table?: RouteTable,
+  ): Promise<boolean> {
     try {
-      const r = await routes.ensureRoute(tableId, ownCidr, signal);
+      const r = await routes.ensureRoute(tableId, ownCidr, signal, table);
       if (r !== "present" || routePending) {
         log.info(`Route ${ownCidr} → ${instanceId} in ${tableId}: ${r}`);
       }
@@ -160,11 +164,11 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
         let waitMs = recheckMs;
         dirty = false;
         try {
-          if (synced) {
-            await deleteDeparted(signal);
-          }
+          // One DescribeRouteTables per pass; deletions never touch our own route.
+          const table = await routes.describeTable(tableId, signal);
+          if (synced) await deleteDeparted(table, signal);
           if (!routePending || Date.now() >= nextOwnTry) {
-            const ok = await ensureOwn(signal, false);
+            const ok = await ensureOwn(signal, false, table);
             if (ok) {
               routePending = false;
               retryDelay = routeRetryMs;
@@ -198,12 +202,11 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
       client.destroy();
       if (watchErr !== null) throw watchErr;
 
-      async function deleteDeparted(signal: AbortSignal): Promise<string[]> {
+      async function deleteDeparted(table: RouteTable, signal: AbortSignal): Promise<void> {
         // A route is kept while its lease exists, deleted at once when we saw its lease go, and
         // after graceMs when no lease was ever seen (its owner may be between lease and route).
         const now = Date.now();
         const keep = new Set<string>([ownCidr, ...leased]);
-        const table = await routes.describeTable(tableId, signal);
         const present = new Set<string>();
         for (const r of table.Routes ?? []) {
           if (!routes.isOverlayRoute(r)) continue;
@@ -231,7 +234,6 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
           suspects.delete(c);
           removed.delete(c);
         }
-        return deleted;
       }
     },
   };
