@@ -173,7 +173,9 @@ async function bench(backend: string): Promise<string> {
     const tput: Record<string, number[]> = { flannel: [], hand: [] };
     const rtt: Record<string, number[]> = { flannel: [], hand: [] };
     for (let round = 1; round <= ROUNDS; round++) {
-      for (const [name, path] of [["flannel", flannel], ["hand", hand]] as const) {
+      // Alternate which path goes first so a load change on the shared machine hits both alike.
+      const order = [["flannel", flannel], ["hand", hand]] as const;
+      for (const [name, path] of round % 2 ? order : [...order].reverse()) {
         const g = await iperf(h2, path);
         tput[name].push(g);
         const r = await pingRtt(h2, path);
