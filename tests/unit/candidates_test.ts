@@ -155,7 +155,9 @@ Deno.test("candidateSubnets() agrees with the naive algorithm on random inputs",
   }
 });
 
-Deno.test("candidateSubnets() with 5,000 taken leases takes well under 100 ms", () => {
+// The time limits below are generous guards against a quadratic walk, not speed claims (the
+// machine running the suite may be loaded); speed is measured by scripts/bench.
+Deno.test("candidateSubnets() with 5,000 taken leases finishes (no quadratic walk)", () => {
   const c = cfg({ Network: "10.0.0.0/8" });
   // Leases 10.0.1.0/24 … in shuffled order: the free ones start after the last.
   const taken: IPNet[] = [];
@@ -171,7 +173,7 @@ Deno.test("candidateSubnets() with 5,000 taken leases takes well under 100 ms", 
   const ms = performance.now() - t0;
   assert.equal(got.length, 100);
   assert.equal(formatCIDR(got[0]), "10.19.137.0/24"); // 10.0.0.0 + 5001 * 256
-  assert.ok(ms < 50, `took ${ms.toFixed(1)} ms`);
+  assert.ok(ms < 1000, `took ${ms.toFixed(1)} ms`);
 });
 
 Deno.test("candidateSubnets() over a /8 of /30s (4M subnets) stops after the limit", () => {
@@ -182,7 +184,7 @@ Deno.test("candidateSubnets() over a /8 of /30s (4M subnets) stops after the lim
   assert.equal(got.length, 100);
   assert.equal(formatCIDR(got[0]), "10.128.0.0/30");
   assert.equal(formatCIDR(got[99]), "10.128.1.140/30");
-  assert.ok(ms < 50, `took ${ms.toFixed(1)} ms`);
+  assert.ok(ms < 1000, `took ${ms.toFixed(1)} ms`);
   // Everything taken but the last two /30s (10.0.0.0/9, 10.128.0.0/10, … 10.255.255.240/29):
   // the walk jumps over each busy range instead of stepping through 4M subnets.
   const chain: IPNet[] = [];
