@@ -100,6 +100,7 @@ class EtcdRegistry implements Registry {
   readonly #log: Logger;
   #current = 0;
   #closed = false;
+  #tlsWithoutClientCert = false;
 
   constructor(opts: EtcdOptions) {
     if (opts.endpoints.length === 0) throw new Error("No etcd endpoints given");
@@ -127,6 +128,7 @@ class EtcdRegistry implements Registry {
         "grpc.initial_reconnect_backoff_ms": 100,
         "grpc.max_reconnect_backoff_ms": 2000,
       };
+      if (tls && cert === null) this.#tlsWithoutClientCert = true;
       if (tls && isIP(host)) grpcOptions["grpc.ssl_target_name_override"] = SNI_FOR_IP;
       const client = new Etcd3({
         hosts: [`http://${parsed.host}`],
@@ -150,6 +152,24 @@ class EtcdRegistry implements Registry {
     });
   }
 
+  /**
+   * One-line error text without grpc-js's timestamps and empty "Resolution note", with a hint
+   * when a TLS server drops the handshake and we have no client certificate to offer.
+   */
+  #describe(err: unknown): string {
+    let text = errText(err)
+      .replace(/\s*\(\d{4}-\d\d-\d\dT[\d:.]+Z\)/g, "")
+      .replace(/\.?\s*Resolution note:\s*$/, "");
+    if (
+      this.#tlsWithoutClientCert &&
+      /EPIPE|ECONNRESET|BadCertificate|CertificateRequired|certificate required/i.test(text)
+    ) {
+      text += " (the server may require a client certificate: set --etcd-certfile and " +
+        "--etcd-keyfile)";
+    }
+    return text;
+  }
+
   /** Runs `fn` on the current endpoint, then the others in turn; logs each unreachable one. */
   async #call<T>(what: string, fn: (c: Etcd3) => Promise<T>): Promise<T> {
     if (this.#closed) throw new Error("Etcd registry is closed");
@@ -162,14 +182,18 @@ class EtcdRegistry implements Registry {
         this.#current = idx;
         return r;
       } catch (err) {
-        if (!isUnreachable(err)) throw new Error(`Etcd ${what} failed: ${errText(err)}`);
-        this.#log.warn(`Failed to reach etcd at ${ep.url}: ${errText(err)}`);
+        if (!isUnreachable(err)) {
+          throw new Error(`Etcd ${what} failed: ${this.#describe(err)}`, { cause: err });
+        }
+        this.#log.warn(`Failed to reach etcd at ${ep.url}: ${this.#describe(err)}`);
         last = err;
       }
     }
     this.#current = (this.#current + 1) % this.#endpoints.length;
     throw new RegistryUnavailableError(
-      `Cannot reach etcd at ${this.#endpoints.map((e) => e.url).join(",")}: ${errText(last)}`,
+      `Cannot reach etcd at ${this.#endpoints.map((e) => e.url).join(",")}: ${
+        this.#describe(last)
+      }`,
       { cause: last },
     );
   }
@@ -347,7 +371,7 @@ class EtcdRegistry implements Registry {
         return;
       }
       // The stream broke: log, move to the next endpoint, back off, resume from `next`.
-      this.#log.warn(`Failed to reach etcd at ${ep.url}: ${errText(stream.error)}`);
+      this.#log.warn(`Failed to reach etcd at ${ep.url}: ${this.#describe(stream.error)}`);
       this.#current = (this.#current + 1) % this.#endpoints.length;
       reconnecting = true;
       try {
