@@ -299,8 +299,10 @@ Deno.test("run() deletes routes of removed leases at once and unleased ones afte
       2000,
     );
     assert.deepEqual(cidrs(routes()), ["10.0.0.0/16", "10.1.15.0/24", "10.2.0.0/24"]);
+    const t0 = performance.now();
     ac.abort();
     await running;
+    assert.ok(performance.now() - t0 < 1000, "run() must return within 1 s of the abort");
   }, (fake) => {
     const t = fake.state.routeTables.find((t) => t.routeTableId === "rtb-0sub")!;
     for (const c of ["10.1.20.0/24", "10.1.21.0/24", "10.2.0.0/24"]) {

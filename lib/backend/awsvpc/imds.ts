@@ -34,8 +34,15 @@ export interface ImdsOptions {
   readonly retries?: number;
 }
 
-/** Reads `/latest/dynamic/instance-identity/document`; rejects with {@link NotEc2Error}. */
-export async function readInstanceIdentity(opts: ImdsOptions = {}): Promise<InstanceIdentity> {
+/**
+ * Reads `/latest/dynamic/instance-identity/document`; rejects with {@link NotEc2Error}, or with
+ * the abort reason when `signal` aborts (the SDK request itself cannot be cancelled and ends on
+ * its own timeout).
+ */
+export async function readInstanceIdentity(
+  opts: ImdsOptions = {},
+  signal?: AbortSignal,
+): Promise<InstanceIdentity> {
   const endpoint = opts.endpoint ?? Deno.env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") ??
     "http://169.254.169.254";
   const imds = new MetadataService({
@@ -47,8 +54,9 @@ export async function readInstanceIdentity(opts: ImdsOptions = {}): Promise<Inst
   let text: string;
   try {
     // No leading slash: the SDK joins the endpoint's path ("/") and this one.
-    text = await imds.request("latest/dynamic/instance-identity/document", {});
+    text = await abortable(imds.request("latest/dynamic/instance-identity/document", {}), signal);
   } catch (err) {
+    if (signal?.aborted && err === signal.reason) throw err;
     throw new NotEc2Error(
       `Cannot read the instance identity from the EC2 metadata service at ${endpoint}: this host does not look like an EC2 instance (aws-vpc runs only on EC2; set AWS_EC2_METADATA_SERVICE_ENDPOINT if IMDS lives elsewhere)`,
       { cause: err },
@@ -80,4 +88,15 @@ export async function readInstanceIdentity(opts: ImdsOptions = {}): Promise<Inst
     availabilityZone: str("availabilityZone"),
     privateIp: str("privateIp"),
   };
+}
+
+/** `p`, or a rejection with the abort reason as soon as `signal` aborts. */
+function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  signal.throwIfAborted();
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
 }

@@ -6,9 +6,11 @@
  * the lease (`{PublicIP}` only), disables the instance's source/destination check, picks the route
  * table (RouteTableID, else the subnet's, else the VPC's main one) and makes the route
  * `<own subnet> → this instance` exist, replacing a route for the same CIDR (a blackhole left by a
- * dead instance, or another instance's). Credential, permission and route-table errors are fatal
- * in init; RouteLimitExceeded and exhausted retries are not: the daemon becomes ready and run
- * keeps retrying (10 s, doubling to 60 s), deleting departed routes first, which may free a slot.
+ * dead instance, or another instance's). Every EC2 error before the route step is fatal in init
+ * (credentials, permissions, RouteTableID, throttling past the retries); on the route step only
+ * RouteLimitExceeded and transient failures past the retries are not: the daemon becomes ready
+ * and run keeps retrying (10 s, doubling to 60 s), deleting departed routes first, which may free
+ * a slot. Fatal means the daemon logs the one line and exits 1.
  *
  * Lease added: nothing (each host installs its own route). Lease removed: every host deletes the
  * route of that subnet (racing hosts get InvalidRoute.NotFound, which is fine). A route inside
@@ -91,7 +93,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
 
   return {
     async init(signal) {
-      const id = await readInstanceIdentity(opts.imds);
+      const id = await readInstanceIdentity(opts.imds, signal);
       instanceId = id.instanceId;
       log.info(`Instance ${id.instanceId} in ${id.region} (${id.availabilityZone})`);
       client = ec2Client(id.region, opts.env ?? Deno.env.toObject());
