@@ -1,8 +1,9 @@
 /**
  * host-gw end to end: three hosts on one L2 segment, a real etcd, `deno run -A main.ts` per host.
  * Full-mesh ping between container addresses, routes read back with `ip -j route`, a host that
- * leaves and one that joins (within 2 s), stale routes removed on start, and peers that cannot
- * be served (another type, not directly connected) skipped with a warning.
+ * leaves and one that joins (within 2 s), stale routes removed on start, a deleted peer route
+ * restored, and peers that cannot be served (another type, not directly connected) skipped with
+ * a warning.
  */
 
 import assert from "node:assert/strict";
@@ -62,6 +63,15 @@ Deno.test("host-gw: three hosts, full mesh, routes, leave and join within 2 s, u
   }, 2_000);
   for (const n of nodes) await assertRoutes(n, nodes.filter((p) => p !== n));
   await assertFullMesh(nodes);
+
+  // Self-healing: a peer route deleted by hand comes back.
+  const victim = nodes[1].lease;
+  const del = await h1.exec(["ip", "route", "del", victim]);
+  assert.equal(del.code, 0, del.stderr);
+  await waitUntil("route restored", async () => {
+    return (await routes(h1)).some((r) => r.dst === victim);
+  }, 2_000);
+  await assertRoutes(nodes[0], nodes.slice(1));
 
   // Unusable peers: a vxlan lease, and a host-gw peer behind a router (10.99.0.5 via the hub).
   await cluster.etcd.put(

@@ -406,13 +406,11 @@ export class PeerTable {
 
   /** Restores an applied route the kernel reports deleted (self-healing). True when restored. */
   restoreRoute(r: RouteInfo): boolean {
-    for (const e of this.#applied.values()) {
-      if (e.route.dst === r.dst && e.route.oif === r.oif) {
-        applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log);
-        return true;
-      }
-    }
-    return false;
+    // Peers are keyed by subnet, which is their route's dst: no scan over thousands of peers.
+    const e = this.#applied.get(r.dst);
+    if (!e || e.route.oif !== r.oif || e.route.gateway !== r.gateway) return false;
+    applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log);
+    return true;
   }
 
   /** Restores an applied ARP entry the kernel reports deleted (self-healing). True when restored. */
