@@ -26,7 +26,12 @@ const ext: ExternalInterface = {
   publicIP: 0xc0a80001,
   mtu: 1500,
 };
-const c = { extIndex: EXT, extName: "eth0", isDirect: (ip: string) => ip.startsWith("192.168.0.") };
+const c = {
+  extIndex: EXT,
+  extName: "eth0",
+  ownIP: "192.168.0.1",
+  isDirect: (ip: string) => ip.startsWith("192.168.0."),
+};
 
 Deno.test("planHostGwPeer", async (t) => {
   await t.step(
@@ -53,6 +58,10 @@ Deno.test("planHostGwPeer", async (t) => {
           "connected subnet of eth0, host-gw needs the peers on the same link (no route installed)",
       );
     }
+  });
+  await t.step("a lease with our own PublicIP: skipped", () => {
+    const d = planHostGwPeer(lease("10.1.9.0/24", "192.168.0.1", "host-gw", null), c);
+    assert.equal(d.ok, false);
   });
   await t.step("a vxlan peer: skipped", () => {
     const d = planHostGwPeer(lease("10.1.4.0/24", "192.168.0.4"), c);

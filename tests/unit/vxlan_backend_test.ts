@@ -311,3 +311,34 @@ Deno.test("vxlan backend: run follows leases, heals a deleted device with the sa
     lines.join(""),
   );
 });
+
+Deno.test("vxlan backend: a failing lease watch ends run() and the repair loop with it", async () => {
+  const nl = new FakeNetlink();
+  const subnets = new FakeSubnets(config());
+  subnets.watchLeases = async function* () {
+    await Promise.resolve();
+    yield [];
+    throw new Error("Watch failed: etcd gone");
+  };
+  let healSignal: AbortSignal | null = null;
+  const backend = create({ config: subnets.config, ext, subnets }, {
+    netlink: () => nl,
+    subscribe: (s) => {
+      healSignal = s;
+      return events([]).source(s);
+    },
+  });
+  const ac = new AbortController();
+  const { result } = captureLog(() => backend.init(ac.signal));
+  await result;
+  const { setSink } = await import("../../lib/log.ts");
+  const prev = setSink(() => {});
+  try {
+    await assert.rejects(backend.run(ac.signal), { message: "Watch failed: etcd gone" });
+  } finally {
+    setSink(prev);
+  }
+  assert.equal((healSignal as AbortSignal | null)?.aborted, true);
+  assert.equal(nl.closed, true);
+  assert.equal(ac.signal.aborted, false);
+});

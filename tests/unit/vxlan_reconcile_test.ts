@@ -37,6 +37,7 @@ function ctx(over: Partial<VxlanPeerContext> = {}): VxlanPeerContext {
     devIndex: DEV,
     extIndex: EXT,
     directRouting: false,
+    ownIP: "192.168.0.1",
     isDirect: (ip) => ip.startsWith("192.168.0."),
     ...over,
   };
@@ -100,6 +101,13 @@ Deno.test("planVxlanPeer", async (t) => {
       /BackendData is not a JSON object/,
     ],
   ];
+  await t.step("a lease with our own PublicIP (a stale one of ours) is skipped", () => {
+    const d = planVxlanPeer(lease("10.1.9.0/24", "192.168.0.1"), ctx());
+    assert.deepEqual(d, {
+      ok: false,
+      reason: "Skipping peer 10.1.9.0/24 (PublicIP 192.168.0.1): that is our own PublicIP",
+    });
+  });
   for (const [name, l, re] of skips) {
     await t.step(`${name} is skipped with a reason naming the peer`, () => {
       const d = planVxlanPeer(l, ctx());

@@ -63,6 +63,7 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
       const c = {
         extIndex: ctx.ext.index,
         extName: ctx.ext.name,
+        ownIP: formatIPv4(ctx.ext.publicIP),
         isDirect: (ip: string) => isDirect(k, ip, ctx.ext.index),
       };
       const table = new PeerTable(
@@ -86,11 +87,11 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
           }
         }
       };
-      const heal = async () => {
+      const heal = async (until: AbortSignal) => {
         const source = deps.subscribe ?? ((s: AbortSignal) => subscribe(["route"], s));
         try {
-          for await (const ev of source(signal)) {
-            if (signal.aborted) break;
+          for await (const ev of source(until)) {
+            if (until.aborted) break;
             if (ev.kind === "route" && ev.type === "del" && table.restoreRoute(ev.route)) {
               log.warn(`Route ${ev.route.dst} was deleted: restored it`);
             } else if (ev.kind === "resync") {
@@ -98,12 +99,17 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
             }
           }
         } catch (err) {
-          if (!signal.aborted) log.warn(`Self-healing stopped: ${errText(err)}`);
+          if (!until.aborted) log.warn(`Self-healing stopped: ${errText(err)}`);
         }
       };
+      // The repair loop ends with the watch, also when the watch fails.
+      const stop = new AbortController();
+      const healing = heal(AbortSignal.any([signal, stop.signal]));
       try {
-        await Promise.all([watch(), heal()]);
+        await watch();
       } finally {
+        stop.abort();
+        await healing;
         k.close();
         nl = null;
       }

@@ -14,6 +14,8 @@ export interface HostGwPeerContext {
   readonly extIndex: number;
   /** Name of the external interface (for warnings). */
   readonly extName: string;
+  /** Our own PublicIP (dotted): a lease carrying it is a stale one of ours, not a peer. */
+  readonly ownIP: string;
   /** True when `ip` (dotted) is reachable without a gateway through the external interface. */
   readonly isDirect: (ip: string) => boolean;
 }
@@ -30,6 +32,7 @@ export function planHostGwPeer(lease: Lease, c: HostGwPeerContext): PeerDecision
       reason: `Skipping ${who}: backend type ${JSON.stringify(type)} is not host-gw`,
     };
   }
+  if (pub === c.ownIP) return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
   if (!c.isDirect(pub)) {
     return {
       ok: false,

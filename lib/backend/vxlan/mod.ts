@@ -26,10 +26,9 @@ import type { Lease } from "../../lease.ts";
 import { errText, logger } from "../../log.ts";
 import { sleep } from "../../async.ts";
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
-import { type DeviceSpec, ensureAddress, ensureDevice } from "./device.ts";
+import { type DeviceOps, type DeviceSpec, ensureAddress, ensureDevice } from "./device.ts";
 import { planVxlanPeer, vxlanLeaseData } from "./peers.ts";
 import { isDirect, type KernelOps, PeerTable, type Scope } from "./reconcile.ts";
-import type { DeviceOps } from "./device.ts";
 
 const log = logger("vxlan");
 
@@ -81,6 +80,16 @@ class VxlanBackend implements Backend {
 
   async init(signal: AbortSignal): Promise<BackendReady> {
     const nl = this.#nl ??= (this.deps.netlink ?? Netlink.open)();
+    try {
+      return await this.#init(nl, signal);
+    } catch (err) {
+      nl.close();
+      this.#nl = null;
+      throw err;
+    }
+  }
+
+  async #init(nl: VxlanKernelOps, signal: AbortSignal): Promise<BackendReady> {
     const dev = await this.#retry(signal, () => ensureDevice(nl, this.#spec, log));
     if (!dev.mac) throw new Error(`Device ${this.#spec.name} has no MAC address`);
     this.#devIndex = dev.index;
@@ -100,9 +109,14 @@ class VxlanBackend implements Backend {
   async run(signal: AbortSignal): Promise<void> {
     const nl = this.#nl, table = this.#table, lease = this.#lease;
     if (!nl || !table || !lease) throw new Error("The vxlan backend ran before init");
+    // The repair loop ends with the watch, also when the watch fails.
+    const stop = new AbortController();
+    const healing = this.#heal(table, AbortSignal.any([signal, stop.signal]));
     try {
-      await Promise.all([this.#watch(table, lease, signal), this.#heal(table, signal)]);
+      await this.#watch(table, lease, signal);
     } finally {
+      stop.abort();
+      await healing;
       clearTimeout(this.#retryTimer);
       nl.close();
       this.#nl = null;
@@ -222,6 +236,7 @@ class VxlanBackend implements Backend {
       devIndex: this.#devIndex,
       extIndex,
       directRouting: this.#cfg.directRouting,
+      ownIP: formatIPv4(this.ctx.ext.publicIP),
       isDirect: (ip: string) => isDirect(nl, ip, extIndex),
     };
     return (lease) => planVxlanPeer(lease, c);

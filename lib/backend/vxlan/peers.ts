@@ -24,6 +24,8 @@ export interface VxlanPeerContext {
   /** Index of the external interface. */
   readonly extIndex: number;
   readonly directRouting: boolean;
+  /** Our own PublicIP (dotted): a lease carrying it is a stale one of ours, not a peer. */
+  readonly ownIP: string;
   /** True when `ip` (dotted) is reachable without a gateway through the external interface. */
   readonly isDirect: (ip: string) => boolean;
 }
@@ -64,6 +66,7 @@ export function planVxlanPeer(lease: Lease, c: VxlanPeerContext): PeerDecision {
       reason: `Skipping ${who}: backend type ${JSON.stringify(type)} is not vxlan`,
     };
   }
+  if (pub === c.ownIP) return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
   const data = decodeVxlanData(lease.attrs.backendData);
   if (typeof data === "string") return { ok: false, reason: `Skipping ${who}: ${data}` };
   if (data.vni !== null && data.vni !== c.vni) {
