@@ -147,6 +147,18 @@ export class FakeEc2 {
       const auth = checkSigV4("POST", rawPath, req.headers, body, this.state.credentials);
       if ("code" in auth) throw new Ec2Error(auth.code, auth.status, auth.message);
       call.region = auth.region;
+      if (params.Version !== "2016-11-15") {
+        throw new Ec2Error(
+          "InvalidParameterValue",
+          400,
+          `This fake speaks EC2 API version 2016-11-15 only, not ${
+            JSON.stringify(params.Version ?? null)
+          }`,
+        );
+      }
+      if (!req.headers.get("content-type")?.startsWith("application/x-www-form-urlencoded")) {
+        throw new Ec2Error("InvalidParameterValue", 400, "The body must be form-encoded");
+      }
       this.#injectFaults(call.action);
       const inner = this.#dispatch(call.action, params);
       const name = `${call.action}Response`;

@@ -249,13 +249,13 @@ export class VpcRoutes {
   }
 
   /**
-   * Deletes the overlay routes of `tableId` whose subnet is not in `leased` (CIDR strings, our
+   * Deletes the overlay routes of `tableId` whose subnet `leased` does not hold (CIDR strings, our
    * own included). Another host deleting the same route first (InvalidRoute.NotFound) is fine.
    * Returns the deleted CIDRs. `table` saves a DescribeRouteTables when the caller just made one.
    */
   async deleteDepartedRoutes(
     tableId: string,
-    leased: ReadonlySet<string>,
+    leased: { has(cidr: string): boolean },
     signal: AbortSignal,
     table?: RouteTable,
   ): Promise<string[]> {

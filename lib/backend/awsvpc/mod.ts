@@ -148,6 +148,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
               } else {
                 leased.delete(cidr);
                 removed.add(cidr);
+                log.info(`Lease ${cidr} removed: deleting its route`);
               }
             }
             synced = true;
@@ -231,7 +232,9 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
             removed.delete(c);
           }
         }
-        const deleted = await routes.deleteDepartedRoutes(tableId, keep, signal, table);
+        // Live view: a lease that reappears while this pass runs still saves its route.
+        const live = { has: (c: string) => keep.has(c) || leased.has(c) };
+        const deleted = await routes.deleteDepartedRoutes(tableId, live, signal, table);
         for (const c of deleted) {
           suspects.delete(c);
           removed.delete(c);
