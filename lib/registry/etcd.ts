@@ -64,6 +64,17 @@ const ONCE = {
   execute: async (fn: (ctx: unknown) => unknown) => await fn({}),
 } as unknown as Policy;
 
+type WatchBackoff = NonNullable<NonNullable<IOptions["faultHandling"]>["watchBackoff"]>;
+/**
+ * etcd3's own watch reconnect, made immediate: the registry cancels a broken watcher and opens a
+ * new one itself (own backoff, endpoint rotation, resume revision), so etcd3 must not leave a
+ * backoff timer pending that would outlive the watch.
+ */
+const NO_WATCH_BACKOFF: WatchBackoff = {
+  duration: 0,
+  next: () => NO_WATCH_BACKOFF,
+} as unknown as WatchBackoff;
+
 interface Endpoint {
   url: string;
   client: Etcd3;
@@ -138,7 +149,7 @@ class EtcdRegistry implements Registry {
         dialTimeout: timeout,
         grpcOptions,
         defaultCallOptions: (ctx) => ctx.isStream ? {} : { deadline: Date.now() + timeout },
-        faultHandling: { host: () => ONCE, global: ONCE },
+        faultHandling: { host: () => ONCE, global: ONCE, watchBackoff: NO_WATCH_BACKOFF },
       });
       if (tls) {
         const creds = credentials.createSsl(ca, key, cert, {

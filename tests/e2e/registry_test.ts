@@ -133,6 +133,41 @@ Deno.test("registry: watch reports puts and deletes, survives an etcd restart, r
   }
 });
 
+Deno.test("registry: watch through a 3 s etcd outage: attempts logged with backoff, nothing lost", async () => {
+  await using etcd = await EtcdServer.start();
+  const reg = connectEtcd({ endpoints: [etcd.endpoint] });
+  const ac = new AbortController();
+  try {
+    await withLogs(async (logs) => {
+      const rev = await etcd.revision();
+      const it = reg.watch("/w/", { prefix: true, fromRevision: rev + 1 }, ac.signal)
+        [Symbol.asyncIterator]();
+      await etcd.put("/w/a", "1");
+      assert.equal((await next(it)).type, "put");
+      await etcd.stop();
+      const pending = next(it, 30_000);
+      await new Promise((r) => setTimeout(r, 3000));
+      const fails = logs.filter((l) => l.includes(`Failed to reach etcd at ${etcd.endpoint}`));
+      // 100, 200, 400, 800, 1600 ms…: a few attempts, not a tight loop.
+      assert.ok(fails.length >= 2 && fails.length <= 7, `${fails.length} attempts`);
+      await etcd.start();
+      await etcd.put("/w/b", "2");
+      await etcd.put("/w/c", "3");
+      const got: string[] = [];
+      let ev = await pending;
+      while (true) {
+        if (ev.type === "put") got.push(`${ev.key}=${ev.value}`);
+        if (got.length === 2) break;
+        ev = await next(it);
+      }
+      assert.deepEqual(got, ["/w/b=2", "/w/c=3"]);
+    });
+  } finally {
+    ac.abort();
+    reg.close();
+  }
+});
+
 Deno.test("registry: TLS with client certificates on an IP endpoint, certificate checked", async () => {
   await using etcd = await EtcdServer.start({ clientCertAuth: true });
   assert.match(etcd.endpoint, /^https:\/\/127\.0\.0\.1:\d+$/);
