@@ -116,6 +116,16 @@ export interface Registry {
 /**
  * Capped exponential backoff: `next()` returns 100 ms, 200 ms, … up to `maxMs`; `reset()` after a
  * success.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const b = new Backoff(100, 500);
+ * assert.deepEqual([b.next(), b.next(), b.next(), b.next()], [100, 200, 400, 500]);
+ * b.reset();
+ * assert.equal(b.next(), 100);
+ * ```
  */
 export class Backoff {
   #next: number;

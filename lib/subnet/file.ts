@@ -23,7 +23,25 @@ export interface SubnetFileContent {
   ipMasq: boolean;
 }
 
-/** The exact text of subnet.env. */
+/**
+ * The exact text of subnet.env.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const text = formatSubnetFile({
+ *   network: { ip: 0x0a010000, prefix: 16 }, // 10.1.0.0/16
+ *   subnet: { ip: 0x0a010f00, prefix: 24 }, // 10.1.15.0/24
+ *   mtu: 1450,
+ *   ipMasq: false,
+ * });
+ * assert.equal(
+ *   text,
+ *   "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.15.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
+ * );
+ * ```
+ */
 export function formatSubnetFile(c: SubnetFileContent): string {
   return `FLANNEL_NETWORK=${formatCIDR(c.network)}\n` +
     `FLANNEL_SUBNET=${formatIPv4(c.subnet.ip + 1)}/${c.subnet.prefix}\n` +
