@@ -14,7 +14,7 @@
 
 import { parseArgs } from "node:util";
 import { Cluster, ETCD_PREFIX, type Host } from "../tests/harness/cluster.ts";
-import { findDenoPid, readRssBytes, run, runOk } from "../tests/harness/netns.ts";
+import { findDenoPid, readMemory, run, runOk } from "../tests/harness/netns.ts";
 
 const TARGET_MS: Record<number, number> = { 0: 1_000, 1000: 2_000, 5000: 5_000 };
 const TARGET_RSS = 64 * 1024 * 1024;
@@ -22,6 +22,7 @@ const TARGET_RSS = 64 * 1024 * 1024;
 interface Sample {
   readyMs: number;
   rssBytes: number | null;
+  anonBytes: number | null;
   programmedMs: number | null;
 }
 
@@ -109,7 +110,7 @@ async function runCtl(cmd: string[], env: Record<string, string>, stdin?: string
 }
 
 async function countPeerRoutes(host: Host): Promise<number> {
-  const r = await run(["ip", "-n", host.ns, "route", "show", "10.0.0.0/8", "match", "10.0.0.0/8"]);
+  const r = await run(["ip", "-n", host.ns, "route", "show", "root", "10.0.0.0/8"]);
   return r.stdout.split("\n").filter((l) => l.startsWith("10.")).length;
 }
 
@@ -129,7 +130,7 @@ async function measure(backend: string, peers: number): Promise<Sample> {
   const d = host.startFlannel();
   await d.waitReady(60_000);
   const pid = findDenoPid(d.pid);
-  const rssBytes = pid === null ? null : readRssBytes(pid);
+  const mem = pid === null ? null : readMemory(pid);
   const st = await Deno.stat(host.subnetFile);
   const readyMs = st.mtime!.getTime() - d.startedAtWall;
 
@@ -147,7 +148,12 @@ async function measure(backend: string, peers: number): Promise<Sample> {
   }
   const code = await d.stop(2_000);
   if (code !== 0) console.error(`  (daemon exit code ${code} on SIGTERM)\n${d.tail(5)}`);
-  return { readyMs, rssBytes, programmedMs };
+  return {
+    readyMs,
+    rssBytes: mem?.rssBytes ?? null,
+    anonBytes: mem?.anonBytes ?? null,
+    programmedMs,
+  };
 }
 
 function median(xs: number[]): number {
@@ -180,13 +186,15 @@ async function main(): Promise<number> {
       for (let r = 0; r < runs; r++) samples.push(await measure(backend, peers));
     } catch (err) {
       console.error(`  ${peers} peers: failed: ${(err as Error).message}`);
-      rows.push([String(peers), "failed", "-", "-", "-", "-", "FAILED"]);
+      rows.push([String(peers), "failed", "-", "-", "-", "-", "-", "FAILED"]);
       allOk = false;
       continue;
     }
     const ready = median(samples.map((s) => s.readyMs));
     const rssList = samples.map((s) => s.rssBytes).filter((x): x is number => x !== null);
     const rss = rssList.length ? median(rssList) : null;
+    const anonList = samples.map((s) => s.anonBytes).filter((x): x is number => x !== null);
+    const anon = anonList.length ? median(anonList) : null;
     const prog = samples.map((s) => s.programmedMs).filter((x): x is number => x !== null);
     const target = TARGET_MS[peers] ?? null;
     const ok = (target === null || ready <= target) && rss !== null && rss <= TARGET_RSS;
@@ -197,6 +205,7 @@ async function main(): Promise<number> {
       target === null ? "-" : `${target} ms`,
       rss === null ? "?" : `${(rss / 1048576).toFixed(1)} MB`,
       "64 MB",
+      anon === null ? "?" : `${(anon / 1048576).toFixed(1)} MB`,
       backend === "alloc" || peers === 0
         ? "-"
         : prog.length === samples.length
@@ -206,7 +215,16 @@ async function main(): Promise<number> {
     ]);
     console.log(`  ${peers} peers: ${rows.at(-1)!.slice(1).join(", ")}`);
   }
-  const header = ["PEERS", "READY", "TARGET", "RSS", "TARGET", "PROGRAMMED", "RESULT"];
+  const header = [
+    "PEERS",
+    "READY",
+    "TARGET",
+    "RSS",
+    "TARGET",
+    "OF IT ANON",
+    "PROGRAMMED",
+    "RESULT",
+  ];
   const w = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i])).join("  ").trimEnd();
   console.log([line(header), ...rows.map(line)].join("\n"));

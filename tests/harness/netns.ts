@@ -105,6 +105,19 @@ export function readRssBytes(pid: number): number | null {
   }
 }
 
+/** VmRSS and its anonymous part (RssAnon: heap, not the mapped binary) in bytes; null if gone. */
+export function readMemory(pid: number): { rssBytes: number; anonBytes: number } | null {
+  try {
+    const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+    const rss = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    const anon = /^RssAnon:\s+(\d+)\s+kB/m.exec(status);
+    if (!rss || !anon) return null;
+    return { rssBytes: Number(rss[1]) * 1024, anonBytes: Number(anon[1]) * 1024 };
+  } catch {
+    return null;
+  }
+}
+
 /**
  * Finds the `deno` process for a pid spawned through `ip netns exec`: iproute2 6.x execs the
  * command in place (the pid is deno itself), but older versions fork, so look at the children.
