@@ -95,9 +95,17 @@ export class EtcdSubnetManager implements SubnetManager {
     this.config = opts.config;
     this.#prefix = opts.prefix;
     this.#subnetFile = opts.subnetFile;
-    this.#marginMs = opts.renewMarginMinutes * 60_000;
     this.#ttl = opts.ttlSeconds ?? 86400;
     this.#log = opts.log ?? logger("subnet");
+    this.#marginMs = opts.renewMarginMinutes * 60_000;
+    if (this.#marginMs >= this.#ttl * 1000) {
+      // Renewing "margin before expiry" would renew again at once, forever.
+      this.#marginMs = this.#ttl * 500;
+      this.#log.warn(
+        `Lease renew margin ${opts.renewMarginMinutes} min is not shorter than the lease TTL ` +
+          `${this.#ttl} s: renewing at half the TTL instead`,
+      );
+    }
     this.#renewRetryMs = opts.renewRetryMs ?? 60_000;
     this.#noFreeRetryMs = opts.noFreeSubnetRetryMs ?? 5_000;
     this.#random = opts.random ?? Math.random;

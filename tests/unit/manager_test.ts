@@ -559,3 +559,18 @@ Deno.test("waitForNetworkConfig(): retries while unreachable, rejects on abort",
   setTimeout(() => ac.abort(new Error("bye")), 30);
   await assert.rejects(p, /bye/);
 });
+
+Deno.test("keepLease() with a renew margin not shorter than the TTL renews at half the TTL, not in a loop", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const m = env.manager(reg, NET16, { ttlSeconds: 1, renewMarginMinutes: 60 });
+  assert.ok(env.lines.some((l) => l.includes("renewing at half the TTL")));
+  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal);
+  await new Promise((r) => setTimeout(r, 1200));
+  ac.abort();
+  await keeping;
+  const n = reg.calls.filter((c) => c.startsWith("update")).length;
+  assert.ok(n >= 2 && n <= 3, `${n} renewals in 1.2 s`);
+});
