@@ -22,6 +22,7 @@ export const COUNTER_NAMES = [
   "rx_not_our_subnet", // inner destination outside our lease
   "rx_tun_errors", // the TUN write failed (queue full)
   "rx_gro_batches", // coalesced UDP_GRO receives
+  "rx_gso_writes", // TCP runs merged into one GSO super-packet TUN write
 ] as const;
 
 /** A counter name. */

@@ -132,3 +132,81 @@ export function writeSegment(
   dst[t + 17] = c & 0xff;
   return segLen;
 }
+
+/**
+ * True when the TCP/IPv4 packet at `p` (`n` bytes) continues the run that starts with the packet
+ * at `a` (headers `hdrLen` bytes): same addresses, ports, IP and TCP header fields (except
+ * length, id, checksums and sequence), sequence number `nextSeq`, no SYN/FIN/RST/URG/ECE/CWR, a
+ * payload of 1..`mss` bytes. Then the two can be one GSO super-packet for the TUN.
+ */
+export function tcpCanAppend(
+  b: Uint8Array,
+  a: number,
+  p: number,
+  n: number,
+  hdrLen: number,
+  mss: number,
+  nextSeq: number,
+): boolean {
+  if (n <= hdrLen || n - hdrLen > mss || tcpHeaderLength(b, p, n) !== hdrLen) return false;
+  // IPv4: version/ihl, TOS, flags (DF), TTL, protocol, addresses.
+  if (b[p] !== b[a] || b[p + 1] !== b[a + 1] || (b[p + 6] & 0xe0) !== (b[a + 6] & 0xe0)) {
+    return false;
+  }
+  if (b[p + 8] !== b[a + 8]) return false;
+  for (let i = 12; i < 20; i++) if (b[p + i] !== b[a + i]) return false;
+  const ihl = (b[a] & 0x0f) << 2;
+  const t = p + ihl;
+  const u = a + ihl;
+  for (let i = 0; i < 4; i++) if (b[t + i] !== b[u + i]) return false; // ports
+  const seq = ((b[t + 4] << 24) | (b[t + 5] << 16) | (b[t + 6] << 8) | b[t + 7]) >>> 0;
+  if (seq !== nextSeq) return false;
+  for (let i = 8; i < 12; i++) if (b[t + i] !== b[u + i]) return false; // ack
+  if ((b[t + 13] & ~TCP_PSH) !== 0x10) return false; // ACK, maybe PSH, nothing else
+  if (b[t + 14] !== b[u + 14] || b[t + 15] !== b[u + 15]) return false; // window
+  for (let i = ihl + 20; i < hdrLen; i++) if (b[p + i] !== b[a + i]) return false; // options
+  return true;
+}
+
+/** True when the TCP/IPv4 packet at `a` may start a GSO run: ACK with optional PSH only. */
+export function tcpCanStartRun(b: Uint8Array, a: number): boolean {
+  const ihl = (b[a] & 0x0f) << 2;
+  return (b[a + ihl + 13] & ~TCP_PSH) === 0x10;
+}
+
+/**
+ * Turns the run of `len` bytes at `a` (the first packet's headers followed by the payloads of
+ * all segments) into a TUN GSO super-packet: IPv4 total length and header checksum, TCP flags
+ * with `psh`, and the pseudo-header sum in the TCP checksum field, as `NEEDS_CSUM` requires; and
+ * writes the 10-byte virtio_net_hdr (TCPV4, `mss`) right before it.
+ */
+export function finishTcpSuper(
+  b: Uint8Array,
+  a: number,
+  len: number,
+  hdrLen: number,
+  mss: number,
+  psh: boolean,
+): void {
+  const ihl = (b[a] & 0x0f) << 2;
+  b[a + 2] = len >>> 8;
+  b[a + 3] = len & 0xff;
+  setHeaderChecksum(b, a);
+  const t = a + ihl;
+  if (psh) b[t + 13] |= TCP_PSH;
+  let s = sum16(b, a + 12, 8, IPPROTO_TCP + len - ihl);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  b[t + 16] = s >>> 8;
+  b[t + 17] = s & 0xff;
+  const v = a - 10;
+  b[v] = 1; // VIRTIO_NET_HDR_F_NEEDS_CSUM
+  b[v + 1] = 1; // VIRTIO_NET_HDR_GSO_TCPV4
+  b[v + 2] = hdrLen & 0xff;
+  b[v + 3] = hdrLen >>> 8;
+  b[v + 4] = mss & 0xff;
+  b[v + 5] = mss >>> 8;
+  b[v + 6] = ihl; // csum_start
+  b[v + 7] = 0;
+  b[v + 8] = 16; // csum_offset: the TCP checksum field
+  b[v + 9] = 0;
+}

@@ -41,7 +41,10 @@ import {
 import { C } from "./counters.ts";
 import {
   completeChecksum,
+  finishTcpSuper,
   segmentCount,
+  tcpCanAppend,
+  tcpCanStartRun,
   tcpHeaderLength,
   vnetCsumOffset,
   vnetCsumStart,
@@ -79,6 +82,7 @@ const RX_TRUNCATED = C.rx_truncated;
 const RX_NOT_OURS = C.rx_not_our_subnet;
 const RX_TUN_ERRORS = C.rx_tun_errors;
 const RX_GRO = C.rx_gro_batches;
+const RX_GSO = C.rx_gso_writes;
 
 class DataPath {
   readonly peers = new PeerTable();
@@ -336,11 +340,12 @@ class DataPath {
       const gro = vnet > 0 ? rx.groSize(i) : 0;
       if (gro > 0 && gro < len) {
         cnt[RX_GRO]++;
-        this.#splitGro(buf, len, gro);
+        this.#rxGro(buf, len, gro);
         continue;
       }
       if (!this.#acceptInner(buf, vnet, len)) continue;
-      // The vnet header (flags 0, GSO_NONE) is the zeroed headroom before the payload.
+      // The vnet header (flags 0, GSO_NONE): zero the headroom (a GRO run may have used it).
+      if (vnet > 0) buf.fill(0, 0, vnet);
       if (rx.writeFrom(this.#tun, i, vnet + len) < 0) cnt[RX_TUN_ERRORS]++;
       else {
         cnt[RX_PACKETS]++;
@@ -361,22 +366,86 @@ class DataPath {
     return true;
   }
 
-  /** Writes each `gro`-byte segment of a coalesced datagram to the TUN on its own. */
-  #splitGro(buf: Uint8Array<ArrayBuffer>, len: number, gro: number): void {
+  /**
+   * A `UDP_GRO` datagram holds several inner packets of `gro` bytes (the last may be shorter).
+   * Each is checked on its own; runs of consecutive segments of one TCP flow are merged in place
+   * into one GSO super-packet (one TUN write, the kernel's GRO sees one big packet); anything
+   * else is written alone.
+   */
+  #rxGro(buf: Uint8Array<ArrayBuffer>, len: number, gro: number): void {
     const vnet = this.#vnet;
-    const cnt = this.#cnt;
-    for (let off = 0; off < len; off += gro) {
-      const n = Math.min(gro, len - off);
-      const at = vnet + off;
-      if (!this.#acceptInner(buf, at, n)) continue;
-      // Put a zeroed vnet header right before the segment (the previous segment is written).
-      buf.fill(0, at - vnet, at);
-      const w = writeBuf(this.#tun, buf.subarray(at - vnet, at + n), vnet + n);
-      if (w < 0) cnt[RX_TUN_ERRORS]++;
-      else {
-        cnt[RX_PACKETS]++;
-        cnt[RX_BYTES] += n;
+    const end = vnet + len;
+    let run = -1; // offset of the current run's first packet, -1 = none
+    let runEnd = 0; // where the run's next payload goes
+    let hdrLen = 0;
+    let mss = 0;
+    let segs = 0;
+    let nextSeq = 0;
+    let closed = false; // a short or PSH segment ends a run
+    let psh = false;
+    for (let p = vnet; p < end; p += gro) {
+      const n = Math.min(gro, end - p);
+      if (!this.#acceptInner(buf, p, n)) continue;
+      if (run >= 0 && !closed && tcpCanAppend(buf, run, p, n, hdrLen, mss, nextSeq)) {
+        const pay = n - hdrLen;
+        buf.copyWithin(runEnd, p + hdrLen, p + n);
+        runEnd += pay;
+        segs++;
+        nextSeq = (nextSeq + pay) >>> 0;
+        const ihl = (buf[p] & 0x0f) << 2;
+        if ((buf[p + ihl + 13] & 0x08) !== 0) psh = true;
+        if (pay < mss || psh) closed = true;
+        continue;
       }
+      if (run >= 0) this.#writeRun(buf, run, runEnd, hdrLen, mss, segs, psh);
+      run = -1;
+      const h = tcpHeaderLength(buf, p, n);
+      if (h > 0 && n > h && tcpCanStartRun(buf, p)) {
+        run = p;
+        runEnd = p + n;
+        hdrLen = h;
+        mss = n - h;
+        segs = 1;
+        const t = p + ((buf[p] & 0x0f) << 2);
+        psh = (buf[t + 13] & 0x08) !== 0;
+        closed = psh;
+        nextSeq = ((((buf[t + 4] << 24) | (buf[t + 5] << 16) | (buf[t + 6] << 8) | buf[t + 7]) >>>
+          0) + mss) >>> 0;
+      } else {
+        this.#writeOne(buf, p, n, 0, 1);
+      }
+    }
+    if (run >= 0) this.#writeRun(buf, run, runEnd, hdrLen, mss, segs, psh);
+  }
+
+  #writeRun(
+    buf: Uint8Array<ArrayBuffer>,
+    run: number,
+    runEnd: number,
+    hdrLen: number,
+    mss: number,
+    segs: number,
+    psh: boolean,
+  ): void {
+    if (segs === 1) {
+      this.#writeOne(buf, run, runEnd - run, 0, 1);
+      return;
+    }
+    // The header checksum and TCP fields change: only now, once the run is complete.
+    finishTcpSuper(buf, run, runEnd - run, hdrLen, mss, psh);
+    this.#cnt[RX_GSO]++;
+    this.#writeOne(buf, run, runEnd - run, -1, segs);
+  }
+
+  /** Writes `n` bytes at `p` with the vnet header before it (zeroed unless `keepHdr` < 0). */
+  #writeOne(buf: Uint8Array<ArrayBuffer>, p: number, n: number, keepHdr: number, segs: number) {
+    const vnet = this.#vnet;
+    if (keepHdr >= 0) buf.fill(0, p - vnet, p); // overwrites the tail of a packet already written
+    const w = writeBuf(this.#tun, buf.subarray(p - vnet, p + n), vnet + n);
+    if (w < 0) this.#cnt[RX_TUN_ERRORS] += segs;
+    else {
+      this.#cnt[RX_PACKETS] += segs;
+      this.#cnt[RX_BYTES] += n; // inner bytes (a merged run counts its headers once)
     }
   }
 
