@@ -176,6 +176,7 @@ async function checkKernel(): Promise<void> {
 const subnetOf = new Map(items.map(([s, k]) => [k, s]));
 const addFromPut: number[] = [], addFromAck: number[] = [];
 const delFromPut: number[] = [];
+const putRtt: number[] = [];
 const missing: string[] = [];
 for (const op of ops) {
   if (op.op === "wait") continue;
@@ -185,6 +186,7 @@ for (const op of ops) {
     missing.push(`${op.op} ${s}`);
     continue;
   }
+  if (op.op === "put") putRtt.push(op.t1 - op.t0);
   if (op.op === "put") {
     addFromPut.push(t - op.t0);
     addFromAck.push(t - op.t1);
@@ -194,5 +196,6 @@ for (const op of ops) {
 }
 console.log(summary("lease PUT → route present", addFromPut));
 console.log(summary("PUT acknowledged → route present", addFromAck));
+console.log(summary("etcd PUT round trip (client → commit → ack)", putRtt));
 console.log(summary("lease DELETE → route gone", delFromPut));
 if (missing.length) console.log(`no route event for: ${missing.slice(0, 10).join(", ")} …`);

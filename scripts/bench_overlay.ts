@@ -185,9 +185,15 @@ async function bench(backend: string): Promise<string> {
         );
       }
     }
+    // Adjacent runs share the machine's load of the moment: their ratio is the steadier figure.
+    const paired = tput.flannel.map((f, i) => f / tput.hand[i]);
+    console.log(
+      `${backend}: per-round throughput ratios ${paired.map((x) => x.toFixed(3)).join(" ")}`,
+    );
     const tf = median(tput.flannel), th = median(tput.hand);
     const rf = median(rtt.flannel), rh = median(rtt.hand);
     const line = `| ${backend} | ${tf.toFixed(2)} | ${th.toFixed(2)} | ${(tf / th).toFixed(3)} | ` +
+      `${median(paired).toFixed(3)} | ` +
       `${rf.toFixed(0)} | ${rh.toFixed(0)} | ${(rh / rf).toFixed(3)} |`;
     console.log(
       `${backend}: throughput median flannel ${tf.toFixed(2)} / hand ${th.toFixed(2)} Gbit/s = ` +
@@ -207,6 +213,7 @@ const rows: string[] = [];
 for (const b of backends) rows.push(await bench(b));
 console.log(
   `\n${ROUNDS} × ${SECONDS} s iperf3 TCP, ${PINGS} pings at 10 ms per round; medians\n` +
-    "| backend | flannel Gbit/s | hand Gbit/s | ratio | flannel RTT µs | hand RTT µs | RTT ratio hand/flannel |\n" +
-    "|---|---|---|---|---|---|---|\n" + rows.join("\n"),
+    "| backend | flannel Gbit/s | hand Gbit/s | ratio of medians | median per-round ratio | " +
+    "flannel RTT µs | hand RTT µs | RTT ratio hand/flannel |\n" +
+    "|---|---|---|---|---|---|---|---|\n" + rows.join("\n"),
 );
