@@ -142,7 +142,8 @@ class EtcdRegistry implements Registry {
       if (tls && cert === null) this.#tlsWithoutClientCert = true;
       if (tls && isIP(host)) grpcOptions["grpc.ssl_target_name_override"] = SNI_FOR_IP;
       const client = new Etcd3({
-        hosts: [`http://${parsed.host}`],
+        // No port in the URL: etcd's client port (grpc-js would otherwise pick 443).
+        hosts: [`http://${parsed.host}${parsed.port ? "" : ":2379"}`],
         auth: opts.username
           ? { username: opts.username, password: opts.password ?? "" }
           : undefined,
