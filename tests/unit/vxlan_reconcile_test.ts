@@ -4,6 +4,7 @@ import type { Lease } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
 import { planVxlanPeer, type VxlanPeerContext } from "../../lib/backend/vxlan/peers.ts";
 import {
+  isDirect,
   isManagedRoute,
   type PeerEntries,
   PeerTable,
@@ -343,4 +344,24 @@ Deno.test("FakeNetlink keeps the kernel's replace semantics", () => {
   assert.deepEqual(nl.fdbs.map((f) => f.dst), ["192.168.0.3"]);
   assert.throws(() => nl.routeDel({ dst: "10.9.0.0/24" }), { code: "ESRCH" });
   assert.throws(() => nl.neighDel(5, "10.1.2.0"), { code: "ENOENT" });
+});
+
+Deno.test("isDirect() is true only for a gatewayless unicast route out of the external interface", () => {
+  const nl = new FakeNetlink();
+  nl.lookups.set("192.168.0.2", routeOf({ dst: "192.168.0.2/32", oif: EXT }));
+  nl.lookups.set(
+    "172.16.0.3",
+    routeOf({ dst: "172.16.0.3/32", gateway: "192.168.0.254", oif: EXT }),
+  );
+  nl.lookups.set("10.9.0.4", routeOf({ dst: "10.9.0.4/32", oif: 9 }));
+  nl.lookups.set("192.168.0.1", { ...routeOf({ dst: "192.168.0.1/32", oif: 1 }), type: 2 });
+  assert.equal(isDirect(nl, "192.168.0.2", EXT), true);
+  assert.equal(isDirect(nl, "172.16.0.3", EXT), false, "behind a router");
+  assert.equal(isDirect(nl, "10.9.0.4", EXT), false, "on another interface");
+  assert.equal(isDirect(nl, "192.168.0.1", EXT), false, "a local address");
+  assert.equal(isDirect(nl, "203.0.113.9", EXT), false, "unreachable");
+  nl.routeGet = () => {
+    throw new Error("RTM_GETROUTE: ENETUNREACH (Network is unreachable)");
+  };
+  assert.equal(isDirect(nl, "192.168.0.2", EXT), false, "lookup error");
 });
