@@ -22,7 +22,7 @@
  */
 
 import { Daemon } from "./daemon.ts";
-import { EtcdServer } from "./etcd.ts";
+import { ClusterEtcd, type EtcdHandle } from "./cluster_etcd.ts";
 import {
   createNamespace,
   deleteNamespace,
@@ -33,6 +33,7 @@ import {
 } from "./netns.ts";
 
 export { Daemon } from "./daemon.ts";
+export type { EtcdHandle } from "./cluster_etcd.ts";
 export type { ExecResult } from "./netns.ts";
 
 /** The repository root (two levels above this file). */
@@ -62,84 +63,6 @@ export interface ClusterOptions {
 export interface HostOptions {
   /** Underlay MTU of this host's eth0 (default: the cluster's). */
   mtu?: number;
-}
-
-/** The cluster's etcd as the tests see it: key operations through etcdctl, start/stop. */
-export interface EtcdHandle {
-  /** The value for `--etcd-endpoints`, reachable from every host namespace. */
-  readonly endpoints: string;
-  /** CA, client certificate and key when etcd runs with TLS (set once etcd has started). */
-  readonly tlsFiles: { caFile: string; certFile: string; keyFile: string } | undefined;
-  /** The running server, null before the first start. */
-  readonly server: EtcdServer | null;
-  put(key: string, value: string, opts?: { ttlSeconds?: number }): Promise<void>;
-  get(key: string): Promise<string | null>;
-  del(key: string): Promise<void>;
-  list(prefix: string): Promise<Record<string, string>>;
-  start(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-class ClusterEtcd implements EtcdHandle {
-  #server: EtcdServer | null = null;
-  readonly #opts: { netns: string; host: string; port: number; tls: boolean };
-
-  constructor(netns: string, tls: boolean) {
-    this.#opts = { netns, host: HUB_IP, port: 2379, tls };
-  }
-
-  get endpoints(): string {
-    return this.#server?.endpoint ??
-      `${this.#opts.tls ? "https" : "http"}://${HUB_IP}:${this.#opts.port}`;
-  }
-
-  get tlsFiles() {
-    return this.#server?.tlsFiles;
-  }
-
-  get server(): EtcdServer | null {
-    return this.#server;
-  }
-
-  #running(): EtcdServer {
-    if (this.#server === null) throw new Error("Etcd is not started: call cluster.etcd.start()");
-    return this.#server;
-  }
-
-  async put(key: string, value: string, opts?: { ttlSeconds?: number }): Promise<void> {
-    await this.#running().put(key, value, opts);
-  }
-
-  async get(key: string): Promise<string | null> {
-    return await this.#running().get(key);
-  }
-
-  async del(key: string): Promise<void> {
-    await this.#running().del(key);
-  }
-
-  async list(prefix: string): Promise<Record<string, string>> {
-    return await this.#running().list(prefix);
-  }
-
-  async start(): Promise<void> {
-    if (this.#server === null) {
-      this.#server = await EtcdServer.start({
-        ...this.#opts,
-        ...(this.#opts.tls ? { clientCertAuth: true } : {}),
-      });
-    } else {
-      await this.#server.start();
-    }
-  }
-
-  async stop(): Promise<void> {
-    await this.#server?.stop();
-  }
-
-  async dispose(): Promise<void> {
-    if (this.#server !== null) await this.#server[Symbol.asyncDispose]();
-  }
 }
 
 /** One host: a namespace with eth0 on the hub bridge. */
@@ -333,7 +256,7 @@ export class Cluster implements AsyncDisposable {
     this.hub = `${tag}-hub`;
     this.dir = dir;
     this.mtu = opts.mtu ?? 1500;
-    this.#etcd = new ClusterEtcd(this.hub, opts.etcd === "tls");
+    this.#etcd = new ClusterEtcd(this.hub, HUB_IP, opts.etcd === "tls");
     this.etcd = this.#etcd;
     this.handleSigint = opts.handleSigint ?? false;
   }
