@@ -362,6 +362,7 @@ class EtcdRegistry implements Registry {
           }
           if (item.kind === "progress") {
             next = Math.max(next, item.revision + 1);
+            yield { type: "progress", revision: item.revision };
             continue;
           }
           if (item.kind === "compacted") {

@@ -39,6 +39,8 @@ export interface WriteResult {
  *   the caller must re-list and start a new watch from the listing's revision.
  * - `reconnected`: the watch stream broke and was re-established from the last revision seen;
  *   no event was lost.
+ * - `progress`: every change up to `revision` has been delivered (the end of one etcd watch
+ *   response: callers may apply the events before it as one batch).
  */
 export type WatchEvent =
   | {
@@ -50,7 +52,8 @@ export type WatchEvent =
   }
   | { readonly type: "delete"; readonly key: string; readonly modRevision: number }
   | { readonly type: "compacted" }
-  | { readonly type: "reconnected"; readonly revision: number };
+  | { readonly type: "reconnected"; readonly revision: number }
+  | { readonly type: "progress"; readonly revision: number };
 
 /** Thrown when no endpoint of the store could be reached. */
 export class RegistryUnavailableError extends Error {

@@ -396,7 +396,7 @@ export class EtcdSubnetManager implements SubnetManager {
           compacted = true;
           break;
         }
-        if (ev.type === "reconnected") continue;
+        if (ev.type === "reconnected" || ev.type === "progress") continue;
         from = ev.modRevision + 1;
         if (ev.type === "delete") {
           throw new LeaseLostError(`Lease ${cidr} was deleted from etcd (expired or revoked)`);
@@ -463,12 +463,19 @@ export class EtcdSubnetManager implements SubnetManager {
     let known = this.#snapshot(listing.entries, own);
     yield [...known.values()].map((lease) => ({ type: "added" as const, lease }));
     let from = listing.revision + 1;
+    let pending: LeaseEvent[] = [];
     while (!signal.aborted) {
       let compacted = false;
       for await (
         const ev of this.#reg.watch(prefix, { prefix: true, fromRevision: from }, signal)
       ) {
         if (ev.type === "reconnected") continue;
+        if (ev.type === "progress") {
+          // The end of one etcd response: its changes go to the backend as one batch.
+          if (pending.length > 0) yield pending;
+          pending = [];
+          continue;
+        }
         if (ev.type === "compacted") {
           compacted = true;
           break;
@@ -484,7 +491,7 @@ export class EtcdSubnetManager implements SubnetManager {
           const old = known.get(ev.key);
           if (old) {
             known.delete(ev.key);
-            yield [{ type: "removed", lease: old }];
+            pending.push({ type: "removed", lease: old });
           }
           continue;
         }
@@ -501,8 +508,10 @@ export class EtcdSubnetManager implements SubnetManager {
           etcdLeaseId: ev.leaseId,
         };
         known.set(ev.key, lease);
-        yield [{ type: "added", lease }];
+        pending.push({ type: "added", lease });
       }
+      if (pending.length > 0) yield pending;
+      pending = [];
       if (!compacted) break;
       this.#log.info(`Lease history compacted: listing ${prefix} again`);
       listing = await this.#retry(() => this.#reg.list(prefix), signal);

@@ -22,6 +22,7 @@ async function withLogs<T>(fn: (lines: string[]) => Promise<T>): Promise<T> {
   }
 }
 
+/** The next watch event other than `progress`. */
 async function next(
   it: AsyncIterator<WatchEvent>,
   timeoutMs = 10_000,
@@ -31,9 +32,11 @@ async function next(
     t = setTimeout(() => rej(new Error("Timed out waiting for a watch event")), timeoutMs);
   });
   try {
-    const r = await Promise.race([it.next(), timeout]);
-    if (r.done) throw new Error("Watch ended");
-    return r.value;
+    while (true) {
+      const r = await Promise.race([it.next(), timeout]);
+      if (r.done) throw new Error("Watch ended");
+      if (r.value.type !== "progress") return r.value;
+    }
   } finally {
     clearTimeout(t);
   }

@@ -153,6 +153,8 @@ class FakeRegistry implements Registry {
         next = c.rev + 1;
         yield c.ev;
       }
+      // One etcd response per wake-up: everything due so far, then a progress mark.
+      if (due.length > 0) yield { type: "progress", revision: next - 1 };
       if (due.length === 0) {
         next = Math.max(next, this.rev + 1);
         await new Promise<void>((resolve) => {
@@ -489,6 +491,25 @@ Deno.test("watchLeases(): snapshot from the acquire listing, then added/removed;
   const warns = env.lines.filter((l) => l.startsWith("W") && l.includes("malformed"));
   assert.equal(warns.length, 3, warns.join("")); // garbage key + two revisions of 10.1.10.0
   assert.ok(warns.some((w) => w.includes(`${P}/subnets/garbage`)));
+});
+
+Deno.test("watchLeases(): the changes of one etcd response arrive as one batch", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
+  const m = env.manager(reg, NET16);
+  const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(show(await take(it)), ["added 10.1.8.0/24"]);
+  // Written together (as one txn would be): delivered in one response.
+  reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
+  reg.del(key("10.1.8.0/24"));
+  reg.put(key("10.1.10.0/24"), value("192.168.0.10"));
+  assert.deepEqual(show(await take(it)), [
+    "added 10.1.10.0/24",
+    "added 10.1.9.0/24",
+    "removed 10.1.8.0/24",
+  ]);
 });
 
 Deno.test("watchLeases(): a watch starting before the compacted revision re-lists and diffs", async () => {
