@@ -82,7 +82,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       }, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
     );
 
-    const factory = backendFactory(config.backend.type);
+    const factory = await backendFactory(config.backend.type);
     const subnets = new EtcdSubnetManager({
       registry,
       config,

@@ -1,24 +1,23 @@
 /**
- * Backend types and their factories. Imports are static so `deno compile` embeds every backend.
+ * Backend types and their factories.
+ *
+ * Each backend is loaded only when the config selects it: the aws-vpc backend alone pulls in the
+ * AWS SDK (~25 MB of RSS), which a vxlan host should not pay for. The imports name literal paths,
+ * so `deno compile` still finds and embeds every backend.
  */
 
 import type { BackendFactory } from "./mod.ts";
 import type { BackendConfig } from "../config.ts";
-import { create as alloc } from "./alloc/mod.ts";
-import { create as awsVpc } from "./awsvpc/mod.ts";
-import { create as hostGw } from "./hostgw/mod.ts";
-import { create as udp } from "./udp/mod.ts";
-import { create as vxlan } from "./vxlan/mod.ts";
 
-const FACTORIES: Record<BackendConfig["type"], BackendFactory> = {
-  "alloc": alloc,
-  "udp": udp,
-  "vxlan": vxlan,
-  "host-gw": hostGw,
-  "aws-vpc": awsVpc,
+const LOADERS: Record<BackendConfig["type"], () => Promise<{ create: BackendFactory }>> = {
+  "alloc": () => import("./alloc/mod.ts"),
+  "udp": () => import("./udp/mod.ts"),
+  "vxlan": () => import("./vxlan/mod.ts"),
+  "host-gw": () => import("./hostgw/mod.ts"),
+  "aws-vpc": () => import("./awsvpc/mod.ts"),
 };
 
-/** The factory of a backend type. */
-export function backendFactory(type: BackendConfig["type"]): BackendFactory {
-  return FACTORIES[type];
+/** Loads the factory of a backend type. */
+export async function backendFactory(type: BackendConfig["type"]): Promise<BackendFactory> {
+  return (await LOADERS[type]()).create;
 }
