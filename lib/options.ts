@@ -76,78 +76,81 @@ export function parseOptions(
     etcdEndpoints: fs.string(
       "etcd-endpoints",
       DEFAULT_ENDPOINTS,
-      "a comma-delimited list of etcd endpoints",
+      "etcd URLs, comma-separated; tried in turn",
       checkEndpoints,
     ),
-    etcdPrefix: fs.string("etcd-prefix", "/coreos.com/network", "etcd prefix", checkPrefix),
+    etcdPrefix: fs.string(
+      "etcd-prefix",
+      "/coreos.com/network",
+      "etcd key prefix of the network config and the subnet leases",
+      checkPrefix,
+    ),
     etcdKeyfile: fs.string(
       "etcd-keyfile",
       "",
-      "SSL key file used to secure etcd communication",
+      "TLS client private key for etcd (PEM)",
     ),
     etcdCertfile: fs.string(
       "etcd-certfile",
       "",
-      "SSL certification file used to secure etcd communication",
+      "TLS client certificate for etcd (PEM)",
     ),
     etcdCafile: fs.string(
       "etcd-cafile",
       "",
-      "SSL Certificate Authority file used to secure etcd communication",
+      "CA bundle that signs the etcd server certificate (PEM)",
     ),
-    etcdUsername: fs.string("etcd-username", "", "username for BasicAuth to etcd"),
-    etcdPassword: fs.string("etcd-password", "", "password for BasicAuth to etcd"),
+    etcdUsername: fs.string("etcd-username", "", "etcd user name (etcd authentication)"),
+    etcdPassword: fs.string("etcd-password", "", "etcd password (etcd authentication)"),
     iface: fs.list(
       "iface",
       [],
-      "interface to use (IP or name) for inter-host communication. Can be specified multiple " +
-        "times to check each option in order. Returns the first match found.",
+      "external interface, as a name or one of its IPv4 addresses; repeat the flag to try " +
+        "several in order (the first that exists wins)",
       checkIface,
     ),
     ifaceRegex: fs.list(
       "iface-regex",
       [],
-      "regex expression to match the first interface to use (IP or name) for inter-host " +
-        "communication. Can be specified multiple times to check each regex in order. " +
-        "Returns the first match found. Regexes are checked after specific interfaces " +
-        "specified by the iface option have already been checked.",
+      "regular expression matched against interface names and IPv4 addresses; " +
+        "repeatable, tried in order, and only consulted when no -iface matched",
       checkRegex,
     ),
     publicIP: fs.string(
       "public-ip",
       "",
-      "IP accessible by other nodes for inter-host communication",
+      "IPv4 address to advertise to the other hosts (default: the interface's address)",
       checkIPv4,
     ),
     subnetFile: fs.string(
       "subnet-file",
       "/run/flannel/subnet.env",
-      "filename where env variables (subnet, MTU, ... ) will be written to",
+      "file that receives FLANNEL_NETWORK, FLANNEL_SUBNET, FLANNEL_MTU and FLANNEL_IPMASQ",
       (s) => s === "" ? "must not be empty" : null,
     ),
     subnetLeaseRenewMargin: fs.int(
       "subnet-lease-renew-margin",
       60,
-      "subnet lease renewal margin, in minutes, ranging from 1 to 1439",
+      "renew the subnet lease this many minutes before it expires (1-1439)",
       { min: 1, max: 1439 },
     ),
     ipMasq: fs.bool(
       "ip-masq",
       false,
-      "setup IP masquerade rule for traffic destined outside of overlay network",
+      "masquerade traffic that leaves the overlay network (not supported yet)",
     ),
-    v: fs.int("v", 0, "log level for V logs", { min: 0, max: 2 ** 31 - 1 }),
+    v: fs.int("v", 0, "log verbosity: higher values log more", { min: 0, max: 2 ** 31 - 1 }),
   };
-  const help = fs.bool("help", false, "print this message");
-  const version = fs.bool("version", false, "print version and exit");
+  const help = fs.bool("help", false, "show this help");
+  const version = fs.bool("version", false, "show the version");
   // glog's flags: accepted for compatibility with upstream unit files, then ignored
   // (this daemon always logs to stderr).
-  fs.bool("logtostderr", false, "log to standard error instead of files");
-  fs.bool("alsologtostderr", false, "log to standard error as well as files");
-  fs.string("stderrthreshold", "", "logs at or above this threshold go to stderr");
-  fs.string("log_dir", "", "If non-empty, write log files in this directory");
-  fs.string("vmodule", "", "comma-separated list of pattern=N settings for file-filtered logging");
-  fs.string("log_backtrace_at", "", "when logging hits line file:N, emit a stack trace");
+  fs.bool("logtostderr", false, "accepted for glog compatibility (logs always go to stderr)");
+  fs.bool("alsologtostderr", false, "accepted for glog compatibility (ignored)");
+  fs.string("stderrthreshold", "", "accepted for glog compatibility (ignored)");
+  fs.string("log_dir", "", "accepted for glog compatibility (ignored)");
+  fs.string("vmodule", "", "accepted for glog compatibility (ignored)");
+  fs.string("log_backtrace_at", "", "accepted for glog compatibility (ignored)");
 
   const usage = fs.usage();
   const r = fs.parse(argv);

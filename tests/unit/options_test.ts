@@ -251,12 +251,12 @@ Deno.test("parseOptions() --help prints usage with the defaults", async (t) => {
       assert.ok(r.text.startsWith("Usage: flanneld [OPTION]...\n"));
       for (
         const want of [
-          "  -etcd-endpoints string\n    \ta comma-delimited list of etcd endpoints (default " +
+          "  -etcd-endpoints string\n    \tetcd URLs, comma-separated; tried in turn (default " +
           '"http://127.0.0.1:4001,http://127.0.0.1:2379")',
-          '  -etcd-prefix string\n    \tetcd prefix (default "/coreos.com/network")',
+          '  -etcd-prefix string\n    \tetcd key prefix of the network config and the subnet leases (default "/coreos.com/network")',
           '(default "/run/flannel/subnet.env")',
-          "  -subnet-lease-renew-margin int\n    \tsubnet lease renewal margin, in minutes, " +
-          "ranging from 1 to 1439 (default 60)",
+          "  -subnet-lease-renew-margin int\n    \trenew the subnet lease this many minutes " +
+          "before it expires (1-1439) (default 60)",
           "  -iface value\n",
           "  -iface-regex value\n",
           "  -ip-masq\n",
