@@ -115,6 +115,18 @@ export function sendto(fd: Fd, data: Uint8Array<ArrayBuffer>, ip: number, port: 
   return n;
 }
 
+/** Sends one datagram on a raw fd (e.g. inside a Worker): the byte count, or `-errno`. */
+export function sendtoRaw(
+  fd: number,
+  data: Uint8Array<ArrayBuffer>,
+  ip: number,
+  port: number,
+): number {
+  const sa = encodeSockaddrIn(ip, port);
+  const n = sym.sendto(fd, data, data.length, 0, sa, SOCKADDR_IN.size);
+  return n < 0 ? -errno() : n;
+}
+
 /**
  * Receives one datagram into `buf`; null when nothing is waiting (`EAGAIN`). `truncated` is
  * true when the datagram was longer than `buf` (`MSG_TRUNC`: `length` is then the real size).
@@ -134,6 +146,33 @@ export function recvfrom(
   }
   const { ip, port } = decodeSockaddrIn(sa);
   return { length: n, truncated: n > buf.length, ip, port };
+}
+
+const EFD_NONBLOCK = 0x800;
+const EFD_CLOEXEC = 0x80000;
+
+/**
+ * An eventfd that wakes a `poll` in another thread (the data-path Worker polls it beside its
+ * sockets): {@link Wakeup.signal} makes it readable, {@link drainEventFd} resets it.
+ */
+export class Wakeup implements Disposable {
+  readonly fd: Fd;
+  readonly #one = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]); // u64 1, little-endian
+  constructor() {
+    this.fd = new Fd(check(sym.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd"), "eventfd");
+  }
+  /** Makes the fd readable (never blocks; a saturated counter just stays readable). */
+  signal(): void {
+    if (!this.fd.closed) sym.write(this.fd.fd, this.#one, 8);
+  }
+  [Symbol.dispose](): void {
+    this.fd.close();
+  }
+}
+
+/** Resets an eventfd's counter (on a raw fd, e.g. inside a Worker); `buf` holds 8 bytes. */
+export function drainEventFd(fd: number, buf: Uint8Array<ArrayBuffer>): void {
+  sym.read(fd, buf, 8);
 }
 
 /** One `poll(2)` over up to a few fds with preallocated memory. */

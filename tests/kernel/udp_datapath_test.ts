@@ -276,6 +276,25 @@ async function scenario(offload: boolean): Promise<void> {
     await sendCrafted(nsA, "192.168.50.3", PORT, "192.168.50.2", 5);
     await sendCrafted(nsA, "192.168.50.1", 9999, "192.168.50.2", 3);
 
+    // TTL 1 leaves the host as is (locally generated) and expires in our data path.
+    r = await run([
+      "ip",
+      "netns",
+      "exec",
+      nsA,
+      "ping",
+      "-n",
+      "-c",
+      "1",
+      "-W",
+      "2",
+      "-t",
+      "1",
+      "10.5.2.0",
+    ]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stdout, /From 10\.5\.1\.0 icmp_seq=1 Time to live exceeded/);
+
     // The peer departs: its subnet now gets ICMP net unreachable from our TUN address.
     await a.send("remove");
     await new Promise((res) => setTimeout(res, 300));
@@ -291,6 +310,7 @@ async function scenario(offload: boolean): Promise<void> {
     }
     assert.equal(sb.counters.rx_not_peer, 8, JSON.stringify(sb.counters));
     assert.ok(sa.counters.tx_no_route >= 1);
+    assert.equal(sa.counters.tx_ttl_expired, 1);
     assert.ok(sa.counters.tx_icmp >= 1);
     assert.ok(sa.counters.tx_packets >= 9 && sb.counters.rx_packets >= 9);
     assert.equal(sb.counters.rx_malformed + sb.counters.rx_not_our_subnet, 0);

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import {
   bind,
   DatagramBatch,
+  drainEventFd,
   getsockname,
   getsockoptInt,
   Poller,
@@ -21,6 +22,7 @@ import {
   SOL_UDP,
   UDP_GRO,
   udpSocket,
+  Wakeup,
 } from "../../ffi/udp.ts";
 import { POLLIN } from "../../ffi/structs.ts";
 import { isErrno } from "../../ffi/errno.ts";
@@ -172,4 +174,17 @@ Deno.test("Poller.poll() times out with 0 on an idle socket", () => {
   } finally {
     s.close();
   }
+});
+
+Deno.test("Wakeup.signal() makes a poll return at once; drainEventFd() resets it", () => {
+  using w = new Wakeup();
+  const p = new Poller([w.fd.fd], POLLIN);
+  assert.equal(p.poll(0), 0);
+  w.signal();
+  w.signal();
+  const t0 = performance.now();
+  assert.equal(p.poll(1000), 1);
+  assert.ok(performance.now() - t0 < 100);
+  drainEventFd(w.fd.fd, new Uint8Array(8));
+  assert.equal(p.poll(0), 0);
 });

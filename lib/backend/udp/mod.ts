@@ -11,7 +11,14 @@
  *   payload is exactly one inner IPv4 packet. TUN → UDP: peer lookup by masked destination
  *   (O(1)), TTL decrement, ICMP net-unreachable / time-exceeded into the TUN. UDP → TUN: only
  *   from a current peer's PublicIP:Port, exactly one well-formed IPv4 packet, inner destination
- *   in our lease; everything else is dropped and counted by reason (`counters()`).
+ *   in our lease; everything else is dropped and counted by reason (`counters()`). TTL is
+ *   decremented once per tunnel hop, on the sending side (upstream does it on both sides).
+ * - Offloads (default on): TCP super-packets from the TUN are cut into MTU-sized packets in
+ *   TypeScript (segment.ts) and sent as UDP GSO batches; `UDP_GRO` receives are split, checked
+ *   packet by packet, and runs of one TCP flow are merged into one GSO write to the TUN. The wire
+ *   format does not change: one whole inner packet per datagram. Each offload the kernel
+ *   refuses is turned off with a warning (at setup, or at the first refused GSO send).
+ * - `accept_local` on the TUN: our ICMP errors come from the TUN's own (local) address.
  * - Lease added → route the subnet to `PublicIP:Port` (our configured port, as upstream);
  *   removed → forget it (its traffic then gets ICMP net unreachable). Posted to the Worker as
  *   messages; the data path never stops for them.
@@ -42,6 +49,7 @@ import {
   UDP_GRO,
   UDP_SEGMENT,
   udpSocket,
+  Wakeup,
 } from "../../../ffi/udp.ts";
 import type { Fd } from "../../../ffi/fd.ts";
 import { writeSysctl } from "../../../ffi/sysctl.ts";
@@ -196,6 +204,7 @@ class UdpBackendImpl implements UdpBackend {
     if (!this.#tun || !this.#sock || !this.#lease) throw new Error("udp backend: run before init");
     const ctl = new SharedArrayBuffer(CTL_WORDS * 4);
     const ctlView = new Int32Array(ctl);
+    const wake = new Wakeup();
     const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
     let reports: (r: WorkerReport) => void = () => {};
     let failed: string | null = null;
@@ -211,6 +220,7 @@ class UdpBackendImpl implements UdpBackend {
     reports = (r) => {
       if (r.type === "ready") ready.resolve();
       else if (r.type === "stopped") stopped.resolve();
+      else if (r.type === "warn") log.warn(r.message);
       else {
         failed = `data path failed: ${r.message}`;
         workerDied.resolve();
@@ -220,6 +230,7 @@ class UdpBackendImpl implements UdpBackend {
       op: "init",
       tunFd: this.#tun.fd.fd,
       udpFd: this.#sock.fd,
+      wakeFd: wake.fd.fd,
       ownNet: this.#lease.subnet.ip,
       ownPrefix: this.#lease.subnet.prefix,
       tunAddr: this.#lease.subnet.ip,
@@ -234,6 +245,7 @@ class UdpBackendImpl implements UdpBackend {
     const post = (m: PeerChange) => {
       worker.postMessage(m);
       Atomics.add(ctlView, CTL_PENDING, 1);
+      wake.signal(); // poll returns now, not after its timeout
     };
     const statsTimer = log.enabled(2)
       ? setInterval(() => log.v(2, `Data path counters: ${formatCounters(this.counters())}`), 5000)
@@ -270,11 +282,13 @@ class UdpBackendImpl implements UdpBackend {
     } finally {
       if (statsTimer !== null) clearInterval(statsTimer);
       Atomics.store(ctlView, CTL_STOP, 1);
+      wake.signal();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), STOP_GRACE_MS));
       const clean = await Promise.race([stopped.promise.then(() => true), grace]);
       clearTimeout(timer);
       worker.terminate();
+      wake.fd.close();
       if (!clean) log.warn("Data path Worker did not stop in time: terminated");
       log.info(`Data path stopped: ${formatCounters(this.counters())}`);
       this.#close();

@@ -13,6 +13,8 @@ export interface WorkerInit {
   readonly op: "init";
   readonly tunFd: number;
   readonly udpFd: number;
+  /** An eventfd the main thread signals after posting messages, so that `poll` returns. */
+  readonly wakeFd: number;
   /** Our lease (host-order u32 base and prefix): datagrams must target it. */
   readonly ownNet: number;
   readonly ownPrefix: number;
@@ -43,4 +45,5 @@ export interface PeerChange {
 export type WorkerReport =
   | { readonly type: "ready" }
   | { readonly type: "stopped" }
+  | { readonly type: "warn"; readonly message: string }
   | { readonly type: "error"; readonly message: string };

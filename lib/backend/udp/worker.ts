@@ -16,7 +16,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { DatagramBatch, Poller } from "../../../ffi/udp.ts";
+import { DatagramBatch, drainEventFd, Poller, sendtoRaw } from "../../../ffi/udp.ts";
 import { EAGAIN, writeBuf } from "../../../ffi/tun.ts";
 import {
   POLLIN,
@@ -65,6 +65,8 @@ const GSO_MAX_SEGMENTS = 64;
 /** Payload bytes per GSO send: below the 65507-byte UDP limit (IPv4 header + UDP header). */
 const GSO_MAX_BYTES = 65000;
 const EINTR = 4;
+const EIO = 5;
+const EINVAL = 22;
 
 const TX_PACKETS = C.tx_packets;
 const TX_BYTES = C.tx_bytes;
@@ -95,6 +97,8 @@ class DataPath {
   readonly #tunAddr: number;
   readonly #vnet: number; // bytes of virtio header on every TUN packet (0 or 10)
   readonly #poller: Poller;
+  readonly #wake: number;
+  readonly #wakeBuf = new Uint8Array(8);
   readonly #pollOut: Poller;
   readonly #tx: DatagramBatch; // TUN reads (plain mode) / segments to send
   readonly #rx: DatagramBatch; // datagrams received, written to the TUN from their slot
@@ -102,7 +106,8 @@ class DataPath {
   readonly #icmp: Uint8Array<ArrayBuffer>; // vnet header + ICMP error
   readonly #icmpBody: Uint8Array<ArrayBuffer>;
   readonly #offload: boolean;
-  readonly #udpGso: boolean;
+  #udpGso: boolean;
+  readonly #txSegLen: Int32Array; // segment size of a GSO slot
   readonly #txSegs: Int32Array; // inner packets per slot (several in a GSO send)
   readonly #scratch: Uint8Array<ArrayBuffer>; // a TUN super-packet being segmented
   readonly #mtu: number;
@@ -118,12 +123,14 @@ class DataPath {
     this.#tunAddr = init.tunAddr;
     this.#mtu = init.mtu;
     this.#vnet = init.vnetHdr ? VIRTIO_NET_HDR.size : 0;
-    this.#poller = new Poller([init.tunFd, init.udpFd], POLLIN);
+    this.#poller = new Poller([init.tunFd, init.udpFd, init.wakeFd], POLLIN);
+    this.#wake = init.wakeFd;
     this.#pollOut = new Poller([init.udpFd], POLLOUT);
     this.#tx = new DatagramBatch(BATCH, SLOT, this.#vnet);
     this.#rx = new DatagramBatch(BATCH, SLOT, this.#vnet);
     this.#txLen = new Int32Array(BATCH);
     this.#txSegs = new Int32Array(BATCH);
+    this.#txSegLen = new Int32Array(BATCH);
     this.#offload = init.vnetHdr;
     this.#udpGso = init.udpGso;
     this.#scratch = new Uint8Array(init.vnetHdr ? this.#tx.slotSize : 0);
@@ -148,6 +155,7 @@ class DataPath {
         else this.#tunToUdp();
       }
       if (this.#poller.revents(1) !== 0) this.#udpToTun();
+      if (this.#poller.revents(2) !== 0) drainEventFd(this.#wake, this.#wakeBuf);
     }
   }
 
@@ -285,6 +293,7 @@ class DataPath {
       tx.setSend(k, pos - vnet, ip, port, count > 1 ? segLen : 0);
       this.#txLen[k] = pos - vnet;
       this.#txSegs[k] = count;
+      this.#txSegLen[k] = segLen;
       k++;
     }
     return k;
@@ -314,9 +323,43 @@ class DataPath {
         for (let j = sent; j < k; j++) cnt[TX_SEND_ERRORS] += this.#txSegs[j];
         return;
       }
+      if ((r === -EIO || r === -EINVAL) && this.#txSegs[sent] > 1) {
+        // The kernel refuses UDP GSO on this path (e.g. no checksum offload on the egress
+        // device): send this slot's segments one by one, and stop building GSO sends.
+        if (this.#udpGso) {
+          this.#udpGso = false;
+          self.postMessage({
+            type: "warn",
+            message: `UDP GSO send refused (errno ${-r}): one datagram per segment from now on`,
+          });
+        }
+        this.#sendSplit(sent);
+        sent++;
+        continue;
+      }
       // This datagram is refused (e.g. EMSGSIZE): count it and go on with the next.
       cnt[TX_SEND_ERRORS] += this.#txSegs[sent];
       sent++;
+    }
+  }
+
+  /** Sends the segments of GSO slot `i` as separate datagrams (the fallback path). */
+  #sendSplit(i: number): void {
+    const tx = this.#tx;
+    const cnt = this.#cnt;
+    const payload = tx.payload(i);
+    const total = this.#txLen[i];
+    const seg = this.#txSegLen[i];
+    const ip = tx.addrIp(i);
+    const port = tx.addrPort(i);
+    for (let off = 0; off < total; off += seg) {
+      const n = Math.min(seg, total - off);
+      if (sendtoRaw(this.#udp, payload.subarray(off, off + n), ip, port) < 0) {
+        cnt[TX_SEND_ERRORS]++;
+      } else {
+        cnt[TX_PACKETS]++;
+        cnt[TX_BYTES] += n;
+      }
     }
   }
 
