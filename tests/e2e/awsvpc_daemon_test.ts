@@ -12,7 +12,7 @@ import { Cluster, ETCD_PREFIX, type Host, HUB_IP } from "../harness/cluster.ts";
 import { FakeEc2Process } from "../fake_ec2/process.ts";
 import type { FakeRoute } from "../fake_ec2/state.ts";
 
-const TABLE = "rtb-0sub";
+const TABLE = "rtb-0bb00000000000002";
 const OUTSIDE = "10.2.0.0/24";
 const instanceOf = (h: Host) => `i-0f1a0000000000${h.name.slice(1).padStart(3, "0")}`;
 
@@ -64,7 +64,7 @@ Deno.test({
       });
       t.routes.push({
         destinationCidrBlock: "0.0.0.0/0",
-        gatewayId: "igw-0f1",
+        gatewayId: "igw-0ff0000000000001",
         origin: "CreateRoute",
       });
     });
@@ -87,7 +87,7 @@ Deno.test({
         false,
       );
       assert.equal((await h1.readSubnetEnv())?.FLANNEL_MTU, "1500");
-      assert.match(d.logs(), /Using route table rtb-0sub/);
+      assert.match(d.logs(), /Using route table rtb-0bb00000000000002/);
     });
 
     const h2Subnet = "10.1.77.0/24";
@@ -117,7 +117,7 @@ Deno.test({
         assert.ok((await ec2.calls()).some((c) => c.action === "ReplaceRoute" && !c.error));
         assert.match(
           d.logs(),
-          /Replacing route 10\.1\.77\.0\/24 in rtb-0sub .*was i-0dead0000000000aa, blackhole/,
+          /Replacing route 10\.1\.77\.0\/24 in rtb-0bb00000000000002 .*was i-0dead0000000000aa, blackhole/,
         );
       },
     );
@@ -127,7 +127,7 @@ Deno.test({
       async () => {
         const d2 = h2.daemons.at(-1)!;
         d2.kill("SIGTERM");
-        await d2.exited();
+        await d2.exitedWithin(5_000);
         await cluster.etcd.del(`${ETCD_PREFIX}/subnets/10.1.77.0-24`);
         await until(
           "h1 to delete 10.1.77.0/24",
@@ -139,7 +139,7 @@ Deno.test({
         assert.equal(routeFor(routes, h1Subnet)?.instanceId, instanceOf(h1));
         assert.match(
           h1.daemons[0].logs(),
-          /Deleted route 10\.1\.77\.0\/24 → i-0f1a0000000000002 in rtb-0sub: no lease/,
+          /Deleted route 10\.1\.77\.0\/24 → i-0f1a0000000000002 in rtb-0bb00000000000002: no lease/,
         );
       },
     );
@@ -160,7 +160,7 @@ Deno.test({
         /RequestLimitExceeded: EC2 is throttling this account's API calls; retrying in/,
       );
       d.kill("SIGTERM");
-      assert.equal(await d.exited(), 0);
+      assert.equal(await d.exitedWithin(5_000), 0);
       await cluster.etcd.del(`${ETCD_PREFIX}/subnets/10.1.77.0-24`);
       await until(
         "h1 to delete 10.1.77.0/24 again",
@@ -175,7 +175,7 @@ Deno.test({
         await ec2.setFaults({ routeLimit: 3 });
         const d = h2.startFlannel([], env);
         await d.waitForLog(
-          /CreateRoute 10\.1\.77\.0\/24 → i-0f1a0000000000002 in rtb-0sub failed: RouteLimitExceeded: the route table holds its maximum of 50 routes; ask AWS for more or use vxlan/,
+          /CreateRoute 10\.1\.77\.0\/24 → i-0f1a0000000000002 in rtb-0bb00000000000002 failed: RouteLimitExceeded: the route table holds its maximum of 50 routes; ask AWS for more or use vxlan/,
           30_000,
         );
         await d.waitReady(10_000);
@@ -189,15 +189,14 @@ Deno.test({
         );
         assert.equal(d.exitCode, null);
         d.kill("SIGTERM");
-        assert.equal(await d.exited(), 0);
+        assert.equal(await d.exitedWithin(5_000), 0);
       },
     );
 
     await t.step("IMDS down → a clear error, exit 1", async () => {
       await ec2.setFaults({ imdsDown: true });
       const d = h2.startFlannel([], env);
-      const code = await d.exited();
-      assert.equal(code, 1, d.tail());
+      assert.equal(await d.exitedWithin(30_000), 1, d.tail());
       assert.match(
         d.logs(),
         /Cannot read the instance identity from the EC2 metadata service at http:\/\/192\.168\.100\.1:8080: this host does not look like an EC2 instance/,
@@ -207,5 +206,57 @@ Deno.test({
 
     const routes = await ec2.routes(TABLE);
     assert.ok(routeFor(routes, OUTSIDE), "route outside Network survived the whole run");
+  },
+});
+
+Deno.test({
+  name: "aws-vpc daemon: RouteTableID is used when set; an unknown one is a clear fatal error",
+  sanitizeResources: false, // the harness's child processes outlive single steps by design
+  sanitizeOps: false,
+  async fn(t) {
+    await using cluster = await Cluster.create({ hosts: 1 });
+    const [h1] = cluster.hosts;
+    await using ec2 = await FakeEc2Process.start({
+      ns: cluster.hub,
+      hostname: HUB_IP,
+      hosts: [{ instanceId: instanceOf(h1), privateIp: h1.ip }],
+    });
+    const env = ec2.clientEnv();
+
+    await t.step(
+      "RouteTableID rtb-0aa00000000000001 → the route goes there, not to the subnet's table",
+      async () => {
+        await cluster.putConfig({
+          Network: "10.1.0.0/16",
+          Backend: { Type: "aws-vpc", RouteTableID: "rtb-0aa00000000000001" },
+        });
+        const d = h1.startFlannel([], env);
+        await d.waitReady(30_000);
+        const subnet = await ownSubnet(h1);
+        assert.equal(
+          routeFor(await ec2.routes("rtb-0aa00000000000001"), subnet)?.instanceId,
+          instanceOf(h1),
+        );
+        assert.equal(routeFor(await ec2.routes(TABLE), subnet), undefined);
+        d.kill("SIGTERM");
+        assert.equal(await d.exitedWithin(5_000), 0);
+      },
+    );
+
+    await t.step(
+      "RouteTableID rtb-0dead00000000000ff → InvalidRouteTableID.NotFound line, exit 1",
+      async () => {
+        await cluster.putConfig({
+          Network: "10.1.0.0/16",
+          Backend: { Type: "aws-vpc", RouteTableID: "rtb-0dead00000000000ff" },
+        });
+        const d = h1.startFlannel([], env);
+        assert.equal(await d.exitedWithin(30_000), 1, d.tail());
+        assert.match(
+          d.logs(),
+          /DescribeRouteTables rtb-0dead00000000000ff failed: InvalidRouteTableID\.NotFound: there is no such route table in this region; fix RouteTableID in the network config/,
+        );
+      },
+    );
   },
 });

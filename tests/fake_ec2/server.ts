@@ -316,7 +316,7 @@ export class FakeEc2 {
       const assoc = [
         ...(t.main
           ? [el("item", [
-            el("routeTableAssociationId", `rtbassoc-${t.routeTableId.slice(4)}m`),
+            el("routeTableAssociationId", `rtbassoc-${t.routeTableId.slice(4, 20)}f`),
             el("routeTableId", t.routeTableId),
             el("main", true),
             el("associationState", [el("state", "associated")]),
@@ -324,7 +324,7 @@ export class FakeEc2 {
           : []),
         ...t.subnetIds.map((s) =>
           el("item", [
-            el("routeTableAssociationId", `rtbassoc-${s.slice(7)}`),
+            el("routeTableAssociationId", `rtbassoc-${s.slice(7)}a`),
             el("routeTableId", t.routeTableId),
             el("subnetId", s),
             el("main", false),

@@ -100,17 +100,19 @@ export const TEST_ACCESS_KEY_ID = "AKIAFAKEFLANNEL0001";
 export const TEST_SECRET_ACCESS_KEY = "fake/secret/key/for/flannel/tests/0000001";
 
 /**
- * A VPC 10.0.0.0/16 with subnet `subnet-0a1` (own table `rtb-0sub`), subnet `subnet-0b2` (no
- * table: uses the main `rtb-0main`), and one instance per entry of `hosts` in subnet-0a1.
+ * A VPC 10.0.0.0/16 (`vpc-0ff0000000000001`) with two subnets: `subnet-0aa0000000000001`, which
+ * has its own route table `rtb-0bb00000000000002`, and `subnet-0bb0000000000002`, which has none
+ * and so uses the main table `rtb-0aa00000000000001`; one instance per entry of `hosts`, all in
+ * the first subnet. Ids have the real shape (prefix and hex digits).
  */
 export function defaultState(hosts: { instanceId: string; privateIp: string }[]): FakeState {
   const instances = hosts.map((h, i): FakeInstance => ({
     instanceId: h.instanceId,
-    subnetId: "subnet-0a1",
-    vpcId: "vpc-0f1",
+    subnetId: "subnet-0aa0000000000001",
+    vpcId: "vpc-0ff0000000000001",
     privateIp: h.privateIp,
     mac: `02:00:00:00:00:${(i + 1).toString(16).padStart(2, "0")}`,
-    networkInterfaceId: `eni-0${(i + 1).toString(16).padStart(4, "0")}`,
+    networkInterfaceId: `eni-0${(i + 1).toString(16).padStart(16, "0")}`,
     sourceDestCheck: true,
     state: "running",
   }));
@@ -125,12 +127,18 @@ export function defaultState(hosts: { instanceId: string; privateIp: string }[])
     defaultInstanceId: hosts[0]?.instanceId ?? "",
     instances,
     routeTables: [
-      { routeTableId: "rtb-0main", vpcId: "vpc-0f1", main: true, subnetIds: [], routes: [local] },
       {
-        routeTableId: "rtb-0sub",
-        vpcId: "vpc-0f1",
+        routeTableId: "rtb-0aa00000000000001",
+        vpcId: "vpc-0ff0000000000001",
+        main: true,
+        subnetIds: [],
+        routes: [local],
+      },
+      {
+        routeTableId: "rtb-0bb00000000000002",
+        vpcId: "vpc-0ff0000000000001",
         main: false,
-        subnetIds: ["subnet-0a1"],
+        subnetIds: ["subnet-0aa0000000000001"],
         routes: [{ ...local }],
       },
     ],

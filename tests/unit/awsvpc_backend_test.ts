@@ -138,7 +138,8 @@ async function withBackend(
       subnets,
       logs,
       backend,
-      routes: () => fake.state.routeTables.find((t) => t.routeTableId === "rtb-0sub")!.routes,
+      routes: () =>
+        fake.state.routeTables.find((t) => t.routeTableId === "rtb-0bb00000000000002")!.routes,
     });
   } finally {
     setSink(prev);
@@ -171,7 +172,11 @@ Deno.test("init() disables source/dest check, creates the route and returns the 
       routes().find((r) => r.destinationCidrBlock === "10.1.15.0/24")?.instanceId,
       SELF,
     );
-    assert.ok(logs.some((l) => l.includes(`Route 10.1.15.0/24 → ${SELF} in rtb-0sub: created`)));
+    assert.ok(
+      logs.some((l) =>
+        l.includes(`Route 10.1.15.0/24 → ${SELF} in rtb-0bb00000000000002: created`)
+      ),
+    );
     assert.deepEqual(fake.calls.map((c) => c.sessionToken), fake.calls.map(() => null));
   });
 });
@@ -278,7 +283,8 @@ Deno.test("run() deletes routes of removed leases at once and unleased ones afte
     subnets.push([{ type: "added", lease: lease("10.1.20.0/24") }]);
     await until(
       "the stale route's grace to start",
-      () => logs.some((l) => l.includes("Route 10.1.21.0/24 in rtb-0sub has no lease")),
+      () =>
+        logs.some((l) => l.includes("Route 10.1.21.0/24 in rtb-0bb00000000000002 has no lease")),
     );
     assert.deepEqual(cidrs(routes()), [
       "10.0.0.0/16",
@@ -304,7 +310,7 @@ Deno.test("run() deletes routes of removed leases at once and unleased ones afte
     await running;
     assert.ok(performance.now() - t0 < 1000, "run() must return within 1 s of the abort");
   }, (fake) => {
-    const t = fake.state.routeTables.find((t) => t.routeTableId === "rtb-0sub")!;
+    const t = fake.state.routeTables.find((t) => t.routeTableId === "rtb-0bb00000000000002")!;
     for (const c of ["10.1.20.0/24", "10.1.21.0/24", "10.2.0.0/24"]) {
       t.routes.push({ destinationCidrBlock: c, instanceId: PEER, origin: "CreateRoute" });
     }

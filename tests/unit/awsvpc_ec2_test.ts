@@ -87,22 +87,27 @@ async function assertRejects(fn: () => Promise<unknown>): Promise<Error> {
 Deno.test("chooseRouteTable() takes RouteTableID, else the subnet's table, else the VPC main table", async (t) => {
   await withFake(async ({ fake, routes }) => {
     await t.step("configured", async () => {
-      assert.deepEqual(await routes.chooseRouteTable("rtb-0main", sig()), "rtb-0main");
+      assert.deepEqual(
+        await routes.chooseRouteTable("rtb-0aa00000000000001", sig()),
+        "rtb-0aa00000000000001",
+      );
     });
     await t.step("subnet association", async () => {
-      assert.deepEqual(await routes.chooseRouteTable(null, sig()), "rtb-0sub");
+      assert.deepEqual(await routes.chooseRouteTable(null, sig()), "rtb-0bb00000000000002");
     });
     await t.step("main table when the subnet has none", async () => {
-      fake.state.instances[0].subnetId = "subnet-0b2";
-      assert.deepEqual(await routes.chooseRouteTable(null, sig()), "rtb-0main");
+      fake.state.instances[0].subnetId = "subnet-0bb0000000000002";
+      assert.deepEqual(await routes.chooseRouteTable(null, sig()), "rtb-0aa00000000000001");
     });
     await t.step("unknown RouteTableID is a clear error", async () => {
-      const err = await assertRejects(() => routes.chooseRouteTable("rtb-0nope", sig()));
+      const err = await assertRejects(() =>
+        routes.chooseRouteTable("rtb-0dead00000000000ff", sig())
+      );
       assert.ok(err instanceof AwsVpcError);
       assert.deepEqual(err.code, "InvalidRouteTableID.NotFound");
       assertStringIncludes(
         err.message,
-        "DescribeRouteTables rtb-0nope failed: InvalidRouteTableID.NotFound: there is no such route table",
+        "DescribeRouteTables rtb-0dead00000000000ff failed: InvalidRouteTableID.NotFound: there is no such route table",
       );
     });
   });
@@ -122,33 +127,49 @@ Deno.test("disableSourceDestCheck() sends ModifyInstanceAttribute SourceDestChec
 Deno.test("ensureRoute() creates, keeps, and replaces blackholes and foreign routes", async (t) => {
   await withFake(async ({ fake, routes, table }) => {
     await t.step("empty table → created", async () => {
-      assert.deepEqual(await routes.ensureRoute("rtb-0sub", "10.1.15.0/24", sig()), "created");
-      const r = table("rtb-0sub").routes.find((r) => r.destinationCidrBlock === "10.1.15.0/24");
+      assert.deepEqual(
+        await routes.ensureRoute("rtb-0bb00000000000002", "10.1.15.0/24", sig()),
+        "created",
+      );
+      const r = table("rtb-0bb00000000000002").routes.find((r) =>
+        r.destinationCidrBlock === "10.1.15.0/24"
+      );
       assert.deepEqual(r?.instanceId, SELF);
     });
     await t.step("ours and active → present, no write", async () => {
       const before = fake.calls.length;
-      assert.deepEqual(await routes.ensureRoute("rtb-0sub", "10.1.15.0/24", sig()), "present");
+      assert.deepEqual(
+        await routes.ensureRoute("rtb-0bb00000000000002", "10.1.15.0/24", sig()),
+        "present",
+      );
       assert.deepEqual(fake.calls.slice(before).map((c) => c.action), ["DescribeRouteTables"]);
     });
     await t.step("blackhole (dead instance) → replaced", async () => {
-      table("rtb-0sub").routes.push({
+      table("rtb-0bb00000000000002").routes.push({
         destinationCidrBlock: "10.1.16.0/24",
         instanceId: "i-0dead000000000000",
-        networkInterfaceId: "eni-0dead",
+        networkInterfaceId: "eni-0dead000000000000",
         origin: "CreateRoute",
       });
-      assert.deepEqual(await routes.ensureRoute("rtb-0sub", "10.1.16.0/24", sig()), "replaced");
-      const r = table("rtb-0sub").routes.find((r) => r.destinationCidrBlock === "10.1.16.0/24");
+      assert.deepEqual(
+        await routes.ensureRoute("rtb-0bb00000000000002", "10.1.16.0/24", sig()),
+        "replaced",
+      );
+      const r = table("rtb-0bb00000000000002").routes.find((r) =>
+        r.destinationCidrBlock === "10.1.16.0/24"
+      );
       assert.deepEqual(r?.instanceId, SELF);
     });
     await t.step("another instance's route → replaced", async () => {
-      table("rtb-0sub").routes.push({
+      table("rtb-0bb00000000000002").routes.push({
         destinationCidrBlock: "10.1.17.0/24",
         instanceId: PEER,
         origin: "CreateRoute",
       });
-      assert.deepEqual(await routes.ensureRoute("rtb-0sub", "10.1.17.0/24", sig()), "replaced");
+      assert.deepEqual(
+        await routes.ensureRoute("rtb-0bb00000000000002", "10.1.17.0/24", sig()),
+        "replaced",
+      );
     });
   });
 });
@@ -156,12 +177,14 @@ Deno.test("ensureRoute() creates, keeps, and replaces blackholes and foreign rou
 Deno.test("ensureRoute() fails on RouteLimitExceeded with the code and what it means", async () => {
   await withFake(async ({ fake, routes }) => {
     fake.state.faults.routeLimit = 0;
-    const err = await assertRejects(() => routes.ensureRoute("rtb-0sub", "10.1.15.0/24", sig()));
+    const err = await assertRejects(() =>
+      routes.ensureRoute("rtb-0bb00000000000002", "10.1.15.0/24", sig())
+    );
     assert.ok(err instanceof AwsVpcError);
     assert.deepEqual(err.code, "RouteLimitExceeded");
     assert.deepEqual(
       err.message,
-      `CreateRoute 10.1.15.0/24 → ${SELF} in rtb-0sub failed: RouteLimitExceeded: the route table holds its maximum of 50 routes; ask AWS for more or use vxlan`,
+      `CreateRoute 10.1.15.0/24 → ${SELF} in rtb-0bb00000000000002 failed: RouteLimitExceeded: the route table holds its maximum of 50 routes; ask AWS for more or use vxlan`,
     );
   });
 });
@@ -170,20 +193,30 @@ Deno.test("EC2 calls are retried with backoff on throttling and 5xx, not on clie
   await withFake(async ({ fake, routes, logs, table }) => {
     await t.step("RequestLimitExceeded twice, then success", async () => {
       fake.state.faults.throttle = 2;
-      assert.deepEqual(await routes.ensureRoute("rtb-0sub", "10.1.15.0/24", sig()), "created");
+      assert.deepEqual(
+        await routes.ensureRoute("rtb-0bb00000000000002", "10.1.15.0/24", sig()),
+        "created",
+      );
       assert.deepEqual(fake.calls.filter((c) => c.error === "RequestLimitExceeded").length, 2);
       assert.deepEqual(logs.filter((l) => l.includes("RequestLimitExceeded")).length, 2);
       assertStringIncludes(logs[0], "retrying in 0.01s (attempt 2 of 4)");
-      assert.ok(table("rtb-0sub").routes.some((r) => r.destinationCidrBlock === "10.1.15.0/24"));
+      assert.ok(
+        table("rtb-0bb00000000000002").routes.some((r) =>
+          r.destinationCidrBlock === "10.1.15.0/24"
+        ),
+      );
     });
     await t.step("InternalError (500) once, then success", async () => {
       fake.state.faults.serverErrors = 1;
-      assert.deepEqual(await routes.ensureRoute("rtb-0sub", "10.1.16.0/24", sig()), "created");
+      assert.deepEqual(
+        await routes.ensureRoute("rtb-0bb00000000000002", "10.1.16.0/24", sig()),
+        "created",
+      );
       assert.deepEqual(fake.calls.filter((c) => c.error === "InternalError").length, 1);
     });
     await t.step("throttled past the attempts → error", async () => {
       fake.state.faults.throttle = 10;
-      const err = await assertRejects(() => routes.describeTable("rtb-0sub", sig()));
+      const err = await assertRejects(() => routes.describeTable("rtb-0bb00000000000002", sig()));
       assert.ok(err instanceof AwsVpcError);
       assert.deepEqual(err.code, "RequestLimitExceeded");
       assert.deepEqual(fake.state.faults.throttle, 6);
@@ -197,7 +230,9 @@ Deno.test("EC2 calls are retried with backoff on throttling and 5xx, not on clie
         message: "You are not authorized to perform this operation.",
         count: 5,
       };
-      const err = await assertRejects(() => routes.ensureRoute("rtb-0sub", "10.1.18.0/24", sig()));
+      const err = await assertRejects(() =>
+        routes.ensureRoute("rtb-0bb00000000000002", "10.1.18.0/24", sig())
+      );
       assert.deepEqual((err as AwsVpcError).code, "UnauthorizedOperation");
       assert.deepEqual(fake.state.faults.failAction!.count, 4);
       assertStringIncludes(
@@ -210,7 +245,7 @@ Deno.test("EC2 calls are retried with backoff on throttling and 5xx, not on clie
 
 Deno.test("deleteDepartedRoutes() deletes unleased overlay routes only", async () => {
   await withFake(async ({ fake, routes, table }) => {
-    const t = table("rtb-0sub");
+    const t = table("rtb-0bb00000000000002");
     const add = (cidr: string, extra: Partial<FakeRouteTable["routes"][0]> = {}) =>
       t.routes.push({
         destinationCidrBlock: cidr,
@@ -224,9 +259,9 @@ Deno.test("deleteDepartedRoutes() deletes unleased overlay routes only", async (
     add("10.1.22.0/24", { instanceId: "i-0dead000000000000" }); // departed, blackhole
     add("10.2.0.0/24"); // outside Network
     add("10.1.0.0/16"); // inside Network, not a subnet route
-    add("0.0.0.0/0", { instanceId: undefined, gatewayId: "igw-0aa" });
+    add("0.0.0.0/0", { instanceId: undefined, gatewayId: "igw-0aa0000000000001" });
     const leased = new Set(["10.1.15.0/24", "10.1.20.0/24"]);
-    const deleted = await routes.deleteDepartedRoutes("rtb-0sub", leased, sig());
+    const deleted = await routes.deleteDepartedRoutes("rtb-0bb00000000000002", leased, sig());
     assert.deepEqual(deleted.sort(), ["10.1.21.0/24", "10.1.22.0/24"]);
     assert.deepEqual(t.routes.map((r) => r.destinationCidrBlock).sort(), [
       "0.0.0.0/0",
@@ -245,13 +280,13 @@ Deno.test("deleteDepartedRoutes() deletes unleased overlay routes only", async (
       message: "The route identified by 10.1.23.0/24 does not exist.",
       count: 1,
     };
-    assert.deepEqual(await routes.deleteDepartedRoutes("rtb-0sub", leased, sig()), []);
+    assert.deepEqual(await routes.deleteDepartedRoutes("rtb-0bb00000000000002", leased, sig()), []);
   });
 });
 
 Deno.test("a wrong secret is refused by the fake's SigV4 check and reported clearly", async () => {
   await withFake(async ({ routes }) => {
-    const err = await assertRejects(() => routes.describeTable("rtb-0sub", sig()));
+    const err = await assertRejects(() => routes.describeTable("rtb-0bb00000000000002", sig()));
     assert.deepEqual((err as AwsVpcError).code, "SignatureDoesNotMatch");
     assertStringIncludes((err as Error).message, "check AWS_SECRET_ACCESS_KEY");
   }, "not-the-secret");
