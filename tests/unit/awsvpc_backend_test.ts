@@ -216,6 +216,24 @@ Deno.test("without keys in the environment the instance role's credentials from 
   );
 });
 
+Deno.test("init() fails at once with a clear line when there are no credentials at all", async () => {
+  await withBackend(
+    { AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "" },
+    async ({ backend, fake, logs }) => {
+      const err = await backend.init(new AbortController().signal).then(
+        () => assert.fail("init resolved"),
+        (e) => e,
+      );
+      assert.match(
+        err.message,
+        /^ModifyInstanceAttribute i-0aaaaaaaaaaaaaaa1 SourceDestCheck=false failed: no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or attach an instance role/,
+      );
+      assert.deepEqual(fake.calls, []);
+      assert.ok(!logs.some((l) => l.includes("retrying")), "a missing credential is not retried");
+    },
+  );
+});
+
 Deno.test("init() fails with a clear line when IMDS is down, before taking a lease", async () => {
   await withBackend({}, async ({ backend, subnets }) => {
     const err = await backend.init(new AbortController().signal).then(

@@ -36,6 +36,9 @@ export const AWS_ERROR_MEANINGS: Readonly<Record<string, string>> = {
   ServiceUnavailable: "EC2 is temporarily unavailable",
 };
 
+/** The SDK's error when the whole credential chain came up empty (nothing was sent). */
+const NO_CREDENTIALS = "CredentialsProviderError";
+
 const THROTTLING = new Set(["RequestLimitExceeded", "Throttling", "ThrottlingException"]);
 
 interface SdkErrorShape {
@@ -55,18 +58,22 @@ export function awsErrorCode(err: unknown): string | null {
 export function isRetryable(err: unknown): boolean {
   const e = err as SdkErrorShape | null;
   if (!e || typeof e !== "object") return false;
-  if (e.name === "AbortError") return false;
+  if (e.name === "AbortError" || e.name === NO_CREDENTIALS) return false;
   const status = e.$metadata?.httpStatusCode;
   if (status === undefined) return true;
   return THROTTLING.has(e.name ?? "") || status >= 500;
 }
 
 /**
- * `Code: meaning` for an SDK error; just the code when the table has no meaning for it, and
- * `no answer from EC2` when none came back (AWS's own message is in the error's cause).
+ * `Code: meaning` for an SDK error; just the code when the table has no meaning for it,
+ * `no AWS credentials: …` when the credential chain found none, and `no answer from EC2` when
+ * none came back (AWS's or the SDK's own message is in the error's cause).
  */
 export function describeAwsError(err: unknown): string {
   const code = awsErrorCode(err);
+  if ((err as SdkErrorShape | null)?.name === NO_CREDENTIALS) {
+    return "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or attach an instance role";
+  }
   if (code === null) return "no answer from EC2";
   const meaning = AWS_ERROR_MEANINGS[code];
   return meaning ? `${code}: ${meaning}` : code;
