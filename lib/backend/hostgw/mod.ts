@@ -19,7 +19,7 @@ import { formatIPv4 } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
 import { errText, logger } from "../../log.ts";
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
-import { isDirect, type KernelOps, PeerTable } from "../vxlan/reconcile.ts";
+import { followLeases, isDirect, type KernelOps, PeerTable } from "../vxlan/reconcile.ts";
 import { planHostGwPeer } from "./peers.ts";
 
 const log = logger("hostgw");
@@ -49,7 +49,6 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
             } of ${ctx.ext.name} (NAT is not supported)`,
         );
       }
-      open();
       lease = await ctx.subnets.acquireLease(
         { publicIP: ctx.ext.publicIP, backendType: "host-gw", backendData: null },
         signal,
@@ -58,8 +57,9 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
     },
 
     async run(signal: AbortSignal): Promise<void> {
-      const k = nl;
-      if (!k || !lease) throw new Error("The host-gw backend ran before init");
+      if (!lease) throw new Error("The host-gw backend ran before init");
+      const own = lease;
+      const k = open();
       const c = {
         extIndex: ctx.ext.index,
         extName: ctx.ext.name,
@@ -68,34 +68,23 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
       };
       const table = new PeerTable(
         k,
-        { network: ctx.config.network, own: lease.subnet, extIndex: ctx.ext.index, devIndex: null },
+        { network: ctx.config.network, own: own.subnet, extIndex: ctx.ext.index, devIndex: null },
         (l) => planHostGwPeer(l, c),
         log,
       );
-      const watch = async () => {
-        let first = true;
-        for await (const batch of ctx.subnets.watchLeases(lease!.subnet, signal)) {
-          if (signal.aborted) break;
-          if (first) {
-            first = false;
-            const changes = table.sync(
-              batch.filter((e) => e.type === "added").map((e) => e.lease),
-            );
-            log.info(`Reconciled ${batch.length} peer leases: ${changes} kernel changes`);
-          } else {
-            table.apply(batch);
-          }
-        }
-      };
       const heal = async (until: AbortSignal) => {
         const source = deps.subscribe ?? ((s: AbortSignal) => subscribe(["route"], s));
         try {
           for await (const ev of source(until)) {
             if (until.aborted) break;
-            if (ev.kind === "route" && ev.type === "del" && table.restoreRoute(ev.route)) {
-              log.warn(`Route ${ev.route.dst} was deleted: restored it`);
-            } else if (ev.kind === "resync") {
-              table.resync();
+            try {
+              if (ev.kind === "route" && ev.type === "del" && table.restoreRoute(ev.route)) {
+                log.warn(`Route ${ev.route.dst} was deleted: restored it`);
+              } else if (ev.kind === "resync") {
+                table.resync();
+              }
+            } catch (err) {
+              log.error(`Cannot repair after a ${ev.kind} event: ${errText(err)}`);
             }
           }
         } catch (err) {
@@ -106,7 +95,7 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
       const stop = new AbortController();
       const healing = heal(AbortSignal.any([signal, stop.signal]));
       try {
-        await watch();
+        await followLeases(table, ctx.subnets, own.subnet, signal, log);
       } finally {
         stop.abort();
         await healing;

@@ -28,7 +28,7 @@ import { sleep } from "../../async.ts";
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
 import { type DeviceOps, type DeviceSpec, ensureAddress, ensureDevice } from "./device.ts";
 import { planVxlanPeer, vxlanLeaseData } from "./peers.ts";
-import { isDirect, type KernelOps, PeerTable, type Scope } from "./reconcile.ts";
+import { followLeases, isDirect, type KernelOps, PeerTable, type Scope } from "./reconcile.ts";
 
 const log = logger("vxlan");
 
@@ -113,27 +113,13 @@ class VxlanBackend implements Backend {
     const stop = new AbortController();
     const healing = this.#heal(table, AbortSignal.any([signal, stop.signal]));
     try {
-      await this.#watch(table, lease, signal);
+      await followLeases(table, this.ctx.subnets, lease.subnet, signal, log);
     } finally {
       stop.abort();
       await healing;
       clearTimeout(this.#retryTimer);
       nl.close();
       this.#nl = null;
-    }
-  }
-
-  async #watch(table: PeerTable, lease: Lease, signal: AbortSignal): Promise<void> {
-    let first = true;
-    for await (const batch of this.ctx.subnets.watchLeases(lease.subnet, signal)) {
-      if (signal.aborted) break;
-      if (first) {
-        first = false;
-        const changes = table.sync(batch.filter((e) => e.type === "added").map((e) => e.lease));
-        log.info(`Reconciled ${batch.length} peer leases: ${changes} kernel changes`);
-      } else {
-        table.apply(batch);
-      }
     }
   }
 

@@ -20,7 +20,7 @@ import type {
 import { isErrno } from "../../../ffi/errno.ts";
 import { containsNet, formatCIDR, type IPNet, overlaps, parseCIDR } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
-import type { LeaseEvent } from "../../subnet/mod.ts";
+import type { LeaseEvent, SubnetManager } from "../../subnet/mod.ts";
 import { errText, type Logger } from "../../log.ts";
 
 /** The netlink verbs the peer table uses (a subset of `Netlink`). */
@@ -453,5 +453,29 @@ export function isDirect(nl: Pick<Netlink, "routeGet">, ip: string, extIndex: nu
     return r !== null && r.gateway === null && r.oif === extIndex && r.type === RTN_UNICAST;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Feeds the peer leases into `table` until `signal` aborts: the first batch (the full set) as a
+ * full sync against the kernel, later batches incrementally. Rejects when the watch fails.
+ */
+export async function followLeases(
+  table: PeerTable,
+  subnets: SubnetManager,
+  own: IPNet,
+  signal: AbortSignal,
+  log: Logger,
+): Promise<void> {
+  let first = true;
+  for await (const batch of subnets.watchLeases(own, signal)) {
+    if (signal.aborted) break;
+    if (first) {
+      first = false;
+      const changes = table.sync(batch.filter((e) => e.type === "added").map((e) => e.lease));
+      log.info(`Reconciled ${batch.length} peer leases: ${changes} kernel changes`);
+    } else {
+      table.apply(batch);
+    }
   }
 }
