@@ -1,7 +1,8 @@
 /**
  * SigV4 checking for the fake EC2: the structure of the `Authorization` header, the `x-amz-date`
- * header, and (when the secret of the access key is known) the signature itself, recomputed the
- * way AWS does it (canonical request → string to sign → HMAC chain).
+ * header (present, matching the scope date, within 15 minutes of now), the payload hash, and the
+ * signature itself, recomputed with the access key's secret the way AWS does it (canonical request
+ * → string to sign → HMAC chain).
  */
 
 import { createHash, createHmac } from "node:crypto";
@@ -131,6 +132,29 @@ export function checkSigV4(
         message: `SignedHeaders does not include ${h}`,
       };
     }
+  }
+  const signedAt = Date.UTC(
+    Number(amzDate.slice(0, 4)),
+    Number(amzDate.slice(4, 6)) - 1,
+    Number(amzDate.slice(6, 8)),
+    Number(amzDate.slice(9, 11)),
+    Number(amzDate.slice(11, 13)),
+    Number(amzDate.slice(13, 15)),
+  );
+  if (Math.abs(Date.now() - signedAt) > 15 * 60_000) {
+    return {
+      code: "RequestExpired",
+      status: 400,
+      message: `Request has expired. Timestamp date is ${amzDate}`,
+    };
+  }
+  const claimed = headers.get("x-amz-content-sha256");
+  if (claimed !== null && claimed !== sha256hex(body)) {
+    return {
+      code: "XAmzContentSHA256Mismatch",
+      status: 400,
+      message: "The provided 'x-amz-content-sha256' header does not match what was computed",
+    };
   }
   const secret = secrets[auth.accessKeyId];
   if (secret === undefined) {

@@ -23,6 +23,10 @@ async function withFake(fn: (url: string, fake: FakeEc2) => Promise<void>): Prom
 }
 
 const BODY = "Action=DescribeRouteTables&Version=2016-11-15";
+/** Now as x-amz-date (`20261127T180102Z`) and its day: the fake refuses stale signatures. */
+const AMZ_DATE = new Date().toISOString().replace(/[-:]/g, "").replace(/\.\d+Z$/, "Z");
+const DAY = AMZ_DATE.slice(0, 8);
+const ZEROS = "0".repeat(64);
 const FORM = { "content-type": "application/x-www-form-urlencoded" };
 
 Deno.test("the fake refuses EC2 requests without a well-formed SigV4 Authorization header", async (t) => {
@@ -34,8 +38,8 @@ Deno.test("the fake refuses EC2 requests without a well-formed SigV4 Authorizati
         "signature not 64 hex digits",
         {
           authorization:
-            `AWS4-HMAC-SHA256 Credential=${TEST_ACCESS_KEY_ID}/20261127/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc`,
-          "x-amz-date": "20261127T120000Z",
+            `AWS4-HMAC-SHA256 Credential=${TEST_ACCESS_KEY_ID}/${DAY}/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc`,
+          "x-amz-date": AMZ_DATE,
         },
         400,
         "IncompleteSignature",
@@ -44,7 +48,7 @@ Deno.test("the fake refuses EC2 requests without a well-formed SigV4 Authorizati
         "x-amz-date missing",
         {
           authorization:
-            `AWS4-HMAC-SHA256 Credential=${TEST_ACCESS_KEY_ID}/20261127/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=${
+            `AWS4-HMAC-SHA256 Credential=${TEST_ACCESS_KEY_ID}/${DAY}/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=${
               "0".repeat(64)
             }`,
         },
@@ -55,22 +59,43 @@ Deno.test("the fake refuses EC2 requests without a well-formed SigV4 Authorizati
         "well-formed but wrong signature",
         {
           authorization:
-            `AWS4-HMAC-SHA256 Credential=${TEST_ACCESS_KEY_ID}/20261127/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=${
+            `AWS4-HMAC-SHA256 Credential=${TEST_ACCESS_KEY_ID}/${DAY}/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=${
               "0".repeat(64)
             }`,
-          "x-amz-date": "20261127T120000Z",
+          "x-amz-date": AMZ_DATE,
         },
         403,
         "SignatureDoesNotMatch",
       ],
       [
+        "signed more than 15 minutes ago",
+        {
+          authorization:
+            `AWS4-HMAC-SHA256 Credential=${TEST_ACCESS_KEY_ID}/20200101/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=${ZEROS}`,
+          "x-amz-date": "20200101T000000Z",
+        },
+        400,
+        "RequestExpired",
+      ],
+      [
+        "payload hash does not match the body",
+        {
+          authorization:
+            `AWS4-HMAC-SHA256 Credential=${TEST_ACCESS_KEY_ID}/${DAY}/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=${ZEROS}`,
+          "x-amz-date": AMZ_DATE,
+          "x-amz-content-sha256": ZEROS,
+        },
+        400,
+        "XAmzContentSHA256Mismatch",
+      ],
+      [
         "unknown access key",
         {
           authorization:
-            `AWS4-HMAC-SHA256 Credential=AKIANOTKNOWN/20261127/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=${
+            `AWS4-HMAC-SHA256 Credential=AKIANOTKNOWN/${DAY}/eu-west-1/ec2/aws4_request, SignedHeaders=host;x-amz-date, Signature=${
               "0".repeat(64)
             }`,
-          "x-amz-date": "20261127T120000Z",
+          "x-amz-date": AMZ_DATE,
         },
         401,
         "AuthFailure",
