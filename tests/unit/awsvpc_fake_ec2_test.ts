@@ -139,3 +139,37 @@ Deno.test("parseAuthorization() splits a SigV4 header into its parts", () => {
   );
   assert.equal(parseAuthorization("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE"), null);
 });
+
+Deno.test("the fake IMDS serves the meta-data paths with an IMDSv2 token", async () => {
+  await withFake(async (url, fake) => {
+    const base = url.replace(/\/$/, "");
+    const tokenRes = await fetch(`${base}/latest/api/token`, {
+      method: "PUT",
+      headers: { "x-aws-ec2-metadata-token-ttl-seconds": "21600" },
+    });
+    const token = await tokenRes.text();
+    assert.equal(tokenRes.status, 200);
+    const get = async (path: string, t: string | null = token) => {
+      const res = await fetch(`${base}/latest/${path}`, {
+        headers: t === null ? {} : { "x-aws-ec2-metadata-token": t },
+      });
+      return [res.status, await res.text()];
+    };
+    const mac = "02:00:00:00:00:01";
+    assert.deepEqual(await get("meta-data/instance-id"), [200, "i-0aaaaaaaaaaaaaaa1"]);
+    assert.deepEqual(await get("meta-data/placement/region"), [200, "eu-west-1"]);
+    assert.deepEqual(await get("meta-data/mac"), [200, mac]);
+    assert.deepEqual(
+      await get(`meta-data/network/interfaces/macs/${mac}/subnet-id`),
+      [200, "subnet-0aa0000000000001"],
+    );
+    assert.deepEqual(
+      await get(`meta-data/network/interfaces/macs/${mac}/vpc-id`),
+      [200, "vpc-0ff0000000000001"],
+    );
+    assert.deepEqual(await get("meta-data/no-such-path"), [404, "Not Found\n"]);
+    assert.deepEqual(await get("meta-data/instance-id", "forged"), [401, ""]);
+    fake.state.faults.imdsTokenRequired = true;
+    assert.deepEqual(await get("meta-data/instance-id", null), [401, ""]);
+  });
+});
