@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { Cluster, ETCD_PREFIX, type Host, HUB_IP } from "../harness/cluster.ts";
+import { runOk } from "../harness/netns.ts";
 import { FakeEc2Process } from "../fake_ec2/process.ts";
 import type { FakeRoute } from "../fake_ec2/state.ts";
 
@@ -258,5 +259,49 @@ Deno.test({
         );
       },
     );
+  },
+});
+
+Deno.test({
+  name: "aws-vpc daemon: traffic between subnets follows the table (the hub plays the VPC router)",
+  sanitizeResources: false, // the harness's child processes outlive single steps by design
+  sanitizeOps: false,
+  async fn() {
+    await using cluster = await Cluster.create({ hosts: 2 });
+    await using ec2 = await FakeEc2Process.start({
+      ns: cluster.hub,
+      hostname: HUB_IP,
+      hosts: cluster.hosts.map((h) => ({ instanceId: instanceOf(h), privateIp: h.ip })),
+    });
+    await cluster.putConfig({ Network: "10.1.0.0/16", Backend: { Type: "aws-vpc" } });
+    const [h1, h2] = cluster.hosts;
+    for (const h of cluster.hosts) await h.startFlannel([], ec2.clientEnv()).waitReady(30_000);
+    const [a, b] = [await h1.addContainerAddress(), await h2.addContainerAddress()];
+
+    // Without the VPC's routes the hub drops the overlay traffic, as a VPC would.
+    await runOk(["ip", "netns", "exec", cluster.hub, "sysctl", "-qw", "net.ipv4.ip_forward=1"]);
+    assert.equal((await h1.ping(b, { from: a })).ok, false);
+
+    // The VPC router: every active instance route of the table → that instance's address.
+    const s = await ec2.state();
+    const ipOf = new Map(s.instances.map((i) => [i.instanceId, i.privateIp]));
+    for (const r of await ec2.routes(TABLE)) {
+      const via = r.instanceId ? ipOf.get(r.instanceId) : undefined;
+      if (!via) continue;
+      await runOk([
+        "ip",
+        "-n",
+        cluster.hub,
+        "route",
+        "replace",
+        r.destinationCidrBlock,
+        "via",
+        via,
+      ]);
+    }
+    const ping = await h1.ping(b, { from: a, count: 3 });
+    assert.ok(ping.ok, ping.output);
+    const back = await h2.ping(a, { from: b });
+    assert.ok(back.ok, back.output);
   },
 });
