@@ -99,6 +99,16 @@ Deno.test("chooseRouteTable() takes RouteTableID, else the subnet's table, else 
       fake.state.instances[0].subnetId = "subnet-0bb0000000000002";
       assert.deepEqual(await routes.chooseRouteTable(null, sig()), "rtb-0aa00000000000001");
     });
+    await t.step("no subnet table and no main table → says to set RouteTableID", async () => {
+      const saved = fake.state.routeTables;
+      fake.state.routeTables = saved.filter((t) => !t.main);
+      const err = await assertRejects(() => routes.chooseRouteTable(null, sig()));
+      assert.equal(
+        err.message,
+        "Cannot choose a route table: neither subnet-0bb0000000000002 nor vpc-0ff0000000000001 has one; set RouteTableID",
+      );
+      fake.state.routeTables = saved;
+    });
     await t.step("unknown RouteTableID is a clear error", async () => {
       const err = await assertRejects(() =>
         routes.chooseRouteTable("rtb-0dead00000000000ff", sig())
