@@ -6,9 +6,12 @@ import {
   checksum,
   decrementTTL,
   dstAddr,
+  foldComplement,
   Malformed,
   setHeaderChecksum,
   srcAddr,
+  sum16,
+  sum16Bytes,
   validateIPv4,
 } from "../../lib/backend/udp/packet.ts";
 import {
@@ -244,4 +247,23 @@ Deno.test("tcpCanStartRun() refuses SYN, FIN, RST and ECN-marked segments", () =
     assert.equal(tcpCanStartRun(tcpSuper(10, flags), 0), false, `flags ${flags.toString(16)}`);
   }
   assert.ok(tcpCanStartRun(tcpSuper(10, 0x10), 0));
+});
+
+Deno.test("sum16() (32-bit words) equals the byte-by-byte sum at every offset and length", () => {
+  const buf = new Uint8Array(4096 + 16);
+  crypto.getRandomValues(buf);
+  const view = buf.subarray(3); // a view whose byteOffset is odd, too
+  for (const b of [buf, view]) {
+    for (let off = 0; off < 8; off++) {
+      for (const len of [0, 1, 63, 64, 65, 66, 67, 1000, 1473, 4000]) {
+        assert.equal(
+          foldComplement(sum16(b, off, len, 0x1234)),
+          foldComplement(sum16Bytes(b, off, len, 0x1234)),
+          `off ${off} len ${len} byteOffset ${b.byteOffset}`,
+        );
+      }
+    }
+  }
+  buf.fill(0xff);
+  assert.equal(foldComplement(sum16(buf, 0, 4096)), foldComplement(sum16Bytes(buf, 0, 4096)));
 });

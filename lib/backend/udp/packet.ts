@@ -30,13 +30,56 @@ export const ICMP_EXC_TTL = 0;
 /** TTL of the ICMP errors we originate (upstream's proxy.c uses 8). */
 export const ICMP_TTL = 8;
 
-/** The 16-bit one's-complement sum of `len` bytes at `off`, added to `init`, not yet folded. */
-export function sum16(b: Uint8Array, off: number, len: number, init = 0): number {
+/**
+ * The 16-bit one's-complement sum of `len` bytes at `off` (big-endian words), added to `init`,
+ * not yet folded. Byte by byte; {@link sum16} is the fast version with the same result.
+ */
+export function sum16Bytes(b: Uint8Array, off: number, len: number, init = 0): number {
   let s = init;
   const end = off + (len & ~1);
   for (let i = off; i < end; i += 2) s += (b[i] << 8) | b[i + 1];
   if (len & 1) s += b[off + len - 1] << 8;
   return s;
+}
+
+// 32-bit views of the few buffers the data path checksums, made once per buffer.
+const views: { buf: ArrayBufferLike; u32: Uint32Array }[] = [];
+
+function u32View(buf: ArrayBufferLike): Uint32Array {
+  for (let i = 0; i < views.length; i++) if (views[i].buf === buf) return views[i].u32;
+  const u32 = new Uint32Array(buf, 0, Math.floor(buf.byteLength / 4));
+  if (views.length >= 8) views.shift();
+  views.push({ buf, u32 });
+  return u32;
+}
+
+/**
+ * The 16-bit one's-complement sum of `len` bytes at `off`, added to `init`, not yet folded.
+ *
+ * Long runs are summed as little-endian 32-bit words (4× fewer steps) and byte-swapped at the
+ * end, which gives the same one's-complement sum (RFC 1071 §2(B), byte-order independence).
+ */
+export function sum16(b: Uint8Array, off: number, len: number, init = 0): number {
+  let abs = b.byteOffset + off;
+  if (len < 64 || (abs & 1) !== 0) return sum16Bytes(b, off, len, init);
+  let s = init;
+  if ((abs & 2) !== 0) {
+    s += (b[off] << 8) | b[off + 1];
+    off += 2;
+    len -= 2;
+    abs += 2;
+  }
+  const words = len >>> 2;
+  const u32 = u32View(b.buffer);
+  let acc = 0;
+  const first = abs >>> 2;
+  const last = first + words;
+  for (let i = first; i < last; i++) acc += u32[i];
+  // Fold the little-endian sum to 16 bits, then swap its bytes into network order.
+  while (acc > 0xffff) acc = (acc % 65536) + Math.floor(acc / 65536);
+  s += ((acc & 0xff) << 8) | (acc >>> 8);
+  const done = words << 2;
+  return sum16Bytes(b, off + done, len - done, s);
 }
 
 /** Folds a sum to 16 bits and complements it: the Internet checksum (RFC 1071). */
