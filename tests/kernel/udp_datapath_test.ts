@@ -318,6 +318,11 @@ async function scenario(offload: boolean): Promise<void> {
     if (offload) {
       assert.ok(sa.counters.tx_gso_sends > 0, "no UDP GSO send with offloads on");
       assert.ok(sb.counters.rx_gso_writes > 0, "no GRO run merged into a GSO TUN write");
+      // A GRO batch normally holds one TSO super-packet: about one merged run each.
+      assert.ok(
+        sb.counters.rx_gso_writes <= 2 * sb.counters.rx_gro_batches,
+        `runs break too often: ${JSON.stringify(sb.counters)}`,
+      );
     }
   } finally {
     for (const h of hosts) await h.kill();

@@ -431,12 +431,12 @@ class DataPath {
       if (!this.#acceptInner(buf, p, n)) continue;
       if (run >= 0 && !closed && tcpCanAppend(buf, run, p, n, hdrLen, mss, nextSeq)) {
         const pay = n - hdrLen;
+        // Read the flags first: the copy may overwrite this packet's own header.
+        if ((buf[p + ((buf[p] & 0x0f) << 2) + 13] & 0x08) !== 0) psh = true;
         buf.copyWithin(runEnd, p + hdrLen, p + n);
         runEnd += pay;
         segs++;
         nextSeq = (nextSeq + pay) >>> 0;
-        const ihl = (buf[p] & 0x0f) << 2;
-        if ((buf[p + ihl + 13] & 0x08) !== 0) psh = true;
         if (pay < mss || psh) closed = true;
         continue;
       }
