@@ -99,7 +99,7 @@ class UdpBackendImpl implements UdpBackend {
 
   constructor(ctx: BackendContext) {
     if (ctx.config.backend.type !== "udp") {
-      throw new Error(`udp backend: config has backend type ${ctx.config.backend.type}`);
+      throw new Error(`Backend type ${ctx.config.backend.type} is not udp`);
     }
     this.#ctx = ctx;
     this.#cfg = ctx.config.backend;
@@ -201,7 +201,9 @@ class UdpBackendImpl implements UdpBackend {
   }
 
   async run(signal: AbortSignal): Promise<void> {
-    if (!this.#tun || !this.#sock || !this.#lease) throw new Error("udp backend: run before init");
+    if (!this.#tun || !this.#sock || !this.#lease) {
+      throw new Error("Cannot run the udp backend before init");
+    }
     const ctl = new SharedArrayBuffer(CTL_WORDS * 4);
     const ctlView = new Int32Array(ctl);
     const wake = new Wakeup();
@@ -213,7 +215,7 @@ class UdpBackendImpl implements UdpBackend {
     worker.onmessage = (ev: MessageEvent<WorkerReport>) => reports(ev.data);
     worker.onerror = (ev) => {
       ev.preventDefault();
-      failed = `data path Worker failed: ${ev.message}`;
+      failed = `Data path Worker failed: ${ev.message}`;
       workerDied.resolve();
     };
     const ready = Promise.withResolvers<void>();
@@ -222,7 +224,7 @@ class UdpBackendImpl implements UdpBackend {
       else if (r.type === "stopped") stopped.resolve();
       else if (r.type === "warn") log.warn(r.message);
       else {
-        failed = `data path failed: ${r.message}`;
+        failed = `Data path failed: ${r.message}`;
         workerDied.resolve();
       }
     };

@@ -39,6 +39,7 @@ import {
   validateIPv4,
 } from "./packet.ts";
 import { C } from "./counters.ts";
+import { SyscallError } from "../../../ffi/errno.ts";
 import {
   completeChecksum,
   finishTcpSuper,
@@ -147,7 +148,7 @@ class DataPath {
       const n = this.#poller.poll(POLL_MS);
       if (n < 0) {
         if (n === -EINTR) continue;
-        throw new Error(`Data path poll failed: errno ${-n}`);
+        throw new SyscallError("poll", -n);
       }
       if (n === 0) continue;
       if (this.#poller.revents(0) !== 0) {
