@@ -1,7 +1,8 @@
 /**
  * vxlan self-healing and DirectRouting end to end: a deleted `flannel.1` comes back with the
  * same MAC and its peer entries, deleted peer routes and ARP entries are restored, and with
- * DirectRouting peers on the same segment get plain routes via their PublicIP.
+ * DirectRouting peers on the same segment get plain routes via their PublicIP (on a 1400-byte
+ * underlay, where the device and FLANNEL_MTU are 1350).
  */
 
 import assert from "node:assert/strict";
@@ -56,13 +57,17 @@ Deno.test("vxlan: a deleted device, route or ARP entry is put back while the dae
   await assertFullMesh([n1, n2]);
 });
 
-Deno.test("vxlan DirectRouting: peers on the same segment get a plain route via their PublicIP", async () => {
-  await using cluster = await Cluster.create({ hosts: 2 });
+Deno.test("vxlan DirectRouting: peers on the same segment get a plain route via their PublicIP; MTU follows eth0", async () => {
+  await using cluster = await Cluster.create({ hosts: 2, mtu: 1400 });
   const nodes = await startAll(cluster, {
     Network: "10.1.0.0/16",
     Backend: { Type: "vxlan", DirectRouting: true },
   });
   const [n1, n2] = nodes;
+  for (const n of nodes) {
+    assert.equal((await n.host.readSubnetEnv())?.FLANNEL_MTU, "1350");
+    assert.equal((await linkDetails(n.host, "flannel.1"))?.mtu, 1350);
+  }
   await waitUntil("direct routes", async () => {
     return (await routes(n1.host)).some((r) => r.dst === n2.lease) &&
       (await routes(n2.host)).some((r) => r.dst === n1.lease);
