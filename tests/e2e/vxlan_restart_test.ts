@@ -1,7 +1,8 @@
 /**
  * vxlan restarts are invisible to traffic: while another host pings every 20 ms, the daemon is
  * stopped (SIGTERM, then `kill -9`) and started again; no ping is lost, the VtepMAC and the
- * subnet stay the same, and the kernel entries are not re-created (no blink).
+ * subnet stay the same, and the kernel entries are not re-created (no blink). A peer that left
+ * while the daemon was down is cleaned up at start.
  */
 
 import assert from "node:assert/strict";
@@ -9,8 +10,12 @@ import { Cluster } from "../harness/cluster.ts";
 import { leaseKey, leaseOf } from "../harness/flannel.ts";
 import {
   assertFullMesh,
+  baseOf,
+  fdbs,
   linkDetails,
+  neighs,
   type Node,
+  routes,
   startAll,
   startNode,
   VXLAN_CONFIG,
@@ -91,3 +96,27 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
     await assertFullMesh([again, n2]);
   });
 }
+
+Deno.test("vxlan: a peer that left while the daemon was down is removed at start, the others stay", async () => {
+  await using cluster = await Cluster.create({ hosts: 3 });
+  const [n1, n2, n3] = await startAll(cluster, VXLAN_CONFIG);
+  await waitUntil("mesh", async () => (await fdbs(n1.host, "flannel.1")).length === 2, 3_000);
+
+  n1.daemon.kill("SIGTERM");
+  assert.equal(await n1.daemon.exitedWithin(3_000), 0, n1.daemon.tail());
+  n3.daemon.kill("SIGTERM");
+  assert.equal(await n3.daemon.exitedWithin(3_000), 0, n3.daemon.tail());
+  await cluster.etcd.del(leaseKey(n3.lease));
+  // Nothing removes h3's entries while h1's daemon is down.
+  assert.ok((await routes(n1.host)).some((r) => r.dst === n3.lease));
+
+  const again = await startNode(n1.host);
+  await again.daemon.waitForLog(/Reconciled 1 peer leases: 3 kernel changes/, 5_000);
+  assert.deepEqual(
+    (await routes(n1.host)).filter((r) => r.dst.startsWith("10.1.")).map((r) => r.dst),
+    [n2.lease],
+  );
+  assert.deepEqual((await neighs(n1.host, "flannel.1")).map((n) => n.dst), [baseOf(n2.lease)]);
+  assert.deepEqual((await fdbs(n1.host, "flannel.1")).map((f) => f.dst), [n2.host.ip]);
+  await assertFullMesh([again, n2]);
+});
