@@ -19,7 +19,7 @@ import { formatIPv4 } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
 import { errText, logger } from "../../log.ts";
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
-import { followLeases, isDirect, type KernelOps, PeerTable } from "../vxlan/reconcile.ts";
+import { followLeases, isDirect, type KernelOps, PeerTable } from "../peersync.ts";
 import { planHostGwPeer } from "./peers.ts";
 
 const log = logger("hostgw");

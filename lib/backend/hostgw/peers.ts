@@ -6,7 +6,7 @@
 
 import { formatCIDR, formatIPv4 } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
-import type { PeerDecision } from "../vxlan/reconcile.ts";
+import type { PeerDecision } from "../peersync.ts";
 
 /** What the planner needs to know about this host. */
 export interface HostGwPeerContext {

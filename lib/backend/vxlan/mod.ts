@@ -28,7 +28,7 @@ import { sleep } from "../../async.ts";
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
 import { type DeviceOps, type DeviceSpec, ensureAddress, ensureDevice } from "./device.ts";
 import { planVxlanPeer, vxlanLeaseData } from "./peers.ts";
-import { followLeases, isDirect, type KernelOps, PeerTable, type Scope } from "./reconcile.ts";
+import { followLeases, isDirect, type KernelOps, PeerTable, type Scope } from "../peersync.ts";
 
 const log = logger("vxlan");
 

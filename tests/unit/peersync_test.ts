@@ -11,7 +11,7 @@ import {
   planSync,
   planUpdate,
   type Scope,
-} from "../../lib/backend/vxlan/reconcile.ts";
+} from "../../lib/backend/peersync.ts";
 import { captureLog, FakeNetlink, lease, routeOf } from "./vxlan_fake_netlink_test.ts";
 
 const DEV = 7;

@@ -10,18 +10,12 @@
  * first on removal, so a route never points at a tunnel endpoint that is not programmed yet.
  */
 
-import type {
-  FdbInfo,
-  NeighInfo,
-  Netlink,
-  RouteInfo,
-  RouteSpec,
-} from "../../../ffi/netlink/route.ts";
-import { isErrno } from "../../../ffi/errno.ts";
-import { containsNet, formatCIDR, type IPNet, overlaps, parseCIDR } from "../../ip.ts";
-import type { Lease } from "../../lease.ts";
-import type { LeaseEvent, SubnetManager } from "../../subnet/mod.ts";
-import { errText, type Logger } from "../../log.ts";
+import type { FdbInfo, NeighInfo, Netlink, RouteInfo, RouteSpec } from "../../ffi/netlink/route.ts";
+import { isErrno } from "../../ffi/errno.ts";
+import { containsNet, formatCIDR, type IPNet, overlaps, parseCIDR } from "../ip.ts";
+import type { Lease } from "../lease.ts";
+import type { LeaseEvent, SubnetManager } from "../subnet/mod.ts";
+import { errText, type Logger } from "../log.ts";
 
 /** The netlink verbs the peer table uses (a subset of `Netlink`). */
 export type KernelOps = Pick<
