@@ -223,9 +223,24 @@ export class DatagramBatch {
   readonly #ctl32: Uint32Array;
   readonly slotSize: number;
 
-  constructor(readonly count: number, readonly size: number, readonly headroom = 0) {
+  /**
+   * The whole data memory: `count` slots of `slotSize` bytes, then `extra` bytes of scratch at
+   * {@link DatagramBatch.extraOffset} (so copies between them can use `copyWithin`).
+   */
+  readonly all: Uint8Array<ArrayBuffer>;
+  /** Where the scratch bytes start in {@link DatagramBatch.all}. */
+  readonly extraOffset: number;
+
+  constructor(
+    readonly count: number,
+    readonly size: number,
+    readonly headroom = 0,
+    extra = 0,
+  ) {
     this.slotSize = headroom + size;
-    const data = new ArrayBuffer(count * this.slotSize);
+    this.extraOffset = count * this.slotSize;
+    const data = new ArrayBuffer(count * this.slotSize + extra);
+    this.all = new Uint8Array(data);
     const mm = new ArrayBuffer(count * MMSGHDR.size);
     const iov = new ArrayBuffer(count * IOVEC.size);
     const sa = new ArrayBuffer(count * SOCKADDR_IN.size);

@@ -267,3 +267,21 @@ Deno.test("sum16() (32-bit words) equals the byte-by-byte sum at every offset an
   buf.fill(0xff);
   assert.equal(foldComplement(sum16(buf, 0, 4096)), foldComplement(sum16Bytes(buf, 0, 4096)));
 });
+
+Deno.test("writeSegment() within one buffer (copyWithin) writes what the two-buffer form writes", () => {
+  const sup = tcpSuper(3000);
+  const hdr = tcpHeaderLength(sup, 0, sup.length);
+  const one = new Uint8Array(8192);
+  one.set(sup, 5000);
+  const other = new Uint8Array(4096);
+  let a = 10;
+  let b = 10;
+  for (let i = 0; i < 3; i++) {
+    const n1 = writeSegment(one, 5000, sup.length, hdr, 1100, i, one, a);
+    const n2 = writeSegment(sup, 0, sup.length, hdr, 1100, i, other, b);
+    assert.equal(n1, n2);
+    assert.deepEqual([...one.subarray(a, a + n1)], [...other.subarray(b, b + n2)]);
+    a += n1;
+    b += n2;
+  }
+});

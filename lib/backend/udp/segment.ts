@@ -97,8 +97,14 @@ export function writeSegment(
   const pStart = off + hdrLen + i * mss;
   const pLen = Math.min(mss, off + len - pStart);
   const segLen = hdrLen + pLen;
-  dst.set(src.subarray(off, off + hdrLen), dOff);
-  dst.set(src.subarray(pStart, pStart + pLen), dOff + hdrLen);
+  if (src === dst) {
+    // One buffer (the data path's case): no views to allocate.
+    dst.copyWithin(dOff, off, off + hdrLen);
+    dst.copyWithin(dOff + hdrLen, pStart, pStart + pLen);
+  } else {
+    dst.set(src.subarray(off, off + hdrLen), dOff);
+    dst.set(src.subarray(pStart, pStart + pLen), dOff + hdrLen);
+  }
   // IPv4 header.
   dst[dOff + 2] = segLen >>> 8;
   dst[dOff + 3] = segLen & 0xff;

@@ -110,7 +110,6 @@ class DataPath {
   #udpGso: boolean;
   readonly #txSegLen: Int32Array; // segment size of a GSO slot
   readonly #txSegs: Int32Array; // inner packets per slot (several in a GSO send)
-  readonly #scratch: Uint8Array<ArrayBuffer>; // a TUN super-packet being segmented
   readonly #mtu: number;
 
   constructor(init: WorkerInit) {
@@ -127,14 +126,15 @@ class DataPath {
     this.#poller = new Poller([init.tunFd, init.udpFd, init.wakeFd], POLLIN);
     this.#wake = init.wakeFd;
     this.#pollOut = new Poller([init.udpFd], POLLOUT);
-    this.#tx = new DatagramBatch(BATCH, SLOT, this.#vnet);
+    // With offloads, a super-packet is copied to the scratch bytes after the slots and cut from
+    // there into the slots.
+    this.#tx = new DatagramBatch(BATCH, SLOT, this.#vnet, init.vnetHdr ? SLOT + this.#vnet : 0);
     this.#rx = new DatagramBatch(BATCH, SLOT, this.#vnet);
     this.#txLen = new Int32Array(BATCH);
     this.#txSegs = new Int32Array(BATCH);
     this.#txSegLen = new Int32Array(BATCH);
     this.#offload = init.vnetHdr;
     this.#udpGso = init.udpGso;
-    this.#scratch = new Uint8Array(init.vnetHdr ? this.#tx.slotSize : 0);
     this.#icmp = new Uint8Array(this.#vnet + 600);
     this.#icmpBody = this.#icmp.subarray(this.#vnet);
   }
@@ -271,8 +271,9 @@ class DataPath {
     }
     const ip = endpointIp(e);
     const port = endpointPort(e);
-    const src = this.#scratch;
-    src.set(buf); // the slot is reused for the segments
+    const all = tx.all;
+    const src = tx.extraOffset; // the slot is reused for the segments: cut from a copy
+    all.copyWithin(src, k * tx.slotSize, k * tx.slotSize + vnet + len);
     const nseg = segmentCount(len, hdrLen, mss);
     const segLen = hdrLen + mss;
     const perSend = this.#udpGso
@@ -284,11 +285,11 @@ class DataPath {
         this.#flush(k);
         k = 0;
       }
-      const slot = tx.slots[k];
+      const base = k * tx.slotSize;
       let pos = vnet;
       const first = i;
       for (let c = 0; c < perSend && i < nseg; c++, i++) {
-        pos += writeSegment(src, vnet, len, hdrLen, mss, i, slot, pos);
+        pos += writeSegment(all, src + vnet, len, hdrLen, mss, i, all, base + pos);
       }
       const count = i - first;
       tx.setSend(k, pos - vnet, ip, port, count > 1 ? segLen : 0);
