@@ -182,9 +182,15 @@ export const VIRTIO_NET_HDR = {
 
 /** virtio_net_hdr flag and GSO type values (linux/virtio_net.h). */
 export const VIRTIO_NET_HDR_F_NEEDS_CSUM = 1;
+/** `VIRTIO_NET_HDR_F_DATA_VALID` (linux/virtio_net.h). */
 export const VIRTIO_NET_HDR_F_DATA_VALID = 2;
+/** `VIRTIO_NET_HDR_GSO_NONE` (linux/virtio_net.h). */
 export const VIRTIO_NET_HDR_GSO_NONE = 0;
+/** `VIRTIO_NET_HDR_GSO_TCPV4` (linux/virtio_net.h). */
 export const VIRTIO_NET_HDR_GSO_TCPV4 = 1;
+/** `VIRTIO_NET_HDR_GSO_UDP` (linux/virtio_net.h). */
 export const VIRTIO_NET_HDR_GSO_UDP = 3;
+/** `VIRTIO_NET_HDR_GSO_TCPV6` (linux/virtio_net.h). */
 export const VIRTIO_NET_HDR_GSO_TCPV6 = 4;
+/** `VIRTIO_NET_HDR_GSO_ECN` (linux/virtio_net.h). */
 export const VIRTIO_NET_HDR_GSO_ECN = 0x80;

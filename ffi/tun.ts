@@ -13,19 +13,31 @@ import { AF_INET, decodeIfreqName, encodeIfreq, IFREQ } from "./structs.ts";
 
 /** TUN ioctls and flags (linux/if_tun.h). `_IOW('T', nr, int)` = 0x400454xx. */
 export const TUNSETIFF = 0x400454ca;
+/** `TUNSETOFFLOAD` (linux/if_tun.h). */
 export const TUNSETOFFLOAD = 0x400454d0;
+/** `TUNSETVNETHDRSZ` (linux/if_tun.h). */
 export const TUNSETVNETHDRSZ = 0x400454d8;
+/** `IFF_TUN` (linux/if_tun.h). */
 export const IFF_TUN = 0x0001;
+/** `IFF_NO_PI` (linux/if_tun.h). */
 export const IFF_NO_PI = 0x1000;
+/** `IFF_MULTI_QUEUE` (linux/if_tun.h). */
 export const IFF_MULTI_QUEUE = 0x0100;
+/** `IFF_VNET_HDR` (linux/if_tun.h). */
 export const IFF_VNET_HDR = 0x4000;
 /** Offload bits for `TUNSETOFFLOAD` (linux/if_tun.h). */
 export const TUN_F_CSUM = 0x01;
+/** `TUN_F_TSO4` (linux/if_tun.h). */
 export const TUN_F_TSO4 = 0x02;
+/** `TUN_F_TSO6` (linux/if_tun.h). */
 export const TUN_F_TSO6 = 0x04;
+/** `TUN_F_TSO_ECN` (linux/if_tun.h). */
 export const TUN_F_TSO_ECN = 0x08;
+/** `TUN_F_UFO` (linux/if_tun.h). */
 export const TUN_F_UFO = 0x10;
+/** `TUN_F_USO4` (linux/if_tun.h). */
 export const TUN_F_USO4 = 0x20;
+/** `TUN_F_USO6` (linux/if_tun.h). */
 export const TUN_F_USO6 = 0x40;
 
 /** `SIOCSIFTXQLEN` (linux/sockios.h). */
@@ -57,7 +69,9 @@ export interface TunOptions {
 
 /** An open TUN queue: its fd and the name the kernel chose. */
 export interface Tun {
+  /** The queue's file descriptor; closing the last one removes the device. */
   readonly fd: Fd;
+  /** The interface name the kernel chose, e.g. `flannel0`. */
   readonly name: string;
 }
 
@@ -150,6 +164,7 @@ export class PacketSlots {
   /** One view per slot, `size` bytes each. */
   readonly bufs: Uint8Array<ArrayBuffer>[];
   readonly #ptrs: Deno.PointerValue[];
+  /** Allocates `count` slots of `size` bytes and computes their addresses once. */
   constructor(readonly count: number, readonly size: number) {
     const mem = new ArrayBuffer(count * size);
     const base = Deno.UnsafePointer.of(mem);

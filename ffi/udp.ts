@@ -27,25 +27,43 @@ import {
 
 /** Socket constants (sys/socket.h, netinet/in.h, linux/udp.h). */
 export const SOCK_DGRAM = 2;
+/** `SOCK_NONBLOCK` (sys/socket.h). */
 export const SOCK_NONBLOCK = 0x800;
+/** `SOCK_CLOEXEC` (sys/socket.h). */
 export const SOCK_CLOEXEC = 0x80000;
+/** `SOL_SOCKET` (sys/socket.h). */
 export const SOL_SOCKET = 1;
+/** `SO_REUSEADDR` (sys/socket.h). */
 export const SO_REUSEADDR = 2;
+/** `SO_SNDBUF` (sys/socket.h). */
 export const SO_SNDBUF = 7;
+/** `SO_RCVBUF` (sys/socket.h). */
 export const SO_RCVBUF = 8;
+/** `SO_SNDBUFFORCE` (sys/socket.h). */
 export const SO_SNDBUFFORCE = 32;
+/** `SO_RCVBUFFORCE` (sys/socket.h). */
 export const SO_RCVBUFFORCE = 33;
+/** `IPPROTO_IP` (netinet/in.h). */
 export const IPPROTO_IP = 0;
+/** `IPPROTO_UDP` (netinet/in.h). */
 export const IPPROTO_UDP = 17;
+/** `SOL_UDP` (linux/udp.h). */
 export const SOL_UDP = 17;
+/** `UDP_SEGMENT` (linux/udp.h). */
 export const UDP_SEGMENT = 103;
+/** `UDP_GRO` (linux/udp.h). */
 export const UDP_GRO = 104;
+/** `IP_MTU_DISCOVER` (netinet/in.h). */
 export const IP_MTU_DISCOVER = 10;
 /** IP_PMTUDISC_* values for {@link IP_MTU_DISCOVER}. */
 export const IP_PMTUDISC_DONT = 0;
+/** `IP_PMTUDISC_DO` (netinet/in.h). */
 export const IP_PMTUDISC_DO = 2;
+/** `MSG_TRUNC` (sys/socket.h). */
 export const MSG_TRUNC = 0x20;
+/** `MSG_DONTWAIT` (sys/socket.h). */
 export const MSG_DONTWAIT = 0x40;
+/** `MSG_CTRUNC` (sys/socket.h). */
 export const MSG_CTRUNC = 0x08;
 
 /** Creates an `AF_INET`/`SOCK_DGRAM` socket, non-blocking unless told otherwise. */
@@ -156,6 +174,7 @@ const EFD_CLOEXEC = 0x80000;
  * sockets): {@link Wakeup.signal} makes it readable, {@link drainEventFd} resets it.
  */
 export class Wakeup implements Disposable {
+  /** The eventfd, to poll (in the Worker: its raw number). */
   readonly fd: Fd;
   readonly #one = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]); // u64 1, little-endian
   constructor() {
@@ -165,6 +184,7 @@ export class Wakeup implements Disposable {
   signal(): void {
     if (!this.fd.closed) sym.write(this.fd.fd, this.#one, 8);
   }
+  /** Closes the eventfd. */
   [Symbol.dispose](): void {
     this.fd.close();
   }
@@ -179,6 +199,7 @@ export function drainEventFd(fd: number, buf: Uint8Array<ArrayBuffer>): void {
 export class Poller {
   readonly #buf: Uint8Array<ArrayBuffer>;
   readonly #v: DataView;
+  /** Polls `fds` for `events` (e.g. `POLLIN`). */
   constructor(readonly fds: number[], events: number) {
     this.#buf = new Uint8Array(POLLFD.size * fds.length);
     this.#v = new DataView(this.#buf.buffer);
@@ -221,6 +242,7 @@ export class DatagramBatch {
   readonly #sa: DataView;
   readonly #ctl: DataView;
   readonly #ctl32: Uint32Array;
+  /** Bytes per slot: headroom + payload. */
   readonly slotSize: number;
 
   /**
@@ -231,6 +253,7 @@ export class DatagramBatch {
   /** Where the scratch bytes start in {@link DatagramBatch.all}. */
   readonly extraOffset: number;
 
+  /** Preallocates everything; `extra` scratch bytes follow the slots in {@link DatagramBatch.all}. */
   constructor(
     readonly count: number,
     readonly size: number,

@@ -19,13 +19,19 @@ export const enum Malformed {
 
 /** IP protocol numbers (netinet/in.h). */
 export const IPPROTO_ICMP = 1;
+/** `IPPROTO_TCP` (netinet/in.h). */
 export const IPPROTO_TCP = 6;
+/** `IPPROTO_UDP` (netinet/in.h). */
 export const IPPROTO_UDP = 17;
 /** ICMP types and codes (RFC 792). */
 export const ICMP_DEST_UNREACH = 3;
+/** `ICMP_NET_UNREACH` (RFC 792). */
 export const ICMP_NET_UNREACH = 0;
+/** `ICMP_FRAG_NEEDED` (RFC 792). */
 export const ICMP_FRAG_NEEDED = 4;
+/** `ICMP_TIME_EXCEEDED` (RFC 792). */
 export const ICMP_TIME_EXCEEDED = 11;
+/** `ICMP_EXC_TTL` (RFC 792). */
 export const ICMP_EXC_TTL = 0;
 /** TTL of the ICMP errors we originate (upstream's proxy.c uses 8). */
 export const ICMP_TTL = 8;
