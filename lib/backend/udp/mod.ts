@@ -58,6 +58,7 @@ import {
   CTL_PENDING,
   CTL_STOP,
   CTL_WORDS,
+  type PeerBatch,
   type PeerChange,
   type WorkerInit,
   type WorkerReport,
@@ -244,7 +245,7 @@ class UdpBackendImpl implements UdpBackend {
       counters: this.#counterMem,
     };
     worker.postMessage(init);
-    const post = (m: PeerChange) => {
+    const post = (m: PeerBatch) => {
       worker.postMessage(m);
       Atomics.add(ctlView, CTL_PENDING, 1);
       wake.signal(); // poll returns now, not after its timeout
@@ -258,17 +259,23 @@ class UdpBackendImpl implements UdpBackend {
       const own = this.#lease.subnet;
       const port = this.#cfg.port;
       const watch = (async () => {
+        let first = true;
         for await (const batch of this.#ctx.subnets.watchLeases(own, signal)) {
+          const changes: PeerChange[] = [];
           for (const ev of batch) {
             const { subnet, attrs } = ev.lease;
             if (subnet.ip === own.ip && subnet.prefix === own.prefix) continue;
             const op = ev.type === "added" ? "set" : "del";
-            post({ op, net: subnet.ip, prefix: subnet.prefix, ip: attrs.publicIP, port });
-            log.info(
-              `${ev.type === "added" ? "Route" : "Unroute"} ${formatCIDR(subnet)}` +
-                (ev.type === "added" ? ` via ${formatIPv4(attrs.publicIP)}:${port}` : ""),
-            );
+            changes.push({ op, net: subnet.ip, prefix: subnet.prefix, ip: attrs.publicIP, port });
+            // The first batch is the whole set (thousands of lines on a big network): -v=1.
+            const line = `${ev.type === "added" ? "Route" : "Unroute"} ${formatCIDR(subnet)}` +
+              (ev.type === "added" ? ` via ${formatIPv4(attrs.publicIP)}:${port}` : "");
+            if (first) log.v(1, line);
+            else log.info(line);
           }
+          if (first) log.info(`Following ${changes.length} peer leases`);
+          first = false;
+          if (changes.length > 0) post({ op: "peers", changes });
         }
       })();
       const aborted = new Promise<void>((resolve) => {

@@ -41,6 +41,14 @@ export interface WorkerInit {
   readonly counters: SharedArrayBuffer;
 }
 
+/** Peer-table changes, one message per lease batch. */
+export interface PeerBatch {
+  /** The message kind. */
+  readonly op: "peers";
+  /** Applied in order. */
+  readonly changes: readonly PeerChange[];
+}
+
 /** A peer-table change. */
 export interface PeerChange {
   /** Route (replace) or forget a subnet. */

@@ -54,7 +54,7 @@ import {
   vnetGsoType,
   writeSegment,
 } from "./segment.ts";
-import { CTL_PENDING, CTL_STOP, type PeerChange, type WorkerInit } from "./protocol.ts";
+import { CTL_PENDING, CTL_STOP, type PeerBatch, type WorkerInit } from "./protocol.ts";
 
 /** Packets per batch (TUN reads per wake-up, datagrams per recvmmsg/sendmmsg). */
 const BATCH = 64;
@@ -516,7 +516,7 @@ function loop(): void {
   }
 }
 
-self.onmessage = (ev: MessageEvent<WorkerInit | PeerChange>) => {
+self.onmessage = (ev: MessageEvent<WorkerInit | PeerBatch>) => {
   const m = ev.data;
   try {
     if (m.op === "init") {
@@ -526,8 +526,10 @@ self.onmessage = (ev: MessageEvent<WorkerInit | PeerChange>) => {
       setTimeout(loop, 0);
       return;
     }
-    if (m.op === "set") path!.peers.set(m.net, m.prefix, m.ip, m.port);
-    else path!.peers.delete(m.net, m.prefix);
+    for (const c of m.changes) {
+      if (c.op === "set") path!.peers.set(c.net, c.prefix, c.ip, c.port);
+      else path!.peers.delete(c.net, c.prefix);
+    }
   } catch (err) {
     self.postMessage({ type: "error", message: (err as Error).message });
   } finally {
