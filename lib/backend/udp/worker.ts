@@ -493,10 +493,6 @@ class DataPath {
       this.#cnt[RX_BYTES] += n; // inner bytes (a merged run counts its headers once)
     }
   }
-
-  get mtu(): number {
-    return this.#mtu;
-  }
 }
 
 let path: DataPath | null = null;
