@@ -69,6 +69,7 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
 
     const t0 = performance.now();
     const pings = pingEvery20ms(n2, n1, 8);
+    pings.catch(() => {}); // awaited below; this only keeps an early assertion from leaving it unhandled
     await new Promise((r) => setTimeout(r, 500));
     n1.daemon.kill(signal);
     const code = await n1.daemon.exitedWithin(3_000);
@@ -77,6 +78,8 @@ for (const signal of ["SIGTERM", "SIGKILL"] as const) {
     const restartedAt = performance.now() - t0;
     assert.ok(restartedAt < 7_000, `restart done ${restartedAt} ms into an 8 s ping run`);
     assert.match(again.daemon.logs(), /Reusing device flannel\.1/);
+    // READY (subnet.env) comes before the start-up reconcile's summary line: wait for it.
+    await again.daemon.waitForLog(/Reconciled \d+ peer leases: \d+ kernel changes/, 3_000);
     assert.match(again.daemon.logs(), /Reconciled \d+ peer leases: 0 kernel changes/);
     const [sent, received, text] = await pings;
     assert.equal(received, sent, `pings lost across the restart: ${text}`);
