@@ -28,3 +28,34 @@ export function untilAborted(signal: AbortSignal): Promise<void> {
 export function isAbort(err: unknown, signal: AbortSignal): boolean {
   return signal.aborted && (err === signal.reason || (err as Error)?.name === "AbortError");
 }
+
+/**
+ * Capped exponential backoff: `next()` returns 100 ms, 200 ms, … up to `maxMs`; `reset()` after a
+ * success.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const b = new Backoff(100, 500);
+ * assert.deepEqual([b.next(), b.next(), b.next(), b.next()], [100, 200, 400, 500]);
+ * b.reset();
+ * assert.equal(b.next(), 100);
+ * ```
+ */
+export class Backoff {
+  #next: number;
+  constructor(readonly initialMs = 100, readonly maxMs = 10_000) {
+    this.#next = initialMs;
+  }
+  /** The delay to wait now; doubles the following one. */
+  next(): number {
+    const d = this.#next;
+    this.#next = Math.min(this.#next * 2, this.maxMs);
+    return d;
+  }
+  /** Starts again from the initial delay. */
+  reset(): void {
+    this.#next = this.initialMs;
+  }
+}

@@ -26,14 +26,13 @@ import { type ChannelCredentials, credentials, Metadata } from "@grpc/grpc-js";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
 import { isIP } from "node:net";
 import { Buffer } from "node:buffer";
+import { Backoff, sleep } from "../async.ts";
 import { errText, type Logger, logger } from "../log.ts";
 import {
-  Backoff,
   type KeyValue,
   type ListedKeyValue,
   type Registry,
   RegistryUnavailableError,
-  sleep,
   type WatchEvent,
   type WriteResult,
 } from "./mod.ts";

@@ -9,7 +9,8 @@
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config.ts";
 import { configKey } from "../lease.ts";
 import { errText, type Logger } from "../log.ts";
-import { Backoff, type Registry, RegistryUnavailableError, sleep } from "../registry/mod.ts";
+import { Backoff, sleep } from "../async.ts";
+import { type Registry, RegistryUnavailableError } from "../registry/mod.ts";
 
 /**
  * Resolves with the first valid network config; rejects only with `signal`'s reason.

@@ -21,14 +21,9 @@ import {
   subnetKey,
   subnetsPrefix,
 } from "../lease.ts";
+import { Backoff, sleep } from "../async.ts";
 import { errText, type Logger, logger } from "../log.ts";
-import {
-  Backoff,
-  type ListedKeyValue,
-  type Registry,
-  RegistryUnavailableError,
-  sleep,
-} from "../registry/mod.ts";
+import { type ListedKeyValue, type Registry, RegistryUnavailableError } from "../registry/mod.ts";
 import { candidateSubnets, fitsConfig } from "./candidates.ts";
 import { readSubnetFile } from "./file.ts";
 import { type LeaseEvent, LeaseLostError, type SubnetManager } from "./mod.ts";
