@@ -75,7 +75,9 @@ export function errText(err: unknown): string {
   let e: unknown = err;
   for (let i = 0; e !== undefined && e !== null && i < 5; i++) {
     if (e instanceof Error) {
-      if (!parts.includes(e.message)) parts.push(e.message);
+      // A wrapper often quotes its cause already: add a cause only when it says something new.
+      const msg = e.message;
+      if (!parts.some((p) => p.includes(msg))) parts.push(msg);
       e = e.cause;
     } else {
       parts.push(String(e));
