@@ -16,6 +16,45 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * Settles like `p`, or rejects with the abort reason as soon as `signal` aborts. A registry call
+ * to an etcd that does not answer only fails at its deadline (5 s per endpoint): shutdown must
+ * not wait for it. `p` is left to settle unobserved.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ *
+ * const ac = new AbortController();
+ * const p = abortable(new Promise(() => {}), ac.signal);
+ * ac.abort(new Error("stop"));
+ * await assert.rejects(p, /stop/);
+ * ```
+ */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      p.catch(() => {});
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (err) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
 /** Resolves when `signal` aborts (never rejects). */
 export function untilAborted(signal: AbortSignal): Promise<void> {
   if (signal.aborted) return Promise.resolve();

@@ -9,7 +9,7 @@
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config.ts";
 import { configKey } from "../lease.ts";
 import { errText, type Logger } from "../log.ts";
-import { Backoff, sleep } from "../async.ts";
+import { abortable, Backoff, sleep } from "../async.ts";
 import { type Registry, RegistryUnavailableError } from "../registry/mod.ts";
 
 /**
@@ -29,8 +29,10 @@ export async function waitForNetworkConfig(
     signal.throwIfAborted();
     let got;
     try {
-      got = await registry.get(key);
+      // An etcd that does not answer fails the call only at its deadline: stop at once on abort.
+      got = await abortable(registry.get(key), signal);
     } catch (err) {
+      signal.throwIfAborted();
       // Unreachable endpoints were already logged one line each by the registry.
       if (!(err instanceof RegistryUnavailableError)) {
         log.warn(`Cannot read the network config at ${key}: ${errText(err)}`);

@@ -21,7 +21,7 @@ import {
   subnetKey,
   subnetsPrefix,
 } from "../lease.ts";
-import { Backoff, sleep } from "../async.ts";
+import { abortable, Backoff, sleep } from "../async.ts";
 import { errText, type Logger, logger } from "../log.ts";
 import { type ListedKeyValue, type Registry, RegistryUnavailableError } from "../registry/mod.ts";
 import { candidateSubnets, fitsConfig } from "./candidates.ts";
@@ -113,11 +113,12 @@ export class EtcdSubnetManager implements SubnetManager {
     while (true) {
       signal.throwIfAborted();
       try {
-        const lease = await this.#tryAcquire(attrs);
+        const lease = await this.#tryAcquire(attrs, signal);
         if (lease) return lease;
         // Lost a race (or the listing was stale): list again right away.
         continue;
       } catch (err) {
+        signal.throwIfAborted();
         if (err instanceof NoFreeSubnetError) {
           this.#log.error(`${err.message} (trying again in ${this.#noFreeRetryMs / 1000} s)`);
           await sleep(this.#noFreeRetryMs, signal);
@@ -135,9 +136,13 @@ export class EtcdSubnetManager implements SubnetManager {
     }
   }
 
-  /** One round: a fresh listing, then reuse / subnet file / random pick. Null: retry now. */
-  async #tryAcquire(attrs: LeaseAttrs): Promise<Lease | null> {
-    const listing = await this.#reg.list(subnetsPrefix(this.#prefix));
+  /**
+   * One round: a fresh listing, then reuse / subnet file / random pick. Null: retry now.
+   * Every registry call is abandoned when `signal` aborts (an unanswering etcd fails a call only
+   * at its deadline), and no later step runs.
+   */
+  async #tryAcquire(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease | null> {
+    const listing = await abortable(this.#reg.list(subnetsPrefix(this.#prefix)), signal);
     this.#cache = listing;
     const entries = this.#parse(listing.entries, null);
     const now = Date.now();
@@ -159,10 +164,12 @@ export class EtcdSubnetManager implements SubnetManager {
         this.#log.info(
           `Deleting lease ${cidr}: it no longer fits the network config (${this.#describeRange()})`,
         );
-        if (await this.#reg.delete(e.kv.key, e.kv.modRevision)) deleted.add(e.kv.key);
+        if (await abortable(this.#reg.delete(e.kv.key, e.kv.modRevision), signal)) {
+          deleted.add(e.kv.key);
+        }
         continue;
       }
-      const reused = await this.#reuse(e, attrs, now);
+      const reused = await this.#reuse(e, attrs, now, signal);
       if (reused === null) return null;
       return reused;
     }
@@ -173,7 +180,7 @@ export class EtcdSubnetManager implements SubnetManager {
     // 2. The subnet in the previous subnet.env, when free and fitting.
     const prev = (await readSubnetFile(this.#subnetFile)).subnet;
     if (prev && fitsConfig(this.config, prev) && !taken.some((t) => overlaps(t, prev))) {
-      const lease = await this.#create(prev, attrs);
+      const lease = await this.#create(prev, attrs, signal);
       if (lease) {
         this.#log.info(`Acquired lease ${formatCIDR(prev)} (the subnet of ${this.#subnetFile})`);
         return lease;
@@ -186,7 +193,7 @@ export class EtcdSubnetManager implements SubnetManager {
     const free = candidateSubnets(this.config, taken, 100);
     if (free.length === 0) throw new NoFreeSubnetError(this.#noFreeMessage());
     const pick = free[Math.min(free.length - 1, Math.floor(this.#random() * free.length))];
-    const lease = await this.#create(pick, attrs);
+    const lease = await this.#create(pick, attrs, signal);
     if (lease) {
       this.#log.info(`Acquired lease ${formatCIDR(pick)}`);
       return lease;
@@ -195,7 +202,12 @@ export class EtcdSubnetManager implements SubnetManager {
     return null;
   }
 
-  async #reuse(e: Entry, attrs: LeaseAttrs, now: number): Promise<Lease | null> {
+  async #reuse(
+    e: Entry,
+    attrs: LeaseAttrs,
+    now: number,
+    signal: AbortSignal,
+  ): Promise<Lease | null> {
     const cidr = formatCIDR(e.subnet);
     const old = e.lease!;
     if (e.kv.leaseId === null) {
@@ -203,7 +215,10 @@ export class EtcdSubnetManager implements SubnetManager {
         this.#log.info(`Using reservation ${cidr}`);
         return old;
       }
-      const w = await this.#reg.update(e.kv.key, encodeLeaseValue(attrs), null, e.kv.modRevision);
+      const w = await abortable(
+        this.#reg.update(e.kv.key, encodeLeaseValue(attrs), null, e.kv.modRevision),
+        signal,
+      );
       if (!w) return null;
       this.#log.info(`Using reservation ${cidr} (attributes updated, still without TTL)`);
       return { ...old, attrs, modRevision: w.modRevision };
@@ -214,22 +229,19 @@ export class EtcdSubnetManager implements SubnetManager {
     }
     // New attributes (e.g. VtepMAC), or the etcd lease ran out between listing and TTL query:
     // rewrite with a fresh TTL, guarded on the revision we listed.
-    const w = await this.#reg.update(
-      e.kv.key,
-      encodeLeaseValue(attrs),
-      this.#ttl,
-      e.kv.modRevision,
+    const w = await abortable(
+      this.#reg.update(e.kv.key, encodeLeaseValue(attrs), this.#ttl, e.kv.modRevision),
+      signal,
     );
     if (!w) return null;
     this.#log.info(`Reusing lease ${cidr} (attributes updated)`);
     return this.#leaseFromWrite(e.subnet, attrs, w);
   }
 
-  async #create(subnet: IPNet, attrs: LeaseAttrs): Promise<Lease | null> {
-    const w = await this.#reg.create(
-      subnetKey(this.#prefix, subnet),
-      encodeLeaseValue(attrs),
-      this.#ttl,
+  async #create(subnet: IPNet, attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease | null> {
+    const w = await abortable(
+      this.#reg.create(subnetKey(this.#prefix, subnet), encodeLeaseValue(attrs), this.#ttl),
+      signal,
     );
     return w ? this.#leaseFromWrite(subnet, attrs, w) : null;
   }
@@ -345,7 +357,10 @@ export class EtcdSubnetManager implements SubnetManager {
         if (l.expiration.getTime() - this.#marginMs > Date.now()) continue;
       }
       try {
-        const w = await this.#reg.update(key, encodeLeaseValue(l.attrs), this.#ttl, l.modRevision);
+        const w = await abortable(
+          this.#reg.update(key, encodeLeaseValue(l.attrs), this.#ttl, l.modRevision),
+          signal,
+        );
         if (w) {
           state.lease = this.#leaseFromWrite(l.subnet, l.attrs, w);
           this.#log.info(
@@ -354,7 +369,7 @@ export class EtcdSubnetManager implements SubnetManager {
           continue;
         }
         // The key changed since our last write: whose is it now?
-        const cur = await this.#reg.get(key);
+        const cur = await abortable(this.#reg.get(key), signal);
         if (!cur.kv) throw new LeaseLostError(`Lease ${cidr} was deleted from etcd`);
         const attrs = decodeLeaseValue(cur.kv.value);
         if (typeof attrs === "string" || attrs.publicIP !== l.attrs.publicIP) {
@@ -438,8 +453,9 @@ export class EtcdSubnetManager implements SubnetManager {
     while (true) {
       signal.throwIfAborted();
       try {
-        return await fn();
+        return await abortable(fn(), signal);
       } catch (err) {
+        signal.throwIfAborted();
         const d = backoff.next();
         if (!(err instanceof RegistryUnavailableError)) {
           this.#log.warn(`Etcd request failed (trying again in ${d} ms): ${errText(err)}`);

@@ -595,3 +595,80 @@ Deno.test("keepLease() with a renew margin not shorter than the TTL renews at ha
   const n = reg.calls.filter((c) => c.startsWith("update")).length;
   assert.ok(n >= 2 && n <= 3, `${n} renewals in 1.2 s`);
 });
+
+/** A registry whose calls never answer while `hang` is set (etcd up but silent: 5 s deadlines). */
+class SilentRegistry extends FakeRegistry {
+  hang = false;
+  #never<T>(what: string): Promise<T> {
+    this.calls.push(`hang ${what}`);
+    return new Promise<T>(() => {});
+  }
+  override get(key: string) {
+    return this.hang
+      ? this.#never<{ kv: KeyValue | null; revision: number }>("get")
+      : super.get(key);
+  }
+  override list(prefix: string) {
+    return this.hang
+      ? this.#never<{ entries: ListedKeyValue[]; revision: number }>("list")
+      : super.list(prefix);
+  }
+  override update(key: string, value: string, ttl: number | null, modRevision: number) {
+    return this.hang
+      ? this.#never<WriteResult | null>("update")
+      : super.update(key, value, ttl, modRevision);
+  }
+}
+
+/** Settles `p` within `ms`, or fails the test. */
+async function within<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      p,
+      new Promise<never>((_, rej) =>
+        t = setTimeout(() => rej(new Error(`still waiting after ${ms} ms`)), ms)
+      ),
+    ]);
+  } finally {
+    clearTimeout(t);
+  }
+}
+
+Deno.test("abort stops acquireLease(), keepLease() and waitForNetworkConfig() during an unanswered etcd call", async (t) => {
+  await using env = await Env.create();
+  await t.step("acquireLease() rejects with the abort reason, logging no failure", async () => {
+    const reg = new SilentRegistry();
+    reg.hang = true;
+    const m = env.manager(reg, NET16);
+    const ac = new AbortController();
+    const p = m.acquireLease(attrs("192.168.0.2"), ac.signal);
+    await new Promise((r) => setTimeout(r, 20));
+    ac.abort(new Error("SIGTERM"));
+    await assert.rejects(within(p, 500), /SIGTERM/);
+    assert.deepEqual(reg.calls, ["hang list"]);
+    assert.ok(!env.lines.some((l) => l.includes("Failed to acquire")), env.lines.join(""));
+  });
+  await t.step("keepLease() resolves while a renewal is unanswered", async () => {
+    const reg = new SilentRegistry();
+    const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.95 / 60 });
+    const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+    reg.hang = true;
+    const ac = new AbortController();
+    const keeping = m.keepLease(lease, ac.signal);
+    await new Promise((r) => setTimeout(r, 150));
+    assert.ok(reg.calls.includes("hang update"), reg.calls.join("\n"));
+    ac.abort();
+    await within(keeping, 500);
+  });
+  await t.step("waitForNetworkConfig() rejects with the abort reason", async () => {
+    const reg = new SilentRegistry();
+    reg.hang = true;
+    const ac = new AbortController();
+    const p = waitForNetworkConfig(reg, P, ac.signal, new Logger("config"));
+    await new Promise((r) => setTimeout(r, 20));
+    ac.abort(new Error("SIGINT"));
+    await assert.rejects(within(p, 500), /SIGINT/);
+    assert.ok(!env.lines.some((l) => l.includes("Cannot read")), env.lines.join(""));
+  });
+});
