@@ -312,6 +312,58 @@ Deno.test("vxlan backend: run follows leases, heals a deleted device with the sa
   );
 });
 
+Deno.test("vxlan backend: a resync after lost notifications recreates a vanished device or sets it up", async () => {
+  const nl = new FakeNetlink();
+  const subnets = new FakeSubnets(config());
+  const ev = events([]);
+  const backend = create({ config: subnets.config, ext, subnets }, {
+    netlink: () => nl,
+    subscribe: ev.source,
+  });
+  const ac = new AbortController();
+  const lines: string[] = [];
+  const { setSink } = await import("../../lib/log.ts");
+  const prev = setSink((l) => lines.push(l));
+  try {
+    await backend.init(ac.signal);
+    const mac = nl.links[0].mac;
+    const running = backend.run(ac.signal);
+    subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
+    await until(() => nl.routes.length === 1);
+    nl.take();
+
+    // Deleting a device with thousands of peers overflows the subscription: its RTM_DELLINK is
+    // lost and only a resync arrives.
+    nl.linkDelete(nl.links[0].index);
+    nl.take();
+    ev.push({ kind: "resync" });
+    await until(() => nl.routes.length === 1);
+    assert.deepEqual(nl.take(), [
+      `linkAddVxlan flannel.1 vni 1 mac ${mac}`,
+      "linkSetUp 11",
+      "addrAdd 11 10.1.1.0/32",
+      "fdbSet 11 aa:bb:cc:00:00:0b 192.168.0.2",
+      "neighSet 11 10.1.2.0 aa:bb:cc:00:00:0b",
+      "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 11 onlink",
+    ]);
+
+    // Set down while events were lost: up again, then the entries the kernel flushed come back.
+    nl.links[0] = { ...nl.links[0], up: false };
+    nl.routes = [];
+    ev.push({ kind: "resync" });
+    await until(() => nl.routes.length === 1);
+    assert.deepEqual(nl.take(), [
+      "linkSetUp 11",
+      "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 11 onlink",
+    ]);
+    ac.abort();
+    await running;
+  } finally {
+    setSink(prev);
+  }
+  assert.ok(lines.some((l) => /^W.*Device flannel\.1 is gone/.test(l)), lines.join(""));
+});
+
 Deno.test("vxlan backend: a failing lease watch ends run() and the repair loop with it", async () => {
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config());

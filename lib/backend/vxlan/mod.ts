@@ -170,9 +170,22 @@ class VxlanBackend implements Backend {
           log.warn(`ARP entry ${ev.neigh.ip} was deleted: restored it`);
         }
         return;
-      case "resync":
+      case "resync": {
+        // The lost notifications may include the device's own: deleting a device with a few
+        // thousand peers floods the socket with RTM_DELNEIGH, and its RTM_DELLINK comes last.
+        const dev = nl.linkGet(this.#devIndex);
+        if (dev === null) {
+          log.warn(`Device ${this.#spec.name} is gone (notifications were lost): recreating it`);
+          this.#recreate(table, signal);
+          return;
+        }
+        if (!dev.up) {
+          log.warn(`Device ${this.#spec.name} is down (notifications were lost): setting it up`);
+          nl.linkSetUp(this.#devIndex);
+        }
         table.resync();
         return;
+      }
     }
   }
 
