@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { DescribeRouteTablesCommand } from "@aws-sdk/client-ec2";
 import { ec2Client } from "../../lib/backend/awsvpc/client.ts";
+import { isRetryable } from "../../lib/backend/awsvpc/errors.ts";
 import { FakeEc2 } from "../fake_ec2/server.ts";
 import { defaultState, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY } from "../fake_ec2/state.ts";
 
@@ -84,5 +85,45 @@ Deno.test("ec2Client() sends AWS_SESSION_TOKEN, else AWS_SECURITY_TOKEN, else no
       const fake = await oneCall((url) => ({ AWS_ENDPOINT_URL_EC2: url, ...vars }));
       assert.equal(fake.calls[0].sessionToken, token);
     });
+  }
+});
+
+Deno.test("ec2Client() gives up on an EC2 endpoint that never answers (retryable TimeoutError)", async () => {
+  // Accepts the request and never answers, as a half-open connection or a hung proxy would.
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
+    () =>
+      new Promise<Response>((resolve) => {
+        ac.signal.addEventListener("abort", () => resolve(new Response(null, { status: 504 })), {
+          once: true,
+        });
+      }),
+  );
+  // The SDK reads the endpoint and the credential chain from the process environment.
+  const saved = new Map(VARS.map((k) => [k, Deno.env.get(k)]));
+  for (const k of VARS) Deno.env.delete(k);
+  Deno.env.set("AWS_ENDPOINT_URL_EC2", `http://127.0.0.1:${server.addr.port}`);
+  Deno.env.set("AWS_ACCESS_KEY_ID", TEST_ACCESS_KEY_ID);
+  Deno.env.set("AWS_SECRET_ACCESS_KEY", TEST_SECRET_ACCESS_KEY);
+  const client = ec2Client("eu-west-1", Deno.env.toObject(), { requestMs: 300, connectMs: 300 });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const outcome = await Promise.race([
+      client.send(new DescribeRouteTablesCommand({})).then(
+        () => "answered",
+        (err: Error) => err,
+      ),
+      new Promise<string>((r) => timer = setTimeout(() => r("still waiting after 3 s"), 3000)),
+    ]);
+    assert.ok(outcome instanceof Error, String(outcome));
+    assert.equal(outcome.name, "TimeoutError");
+    assert.ok(isRetryable(outcome), "a timeout is retried like a network failure");
+  } finally {
+    clearTimeout(timer);
+    client.destroy();
+    for (const [k, v] of saved) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
+    ac.abort();
+    await server.finished;
   }
 });

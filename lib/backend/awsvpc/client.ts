@@ -33,11 +33,34 @@ export function credentialProvider(
   return fromNodeProviderChain();
 }
 
-/** An EC2 client for `region` (`AWS_REGION` wins over the IMDS region, as in the SDK). */
-export function ec2Client(region: string, env: Record<string, string | undefined>): EC2Client {
+/** Per-call limits of the EC2 client, in milliseconds. */
+export interface Ec2Timeouts {
+  /** TCP connect, default 5 000. */
+  readonly connectMs?: number;
+  /** The whole request until the answer, default 30 000. */
+  readonly requestMs?: number;
+}
+
+/**
+ * An EC2 client for `region` (`AWS_REGION` wins over the IMDS region, as in the SDK).
+ *
+ * The SDK's HTTP handler has no timeout by default: one call to an endpoint that never answers
+ * (a half-open connection, a hung proxy) would stall the backend's retries for good. A timeout
+ * fails the call with a `TimeoutError`, which ec2.ts retries like any network failure.
+ */
+export function ec2Client(
+  region: string,
+  env: Record<string, string | undefined>,
+  timeouts: Ec2Timeouts = {},
+): EC2Client {
   return new EC2Client({
     region: env.AWS_REGION || env.AWS_DEFAULT_REGION || region,
     credentials: credentialProvider(env),
     maxAttempts: 1,
+    requestHandler: {
+      connectionTimeout: timeouts.connectMs ?? 5_000,
+      requestTimeout: timeouts.requestMs ?? 30_000,
+      throwOnRequestTimeout: true,
+    },
   });
 }
