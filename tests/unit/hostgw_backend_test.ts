@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
 import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
@@ -160,4 +161,69 @@ Deno.test("host-gw backend refuses a public IP that is not the interface address
       "Cannot use host-gw with public IP 1.2.3.4: it differs from the address 192.168.0.1 of eth0 (NAT is not supported)",
   });
   assert.deepEqual(subnets.acquired, []);
+});
+
+Deno.test("host-gw backend: routes the kernel flushed with the external interface come back when it is up again", async () => {
+  const nl = new FakeNetlink();
+  nl.lookups.set("192.168.0.2", routeOf({ dst: "192.168.0.2/32", oif: EXT }));
+  const subnets = new FakeSubnets(config, [
+    [{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2", "host-gw", null) }],
+  ]);
+  const queue: NetlinkEvent[] = [];
+  let wake: (() => void) | null = null;
+  const push = (e: NetlinkEvent) => {
+    queue.push(e);
+    wake?.();
+  };
+  const source = async function* (signal: AbortSignal): AsyncIterable<NetlinkEvent> {
+    signal.addEventListener("abort", () => wake?.(), { once: true });
+    while (!signal.aborted) {
+      const e = queue.shift();
+      if (e) yield e;
+      else await new Promise<void>((r) => wake = r);
+    }
+  };
+  const backend = create({ config, ext, subnets }, { netlink: () => nl, subscribe: source });
+  const ac = new AbortController();
+  const lines: string[] = [];
+  const prev = setSink((l) => lines.push(l));
+  try {
+    await backend.init(ac.signal);
+    const running = backend.run(ac.signal);
+    const until = async (cond: () => boolean) => {
+      for (let i = 0; !cond(); i++) {
+        if (i > 500) throw new Error("Condition not met in time");
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    };
+    await until(() => nl.routes.length === 1);
+    nl.take();
+    const link = (up: boolean): NetlinkEvent => ({
+      kind: "link",
+      type: "new",
+      link: {
+        index: EXT,
+        name: "eth0",
+        kind: null,
+        mtu: 1500,
+        mac: null,
+        flags: 0,
+        up,
+        vxlan: null,
+      },
+    });
+    // `ip link set eth0 down`: IPv4 drops the routes through it and sends no RTM_DELROUTE.
+    push(link(false));
+    nl.routes = [];
+    push(link(true));
+    await until(() => nl.routes.length === 1);
+    push(link(true)); // another change while up (carrier, MTU): nothing to do
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(nl.take(), ["routeReplace 10.1.2.0/24 via 192.168.0.2 dev 2"]);
+    ac.abort();
+    await running;
+  } finally {
+    setSink(prev);
+  }
+  assert.ok(lines.some((l) => /eth0 is up again: restoring peer routes/.test(l)), lines.join(""));
 });

@@ -11,7 +11,8 @@
  * Restart: routes stay in the kernel on exit. On start the first lease batch reconciles: routes
  * inside the overlay network on the external interface (or via any gateway) that no lease
  * explains are removed, right ones are not touched. While running, a deleted peer route is
- * restored (netlink subscription).
+ * restored (netlink subscription), and so are the routes the kernel flushed silently when the
+ * external interface went down, once it is up again.
  */
 
 import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/route.ts";
@@ -72,14 +73,24 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
         (l) => planHostGwPeer(l, c),
         log,
       );
+      // The kernel flushes the routes through an interface set down without RTM_DELROUTE
+      // notifications: when the external interface comes back up, reconcile.
+      let extUp = true;
       const heal = async (until: AbortSignal) => {
-        const source = deps.subscribe ?? ((s: AbortSignal) => subscribe(["route"], s));
+        const source = deps.subscribe ?? ((s: AbortSignal) => subscribe(["route", "link"], s));
         try {
           for await (const ev of source(until)) {
             if (until.aborted) break;
             try {
               if (ev.kind === "route" && ev.type === "del" && table.restoreRoute(ev.route)) {
                 log.warn(`Route ${ev.route.dst} was deleted: restored it`);
+              } else if (ev.kind === "link" && ev.link.index === ctx.ext.index) {
+                const wasUp = extUp;
+                extUp = ev.type === "new" && ev.link.up;
+                if (extUp && !wasUp) {
+                  log.info(`${ctx.ext.name} is up again: restoring peer routes`);
+                  table.resync();
+                }
               } else if (ev.kind === "resync") {
                 table.resync();
               }
