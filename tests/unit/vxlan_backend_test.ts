@@ -13,7 +13,7 @@ import {
   ensureDevice,
   incompatibility,
 } from "../../lib/backend/vxlan/device.ts";
-import { captureLog, FakeNetlink, lease } from "./vxlan_fake_netlink_test.ts";
+import { captureLog, FakeNetlink, lease, routeOf } from "./vxlan_fake_netlink_test.ts";
 
 const spec: DeviceSpec = {
   name: "flannel.1",
@@ -362,6 +362,46 @@ Deno.test("vxlan backend: a resync after lost notifications recreates a vanished
     setSink(prev);
   }
   assert.ok(lines.some((l) => /^W.*Device flannel\.1 is gone/.test(l)), lines.join(""));
+});
+
+Deno.test("vxlan backend: DirectRouting routes the kernel flushed with ext come back when it is up again", async () => {
+  const nl = new FakeNetlink();
+  nl.lookups.set("192.168.0.2", routeOf({ dst: "192.168.0.2/32", oif: ext.index }));
+  const subnets = new FakeSubnets(config({ directRouting: true }));
+  const ev = events([]);
+  const backend = create({ config: subnets.config, ext, subnets }, {
+    netlink: () => nl,
+    subscribe: ev.source,
+  });
+  const ac = new AbortController();
+  const lines: string[] = [];
+  const { setSink } = await import("../../lib/log.ts");
+  const prev = setSink((l) => lines.push(l));
+  try {
+    await backend.init(ac.signal);
+    const running = backend.run(ac.signal);
+    subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
+    await until(() => nl.routes.length === 1);
+    nl.take();
+    const eth0 = (up: boolean): NetlinkEvent => ({
+      kind: "link",
+      type: "new",
+      link: { index: 2, name: "eth0", kind: null, mtu: 1500, mac: null, flags: 0, up, vxlan: null },
+    });
+    // `ip link set eth0 down`: IPv4 drops the routes through it and sends no RTM_DELROUTE.
+    ev.push(eth0(false));
+    nl.routes = [];
+    ev.push(eth0(true));
+    await until(() => nl.routes.length === 1);
+    ev.push(eth0(true)); // another change while up: nothing to do
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(nl.take(), ["routeReplace 10.1.2.0/24 via 192.168.0.2 dev 2"]);
+    ac.abort();
+    await running;
+  } finally {
+    setSink(prev);
+  }
+  assert.ok(lines.some((l) => /eth0 is up again/.test(l)), lines.join(""));
 });
 
 Deno.test("vxlan backend: a failing lease watch ends run() and the repair loop with it", async () => {

@@ -16,7 +16,8 @@
  * address left alone when right) and the first lease batch reconciles: entries of peers that are
  * gone are removed, right ones are not touched, so traffic does not blink. While running, a
  * deleted device is recreated with the same MAC and reprogrammed, and a deleted peer route or ARP
- * entry is restored (netlink subscription).
+ * entry is restored (netlink subscription), and the entries are reconciled when the external
+ * interface comes back up (the kernel drops routes through it silently when it goes down).
  */
 
 import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/route.ts";
@@ -60,6 +61,7 @@ class VxlanBackend implements Backend {
   #lease: Lease | null = null;
   #table: PeerTable | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #extUp = true;
 
   constructor(private readonly ctx: BackendContext, private readonly deps: VxlanDeps) {
     if (ctx.config.backend.type !== "vxlan") {
@@ -146,6 +148,17 @@ class VxlanBackend implements Backend {
     if (!nl) return;
     switch (ev.kind) {
       case "link":
+        if (ev.link.index === this.ctx.ext.index) {
+          // Setting the external interface down drops the DirectRouting routes through it
+          // without RTM_DELROUTE: reconcile when it is up again.
+          const wasUp = this.#extUp;
+          this.#extUp = ev.type === "new" && ev.link.up;
+          if (this.#extUp && !wasUp) {
+            log.info(`${this.ctx.ext.name} is up again: reconciling peer entries`);
+            table.resync();
+          }
+          return;
+        }
         if (ev.link.index !== this.#devIndex) return;
         if (ev.type === "del") {
           log.warn(`Device ${this.#spec.name} was deleted: recreating it`);
