@@ -334,3 +334,43 @@ Deno.test("run() deletes routes of removed leases at once and unleased ones afte
     }
   });
 });
+
+Deno.test("run() restores its own route even while deleting a departed route keeps failing", async () => {
+  await withBackend({}, async ({ fake, backend, routes, subnets, logs }) => {
+    const ac = new AbortController();
+    await backend.init(ac.signal);
+    const running = backend.run(ac.signal);
+    subnets.push([]);
+    await until(
+      "a refused DeleteRoute",
+      () => fake.calls.some((c) => c.action === "DeleteRoute" && c.error !== null),
+    );
+    // Someone deletes our route; the next passes must put it back although DeleteRoute of the
+    // stale route still fails.
+    const t = fake.state.routeTables.find((t) => t.routeTableId === "rtb-0bb00000000000002")!;
+    t.routes = t.routes.filter((r) => r.destinationCidrBlock !== "10.1.15.0/24");
+    await until(
+      "our route back",
+      () => routes().some((r) => r.destinationCidrBlock === "10.1.15.0/24"),
+    );
+    assert.ok(
+      logs.some((l) => l.includes("DeleteRoute 10.1.21.0/24") && l.includes("Unauthorized")),
+    );
+    ac.abort();
+    await running;
+  }, (fake) => {
+    const t = fake.state.routeTables.find((t) => t.routeTableId === "rtb-0bb00000000000002")!;
+    t.routes.push({
+      destinationCidrBlock: "10.1.21.0/24",
+      instanceId: PEER,
+      origin: "CreateRoute",
+    });
+    fake.state.faults.failAction = {
+      action: "DeleteRoute",
+      code: "UnauthorizedOperation",
+      status: 403,
+      message: "You are not authorized to perform this operation.",
+      count: 1000,
+    };
+  });
+});

@@ -169,7 +169,16 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
         try {
           // One DescribeRouteTables per pass; deletions never touch our own route.
           const table = await routes.describeTable(tableId, signal);
-          if (synced) await deleteDeparted(table, signal);
+          if (synced) {
+            // A deletion that keeps failing must not keep our own route from being checked.
+            try {
+              await deleteDeparted(table, signal);
+            } catch (err) {
+              if (isAbort(err, signal)) throw err;
+              log.error(`Deleting departed routes failed: ${errText(err)}`);
+              waitMs = routeRetryMs;
+            }
+          }
           if (!routePending || Date.now() >= nextOwnTry) {
             const ok = await ensureOwn(signal, false, table);
             if (ok) {
@@ -182,7 +191,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
               retryDelay = Math.min(recheckMs, retryDelay * 2);
             }
           }
-          if (routePending) waitMs = Math.max(0, nextOwnTry - Date.now());
+          if (routePending) waitMs = Math.min(waitMs, Math.max(0, nextOwnTry - Date.now()));
           if (suspects.size > 0) waitMs = Math.min(waitMs, graceMs);
         } catch (err) {
           if (isAbort(err, signal)) break;
