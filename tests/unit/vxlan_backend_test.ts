@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { SyscallError } from "../../ffi/errno.ts";
 import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
 import type { NetworkConfig, VxlanBackendConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
@@ -91,6 +92,22 @@ Deno.test("ensureDevice()", async (t) => {
       lines[0],
       /^W.*Device flannel\.1 already exists with incompatible configuration \(local 192\.168\.0\.77, want 192\.168\.0\.1\): recreating it/,
     );
+  });
+});
+
+Deno.test("ensureDevice() reports the kernel's EEXIST when another device holds the VNI and port", () => {
+  const nl = new FakeNetlink();
+  nl.linkAddVxlan = (s) => {
+    nl.calls.push(`linkAddVxlan ${s.name}`);
+    throw new SyscallError(
+      "RTM_NEWLINK",
+      17,
+      "A VXLAN device with the specified VNI already exists",
+    );
+  };
+  assert.throws(() => captureLog(() => ensureDevice(nl, spec, logger("test"))), {
+    message:
+      "RTM_NEWLINK: EEXIST (File exists): A VXLAN device with the specified VNI already exists",
   });
 });
 

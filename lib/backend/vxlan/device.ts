@@ -92,13 +92,18 @@ export function ensureDevice(
     }
   }
   if (!link) {
+    let exists: unknown = null;
     try {
       create(nl, spec, mac);
     } catch (err) {
       // Another process created it between our look-up and add: take the next look-up's answer.
       if (!isErrno(err, "EEXIST")) throw err;
+      exists = err;
     }
     link = nl.linkGet(spec.name);
+    // EEXIST without a device of that name: another vxlan device holds the VNI and port (the
+    // kernel's ext-ack says so).
+    if (!link && exists) throw exists;
     if (!link) throw new Error(`Device ${spec.name} vanished right after it was created`);
     const why = incompatibility(link, spec);
     if (why !== null) throw new Error(`Device ${spec.name} was created wrong: ${why}`);
