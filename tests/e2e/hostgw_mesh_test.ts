@@ -2,7 +2,7 @@
  * host-gw end to end: three hosts on one L2 segment, a real etcd, `deno run -A main.ts` per host.
  * Full-mesh ping between container addresses, routes read back with `ip -j route`, a host that
  * leaves and one that joins (within 2 s), stale routes removed on start, a deleted peer route
- * restored, and peers that cannot be served (another type, not directly connected) skipped with
+ * restored (also after eth0 went down and up), and peers that cannot be served (another type, not directly connected) skipped with
  * a warning.
  */
 
@@ -72,6 +72,17 @@ Deno.test("host-gw: three hosts, full mesh, routes, leave and join within 2 s, u
     return (await routes(h1)).some((r) => r.dst === victim);
   }, 2_000);
   await assertRoutes(nodes[0], nodes.slice(1));
+
+  // eth0 down and up: IPv4 drops the routes through it without notifications; they come back.
+  for (const state of ["down", "up"]) {
+    const r = await h1.exec(["ip", "link", "set", "eth0", state]);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  await waitUntil("routes back after eth0 down/up", async () => {
+    return (await routes(h1)).filter((r) => r.dst.startsWith("10.1.")).length === 2;
+  }, 2_000);
+  await assertRoutes(nodes[0], nodes.slice(1));
+  await nodes[0].daemon.waitForLog(/eth0 is up again: restoring peer routes/, 1_000);
 
   // Unusable peers: a vxlan lease, and a host-gw peer behind a router (10.99.0.5 via the hub).
   await cluster.etcd.put(
