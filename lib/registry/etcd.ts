@@ -520,7 +520,15 @@ class WatchStream implements AsyncIterable<StreamItem> {
             : { type: "delete", key: kv.key.toString(), modRevision },
         });
       }
-      this.#push({ kind: "progress", revision: num(res.header.revision) });
+      // etcd sends a watcher that is catching up its backlog in chunks of 1,000 revisions,
+      // each headed with the store's current revision: only the last event delivered is
+      // known to be complete (resuming from the header would skip the rest of the backlog).
+      // An empty response (a progress notification) goes only to a caught-up watcher.
+      const last = res.events[res.events.length - 1];
+      this.#push({
+        kind: "progress",
+        revision: last ? num(last.kv.mod_revision) : num(res.header.revision),
+      });
     });
     this.#watcher.on("disconnected", (err) => this.#end(err ?? new Error("watch disconnected")));
     this.#watcher.on("error", (err) => {

@@ -307,3 +307,42 @@ Deno.test("registry: a dead endpoint is logged and the next one used", async () 
     reg.close();
   }
 });
+
+Deno.test("registry: a watch catching up on more than 1,000 revisions never reports progress past the events delivered", async () => {
+  // etcd sends an unsynced watcher its backlog in chunks of 1,000 revisions, each response
+  // headed with the store's current revision. Resuming after a break from that header would
+  // skip the rest of the backlog.
+  await using etcd = await EtcdServer.start();
+  const reg = connectEtcd({ endpoints: [etcd.endpoint] });
+  const ac = new AbortController();
+  try {
+    const start = await etcd.revision();
+    const n = 1500;
+    for (let i = 0; i < n; i += 250) {
+      await Promise.all(
+        Array.from({ length: 250 }, (_, j) => reg.create(`/w/${i + j}`, "v", 600)),
+      );
+    }
+    const it = reg.watch("/w/", { prefix: true, fromRevision: start + 1 }, ac.signal)
+      [Symbol.asyncIterator]();
+    let seen = 0;
+    let lastRev = 0;
+    while (seen < n) {
+      const r = await it.next();
+      assert.ok(!r.done);
+      const ev = r.value;
+      if (ev.type === "put") {
+        seen++;
+        lastRev = ev.modRevision;
+      } else if (ev.type === "progress") {
+        assert.ok(
+          ev.revision <= lastRev,
+          `progress at ${ev.revision} after ${seen} events (last at revision ${lastRev})`,
+        );
+      }
+    }
+  } finally {
+    ac.abort();
+    reg.close();
+  }
+});
