@@ -322,6 +322,8 @@ export class PeerTable {
   #leases = new Map<string, Lease>();
   #applied = new Map<string, PeerEntries>();
   #warned = new Map<string, string>();
+  /** False until the first full lease set arrived: before it, the lease set means nothing. */
+  #synced = false;
 
   constructor(
     private readonly nl: KernelOps,
@@ -347,11 +349,16 @@ export class PeerTable {
   sync(leases: Iterable<Lease>): number {
     this.#leases.clear();
     for (const l of leases) this.#leases.set(formatCIDR(l.subnet), l);
+    this.#synced = true;
     return this.resync();
   }
 
-  /** Reconciles the kernel with the current lease set (after a device change or lost events). */
+  /**
+   * Reconciles the kernel with the current lease set (after a device change or lost events).
+   * Does nothing before the first {@link sync}: an empty set would delete every peer's entries.
+   */
   resync(): number {
+    if (!this.#synced) return 0;
     this.#applied.clear();
     for (const [key, lease] of this.#leases) {
       const entries = this.#decideLogged(key, lease);

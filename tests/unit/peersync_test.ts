@@ -316,6 +316,20 @@ Deno.test("PeerTable follows lease batches on a fake kernel", () => {
   assert.deepEqual(nl.take(), ["routeReplace 10.1.3.0/24 via 10.1.3.0 dev 7 onlink"]);
 });
 
+Deno.test("PeerTable.resync() before the first lease set leaves the kernel alone", () => {
+  const nl = new FakeNetlink();
+  nl.fdbSet(DEV, MAC_B, "192.168.0.2");
+  nl.neighSet(DEV, "10.1.2.0", MAC_B);
+  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
+  nl.take();
+  const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  // A repair event (ENOBUFS, device set down) can come before the lease watch's first batch.
+  assert.equal(table.resync(), 0);
+  assert.deepEqual(nl.take(), []);
+  assert.equal(table.sync([lease("10.1.2.0/24", "192.168.0.2")]), 0);
+  assert.deepEqual(nl.take(), []);
+});
+
 Deno.test("PeerTable logs a failed kernel change and carries on", () => {
   const nl = new FakeNetlink();
   nl.fdbSet = () => {
