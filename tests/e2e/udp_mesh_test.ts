@@ -208,7 +208,11 @@ Deno.test("udp: mesh, TCP, MTU, wire format, departed peer, non-peer and random 
     stderr: "null",
   }).spawn();
   try {
-    await new Promise((r) => setTimeout(r, 300));
+    // A client that connects before the server listens fails with "Connection refused".
+    await waitUntil("iperf3 server listening", async () => {
+      const ss = await n2.host.exec(["ss", "-Hltn", "sport", "=", ":5201"]);
+      return ss.stdout.trim() !== "";
+    }, 10_000);
     const r = await n1.host.exec(
       ["iperf3", "-c", n2.container, "-B", n1.container, "-t", "3", "-J"],
     );
@@ -217,6 +221,12 @@ Deno.test("udp: mesh, TCP, MTU, wire format, departed peer, non-peer and random 
     console.log(`iperf3 TCP h1 → h2: ${(bps / 1e9).toFixed(2)} Gbit/s`);
     assert.ok(bps > 100e6, `only ${bps} bit/s`);
   } finally {
+    // The one-shot server has exited after a run; after a failed one it would wait forever.
+    try {
+      server.kill("SIGTERM");
+    } catch {
+      // already exited
+    }
     await server.status;
   }
 
@@ -313,7 +323,16 @@ Deno.test("udp: mesh, TCP, MTU, wire format, departed peer, non-peer and random 
   console.log(`h2 counters: ${JSON.stringify(c)} (kernel receive-buffer drops ${lostInKernel})`);
   assert.equal(c.rx_not_peer, 5, "the crafted datagrams from a non-peer");
   const dropped = (c.rx_malformed ?? 0) + (c.rx_not_our_subnet ?? 0);
-  assert.equal(dropped + lostInKernel, RANDOM, "every random datagram dropped and counted");
+  if (lostInKernel === 0) {
+    assert.equal(dropped, RANDOM, "every random datagram dropped and counted");
+  } else {
+    // RcvbufErrors counts skbs, and with UDP_GRO one skb holds up to 64 datagrams
+    // (UDP_GRO_CNT_MAX): the kernel's losses only bound what the daemon saw.
+    assert.ok(
+      dropped < RANDOM && dropped + 64 * lostInKernel >= RANDOM,
+      `${dropped} counted + ${lostInKernel} skbs lost in the kernel ≠ ${RANDOM} datagrams`,
+    );
+  }
   assert.ok(c.rx_not_our_subnet > 0 && c.rx_malformed > 0);
   for (const n of [n1]) {
     n.daemon.kill("SIGTERM");
