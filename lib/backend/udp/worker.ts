@@ -377,12 +377,13 @@ class DataPath {
         cnt[RX_TRUNCATED]++;
         continue;
       }
+      const gro = vnet > 0 ? rx.groSize(i) : 0;
       if (!this.peers.isPeer(rx.addrIp(i), rx.addrPort(i))) {
-        cnt[RX_NOT_PEER]++;
+        // A UDP_GRO read holds several datagrams: count each.
+        cnt[RX_NOT_PEER] += gro > 0 && gro < len ? Math.ceil(len / gro) : 1;
         continue;
       }
       const buf = rx.slots[i];
-      const gro = vnet > 0 ? rx.groSize(i) : 0;
       if (gro > 0 && gro < len) {
         cnt[RX_GRO]++;
         this.#rxGro(buf, len, gro);
