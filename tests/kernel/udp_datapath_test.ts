@@ -269,7 +269,14 @@ async function scenario(offload: boolean): Promise<void> {
       stderr: "null",
     }).spawn();
     try {
-      await new Promise((res) => setTimeout(res, 300));
+      // A client that connects before the server listens fails with "Connection refused".
+      const t0 = Date.now();
+      for (;;) {
+        const ss = await run(["ip", "netns", "exec", nsB, "ss", "-Hltn", "sport", "=", ":5201"]);
+        if (ss.stdout.trim() !== "") break;
+        if (Date.now() - t0 > 10_000) throw new Error("iperf3 server not listening after 10 s");
+        await new Promise((res) => setTimeout(res, 20));
+      }
       const ip3 = await run([
         "ip",
         "netns",
@@ -286,6 +293,12 @@ async function scenario(offload: boolean): Promise<void> {
       const bps = JSON.parse(ip3.stdout).end.sum_received.bits_per_second;
       assert.ok(bps > 50e6, `iperf3 TCP only ${bps} bit/s`);
     } finally {
+      // The one-shot server has exited after a run; after a failed one it would wait forever.
+      try {
+        server.kill("SIGTERM");
+      } catch {
+        // already exited
+      }
       await server.status;
     }
 
