@@ -24,6 +24,7 @@ import {
 } from "etcd3";
 import { type ChannelCredentials, credentials, Metadata } from "@grpc/grpc-js";
 import { checkServerIdentity, type PeerCertificate } from "node:tls";
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { isIP } from "node:net";
 import { Buffer } from "node:buffer";
 import { Backoff, sleep } from "../async.ts";
@@ -87,13 +88,29 @@ export function connectEtcd(opts: EtcdOptions): Registry {
   return new EtcdRegistry(opts);
 }
 
-function readPem(what: string, path: string | undefined): Buffer | null {
+/**
+ * Reads a PEM file and checks that it parses: grpc-js accepts any bytes and only fails each
+ * handshake later, with texts such as "unsupported protocol" or "write EPIPE", retried forever.
+ */
+function readPem(
+  what: string,
+  path: string | undefined,
+  kind: "certificate" | "private key",
+): Buffer | null {
   if (!path) return null;
+  let pem: Buffer;
   try {
-    return Buffer.from(Deno.readFileSync(path));
+    pem = Buffer.from(Deno.readFileSync(path));
   } catch (err) {
     throw new Error(`Cannot read etcd ${what} ${path}: ${errText(err)}`, { cause: err });
   }
+  try {
+    if (kind === "certificate") new X509Certificate(pem);
+    else createPrivateKey(pem);
+  } catch (err) {
+    throw new Error(`Etcd ${what} ${path} is not a PEM ${kind}: ${errText(err)}`, { cause: err });
+  }
+  return pem;
 }
 
 function num(s: string | number | undefined): number {
@@ -115,11 +132,16 @@ class EtcdRegistry implements Registry {
   constructor(opts: EtcdOptions) {
     if (opts.endpoints.length === 0) throw new Error("No etcd endpoints given");
     this.#log = opts.log ?? logger("etcd");
-    const ca = readPem("CA file", opts.caFile);
-    const key = readPem("key file", opts.keyFile);
-    const cert = readPem("certificate file", opts.certFile);
+    const ca = readPem("CA file", opts.caFile, "certificate");
+    const key = readPem("key file", opts.keyFile, "private key");
+    const cert = readPem("certificate file", opts.certFile, "certificate");
     if ((key === null) !== (cert === null)) {
       throw new Error("Etcd TLS needs both --etcd-keyfile and --etcd-certfile");
+    }
+    if (key && cert && !new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) {
+      throw new Error(
+        `Etcd certificate file ${opts.certFile} does not match key file ${opts.keyFile}`,
+      );
     }
     const timeout = opts.callTimeoutMs ?? 5000;
     this.#endpoints = opts.endpoints.map((url) => {

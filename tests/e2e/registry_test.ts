@@ -346,3 +346,53 @@ Deno.test("registry: a watch catching up on more than 1,000 revisions never repo
     reg.close();
   }
 });
+
+Deno.test("registry: missing, malformed or mismatched TLS files are refused at once, naming the file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "fl-certs-" });
+  try {
+    const a = await makeCerts(`${dir}/a`);
+    const b = await makeCerts(`${dir}/b`);
+    const junk = `${dir}/junk.pem`;
+    await Deno.writeTextFile(junk, "not a certificate\n");
+    const ep = ["https://127.0.0.1:2379"];
+    const cases: [string, Parameters<typeof connectEtcd>[0], RegExp][] = [
+      ["missing CA", { endpoints: ep, caFile: `${dir}/none.crt` }, /^Cannot read etcd CA file/],
+      [
+        "junk CA",
+        { endpoints: ep, caFile: junk },
+        new RegExp(`^Etcd CA file ${junk} is not a PEM certificate: `),
+      ],
+      [
+        "junk certificate",
+        { endpoints: ep, caFile: a.caFile, certFile: junk, keyFile: a.clientKeyFile },
+        new RegExp(`^Etcd certificate file ${junk} is not a PEM certificate: `),
+      ],
+      [
+        "a certificate as the key",
+        { endpoints: ep, caFile: a.caFile, certFile: a.clientCertFile, keyFile: a.caFile },
+        new RegExp(`^Etcd key file ${a.caFile} is not a PEM private key: `),
+      ],
+      [
+        "another pair's key",
+        { endpoints: ep, caFile: a.caFile, certFile: a.clientCertFile, keyFile: b.clientKeyFile },
+        new RegExp(
+          `^Etcd certificate file ${a.clientCertFile} does not match key file ${b.clientKeyFile}$`,
+        ),
+      ],
+    ];
+    for (const [what, opts, re] of cases) {
+      assert.throws(() => connectEtcd(opts), (err: Error) => {
+        assert.match(err.message, re, what);
+        return true;
+      });
+    }
+    connectEtcd({
+      endpoints: ep,
+      caFile: a.caFile,
+      certFile: a.clientCertFile,
+      keyFile: a.clientKeyFile,
+    }).close();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
