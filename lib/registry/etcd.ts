@@ -216,18 +216,21 @@ class EtcdRegistry implements Registry {
         return r;
       } catch (err) {
         if (!isUnreachable(err)) {
-          throw new Error(`Etcd ${what} failed: ${this.#describe(err)}`, { cause: err });
+          const why = this.#describe(err);
+          throw new Error(`Etcd ${what} failed: ${why}`, { cause: new Error(why) });
         }
         this.#log.warn(`Failed to reach etcd at ${ep.url}: ${this.#describe(err)}`);
         last = err;
       }
     }
     this.#current = (this.#current + 1) % this.#endpoints.length;
+    // The cause is grpc-js's text as #describe cleans it: errText() prints every cause the
+    // message does not already hold, and the raw one (timestamps, an empty "Resolution note")
+    // would repeat the whole text.
+    const why = this.#describe(last);
     throw new RegistryUnavailableError(
-      `Cannot reach etcd at ${this.#endpoints.map((e) => e.url).join(",")}: ${
-        this.#describe(last)
-      }`,
-      { cause: last },
+      `Cannot reach etcd at ${this.#endpoints.map((e) => e.url).join(",")}: ${why}`,
+      { cause: new Error(why) },
     );
   }
 

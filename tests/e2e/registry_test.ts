@@ -6,10 +6,14 @@
 
 import assert from "node:assert/strict";
 import { connectEtcd } from "../../lib/registry/etcd.ts";
-import type { Registry, WatchEvent } from "../../lib/registry/mod.ts";
+import {
+  type Registry,
+  RegistryUnavailableError,
+  type WatchEvent,
+} from "../../lib/registry/mod.ts";
 import { EtcdServer } from "../harness/etcd.ts";
 import { makeCerts } from "../harness/certs.ts";
-import { setSink } from "../../lib/log.ts";
+import { errText, setSink } from "../../lib/log.ts";
 
 /** Collects log lines for the duration of `fn`. */
 async function withLogs<T>(fn: (lines: string[]) => Promise<T>): Promise<T> {
@@ -302,6 +306,22 @@ Deno.test("registry: a dead endpoint is logged and the next one used", async () 
       // The working endpoint is kept: no further failures logged.
       await reg.get("/k");
       assert.equal(logs.filter((x) => x.includes(`Failed to reach etcd at ${dead}`)).length, 1);
+    });
+  } finally {
+    reg.close();
+  }
+});
+
+Deno.test("registry: an unreachable etcd is one clean line in errText(), its cause not repeated", async () => {
+  const reg = connectEtcd({ endpoints: ["http://127.0.0.1:1"] });
+  try {
+    await withLogs(async () => {
+      const err = await reg.get("/k").then(() => null, (e) => e);
+      assert.ok(err instanceof RegistryUnavailableError);
+      const text = errText(err);
+      assert.match(text, /^Cannot reach etcd at http:\/\/127\.0\.0\.1:1: 14 UNAVAILABLE: /);
+      assert.equal(text.split("UNAVAILABLE").length, 2, text);
+      assert.doesNotMatch(text, /Resolution note|\d{4}-\d\d-\d\dT/, text);
     });
   } finally {
     reg.close();
