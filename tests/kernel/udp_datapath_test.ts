@@ -20,6 +20,8 @@ interface HostSpec {
   peerAddr: string;
   peerSubnet: string;
   offload: boolean;
+  /** The lease watch fails (instead of yielding a removal) when told "remove". */
+  watchFails?: boolean;
 }
 
 async function child(spec: HostSpec): Promise<void> {
@@ -55,6 +57,7 @@ async function child(spec: HostSpec): Promise<void> {
         new Promise((r) => signal.addEventListener("abort", r, { once: true })),
       ]);
       if (signal.aborted) return;
+      if (spec.watchFails) throw new Error("the lease watch broke");
       yield [{ type: "removed" as const, lease: lease(peer, spec.peerAddr) }];
       await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
     },
@@ -78,7 +81,12 @@ async function child(spec: HostSpec): Promise<void> {
       if (dec.decode(chunk).includes("remove")) removed.resolve();
     }
   })();
-  await running;
+  try {
+    await running;
+  } catch (err) {
+    console.log(`RUN FAILED: ${(err as Error).message}`);
+    Deno.exit(3);
+  }
   console.log(JSON.stringify(backend.counters()));
   Deno.exit(0);
 }
@@ -363,6 +371,31 @@ async function scenario(offload: boolean): Promise<void> {
   }
 }
 
+/** A failing lease watch must end run() (the daemon then exits), not leave stale peers. */
+async function watchFailure(): Promise<void> {
+  const ns = `${uniqueTag()}-w`;
+  let host: HostProc | null = null;
+  try {
+    await createNamespace(ns);
+    await runOk(["ip", "-n", ns, "addr", "add", "192.168.52.1/32", "dev", "lo"]);
+    await runOk(["ip", "-n", ns, "link", "set", "lo", "up"]);
+    host = new HostProc(ns, {
+      ifaceAddr: "192.168.52.1",
+      subnet: "10.5.1.0/24",
+      peerAddr: "192.168.52.2",
+      peerSubnet: "10.5.2.0/24",
+      offload: false,
+      watchFails: true,
+    });
+    await host.waitLine(/^READY/);
+    await host.send("remove");
+    assert.match(await host.waitLine(/^RUN FAILED/, 3000), /the lease watch broke/);
+  } finally {
+    await host?.kill();
+    deleteNamespace(ns);
+  }
+}
+
 if (import.meta.main) {
   await child(JSON.parse(Deno.args[0]));
 } else {
@@ -370,4 +403,5 @@ if (import.meta.main) {
     scenario(false));
   Deno.test("udp backend, offloads on: ping, MTU, departed peer, non-peer drops", () =>
     scenario(true));
+  Deno.test("udp backend: run() rejects when the lease watch fails", watchFailure);
 }

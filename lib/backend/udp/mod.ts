@@ -282,11 +282,18 @@ class UdpBackendImpl implements UdpBackend {
         if (signal.aborted) resolve();
         else signal.addEventListener("abort", () => resolve(), { once: true });
       });
-      // A watch failure is logged; the data path keeps the last known peers.
-      watch.catch((err) => {
-        if (!signal.aborted) log.error(`Lease watch ended: ${errText(err)}`);
-      });
-      await Promise.race([aborted, workerDied.promise]);
+      // The watch retries by itself and ends only with the signal: anything else would leave
+      // the data path with stale peers for good, so it ends run() (the daemon exits, as with
+      // the other backends).
+      const watchEnded = watch.then(
+        () => {
+          if (!signal.aborted) failed ??= "Lease watch ended";
+        },
+        (err) => {
+          if (!signal.aborted) failed ??= `Lease watch failed: ${errText(err)}`;
+        },
+      );
+      await Promise.race([aborted, workerDied.promise, watchEnded]);
       if (failed) throw new Error(failed);
     } finally {
       if (statsTimer !== null) clearInterval(statsTimer);
