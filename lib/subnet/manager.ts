@@ -379,8 +379,10 @@ export class EtcdSubnetManager implements SubnetManager {
             }`,
           );
         }
-        // Rewritten with our PublicIP (e.g. by an admin): adopt its revision and renew again.
-        state.lease = { ...l, modRevision: cur.kv.modRevision };
+        // Rewritten with our PublicIP (e.g. by an admin) before the watch told us: adopt it as
+        // the watch does, etcd lease included. Made a reservation, it is never renewed (a
+        // write with a TTL would turn it back into a lease).
+        this.#observe(state, cidr, cur.kv.value, cur.kv.modRevision, cur.kv.leaseId);
       } catch (err) {
         if (err instanceof LeaseLostError || signal.aborted) throw err;
         this.#log.error(

@@ -672,3 +672,31 @@ Deno.test("abort stops acquireLease(), keepLease() and waitForNetworkConfig() du
     assert.ok(!env.lines.some((l) => l.includes("Cannot read")), env.lines.join(""));
   });
 });
+
+/** A registry whose watches deliver nothing (a broken watch stream, or events still in flight). */
+class DeafWatchRegistry extends FakeRegistry {
+  override async *watch(
+    _key: string,
+    _opts: { prefix: boolean; fromRevision: number },
+    signal: AbortSignal,
+  ): AsyncIterable<WatchEvent> {
+    await new Promise<void>((r) => signal.addEventListener("abort", () => r(), { once: true }));
+    yield* [];
+  }
+}
+
+Deno.test("keepLease() renewal that finds our key made a reservation (watch not yet told) leaves it without TTL", async () => {
+  await using env = await Env.create();
+  const reg = new DeafWatchRegistry();
+  const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.95 / 60 });
+  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const k = key("10.1.1.0/24");
+  reg.put(k, value("192.168.0.2"), null); // an admin turns our lease into a reservation
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal);
+  await new Promise((r) => setTimeout(r, 300));
+  ac.abort();
+  await keeping;
+  assert.equal(reg.kv.get(k)!.leaseId, null, reg.calls.join("\n"));
+  assert.equal(reg.calls.filter((c) => c.startsWith("update")).length, 1, reg.calls.join("\n"));
+});
