@@ -327,7 +327,8 @@ export class EtcdSubnetManager implements SubnetManager {
     const inner = new AbortController();
     const both = AbortSignal.any([signal, inner.signal]);
     const watching = this.#watchOwn(state, both);
-    const renewing = lease.etcdLeaseId === null ? watching : this.#renewLoop(state, both);
+    // Also for a reservation: it sleeps until the watch sees an etcd lease attached to our key.
+    const renewing = this.#renewLoop(state, both);
     try {
       await Promise.race([watching, renewing]);
     } catch (err) {

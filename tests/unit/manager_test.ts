@@ -700,3 +700,23 @@ Deno.test("keepLease() renewal that finds our key made a reservation (watch not 
   assert.equal(reg.kv.get(k)!.leaseId, null, reg.calls.join("\n"));
   assert.equal(reg.calls.filter((c) => c.startsWith("update")).length, 1, reg.calls.join("\n"));
 });
+
+Deno.test("keepLease() on a reservation that an admin gives an etcd lease renews it before it expires", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const k = key("10.1.5.0/24");
+  reg.put(k, value("192.168.0.2"), null); // our reservation
+  const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.95 / 60 });
+  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  assert.equal(lease.etcdLeaseId, null);
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.ok(!reg.calls.some((c) => c.startsWith("update")), "a reservation is not renewed");
+  const rev = reg.put(k, value("192.168.0.2"), 3); // now a lease with a 3 s TTL
+  await new Promise((r) => setTimeout(r, 300));
+  ac.abort();
+  await keeping;
+  assert.ok(reg.calls.includes(`update ${k}@${rev}`), reg.calls.join("\n"));
+  assert.notEqual(reg.kv.get(k)!.leaseId, null);
+});
