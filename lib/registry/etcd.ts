@@ -20,6 +20,7 @@ import {
   type IKeyValue,
   type IOptions,
   isRecoverableError,
+  type ITxnResponse,
   type Watcher,
 } from "etcd3";
 import { type ChannelCredentials, credentials, Metadata } from "@grpc/grpc-js";
@@ -303,19 +304,25 @@ class EtcdRegistry implements Registry {
     }
   }
 
+  // Writes and ambiguous failures: an endpoint may apply a transaction and then miss the call's
+  // deadline; #call then runs it again on the next endpoint, whose compare fails on our own
+  // write. So a failed compare returns the key (else branch) to recognise that write, and a
+  // failed call leaves the fresh etcd lease to expire by itself: revoking it would delete the
+  // key we may now hold.
+
   async create(key: string, value: string, ttlSeconds: number): Promise<WriteResult | null> {
     const lease = await this.#grant(ttlSeconds);
-    let res;
-    try {
-      res = await this.#call(
-        "create",
-        (c) => c.if(key, "Version", "==", 0).then(c.put(key).value(value).lease(lease.id)).commit(),
-      );
-    } catch (err) {
-      await this.#revoke(lease.id);
-      throw err;
-    }
+    const res = await this.#call(
+      "create",
+      (c) =>
+        c.if(key, "Version", "==", 0)
+          .then(c.put(key).value(value).lease(lease.id))
+          .else(c.get(key))
+          .commit(),
+    );
     if (!res.succeeded) {
+      const mine = ownWrite(res, value, lease.id);
+      if (mine) return { modRevision: mine, leaseId: lease.id, ttlSeconds: lease.ttl };
       await this.#revoke(lease.id);
       return null;
     }
@@ -329,18 +336,16 @@ class EtcdRegistry implements Registry {
     modRevision: number,
   ): Promise<WriteResult | null> {
     const lease = ttlSeconds === null ? null : await this.#grant(ttlSeconds);
-    let res;
-    try {
-      res = await this.#call("update", (c) => {
-        const put = c.put(key).value(value);
-        if (lease) put.lease(lease.id);
-        return c.if(key, "Mod", "==", modRevision).then(put).commit();
-      });
-    } catch (err) {
-      if (lease) await this.#revoke(lease.id);
-      throw err;
-    }
+    const res = await this.#call("update", (c) => {
+      const put = c.put(key).value(value);
+      if (lease) put.lease(lease.id);
+      return c.if(key, "Mod", "==", modRevision).then(put).else(c.get(key)).commit();
+    });
     if (!res.succeeded) {
+      const mine = ownWrite(res, value, lease?.id ?? null);
+      if (mine) {
+        return { modRevision: mine, leaseId: lease?.id ?? null, ttlSeconds: lease?.ttl ?? null };
+      }
       if (lease) await this.#revoke(lease.id);
       return null;
     }
@@ -434,6 +439,19 @@ class EtcdRegistry implements Registry {
     this.#closed = true;
     for (const ep of this.#endpoints) ep.client.close();
   }
+}
+
+/**
+ * The mod revision of the key a failed compare found (the else branch's get), when it is our own
+ * write: it carries the etcd lease granted for this write, or (no lease) exactly our value.
+ */
+function ownWrite(res: ITxnResponse, value: string, leaseId: string | null): number | null {
+  const kv = res.responses?.[0]?.response_range?.kvs?.[0];
+  if (!kv) return null;
+  const mine = leaseId !== null
+    ? leaseOf(kv) === leaseId
+    : leaseOf(kv) === null && kv.value.toString() === value;
+  return mine ? num(kv.mod_revision) : null;
 }
 
 /** grpc-js errors that mean "this endpoint cannot be used now" (try the next one). */

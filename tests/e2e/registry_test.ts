@@ -416,3 +416,102 @@ Deno.test("registry: missing, malformed or mismatched TLS files are refused at o
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/**
+ * A TCP proxy to `target` that stops passing the server's answers back once a client has sent
+ * `marker` (a key name: protobuf bodies travel uncompressed): the request reaches etcd and is
+ * applied, the client only sees its deadline pass.
+ */
+class AnswerDroppingProxy implements AsyncDisposable {
+  readonly #listener: Deno.TcpListener;
+  readonly #conns: Deno.Conn[] = [];
+  readonly #pumps: Promise<void>[] = [];
+  readonly #accepting: Promise<void>;
+  dropping = false;
+  constructor(readonly target: string, readonly marker: string) {
+    this.#listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.#accepting = this.#accept();
+  }
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.#listener.addr.port}`;
+  }
+  async #accept(): Promise<void> {
+    const url = new URL(this.target);
+    try {
+      for await (const client of this.#listener) {
+        const server = await Deno.connect({ hostname: url.hostname, port: Number(url.port) });
+        this.#conns.push(client, server);
+        this.#pumps.push(this.#pump(client, server, true), this.#pump(server, client, false));
+      }
+    } catch { /* listener closed */ }
+  }
+  async #pump(from: Deno.Conn, to: Deno.Conn, up: boolean): Promise<void> {
+    const buf = new Uint8Array(64 * 1024);
+    try {
+      while (true) {
+        const n = await from.read(buf);
+        if (n === null) return;
+        const chunk = buf.subarray(0, n);
+        if (up && new TextDecoder("latin1").decode(chunk).includes(this.marker)) {
+          this.dropping = true;
+        }
+        if (up || !this.dropping) await to.write(chunk);
+      }
+    } catch { /* closed */ }
+  }
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#listener.close();
+    for (const c of this.#conns) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+    await this.#accepting;
+    await Promise.all(this.#pumps);
+  }
+}
+
+Deno.test("registry: a write applied by an endpoint that then timed out is recognised on the next, not revoked", async (t) => {
+  await using etcd = await EtcdServer.start();
+  await withLogs(async () => {
+    await t.step("create", async () => {
+      await using proxy = new AnswerDroppingProxy(etcd.endpoint, "/amb/create");
+      const reg = connectEtcd({ endpoints: [proxy.endpoint, etcd.endpoint], callTimeoutMs: 1000 });
+      try {
+        const w = await reg.create("/amb/create", "v1", 60);
+        assert.ok(proxy.dropping, "the create went through the proxy first");
+        assert.ok(w, "the create is reported as done");
+        const { kv } = await reg.get("/amb/create");
+        assert.equal(kv?.value, "v1");
+        assert.equal(kv?.leaseId, w.leaseId);
+        assert.equal(kv?.modRevision, w.modRevision);
+      } finally {
+        reg.close();
+      }
+    });
+    await t.step("update (a renewal)", async () => {
+      const direct = connectEtcd({ endpoints: [etcd.endpoint] });
+      try {
+        const first = await direct.create("/amb/update", "v1", 60);
+        assert.ok(first);
+        await using proxy = new AnswerDroppingProxy(etcd.endpoint, "/amb/update");
+        const reg = connectEtcd({
+          endpoints: [proxy.endpoint, etcd.endpoint],
+          callTimeoutMs: 1000,
+        });
+        try {
+          const w = await reg.update("/amb/update", "v2", 60, first.modRevision);
+          assert.ok(proxy.dropping, "the update went through the proxy first");
+          assert.ok(w, "the renewal is reported as done");
+          const { kv } = await direct.get("/amb/update");
+          assert.equal(kv?.value, "v2");
+          assert.equal(kv?.leaseId, w.leaseId);
+        } finally {
+          reg.close();
+        }
+      } finally {
+        direct.close();
+      }
+    });
+  });
+});
