@@ -51,7 +51,7 @@ function trimSlash(p: string): string {
 
 // Dual-stack hosts (upstream v0.15+) write `10.5.52.0-24&fc00::-64`; their IPv4 half is still
 // taken, so the IPv6 suffix is accepted and ignored rather than the key skipped.
-const KEY_RE = /(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})(?:&[0-9a-fA-F:]+-\d{1,3})?$/;
+const KEY_RE = /(?:^|\/)(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})-(\d{1,2})(?:&[0-9a-fA-F:]+-\d{1,3})?$/;
 
 /** Parses the subnet from a key such as `/coreos.com/network/subnets/10.1.15.0-24`. */
 export function parseSubnetKey(key: string): IPNet | string {

@@ -45,6 +45,11 @@ Deno.test("parseSubnetKey() reads <ipv4>-<len> and explains malformed keys", asy
       "/p/subnets/10.1.15.0-24x",
       'key "/p/subnets/10.1.15.0-24x" does not end in <ipv4>-<prefixlen>',
     ],
+    // The address starts the last path segment: extra leading digits are not dropped.
+    [
+      "/p/subnets/1110.1.15.0-24",
+      'key "/p/subnets/1110.1.15.0-24" does not end in <ipv4>-<prefixlen>',
+    ],
     ["/p/subnets/10.1.300.0-24", 'key "/p/subnets/10.1.300.0-24" holds no valid IPv4 subnet'],
     ["/p/subnets/10.1.15.0-33", 'key "/p/subnets/10.1.15.0-33" holds no valid IPv4 subnet'],
     ["/p/subnets/10.1.15.7-24", 'key "/p/subnets/10.1.15.7-24" has host bits set in its subnet'],
