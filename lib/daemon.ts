@@ -32,6 +32,10 @@ const STOP_GRACE_MS = 1500;
 /** Runs the daemon until a signal or a fatal error; resolves to the process exit code. */
 export async function runDaemon(opts: Options): Promise<number> {
   setVerbosity(opts.v);
+  if (opts.ipMasq) {
+    log.error("--ip-masq is not supported by this build yet: no masquerade rules would be set up");
+    return 1;
+  }
   const stop = new AbortController();
   const { signal } = stop;
 
@@ -53,10 +57,6 @@ export async function runDaemon(opts: Options): Promise<number> {
   });
 
   log.info(`flannel ${VERSION} starting (pid ${Deno.pid})`);
-  if (opts.ipMasq) {
-    log.error("--ip-masq is not supported by this build yet: no masquerade rules would be set up");
-    return 1;
-  }
 
   let nl: Netlink | null = null;
   let registry: ReturnType<typeof connectEtcd> | null = null;

@@ -51,3 +51,11 @@ Deno.test("--help prints the usage with defaults and exits 0", async () => {
   assert.match(d.logs(), /http:\/\/127\.0\.0\.1:2379/);
   assert.match(d.logs(), /subnet-file/);
 });
+
+Deno.test("--ip-masq is refused with a clear line (no rules would be installed), exit 1", async () => {
+  await using cluster = await Cluster.create({ hosts: 1, startEtcd: false });
+  const d = cluster.hosts[0].startFlannel(["--ip-masq"]);
+  assert.equal(await d.exitedWithin(15_000), 1, d.tail());
+  assert.match(d.logs(), /^E.*--ip-masq is not supported/m);
+  assert.equal(await Deno.stat(cluster.hosts[0].subnetFile).then(() => true, () => false), false);
+});
