@@ -18,7 +18,7 @@ import {
   startAll,
   startNode,
   waitUntil,
-} from "./vxlan_support_test.ts";
+} from "./mesh_support.ts";
 
 async function assertRoutes(node: Node, peers: Node[]) {
   const overlay = (await routes(node.host)).filter((r) => r.dst.startsWith("10.1."));

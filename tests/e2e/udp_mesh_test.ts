@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { Cluster, type Host, REPO_ROOT } from "../harness/cluster.ts";
 import { leaseKey } from "../harness/flannel.ts";
-import { assertFullMesh, pingOnce, startAll, waitUntil } from "./vxlan_support_test.ts";
+import { assertFullMesh, pingOnce, startAll, waitUntil } from "./mesh_support.ts";
 
 const UDP_CONFIG = { Network: "10.1.0.0/16", Backend: { Type: "udp" } };
 const PORT = 8285;

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { Cluster } from "../harness/cluster.ts";
 import { leaseOf } from "../harness/flannel.ts";
-import { assertFullMesh, pingOnce, startAll, startNode, waitUntil } from "./vxlan_support_test.ts";
+import { assertFullMesh, pingOnce, startAll, startNode, waitUntil } from "./mesh_support.ts";
 
 Deno.test("udp: a restarted daemon leaves no device behind, keeps its lease, and forwards again", async () => {
   await using cluster = await Cluster.create({ hosts: 2 });

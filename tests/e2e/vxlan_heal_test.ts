@@ -17,7 +17,7 @@ import {
   startAll,
   VXLAN_CONFIG,
   waitUntil,
-} from "./vxlan_support_test.ts";
+} from "./mesh_support.ts";
 
 Deno.test("vxlan: a deleted device, route or ARP entry is put back while the daemon runs", async () => {
   await using cluster = await Cluster.create({ hosts: 2 });

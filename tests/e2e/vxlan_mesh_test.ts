@@ -20,7 +20,7 @@ import {
   startNode,
   VXLAN_CONFIG,
   waitUntil,
-} from "./vxlan_support_test.ts";
+} from "./mesh_support.ts";
 
 /** Asserts `node`'s kernel holds exactly the tunnel entries for `peers`, read with iproute2. */
 async function assertTunnelState(node: Node, peers: Node[], vtep: Map<string, string>) {

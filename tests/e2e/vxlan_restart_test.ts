@@ -20,7 +20,7 @@ import {
   startNode,
   VXLAN_CONFIG,
   waitUntil,
-} from "./vxlan_support_test.ts";
+} from "./mesh_support.ts";
 
 /** Starts `ping -i 0.02` from `from`'s container to `to`'s; resolves to [sent, received]. */
 function pingEvery20ms(from: Node, to: Node, seconds: number): Promise<[number, number, string]> {

@@ -8,7 +8,7 @@ import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/backend/mod.ts";
 import { create } from "../../lib/backend/hostgw/mod.ts";
 import { planHostGwPeer } from "../../lib/backend/hostgw/peers.ts";
-import { captureLog, FakeNetlink, lease, routeOf } from "./vxlan_fake_netlink_test.ts";
+import { captureLog, FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
 
 const EXT = 2;
 const NETWORK: IPNet = { ip: 0x0a010000, prefix: 16 };

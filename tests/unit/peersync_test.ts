@@ -12,7 +12,7 @@ import {
   planUpdate,
   type Scope,
 } from "../../lib/backend/peersync.ts";
-import { captureLog, FakeNetlink, lease, routeOf } from "./vxlan_fake_netlink_test.ts";
+import { captureLog, FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
 
 const DEV = 7;
 const EXT = 2;

@@ -14,7 +14,7 @@ import {
   ensureDevice,
   incompatibility,
 } from "../../lib/backend/vxlan/device.ts";
-import { captureLog, FakeNetlink, lease, routeOf } from "./vxlan_fake_netlink_test.ts";
+import { captureLog, FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
 
 const spec: DeviceSpec = {
   name: "flannel.1",
