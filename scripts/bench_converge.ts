@@ -17,6 +17,7 @@ import { parseArgs } from "node:util";
 import { Cluster, ETCD_PREFIX, HUB_IP } from "../tests/harness/cluster.ts";
 import { leaseOf } from "../tests/harness/flannel.ts";
 import { readRssBytes } from "../tests/harness/netns.ts";
+import { percentile } from "./bench_stats.ts";
 
 const args = parseArgs({
   options: {
@@ -57,14 +58,9 @@ for (const op of ["put", "del"]) {
 client.close();
 `;
 
-function pct(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
-}
-
 function summary(name: string, xs: number[]): string {
-  return `${name}: n=${xs.length} p50 ${pct(xs, 50).toFixed(1)} ms, p99 ${
-    pct(xs, 99).toFixed(1)
+  return `${name}: n=${xs.length} p50 ${percentile(xs, 50).toFixed(1)} ms, p99 ${
+    percentile(xs, 99).toFixed(1)
   } ms, max ${Math.max(...xs).toFixed(1)} ms`;
 }
 

@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import { Cluster, type Host } from "../tests/harness/cluster.ts";
 import { leaseOf } from "../tests/harness/flannel.ts";
+import { median } from "./bench_stats.ts";
 
 const args = parseArgs({
   options: {
@@ -131,11 +132,6 @@ async function pingRtt(client: Host, path: Path): Promise<number> {
   const m = /= [\d.]+\/([\d.]+)\//.exec(out);
   if (!m) throw new Error(`Unexpected ping output: ${out}`);
   return Number(m[1]) * 1000;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 async function waitPing(host: Host, path: Path): Promise<void> {

@@ -16,6 +16,7 @@
 import { parseArgs } from "node:util";
 import { Cluster, ETCD_PREFIX, type Host } from "../tests/harness/cluster.ts";
 import { findDenoPid, readMemory, run, runOk } from "../tests/harness/netns.ts";
+import { median } from "./bench_stats.ts";
 
 const TARGET_MS: Record<number, number> = { 0: 1_000, 1000: 2_000, 5000: 5_000 };
 const TARGET_RSS = 64 * 1024 * 1024;
@@ -155,11 +156,6 @@ async function measure(backend: string, peers: number): Promise<Sample> {
     anonBytes: mem?.anonBytes ?? null,
     programmedMs,
   };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
 }
 
 async function benchBackend(

@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { Cluster, type Daemon, type Host } from "../tests/harness/cluster.ts";
 import { leaseOf } from "../tests/harness/flannel.ts";
 import { readRssBytes } from "../tests/harness/netns.ts";
+import { median } from "./bench_stats.ts";
 
 const args = parseArgs({
   options: {
@@ -55,11 +56,6 @@ async function sh(host: Host, cmd: string[]): Promise<string> {
   const r = await host.exec(cmd);
   if (r.code !== 0) throw new Error(`${host.name}: ${cmd.join(" ")}: ${r.stderr.trim()}`);
   return r.stdout;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 /** CPU seconds (user + system) of a process and its threads. */
