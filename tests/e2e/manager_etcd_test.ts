@@ -3,6 +3,7 @@
  */
 
 import assert from "node:assert/strict";
+import { showEvents, takeNext } from "../helpers.ts";
 import { parseNetworkConfig } from "../../lib/config.ts";
 import { formatCIDR, parseIPv4 } from "../../lib/ip.ts";
 import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
@@ -11,7 +12,7 @@ import { connectEtcd } from "../../lib/registry/etcd.ts";
 import type { Registry } from "../../lib/registry/mod.ts";
 import { EtcdSubnetManager } from "../../lib/subnet/manager.ts";
 import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";
-import { type LeaseEvent, LeaseLostError } from "../../lib/subnet/mod.ts";
+import { LeaseLostError } from "../../lib/subnet/mod.ts";
 import { EtcdServer } from "../harness/etcd.ts";
 
 const P = "/coreos.com/network";
@@ -57,24 +58,6 @@ class Ctx implements AsyncDisposable {
     await this.etcd[Symbol.asyncDispose]();
     await Deno.remove(this.dir, { recursive: true });
   }
-}
-
-async function take<T>(it: AsyncIterator<T>, ms = 15_000): Promise<T> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const r = await Promise.race([
-      it.next(),
-      new Promise<never>((_, rej) => t = setTimeout(() => rej(new Error("timeout")), ms)),
-    ]);
-    if (r.done) throw new Error("ended");
-    return r.value;
-  } finally {
-    clearTimeout(t);
-  }
-}
-
-function show(batch: LeaseEvent[]): string[] {
-  return batch.map((e) => `${e.type} ${formatCIDR(e.lease.subnet)}`).sort();
 }
 
 Deno.test("manager+etcd: ten hosts at once get ten distinct subnets; a restart reuses by PublicIP", async () => {
@@ -136,15 +119,15 @@ Deno.test("manager+etcd: watchLeases resumes after an etcd restart and re-lists 
   const m = ctx.manager({ random: () => 0 });
   const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
   const it = m.watchLeases(own.subnet, ctx.ac.signal)[Symbol.asyncIterator]();
-  assert.deepEqual(show(await take(it)), ["added 10.1.8.0/24"]);
+  assert.deepEqual(showEvents(await takeNext(it, 15_000)), ["added 10.1.8.0/24"]);
 
   await ctx.etcd.stop();
   await new Promise((r) => setTimeout(r, 300));
   await ctx.etcd.start();
   await ctx.etcd.put(key("10.1.9.0/24"), encodeLeaseValue(attrs("192.168.0.9")));
-  assert.deepEqual(show(await take(it, 30_000)), ["added 10.1.9.0/24"]);
+  assert.deepEqual(showEvents(await takeNext(it, 30_000)), ["added 10.1.9.0/24"]);
   await ctx.etcd.del(key("10.1.8.0/24"));
-  assert.deepEqual(show(await take(it)), ["removed 10.1.8.0/24"]);
+  assert.deepEqual(showEvents(await takeNext(it, 15_000)), ["removed 10.1.8.0/24"]);
 
   // A second manager whose acquire listing is older than the compacted revision.
   const m2 = ctx.manager({ random: () => 0 });
@@ -153,9 +136,12 @@ Deno.test("manager+etcd: watchLeases resumes after an etcd restart and re-lists 
   await ctx.etcd.put(key("10.1.20.0/24"), encodeLeaseValue(attrs("192.168.0.20")));
   await ctx.etcd.compact(await ctx.etcd.revision());
   const it2 = m2.watchLeases(own2.subnet, ctx.ac.signal)[Symbol.asyncIterator]();
-  const snap = show(await take(it2));
+  const snap = showEvents(await takeNext(it2, 15_000));
   assert.ok(snap.includes("added 10.1.9.0/24"), snap.join());
-  assert.deepEqual(show(await take(it2)), ["added 10.1.20.0/24", "removed 10.1.9.0/24"]);
+  assert.deepEqual(showEvents(await takeNext(it2, 15_000)), [
+    "added 10.1.20.0/24",
+    "removed 10.1.9.0/24",
+  ]);
 });
 
 Deno.test("manager+etcd: 5,000 peer leases: acquire + first watch batch well under 5 s", async () => {
@@ -180,7 +166,10 @@ Deno.test("manager+etcd: 5,000 peer leases: acquire + first watch batch well und
   const t0 = performance.now();
   const m = ctx.manager({ config: cfg });
   const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
-  const first = await take(m.watchLeases(own.subnet, ctx.ac.signal)[Symbol.asyncIterator]());
+  const first = await takeNext(
+    m.watchLeases(own.subnet, ctx.ac.signal)[Symbol.asyncIterator](),
+    15_000,
+  );
   const ms = performance.now() - t0;
   assert.equal(first.length, 5000);
   assert.ok(first.every((e) => e.lease.expiration !== null));

@@ -16,7 +16,6 @@ import type {
 import { SyscallError } from "../../ffi/errno.ts";
 import { parseCIDR, parseIPv4 } from "../../lib/ip.ts";
 import type { Lease } from "../../lib/lease.ts";
-import { setSink } from "../../lib/log.ts";
 
 const NUD_PERMANENT = 0x80;
 
@@ -199,17 +198,6 @@ export function lease(
     modRevision: 1,
     etcdLeaseId: null,
   };
-}
-
-/** Captures log lines for the duration of `fn`. */
-export function captureLog<T>(fn: () => T): { result: T; lines: string[] } {
-  const lines: string[] = [];
-  const prev = setSink((l) => lines.push(l));
-  try {
-    return { result: fn(), lines };
-  } finally {
-    setSink(prev);
-  }
 }
 
 function net(s: string) {

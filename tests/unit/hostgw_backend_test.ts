@@ -3,12 +3,12 @@ import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
 import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
-import { setSink } from "../../lib/log.ts";
 import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/backend/mod.ts";
 import { create } from "../../lib/backend/hostgw/mod.ts";
 import { planHostGwPeer } from "../../lib/backend/hostgw/peers.ts";
-import { captureLog, FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
+import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
+import { logCapture } from "../helpers.ts";
 
 const EXT = 2;
 const NETWORK: IPNet = { ip: 0x0a010000, prefix: 16 };
@@ -121,22 +121,18 @@ Deno.test("host-gw backend: lease without BackendData, MTU of ext, stale routes 
   ]);
   const backend = create({ config, ext, subnets }, { netlink: () => nl, subscribe: noEvents });
   const ac = new AbortController();
-  const { result: ready } = captureLog(() => backend.init(ac.signal));
-  assert.equal((await ready).mtu, 1500);
+  using _init = logCapture();
+  assert.equal((await backend.init(ac.signal)).mtu, 1500);
   assert.equal(
     encodeLeaseValue(subnets.acquired[0]),
     '{"PublicIP":"192.168.0.1","PublicIPv6":null,"BackendType":"host-gw"}',
   );
-  const lines: string[] = [];
-  const prev = setSink((l) => lines.push(l));
-  try {
-    const running = backend.run(ac.signal);
-    await new Promise((r) => setTimeout(r, 20));
-    ac.abort();
-    await running;
-  } finally {
-    setSink(prev);
-  }
+  using log = logCapture();
+  const lines = log.lines;
+  const running = backend.run(ac.signal);
+  await new Promise((r) => setTimeout(r, 20));
+  ac.abort();
+  await running;
   assert.deepEqual(nl.take(), [
     "routeDel 10.1.9.0/24 via 192.168.0.9 dev 2",
     "routeReplace 10.1.3.0/24 via 192.168.0.3 dev 2",
@@ -185,45 +181,41 @@ Deno.test("host-gw backend: routes the kernel flushed with the external interfac
   };
   const backend = create({ config, ext, subnets }, { netlink: () => nl, subscribe: source });
   const ac = new AbortController();
-  const lines: string[] = [];
-  const prev = setSink((l) => lines.push(l));
-  try {
-    await backend.init(ac.signal);
-    const running = backend.run(ac.signal);
-    const until = async (cond: () => boolean) => {
-      for (let i = 0; !cond(); i++) {
-        if (i > 500) throw new Error("Condition not met in time");
-        await new Promise((r) => setTimeout(r, 2));
-      }
-    };
-    await until(() => nl.routes.length === 1);
-    nl.take();
-    const link = (up: boolean): NetlinkEvent => ({
-      kind: "link",
-      type: "new",
-      link: {
-        index: EXT,
-        name: "eth0",
-        kind: null,
-        mtu: 1500,
-        mac: null,
-        flags: 0,
-        up,
-        vxlan: null,
-      },
-    });
-    // `ip link set eth0 down`: IPv4 drops the routes through it and sends no RTM_DELROUTE.
-    push(link(false));
-    nl.routes = [];
-    push(link(true));
-    await until(() => nl.routes.length === 1);
-    push(link(true)); // another change while up (carrier, MTU): nothing to do
-    await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(nl.take(), ["routeReplace 10.1.2.0/24 via 192.168.0.2 dev 2"]);
-    ac.abort();
-    await running;
-  } finally {
-    setSink(prev);
-  }
+  using log = logCapture();
+  const lines = log.lines;
+  await backend.init(ac.signal);
+  const running = backend.run(ac.signal);
+  const until = async (cond: () => boolean) => {
+    for (let i = 0; !cond(); i++) {
+      if (i > 500) throw new Error("Condition not met in time");
+      await new Promise((r) => setTimeout(r, 2));
+    }
+  };
+  await until(() => nl.routes.length === 1);
+  nl.take();
+  const link = (up: boolean): NetlinkEvent => ({
+    kind: "link",
+    type: "new",
+    link: {
+      index: EXT,
+      name: "eth0",
+      kind: null,
+      mtu: 1500,
+      mac: null,
+      flags: 0,
+      up,
+      vxlan: null,
+    },
+  });
+  // `ip link set eth0 down`: IPv4 drops the routes through it and sends no RTM_DELROUTE.
+  push(link(false));
+  nl.routes = [];
+  push(link(true));
+  await until(() => nl.routes.length === 1);
+  push(link(true)); // another change while up (carrier, MTU): nothing to do
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(nl.take(), ["routeReplace 10.1.2.0/24 via 192.168.0.2 dev 2"]);
+  ac.abort();
+  await running;
   assert.ok(lines.some((l) => /eth0 is up again: restoring peer routes/.test(l)), lines.join(""));
 });

@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { showEvents, takeNext } from "../helpers.ts";
 import { parseNetworkConfig } from "../../lib/config.ts";
 import { formatCIDR, type IPNet, parseCIDR, parseIPv4 } from "../../lib/ip.ts";
 import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
@@ -17,7 +18,7 @@ import {
   type WriteResult,
 } from "../../lib/registry/mod.ts";
 import { EtcdSubnetManager } from "../../lib/subnet/manager.ts";
-import { type LeaseEvent, LeaseLostError } from "../../lib/subnet/mod.ts";
+import { LeaseLostError } from "../../lib/subnet/mod.ts";
 import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";
 import { writeSubnetFile } from "../../lib/subnet/file.ts";
 
@@ -451,24 +452,6 @@ Deno.test("keepLease() retries a failed renewal after the retry delay with a log
   assert.ok(env.lines.some((l) => l.includes("Renewed lease")));
 });
 
-async function take<T>(it: AsyncIterator<T>, ms = 2000): Promise<T> {
-  let t: ReturnType<typeof setTimeout> | undefined;
-  try {
-    const r = await Promise.race([
-      it.next(),
-      new Promise<never>((_, rej) => t = setTimeout(() => rej(new Error("timeout")), ms)),
-    ]);
-    if (r.done) throw new Error("ended");
-    return r.value;
-  } finally {
-    clearTimeout(t);
-  }
-}
-
-function show(batch: LeaseEvent[]): string[] {
-  return batch.map((e) => `${e.type} ${formatCIDR(e.lease.subnet)}`).sort();
-}
-
 Deno.test("watchLeases(): snapshot from the acquire listing, then added/removed; own and malformed skipped", async () => {
   await using env = await Env.create();
   const reg = new FakeRegistry();
@@ -477,16 +460,16 @@ Deno.test("watchLeases(): snapshot from the acquire listing, then added/removed;
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
-  assert.deepEqual(show(await take(it)), ["added 10.1.8.0/24"]);
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 1, "listed once");
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
-  assert.deepEqual(show(await take(it)), ["added 10.1.9.0/24"]);
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.9.0/24"]);
   reg.put(key("10.1.10.0/24"), "{not json");
   reg.put(key("10.1.10.0/24"), "{not json either");
   reg.put(key("10.1.1.0/24"), value("192.168.0.2")); // own
   reg.del(key("10.1.8.0/24"));
-  const rem = await take(it);
-  assert.deepEqual(show(rem), ["removed 10.1.8.0/24"]);
+  const rem = await takeNext(it);
+  assert.deepEqual(showEvents(rem), ["removed 10.1.8.0/24"]);
   assert.equal(rem[0].lease.attrs.publicIP, parseIPv4("192.168.0.8"));
   const warns = env.lines.filter((l) => l.startsWith("W") && l.includes("malformed"));
   assert.equal(warns.length, 3, warns.join("")); // garbage key + two revisions of 10.1.10.0
@@ -500,12 +483,12 @@ Deno.test("watchLeases(): the changes of one etcd response arrive as one batch",
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
-  assert.deepEqual(show(await take(it)), ["added 10.1.8.0/24"]);
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   // Written together (as one txn would be): delivered in one response.
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
   reg.del(key("10.1.8.0/24"));
   reg.put(key("10.1.10.0/24"), value("192.168.0.10"));
-  assert.deepEqual(show(await take(it)), [
+  assert.deepEqual(showEvents(await takeNext(it)), [
     "added 10.1.10.0/24",
     "added 10.1.9.0/24",
     "removed 10.1.8.0/24",
@@ -527,12 +510,12 @@ Deno.test("watchLeases(): a watch starting before the compacted revision re-list
   reg.put(key("10.1.10.0/24"), value("192.168.0.10")); // renewal: same attrs, not reported
   reg.compact();
   const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
-  assert.deepEqual(show(await take(it)), [
+  assert.deepEqual(showEvents(await takeNext(it)), [
     "added 10.1.10.0/24",
     "added 10.1.8.0/24",
     "added 10.1.9.0/24",
   ]);
-  assert.deepEqual(show(await take(it)), [
+  assert.deepEqual(showEvents(await takeNext(it)), [
     "added 10.1.11.0/24",
     "added 10.1.9.0/24",
     "removed 10.1.8.0/24",

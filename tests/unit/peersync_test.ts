@@ -12,7 +12,8 @@ import {
   planUpdate,
   type Scope,
 } from "../../lib/backend/peersync.ts";
-import { captureLog, FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
+import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
+import { captureLog } from "../helpers.ts";
 
 const DEV = 7;
 const EXT = 2;

@@ -14,7 +14,8 @@ import {
   ensureDevice,
   incompatibility,
 } from "../../lib/backend/vxlan/device.ts";
-import { captureLog, FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
+import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
+import { captureLog, logCapture } from "../helpers.ts";
 
 const spec: DeviceSpec = {
   name: "flannel.1",
@@ -236,8 +237,8 @@ Deno.test("vxlan backend: init advertises VNI then VtepMAC, MTU ext − 50, addr
     subscribe: events([]).source,
   });
   const ac = new AbortController();
-  const { result } = captureLog(() => backend.init(ac.signal));
-  const ready = await result;
+  using _log = logCapture();
+  const ready = await backend.init(ac.signal);
   assert.equal(ready.mtu, 1450);
   assert.equal(
     encodeLeaseValue(subnets.acquired[0]),
@@ -266,8 +267,8 @@ Deno.test("vxlan backend: a configured MTU wins over ext − 50", async () => {
     netlink: () => nl,
     subscribe: events([]).source,
   });
-  const { result } = captureLog(() => backend.init(new AbortController().signal));
-  assert.equal((await result).mtu, 1380);
+  using _log = logCapture();
+  assert.equal((await backend.init(new AbortController().signal)).mtu, 1380);
   assert.equal(nl.links[0].name, "flannel.4");
   assert.equal(nl.links[0].vxlan?.port, 4789);
   nl.close();
@@ -282,47 +283,42 @@ Deno.test("vxlan backend: run follows leases, heals a deleted device with the sa
     subscribe: ev.source,
   });
   const ac = new AbortController();
-  const lines: string[] = [];
-  const { setSink } = await import("../../lib/log.ts");
-  const prev = setSink((l) => lines.push(l));
-  try {
-    await backend.init(ac.signal);
-    const mac = nl.links[0].mac;
-    nl.take();
-    const running = backend.run(ac.signal);
-    subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
-    await until(() => nl.routes.length === 1);
-    assert.deepEqual(nl.take(), [
-      "fdbSet 10 aa:bb:cc:00:00:0b 192.168.0.2",
-      "neighSet 10 10.1.2.0 aa:bb:cc:00:00:0b",
-      "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 10 onlink",
-    ]);
+  using log = logCapture();
+  const lines = log.lines;
+  await backend.init(ac.signal);
+  const mac = nl.links[0].mac;
+  nl.take();
+  const running = backend.run(ac.signal);
+  subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
+  await until(() => nl.routes.length === 1);
+  assert.deepEqual(nl.take(), [
+    "fdbSet 10 aa:bb:cc:00:00:0b 192.168.0.2",
+    "neighSet 10 10.1.2.0 aa:bb:cc:00:00:0b",
+    "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 10 onlink",
+  ]);
 
-    // Someone deletes flannel.1: it comes back with the same MAC, address and peer entries.
-    const old = nl.links[0];
-    nl.linkDelete(old.index);
-    nl.take();
-    ev.push({ kind: "link", type: "del", link: old });
-    await until(() => nl.routes.length === 1);
-    assert.deepEqual(nl.take(), [
-      `linkAddVxlan flannel.1 vni 1 mac ${mac}`,
-      "linkSetUp 11",
-      "addrAdd 11 10.1.1.0/32",
-      "fdbSet 11 aa:bb:cc:00:00:0b 192.168.0.2",
-      "neighSet 11 10.1.2.0 aa:bb:cc:00:00:0b",
-      "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 11 onlink",
-    ]);
+  // Someone deletes flannel.1: it comes back with the same MAC, address and peer entries.
+  const old = nl.links[0];
+  nl.linkDelete(old.index);
+  nl.take();
+  ev.push({ kind: "link", type: "del", link: old });
+  await until(() => nl.routes.length === 1);
+  assert.deepEqual(nl.take(), [
+    `linkAddVxlan flannel.1 vni 1 mac ${mac}`,
+    "linkSetUp 11",
+    "addrAdd 11 10.1.1.0/32",
+    "fdbSet 11 aa:bb:cc:00:00:0b 192.168.0.2",
+    "neighSet 11 10.1.2.0 aa:bb:cc:00:00:0b",
+    "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 11 onlink",
+  ]);
 
-    subnets.push([{ type: "removed", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
-    await until(() => nl.routes.length === 0);
-    const t0 = Date.now();
-    ac.abort();
-    await running;
-    assert.ok(Date.now() - t0 < 1000);
-    assert.equal(nl.closed, true);
-  } finally {
-    setSink(prev);
-  }
+  subnets.push([{ type: "removed", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
+  await until(() => nl.routes.length === 0);
+  const t0 = Date.now();
+  ac.abort();
+  await running;
+  assert.ok(Date.now() - t0 < 1000);
+  assert.equal(nl.closed, true);
   assert.ok(
     lines.some((l) => /^W.*Device flannel\.1 was deleted: recreating it/.test(l)),
     lines.join(""),
@@ -338,46 +334,41 @@ Deno.test("vxlan backend: a resync after lost notifications recreates a vanished
     subscribe: ev.source,
   });
   const ac = new AbortController();
-  const lines: string[] = [];
-  const { setSink } = await import("../../lib/log.ts");
-  const prev = setSink((l) => lines.push(l));
-  try {
-    await backend.init(ac.signal);
-    const mac = nl.links[0].mac;
-    const running = backend.run(ac.signal);
-    subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
-    await until(() => nl.routes.length === 1);
-    nl.take();
+  using log = logCapture();
+  const lines = log.lines;
+  await backend.init(ac.signal);
+  const mac = nl.links[0].mac;
+  const running = backend.run(ac.signal);
+  subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
+  await until(() => nl.routes.length === 1);
+  nl.take();
 
-    // Deleting a device with thousands of peers overflows the subscription: its RTM_DELLINK is
-    // lost and only a resync arrives.
-    nl.linkDelete(nl.links[0].index);
-    nl.take();
-    ev.push({ kind: "resync" });
-    await until(() => nl.routes.length === 1);
-    assert.deepEqual(nl.take(), [
-      `linkAddVxlan flannel.1 vni 1 mac ${mac}`,
-      "linkSetUp 11",
-      "addrAdd 11 10.1.1.0/32",
-      "fdbSet 11 aa:bb:cc:00:00:0b 192.168.0.2",
-      "neighSet 11 10.1.2.0 aa:bb:cc:00:00:0b",
-      "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 11 onlink",
-    ]);
+  // Deleting a device with thousands of peers overflows the subscription: its RTM_DELLINK is
+  // lost and only a resync arrives.
+  nl.linkDelete(nl.links[0].index);
+  nl.take();
+  ev.push({ kind: "resync" });
+  await until(() => nl.routes.length === 1);
+  assert.deepEqual(nl.take(), [
+    `linkAddVxlan flannel.1 vni 1 mac ${mac}`,
+    "linkSetUp 11",
+    "addrAdd 11 10.1.1.0/32",
+    "fdbSet 11 aa:bb:cc:00:00:0b 192.168.0.2",
+    "neighSet 11 10.1.2.0 aa:bb:cc:00:00:0b",
+    "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 11 onlink",
+  ]);
 
-    // Set down while events were lost: up again, then the entries the kernel flushed come back.
-    nl.links[0] = { ...nl.links[0], up: false };
-    nl.routes = [];
-    ev.push({ kind: "resync" });
-    await until(() => nl.routes.length === 1);
-    assert.deepEqual(nl.take(), [
-      "linkSetUp 11",
-      "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 11 onlink",
-    ]);
-    ac.abort();
-    await running;
-  } finally {
-    setSink(prev);
-  }
+  // Set down while events were lost: up again, then the entries the kernel flushed come back.
+  nl.links[0] = { ...nl.links[0], up: false };
+  nl.routes = [];
+  ev.push({ kind: "resync" });
+  await until(() => nl.routes.length === 1);
+  assert.deepEqual(nl.take(), [
+    "linkSetUp 11",
+    "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 11 onlink",
+  ]);
+  ac.abort();
+  await running;
   assert.ok(lines.some((l) => /^W.*Device flannel\.1 is gone/.test(l)), lines.join(""));
 });
 
@@ -391,33 +382,28 @@ Deno.test("vxlan backend: DirectRouting routes the kernel flushed with ext come 
     subscribe: ev.source,
   });
   const ac = new AbortController();
-  const lines: string[] = [];
-  const { setSink } = await import("../../lib/log.ts");
-  const prev = setSink((l) => lines.push(l));
-  try {
-    await backend.init(ac.signal);
-    const running = backend.run(ac.signal);
-    subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
-    await until(() => nl.routes.length === 1);
-    nl.take();
-    const eth0 = (up: boolean): NetlinkEvent => ({
-      kind: "link",
-      type: "new",
-      link: { index: 2, name: "eth0", kind: null, mtu: 1500, mac: null, flags: 0, up, vxlan: null },
-    });
-    // `ip link set eth0 down`: IPv4 drops the routes through it and sends no RTM_DELROUTE.
-    ev.push(eth0(false));
-    nl.routes = [];
-    ev.push(eth0(true));
-    await until(() => nl.routes.length === 1);
-    ev.push(eth0(true)); // another change while up: nothing to do
-    await new Promise((r) => setTimeout(r, 10));
-    assert.deepEqual(nl.take(), ["routeReplace 10.1.2.0/24 via 192.168.0.2 dev 2"]);
-    ac.abort();
-    await running;
-  } finally {
-    setSink(prev);
-  }
+  using log = logCapture();
+  const lines = log.lines;
+  await backend.init(ac.signal);
+  const running = backend.run(ac.signal);
+  subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
+  await until(() => nl.routes.length === 1);
+  nl.take();
+  const eth0 = (up: boolean): NetlinkEvent => ({
+    kind: "link",
+    type: "new",
+    link: { index: 2, name: "eth0", kind: null, mtu: 1500, mac: null, flags: 0, up, vxlan: null },
+  });
+  // `ip link set eth0 down`: IPv4 drops the routes through it and sends no RTM_DELROUTE.
+  ev.push(eth0(false));
+  nl.routes = [];
+  ev.push(eth0(true));
+  await until(() => nl.routes.length === 1);
+  ev.push(eth0(true)); // another change while up: nothing to do
+  await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(nl.take(), ["routeReplace 10.1.2.0/24 via 192.168.0.2 dev 2"]);
+  ac.abort();
+  await running;
   assert.ok(lines.some((l) => /eth0 is up again/.test(l)), lines.join(""));
 });
 
@@ -438,15 +424,9 @@ Deno.test("vxlan backend: a failing lease watch ends run() and the repair loop w
     },
   });
   const ac = new AbortController();
-  const { result } = captureLog(() => backend.init(ac.signal));
-  await result;
-  const { setSink } = await import("../../lib/log.ts");
-  const prev = setSink(() => {});
-  try {
-    await assert.rejects(backend.run(ac.signal), { message: "Watch failed: etcd gone" });
-  } finally {
-    setSink(prev);
-  }
+  using _log = logCapture(); // keep the expected error lines out of the test output
+  await backend.init(ac.signal);
+  await assert.rejects(backend.run(ac.signal), { message: "Watch failed: etcd gone" });
   assert.equal((healSignal as AbortSignal | null)?.aborted, true);
   assert.equal(nl.closed, true);
   assert.equal(ac.signal.aborted, false);
