@@ -9,4 +9,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export NO_COLOR=1
-exec deno run -A scripts/demo.ts "$@"
+# --cached-only: setup cached every module; a missing one is a setup bug, not a download.
+exec deno run --cached-only -A scripts/demo.ts "$@"

@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what flannel's demo, tests and benchmarks need on a Debian machine, and nothing when
 # everything is already there: Deno 2.9.6 (from npm), etcd + etcdctl, iproute2, ping, iperf3,
-# tcpdump, openssl. Must run as root (the tests create network namespaces).
+# tcpdump, openssl, iptables (--ip-masq and the forward rules run iptables-restore). Then caches
+# every module the daemon, demo, tests and benchmarks import into $DENO_DIR (default
+# ~/.cache/deno): daemons run inside network namespaces that cannot reach the package registry,
+# so nothing may be left to download at run time. Must run as root (the tests create network
+# namespaces).
 set -euo pipefail
 
 if [ "$(id -u)" != 0 ]; then
@@ -18,6 +22,7 @@ command -v iperf3 >/dev/null || pkgs+=(iperf3)
 command -v tcpdump >/dev/null || pkgs+=(tcpdump)
 command -v openssl >/dev/null || pkgs+=(openssl)
 command -v strace >/dev/null || pkgs+=(strace)
+{ command -v iptables-restore && command -v iptables-save; } >/dev/null || pkgs+=(iptables)
 deno_ok() { command -v deno >/dev/null && deno --version 2>/dev/null | head -1 | grep -q '^deno 2\.9\.'; }
 if ! deno_ok && ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 
@@ -32,4 +37,18 @@ if ! deno_ok; then
   npm install -g --silent deno@2.9.6 >/dev/null
   hash -r
   deno_ok || { echo "flannel setup: deno 2.9.x is still not on PATH" >&2; exit 1; }
+fi
+
+# Every entry point, listed explicitly: the backends are loaded by dynamic import (only the
+# configured one), the udp data path runs as a Worker, and scripts and tests run from the root
+# namespace before anything starts in a namespace. `deno install --entrypoint` fetches and
+# caches their whole module graph (npm packages included) without type checking.
+cd "$(dirname "$0")/.."
+mapfile -t entries < <(
+  printf '%s\n' main.ts lib/backend/*/mod.ts lib/backend/udp/worker.ts
+  find scripts tests -name '*.ts' | sort
+)
+if ! deno install --quiet --entrypoint "${entries[@]}" >/dev/null; then
+  echo "flannel setup: caching the modules failed (is the npm registry reachable?)" >&2
+  exit 1
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: static gates (fmt, lint, type check), then unit tests (no privileges),
-# kernel tests (root, each in its own network namespace) and end-to-end tests (hosts in network
-# namespaces sharing one real etcd). Installs what it needs first. Extra arguments go to
+# The whole test suite: static gates (fmt, lint, type check), the demo on an empty DENO_DIR,
+# then unit tests (no privileges), kernel tests (root, each in its own network namespace) and
+# end-to-end tests (hosts in network namespaces sharing one real etcd). Installs what it needs first. Extra arguments go to
 # `deno test` (e.g. --filter vxlan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,9 +13,16 @@ deno fmt --check
 deno lint
 deno check main.ts lib/ ffi/ tests/ scripts/
 
-echo "== tests"
+# The README's first command on a fresh machine: setup alone must cache every module, because
+# the daemons run in namespaces that cannot download. An empty DENO_DIR proves it.
+echo "== demo with an empty DENO_DIR"
+fresh=$(mktemp -d)
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+trap 'rm -rf "$fresh" "$log"' EXIT
+DENO_DIR=$fresh bash scripts/demo.sh --hosts=2
+rm -rf "$fresh"
+
+echo "== tests"
 set +e
 deno test -A "$@" tests/unit/ tests/kernel/ tests/e2e/ 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

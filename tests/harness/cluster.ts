@@ -129,7 +129,9 @@ export class Host {
     ];
     const d = Daemon.spawn({
       ns: this.ns,
-      cmd: [Deno.execPath(), "run", "-A", `${REPO_ROOT}/main.ts`, ...args],
+      // --cached-only: a namespace cannot reach the registry, so a module that setup did not
+      // cache fails at once with its name instead of hanging until the ready timeout.
+      cmd: [Deno.execPath(), "run", "--cached-only", "-A", `${REPO_ROOT}/main.ts`, ...args],
       env: { ...baseEnv(), ...env },
       cwd: REPO_ROOT,
       logFile: `${this.dir}/flanneld.${this.daemons.length + 1}.log`,
