@@ -21,6 +21,18 @@ import { backendFactory } from "./backend/registry.ts";
 import type { Backend } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
 import { Netlink } from "../ffi/netlink/route.ts";
+import { setUpHost } from "./host_setup.ts";
+import { daemonReadiness, startHealth } from "./health/mod.ts";
+import {
+  backendReady,
+  leaseExpiry,
+  leaseHeld,
+  registry as metrics,
+  setBuildInfo,
+} from "./health/catalog.ts";
+import { instrumentRegistry } from "./health/registry_metrics.ts";
+import { registerUdpCounters } from "./health/udp.ts";
+import { configKey } from "./lease.ts";
 import { keepSignalIgnored } from "../ffi/signal.ts";
 import { sdNotify } from "../ffi/notify.ts";
 
@@ -32,10 +44,7 @@ const STOP_GRACE_MS = 1500;
 /** Runs the daemon until a signal or a fatal error; resolves to the process exit code. */
 export async function runDaemon(opts: Options): Promise<number> {
   setVerbosity(opts.v);
-  if (opts.ipMasq) {
-    log.error("--ip-masq is not supported by this build yet: no masquerade rules would be set up");
-    return 1;
-  }
+  setBuildInfo(VERSION);
   const stop = new AbortController();
   const { signal } = stop;
 
@@ -60,6 +69,9 @@ export async function runDaemon(opts: Options): Promise<number> {
 
   let nl: Netlink | null = null;
   let registry: ReturnType<typeof connectEtcd> | null = null;
+  const readiness = daemonReadiness();
+  let health: Promise<void> | null = null;
+  let keeping: Promise<void> | null = null;
   try {
     nl = Netlink.open();
     const ext = findExternalInterface(nl, opts);
@@ -67,7 +79,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     nl.close();
     nl = null;
 
-    registry = connectEtcd({
+    const etcd = connectEtcd({
       endpoints: opts.etcdEndpoints,
       keyFile: opts.etcdKeyfile || undefined,
       certFile: opts.etcdCertfile || undefined,
@@ -75,6 +87,19 @@ export async function runDaemon(opts: Options): Promise<number> {
       username: opts.etcdUsername || undefined,
       password: opts.etcdPassword || undefined,
     });
+    registry = instrumentRegistry(etcd);
+    if (opts.healthzPort > 0) {
+      const reg = registry;
+      const server = startHealth({
+        hostname: opts.healthzIP,
+        port: opts.healthzPort,
+        readiness,
+        probeEtcd: () => reg.get(configKey(opts.etcdPrefix)),
+        signal,
+      });
+      health = server.finished;
+      log.info(`Serving /healthz, /readyz and /metrics on ${opts.healthzIP}:${server.addr.port}`);
+    }
     const config = await waitForNetworkConfig(registry, opts.etcdPrefix, signal, logger("config"));
     log.info(
       `Network ${
@@ -92,6 +117,23 @@ export async function runDaemon(opts: Options): Promise<number> {
     });
     const backend: Backend = factory({ config, ext, subnets });
     const ready = await backend.init(signal);
+    leaseHeld.set(1);
+    leaseExpiry.set(ready.lease.expiration ? ready.lease.expiration.getTime() / 1000 : 0);
+    if ("counters" in backend && typeof backend.counters === "function") {
+      const read = backend.counters.bind(backend);
+      registerUdpCounters(metrics, read);
+    }
+
+    nl = Netlink.open();
+    const host = await setUpHost(opts, formatCIDR(config.network), formatCIDR(ready.lease.subnet), {
+      routes: nl,
+    });
+    nl.close();
+    nl = null;
+    if (host.firewall) {
+      const fw = host.firewall;
+      readiness.firewall = () => fw.installed ? null : "firewall rules not in place";
+    }
 
     await writeSubnetFile(opts.subnetFile, {
       network: config.network,
@@ -102,6 +144,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     log.info(
       `Wrote ${opts.subnetFile} (subnet ${formatCIDR(ready.lease.subnet)}, MTU ${ready.mtu})`,
     );
+    backendReady.set(1);
     try {
       if (sdNotify("READY=1")) log.v(1, "Notified systemd: READY=1");
     } catch (err) {
@@ -113,6 +156,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     const lost = new AbortController();
     const both = AbortSignal.any([signal, lost.signal]);
     let code = 0;
+    keeping = host.keep(both);
     const running = backend.run(both).then(() => {
       if (!both.aborted) throw new Error("The backend stopped by itself");
     }).catch((err) => {
@@ -134,6 +178,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       lost.abort(err);
     }
     await withDeadline(running, STOP_GRACE_MS, "backend");
+    leaseHeld.set(0);
     return code;
   } catch (err) {
     if (isAbort(err, signal)) return 0;
@@ -143,6 +188,8 @@ export async function runDaemon(opts: Options): Promise<number> {
     nl?.close();
     stop.abort();
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
+    if (keeping) await withDeadline(keeping, 300, "firewall resync");
+    if (health) await withDeadline(health, 300, "health server");
     if (registry) await withDeadline(Promise.resolve(registry.close()), 300, "etcd client");
   }
 }

@@ -4,7 +4,8 @@
  *
  * Order (as upstream flannel): each `--iface` (a name, or an IPv4 address held by some
  * interface) in turn, first match wins; else each `--iface-regex` against interface names and
- * addresses; else the interface of the default IPv4 route.
+ * addresses; else, with `--iface-can-reach`, the interface and source address of the kernel's
+ * route to that address (`ip route get`); else the interface of the default IPv4 route.
  */
 
 import { formatIPv4, parseIPv4 } from "./ip.ts";
@@ -15,6 +16,8 @@ export interface LinkReader {
   linkList(): { index: number; name: string; mtu: number }[];
   addrList(index?: number): { index: number; address: string; prefix: number; scope: number }[];
   defaultRoute(): { index: number; gateway: string | null } | null;
+  /** `ip route get`: null when unreachable. */
+  routeGet(dst: string): { oif: number | null; prefsrc: string | null } | null;
 }
 
 /** What the command line says about the external interface. */
@@ -22,6 +25,8 @@ export interface IfaceOptions {
   iface: string[];
   ifaceRegex: string[];
   publicIP: string;
+  /** An IPv4 address; `""` = not used. Consulted only without `--iface`/`--iface-regex`. */
+  ifaceCanReach?: string;
 }
 
 /** A discovery failure with a message fit for the log. */
@@ -86,6 +91,19 @@ export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): Exter
         `No interface name or address matches --iface-regex ${opts.ifaceRegex.join(", ")}`,
       );
     }
+  } else if (opts.ifaceCanReach) {
+    const r = nl.routeGet(opts.ifaceCanReach);
+    if (!r || r.oif === null) {
+      throw new InterfaceError(`No route to --iface-can-reach ${opts.ifaceCanReach}`);
+    }
+    chosen = links.find((l) => l.index === r.oif);
+    if (!chosen) {
+      throw new InterfaceError(
+        `The route to --iface-can-reach ${opts.ifaceCanReach} uses interface index ${r.oif}, which is gone`,
+      );
+    }
+    // The source address the kernel picks for that destination, as upstream flannel.
+    if (r.prefsrc !== null) ifaceAddr = parseIPv4(r.prefsrc);
   } else {
     const def = nl.defaultRoute();
     if (!def) {

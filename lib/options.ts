@@ -36,6 +36,20 @@ export interface Options {
   subnetLeaseRenewMargin: number;
   /** Install masquerade rules; also printed as FLANNEL_IPMASQ in subnet.env. */
   ipMasq: boolean;
+  /** Masquerade without `--random-fully`. */
+  ipMasqFullyRandomDisable: boolean;
+  /** Accept forwarding from and to the Network (filter FLANNEL-FWD). */
+  iptablesForwardRules: boolean;
+  /** Seconds between re-checks of the firewall rules (≥ 1). */
+  iptablesResync: number;
+  /** A blackhole route for the own subnet. */
+  ipBlackholeRoute: boolean;
+  /** IPv4 address whose route picks the external interface; `""` = not used. */
+  ifaceCanReach: string;
+  /** Address of the health server. */
+  healthzIP: string;
+  /** Port of the health server; 0 = off. */
+  healthzPort: number;
   /** glog verbosity. */
   v: number;
 }
@@ -137,10 +151,57 @@ export function parseOptions(
     ipMasq: fs.bool(
       "ip-masq",
       false,
-      "masquerade traffic that leaves the overlay network (not supported yet)",
+      "masquerade traffic from the overlay network to destinations outside it (iptables)",
+    ),
+    ipMasqFullyRandomDisable: fs.bool(
+      "ip-masq-fully-random-disable",
+      false,
+      "masquerade without --random-fully",
+    ),
+    iptablesForwardRules: fs.bool(
+      "iptables-forward-rules",
+      true,
+      "accept forwarding from and to the overlay network in the FORWARD chain (iptables)",
+    ),
+    iptablesResync: fs.int(
+      "iptables-resync",
+      5,
+      "re-check the iptables rules every this many seconds and restore them when changed",
+      { min: 1, max: 86400 },
+    ),
+    ipBlackholeRoute: fs.bool(
+      "ip-blackhole-route",
+      false,
+      "add a blackhole route for the own subnet (unused addresses are dropped, not routed out)",
+    ),
+    ifaceCanReach: fs.string(
+      "iface-can-reach",
+      "",
+      "use the interface (and source address) the kernel routes this IPv4 address through",
+      checkIPv4,
+    ),
+    healthzIP: fs.string(
+      "healthz-ip",
+      "0.0.0.0",
+      "address of the /healthz, /readyz and /metrics server",
+      (s) => parseIPv4(s) !== null ? null : "not an IPv4 address",
+    ),
+    healthzPort: fs.int(
+      "healthz-port",
+      0,
+      "port of the /healthz, /readyz and /metrics server (0 = off)",
+      { min: 0, max: 65535 },
     ),
     v: fs.int("v", 0, "log verbosity: higher values log more", { min: 0, max: 2 ** 31 - 1 }),
   };
+  // Upstream's Kubernetes subnet manager: accepted by name so that a unit passing one gets a
+  // clear refusal instead of "flag provided but not defined".
+  const kube = [
+    fs.bool("kube-subnet-mgr", false, "not supported: this flannel keeps leases in etcd only"),
+    fs.string("kube-api-url", "", "not supported (Kubernetes subnet manager)"),
+    fs.string("kubeconfig-file", "", "not supported (Kubernetes subnet manager)"),
+    fs.string("kube-annotation-prefix", "", "not supported (Kubernetes subnet manager)"),
+  ];
   const help = fs.bool("help", false, "show this help");
   const version = fs.bool("version", false, "show the version");
   // glog's flags: accepted for compatibility with upstream unit files, then ignored
@@ -169,6 +230,15 @@ export function parseOptions(
   }
   const envError = fs.applyEnv(env, "FLANNELD_");
   if (envError !== null) return { kind: "error", message: envError, usage };
+  const kubeSet = kube.find((k) => k.value !== k.defaultValue);
+  if (kubeSet) {
+    return {
+      kind: "error",
+      message: `-${kubeSet.name} is out of scope: this flannel has no Kubernetes subnet manager ` +
+        "(leases live in etcd; use -etcd-endpoints)",
+      usage,
+    };
+  }
 
   return {
     kind: "run",
@@ -186,6 +256,13 @@ export function parseOptions(
       subnetFile: f.subnetFile.value,
       subnetLeaseRenewMargin: f.subnetLeaseRenewMargin.value,
       ipMasq: f.ipMasq.value,
+      ipMasqFullyRandomDisable: f.ipMasqFullyRandomDisable.value,
+      iptablesForwardRules: f.iptablesForwardRules.value,
+      iptablesResync: f.iptablesResync.value,
+      ipBlackholeRoute: f.ipBlackholeRoute.value,
+      ifaceCanReach: f.ifaceCanReach.value,
+      healthzIP: f.healthzIP.value,
+      healthzPort: f.healthzPort.value,
       v: f.v.value,
     },
   };

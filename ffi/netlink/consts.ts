@@ -73,6 +73,7 @@ export const RTN_UNSPEC = 0;
 export const RTN_UNICAST = 1;
 export const RTN_LOCAL = 2;
 export const RTN_BROADCAST = 3;
+export const RTN_BLACKHOLE = 6;
 // rtm_protocol
 export const RTPROT_UNSPEC = 0;
 export const RTPROT_KERNEL = 2;

@@ -135,6 +135,8 @@ export interface RouteSpec {
   src?: string;
   /** `RTA_PRIORITY`. */
   metric?: number;
+  /** `rtm_type` on add/replace, default `RTN_UNICAST` (`RTN_BLACKHOLE` for `ip route add blackhole`). */
+  type?: number;
 }
 
 /** A vxlan link to create (`ip link add NAME type vxlan id VNI …`). */
@@ -431,14 +433,17 @@ function routeMsg(type: number, flags: number, r: RouteSpec): Uint8Array<ArrayBu
   const del = type === RTM_DELROUTE;
   const table = r.table ?? RT_TABLE_MAIN;
   // As iproute2: a delete matches any protocol/type and scope "nowhere" matches every scope.
-  const scope = r.scope ?? (del ? RT_SCOPE_NOWHERE : r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
+  // As iproute2: link scope only for a unicast route without a gateway (a blackhole is universe).
+  const unicast = (r.type ?? RTN_UNICAST) === RTN_UNICAST;
+  const scope = r.scope ??
+    (del ? RT_SCOPE_NOWHERE : r.gateway || !unicast ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
   const h = encodeRtMsg({
     family: AF_INET,
     dstLen: prefix,
     table: table < 256 ? table : RT_TABLE_UNSPEC,
     protocol: r.protocol ?? (del ? RTPROT_UNSPEC : RTPROT_BOOT),
     scope,
-    type: del ? RTN_UNSPEC : RTN_UNICAST,
+    type: del ? RTN_UNSPEC : r.type ?? RTN_UNICAST,
     flags: r.onlink ? RTNH_F_ONLINK : 0,
   });
   const attrs: Attr[] = [];

@@ -16,6 +16,14 @@ import { containsNet, formatCIDR, type IPNet, overlaps, parseCIDR } from "../ip.
 import type { Lease } from "../lease.ts";
 import type { LeaseEvent, SubnetManager } from "../subnet/mod.ts";
 import { errText, type Logger } from "../log.ts";
+import {
+  configDrift,
+  kernelChanges,
+  kernelFailures,
+  peersInUse,
+  peersRejected,
+  resyncs,
+} from "../health/catalog.ts";
 
 /** The netlink verbs the peer table uses (a subset of `Netlink`). */
 export type KernelOps = Pick<
@@ -268,27 +276,48 @@ function describeRoute(r: { dst: string; gateway: string | null; oif: number | n
   return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.oif !== null ? ` dev #${r.oif}` : ""}`;
 }
 
+// Labels of flannel_kernel_changes_total / flannel_kernel_failures_total.
+const ROUTE_SET = { kind: "route", op: "set" } as const;
+const ROUTE_DEL = { kind: "route", op: "delete" } as const;
+const NEIGH_SET = { kind: "neigh", op: "set" } as const;
+const NEIGH_DEL = { kind: "neigh", op: "delete" } as const;
+const FDB_SET = { kind: "fdb", op: "set" } as const;
+const FDB_DEL = { kind: "fdb", op: "delete" } as const;
+
 /** Applies `plan` in order; failures are logged and counted, never thrown. */
 export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
   let failures = 0;
-  const run = (what: string, fn: () => void, absentOk = false) => {
+  const run = (
+    labels: { kind: "route" | "neigh" | "fdb"; op: "set" | "delete" },
+    what: string,
+    fn: () => void,
+    absentOk = false,
+  ) => {
     try {
       fn();
+      kernelChanges.inc(labels);
     } catch (err) {
       if (absentOk && (isErrno(err, "ESRCH") || isErrno(err, "ENOENT"))) return;
       failures++;
+      kernelFailures.inc(labels);
       log.error(`Cannot ${what}: ${errText(err)}`);
     }
   };
   for (const r of plan.routeDel) {
-    run(`delete route ${describeRoute(r)}`, () => nl.routeDel(routeDelSpec(r)), true);
+    run(ROUTE_DEL, `delete route ${describeRoute(r)}`, () => nl.routeDel(routeDelSpec(r)), true);
   }
   for (const n of plan.neighDel) {
-    run(`delete ARP entry ${n.ip} on #${n.index}`, () => nl.neighDel(n.index, n.ip), true);
+    run(
+      NEIGH_DEL,
+      `delete ARP entry ${n.ip} on #${n.index}`,
+      () => nl.neighDel(n.index, n.ip),
+      true,
+    );
   }
   for (const f of plan.fdbDel) {
     const dst = f.dst ?? "0.0.0.0";
     run(
+      FDB_DEL,
       `delete FDB entry ${f.mac} dst ${dst} on #${f.index}`,
       () => nl.fdbDel(f.index, f.mac, dst),
       true,
@@ -296,18 +325,20 @@ export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
   }
   for (const f of plan.fdbSet) {
     run(
+      FDB_SET,
       `set FDB entry ${f.mac} dst ${f.dst} on #${f.index}`,
       () => nl.fdbSet(f.index, f.mac, f.dst),
     );
   }
   for (const n of plan.neighSet) {
     run(
+      NEIGH_SET,
       `set ARP entry ${n.ip} lladdr ${n.mac} on #${n.index}`,
       () => nl.neighSet(n.index, n.ip, n.mac),
     );
   }
   for (const r of plan.routeSet) {
-    run(`replace route ${describeRoute(r)}`, () => nl.routeReplace(routeSpecOf(r)));
+    run(ROUTE_SET, `replace route ${describeRoute(r)}`, () => nl.routeReplace(routeSpecOf(r)));
   }
   return failures;
 }
@@ -359,6 +390,7 @@ export class PeerTable {
    */
   resync(): number {
     if (!this.#synced) return 0;
+    resyncs.inc({ what: "peers" });
     this.#applied.clear();
     for (const [key, lease] of this.#leases) {
       const entries = this.#decideLogged(key, lease);
@@ -371,6 +403,7 @@ export class PeerTable {
     };
     const plan = planSync(this.#applied.values(), kernel, this.scope);
     applyPlan(this.nl, plan, this.log);
+    peersInUse.set(this.#applied.size);
     return planSize(plan);
   }
 
@@ -399,6 +432,7 @@ export class PeerTable {
       if (!old && !next) continue;
       const plan = planUpdate(old, next, (mac) => this.#macInUse(mac, key));
       applyPlan(this.nl, plan, this.log);
+      peersInUse.set(this.#applied.size);
       if (this.log.enabled(1)) {
         this.log.v(1, `${ev.type === "removed" ? "Removed" : "Programmed"} peer ${key}`);
       }
@@ -410,6 +444,7 @@ export class PeerTable {
     // Peers are keyed by subnet, which is their route's dst: no scan over thousands of peers.
     const e = this.#applied.get(r.dst);
     if (!e || e.route.oif !== r.oif || e.route.gateway !== r.gateway) return false;
+    configDrift.inc({ what: "peers" });
     applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log);
     return true;
   }
@@ -418,6 +453,7 @@ export class PeerTable {
   restoreNeigh(n: NeighInfo): boolean {
     for (const e of this.#applied.values()) {
       if (e.neigh && e.neigh.ip === n.ip && e.neigh.index === n.index) {
+        configDrift.inc({ what: "peers" });
         applyPlan(this.nl, { ...emptyPlan(), neighSet: [e.neigh] }, this.log);
         return true;
       }
@@ -437,6 +473,7 @@ export class PeerTable {
       return d.entries;
     }
     if (this.#warned.get(key) !== d.reason) {
+      peersRejected.inc();
       this.#warned.set(key, d.reason);
       this.log.warn(d.reason);
     }

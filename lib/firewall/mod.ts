@@ -78,10 +78,10 @@ export class Firewall {
       await this.#runner.restore(input);
     } catch (err) {
       this.#installed = false;
-      kernelFailures.inc({ kind: "firewall" });
+      kernelFailures.inc({ kind: "firewall", op: "set" });
       throw err;
     }
-    kernelChanges.inc({ kind: "firewall" });
+    kernelChanges.inc({ kind: "firewall", op: "set" });
     this.#installed = true;
     return drift;
   }

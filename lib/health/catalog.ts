@@ -39,7 +39,7 @@ export const leaseRenewalFailures = registry.counter(
   "Failed attempts to renew the own subnet lease.",
 );
 
-/** etcd requests that failed, by operation. */
+/** etcd requests that failed, by operation (`get`, `list`, `create`, ...). */
 export const etcdErrors = registry.counter(
   "flannel_etcd_errors_total",
   "etcd requests that failed, by operation.",
@@ -54,10 +54,10 @@ export const etcdLastContact = registry.gauge(
   "flannel_etcd_last_success_timestamp_seconds",
   "When etcd last answered a request or delivered a watch response, in Unix seconds.",
 );
-/** Lease events from the subnet watch, by type (`added`, `removed`). */
+/** Events from etcd watches (subnets, own lease, config), by type (`put`, `delete`, ...). */
 export const watchEvents = registry.counter(
   "flannel_watch_events_total",
-  "Lease events received from the etcd subnet watch, by type.",
+  "Events received from etcd watches (subnet leases, own lease, config), by type.",
 );
 
 /** Peers whose leases are installed in the kernel now. */
@@ -71,15 +71,15 @@ export const peersRejected = registry.counter(
   "Peer leases the backend refused to install, by reason.",
 );
 
-/** Kernel changes made (routes, neighbours, FDB, firewall rules), by kind. */
+/** Kernel changes made, by kind (route, neigh, fdb, firewall, blackhole_route) and op. */
 export const kernelChanges = registry.counter(
   "flannel_kernel_changes_total",
-  "Changes made to the kernel (routes, neighbours, FDB entries, firewall rule sets), by kind.",
+  "Changes made to the kernel (routes, neighbours, FDB entries, firewall rule sets), by kind and op.",
 );
-/** Kernel changes that failed, by kind. */
+/** Kernel changes that failed, by kind and op. */
 export const kernelFailures = registry.counter(
   "flannel_kernel_failures_total",
-  "Kernel changes that failed, by kind.",
+  "Kernel changes that failed, by kind and op.",
 );
 /** Periodic re-checks of the kernel state, by what was checked (`peers`, `firewall`). */
 export const resyncs = registry.counter(

@@ -54,7 +54,7 @@ export function registerUdpCounters(
       const out: Sample[] = [];
       for (const [counter, [f, direction, reason]] of Object.entries(MAP)) {
         if (f !== fam) continue;
-        const labels = reason ? { direction, reason } : { direction };
+        const labels: Record<string, string> = reason ? { direction, reason } : { direction };
         out.push({ labels, value: c[counter as CounterName] });
       }
       return out;

@@ -10,6 +10,7 @@
  * a reservation's value alone; this is a deliberate difference.
  */
 
+import { leaseExpiry, leaseRenewalFailures, leaseRenewals } from "../health/catalog.ts";
 import type { NetworkConfig } from "../config.ts";
 import { formatCIDR, formatIPv4, type IPNet, overlaps, prefixSize, sameNet } from "../ip.ts";
 import {
@@ -364,6 +365,8 @@ export class EtcdSubnetManager implements SubnetManager {
         );
         if (w) {
           state.lease = this.#leaseFromWrite(l.subnet, l.attrs, w);
+          leaseRenewals.inc();
+          leaseExpiry.set(expirySeconds(state.lease));
           this.#log.info(
             `Renewed lease ${cidr} (expires ${state.lease.expiration!.toISOString()})`,
           );
@@ -386,6 +389,7 @@ export class EtcdSubnetManager implements SubnetManager {
         this.#observe(state, cidr, cur.kv.value, cur.kv.modRevision, cur.kv.leaseId);
       } catch (err) {
         if (err instanceof LeaseLostError || signal.aborted) throw err;
+        leaseRenewalFailures.inc();
         this.#log.error(
           `Error renewing lease ${cidr} (trying again in ${this.#renewRetryMs / 1000} s): ${
             errText(err)
@@ -448,6 +452,7 @@ export class EtcdSubnetManager implements SubnetManager {
     if (leaseId === null) expiration = null;
     else if (leaseId !== l.etcdLeaseId) expiration = new Date(Date.now() + this.#ttl * 1000);
     state.lease = { ...l, modRevision, etcdLeaseId: leaseId, expiration };
+    leaseExpiry.set(expirySeconds(state.lease));
     state.wake?.();
   }
 
@@ -581,4 +586,9 @@ function waitOrWake(state: KeepState, ms: number, signal: AbortSignal): Promise<
     };
     signal.addEventListener("abort", onAbort, { once: true });
   });
+}
+
+/** The `flannel_lease_expiry_timestamp_seconds` value of a lease (0 for a reservation). */
+function expirySeconds(l: Lease): number {
+  return l.expiration ? l.expiration.getTime() / 1000 : 0;
 }

@@ -19,10 +19,18 @@ function host(withDefault = true): LinkReader {
       { index: 4, address: "169.254.3.3", prefix: 16, scope: 253 },
     ],
     defaultRoute: () => withDefault ? { index: 2, gateway: "192.168.100.1" } : null,
+    // 172.16.0.0/16 is routed through eth1 with its second address as source; 10.9.0.0/16
+    // through a link that is gone; everything else is unreachable.
+    routeGet: (dst) =>
+      dst.startsWith("172.16.")
+        ? { oif: 3, prefsrc: "172.16.5.4" }
+        : dst.startsWith("10.9.")
+        ? { oif: 9, prefsrc: null }
+        : null,
   };
 }
 
-const none = { iface: [] as string[], ifaceRegex: [] as string[], publicIP: "" };
+const none = { iface: [] as string[], ifaceRegex: [] as string[], publicIP: "", ifaceCanReach: "" };
 
 function pick(reader: LinkReader, opts: Partial<typeof none>) {
   const ext = findExternalInterface(reader, { ...none, ...opts });
@@ -96,6 +104,32 @@ Deno.test("findExternalInterface() fails with a clear message", async (t) => {
       (e) =>
         e instanceof InterfaceError &&
         e.message.startsWith("No interface name or address matches --iface-regex ^ens"),
+    );
+  });
+});
+
+Deno.test("findExternalInterface() --iface-can-reach uses the route's interface and source", async (t) => {
+  await t.step("interface and source address of the route", () => {
+    const ext = pick(host(), { ifaceCanReach: "172.16.99.1" });
+    assert.deepEqual([ext.name, ext.ifaceAddr, ext.mtu], ["eth1", "172.16.5.4", 9001]);
+  });
+  await t.step("--iface and --iface-regex win over it (as upstream)", () => {
+    assert.equal(pick(host(), { iface: ["eth0"], ifaceCanReach: "172.16.99.1" }).name, "eth0");
+    assert.equal(
+      pick(host(), { ifaceRegex: ["^eth2"], ifaceCanReach: "172.16.99.1" }).name,
+      "eth2",
+    );
+  });
+  await t.step("unreachable and vanished interfaces are clear errors", () => {
+    assert.throws(
+      () => pick(host(), { ifaceCanReach: "198.51.100.1" }),
+      new InterfaceError("No route to --iface-can-reach 198.51.100.1"),
+    );
+    assert.throws(
+      () => pick(host(), { ifaceCanReach: "10.9.0.1" }),
+      new InterfaceError(
+        "The route to --iface-can-reach 10.9.0.1 uses interface index 9, which is gone",
+      ),
     );
   });
 });

@@ -201,6 +201,22 @@ Deno.test("route verbs encode RTM_NEWROUTE/RTM_DELROUTE as `ip route` does", asy
       hex("34000000 1800 0505", SEQ_PID, "02 10 00 00 fe 03 00 01 00000000", gw),
     );
   });
+  await t.step(
+    "routeReplace blackhole: ip route replace blackhole 10.1.15.0/24 metric 1024",
+    () => {
+      assertEquals(
+        sent((nl) => nl.routeReplace({ dst: "10.1.15.0/24", type: 6, metric: 1024 })),
+        hex(
+          "2c000000 1800 0505", // RTM_NEWROUTE REQUEST|ACK|REPLACE|CREATE
+          SEQ_PID,
+          // rtmsg: AF_INET, dst_len 24, table main, proto boot, scope universe, type blackhole
+          "02 18 00 00 fe 03 00 06 00000000",
+          "0800 0100 0a010f00", // RTA_DST 10.1.15.0
+          "0800 0600 00040000", // RTA_PRIORITY 1024
+        ),
+      );
+    },
+  );
   await t.step("routeDel: ip route del 10.2.0.0/16 via 10.0.0.2 dev v0", () => {
     assertEquals(
       sent((nl) => nl.routeDel({ dst: "10.2.0.0/16", gateway: "10.0.0.2", oif: 3 })),

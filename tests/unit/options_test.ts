@@ -15,6 +15,13 @@ const DEFAULTS: Options = {
   subnetFile: "/run/flannel/subnet.env",
   subnetLeaseRenewMargin: 60,
   ipMasq: false,
+  ipMasqFullyRandomDisable: false,
+  iptablesForwardRules: true,
+  iptablesResync: 5,
+  ipBlackholeRoute: false,
+  ifaceCanReach: "",
+  healthzIP: "0.0.0.0",
+  healthzPort: 0,
   v: 0,
 };
 
@@ -55,6 +62,13 @@ Deno.test("parseOptions() sets every flag from the command line", () => {
     "--subnet-file=/tmp/subnet.env",
     "--subnet-lease-renew-margin=1439",
     "--ip-masq",
+    "--ip-masq-fully-random-disable",
+    "--iptables-forward-rules=false",
+    "--iptables-resync=30",
+    "--ip-blackhole-route",
+    "--iface-can-reach=192.168.1.1",
+    "--healthz-ip=127.0.0.1",
+    "--healthz-port=8471",
     "-v=3",
   ]);
   assert.deepEqual(o, {
@@ -71,6 +85,13 @@ Deno.test("parseOptions() sets every flag from the command line", () => {
     subnetFile: "/tmp/subnet.env",
     subnetLeaseRenewMargin: 1439,
     ipMasq: true,
+    ipMasqFullyRandomDisable: true,
+    iptablesForwardRules: false,
+    iptablesResync: 30,
+    ipBlackholeRoute: true,
+    ifaceCanReach: "192.168.1.1",
+    healthzIP: "127.0.0.1",
+    healthzPort: 8471,
     v: 3,
   });
 });
@@ -90,6 +111,13 @@ Deno.test("parseOptions() takes every flag from FLANNELD_* when the command line
     FLANNELD_SUBNET_FILE: "/run/x.env",
     FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "5",
     FLANNELD_IP_MASQ: "true",
+    FLANNELD_IP_MASQ_FULLY_RANDOM_DISABLE: "true",
+    FLANNELD_IPTABLES_FORWARD_RULES: "false",
+    FLANNELD_IPTABLES_RESYNC: "7",
+    FLANNELD_IP_BLACKHOLE_ROUTE: "1",
+    FLANNELD_IFACE_CAN_REACH: "10.9.9.9",
+    FLANNELD_HEALTHZ_IP: "10.0.0.2",
+    FLANNELD_HEALTHZ_PORT: "9000",
     FLANNELD_V: "2",
     FLANNELD_LOGTOSTDERR: "true",
     FLANNELD_LOG_DIR: "/var/log",
@@ -108,6 +136,13 @@ Deno.test("parseOptions() takes every flag from FLANNELD_* when the command line
     subnetFile: "/run/x.env",
     subnetLeaseRenewMargin: 5,
     ipMasq: true,
+    ipMasqFullyRandomDisable: true,
+    iptablesForwardRules: false,
+    iptablesResync: 7,
+    ipBlackholeRoute: true,
+    ifaceCanReach: "10.9.9.9",
+    healthzIP: "10.0.0.2",
+    healthzPort: 9000,
     v: 2,
   });
   // The command line wins, flag by flag; empty variables are ignored.
@@ -280,4 +315,53 @@ Deno.test("parseOptions() --version prints VERSION", () => {
   assert.deepEqual(parseOptions(["-version", "-v=1"], {}), { kind: "version", text: "0.1.0" });
   // As upstream, help and version are read before the environment overlay.
   assert.equal(parseOptions([], { FLANNELD_VERSION: "true", FLANNELD_HELP: "true" }).kind, "run");
+});
+
+Deno.test("parseOptions() refuses bad host-integration values with one line each", async (t) => {
+  const rows: [string[], string][] = [
+    [
+      ["--healthz-port=65536"],
+      'invalid value "65536" for flag -healthz-port: must be between 0 and 65535',
+    ],
+    [
+      ["--healthz-ip=localhost"],
+      'invalid value "localhost" for flag -healthz-ip: not an IPv4 address',
+    ],
+    [
+      ["--iptables-resync=0"],
+      'invalid value "0" for flag -iptables-resync: must be between 1 and 86400',
+    ],
+    [
+      ["--iface-can-reach=10.1"],
+      'invalid value "10.1" for flag -iface-can-reach: not an IPv4 address',
+    ],
+  ];
+  for (const [argv, want] of rows) {
+    await t.step(argv.join(" "), () => {
+      const r = parseOptions(argv, {});
+      if (r.kind !== "error") assert.fail(JSON.stringify(r));
+      assert.equal(r.message, want);
+    });
+  }
+});
+
+Deno.test("parseOptions() says the --kube-* flags are out of scope", async (t) => {
+  const rows: [string[], Record<string, string>, string][] = [
+    [["--kube-subnet-mgr"], {}, "kube-subnet-mgr"],
+    [["--kube-api-url=https://10.0.0.1:6443"], {}, "kube-api-url"],
+    [[], { FLANNELD_KUBECONFIG_FILE: "/etc/kube.conf" }, "kubeconfig-file"],
+    [["--kube-annotation-prefix=x"], {}, "kube-annotation-prefix"],
+  ];
+  for (const [argv, env, name] of rows) {
+    await t.step(name, () => {
+      const r = parseOptions(argv, env);
+      if (r.kind !== "error") assert.fail(JSON.stringify(r));
+      assert.equal(
+        r.message,
+        `-${name} is out of scope: this flannel has no Kubernetes subnet manager ` +
+          "(leases live in etcd; use -etcd-endpoints)",
+      );
+    });
+  }
+  assert.equal(parseOptions(["--kube-subnet-mgr=false"], {}).kind, "run");
 });
