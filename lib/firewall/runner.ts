@@ -69,9 +69,9 @@ async function run(cmd: string, args: string[], stdin: string | null, why: strin
     }).spawn();
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
+      // No cause: "Failed to spawn … entity not found" would only repeat the message.
       throw new FirewallError(
         `${why} needs ${cmd}, which is not installed: apt-get install iptables`,
-        { cause: err },
       );
     }
     throw new FirewallError(`Cannot run ${cmd}: ${(err as Error).message}`, { cause: err });

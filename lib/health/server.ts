@@ -33,8 +33,8 @@ export interface HealthServer {
   readonly finished: Promise<void>;
 }
 
-/** The body of `/healthz`, as upstream. */
-export const HEALTHZ_BODY = "flanneld is running\n";
+/** The body of `/healthz`, byte for byte as upstream (no newline). */
+export const HEALTHZ_BODY = "flanneld is running";
 
 /** Builds the request handler (exported for tests that do not need a socket). */
 export function healthHandler(
@@ -88,7 +88,7 @@ export function healthHandler(
  *   hostname: "127.0.0.1", port: 0, metrics: new Metrics(), readiness: {}, signal: stop.signal,
  * });
  * const r = await fetch(`http://127.0.0.1:${s.addr.port}/healthz`);
- * assert.equal(await r.text(), "flanneld is running\n");
+ * assert.equal(await r.text(), "flanneld is running");
  * stop.abort();
  * await s.finished;
  * ```
