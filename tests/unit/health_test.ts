@@ -156,7 +156,7 @@ Deno.test("serveHealth() listens, answers over HTTP and closes on abort", async 
   await assert.rejects(fetch(`http://127.0.0.1:${s.addr.port}/healthz`));
 });
 
-Deno.test("serveHealth() on a taken port is a one-line error naming the address", async () => {
+Deno.test("serveHealth() on a taken port is a one-line error naming the address", () => {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   try {
     const stop = new AbortController();
