@@ -7,9 +7,10 @@
  */
 
 import assert from "node:assert/strict";
-import { Cluster, type Host, HUB_IP } from "../harness/cluster.ts";
+import { Cluster, Daemon, type Host, HUB_IP, REPO_ROOT } from "../harness/cluster.ts";
+import { runOk } from "../harness/netns.ts";
 import { captureEchoRequests } from "../harness/capture.ts";
-import { leaseKey, leaseOf } from "../harness/flannel.ts";
+import { ALLOC_CONFIG, leaseKey, leaseOf } from "../harness/flannel.ts";
 import { VXLAN_CONFIG, waitUntil } from "./mesh_support.ts";
 
 const PORT = 8471;
@@ -232,4 +233,65 @@ Deno.test("--ip-masq without iptables is a clear error; the default forward rule
   const off = h1.startFlannel(["--iptables-forward-rules=false"], noTools);
   await off.waitReady(30_000);
   assert.doesNotMatch(off.logs(), /iptables/);
+});
+
+Deno.test("--iface-can-reach picks the interface and source address of the kernel's route", async () => {
+  await using cluster = await Cluster.create({ hosts: 1 });
+  await cluster.putConfig(ALLOC_CONFIG);
+  const [h1] = cluster.hosts;
+  // A second interface whose route to 10.98.0.0/16 prefers its second address as source.
+  await runOk(["ip", "-n", h1.ns, "-batch", "-"], {
+    stdin: [
+      "link add eth1 type veth peer name eth1p",
+      "link set eth1 up",
+      "link set eth1p up",
+      "addr add 10.99.0.1/24 dev eth1",
+      "addr add 10.99.0.7/24 dev eth1",
+      "route add 10.98.0.0/16 via 10.99.0.2 dev eth1 src 10.99.0.7",
+      "route add unreachable 203.0.113.0/24",
+      "",
+    ].join("\n"),
+  });
+  // Without the harness's --iface=eth0 (which would win over --iface-can-reach, as upstream).
+  const start = (reach: string) =>
+    Daemon.spawn({
+      ns: h1.ns,
+      cmd: [
+        Deno.execPath(),
+        "run",
+        "--cached-only",
+        "-A",
+        `${REPO_ROOT}/main.ts`,
+        `--etcd-endpoints=${cluster.etcd.endpoints}`,
+        `--subnet-file=${h1.subnetFile}`,
+        `--iface-can-reach=${reach}`,
+      ],
+      env: {
+        PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin",
+        HOME: Deno.env.get("HOME") ?? "/root",
+        DENO_DIR: Deno.env.get("DENO_DIR") ?? `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`,
+        NO_COLOR: "1",
+      },
+      cwd: REPO_ROOT,
+      logFile: `${h1.dir}/can-reach.log`,
+      subnetFile: h1.subnetFile,
+    });
+  const d = start("10.98.3.4");
+  try {
+    await d.waitReady(30_000);
+    const eth1 = (await h1.ipJson<{ ifindex: number }[]>(["link", "show", "eth1"]))[0].ifindex;
+    assert.match(
+      d.logs(),
+      new RegExp(`Using interface eth1 \\(index ${eth1}\\) with address 10\\.99\\.0\\.7, MTU 1500`),
+    );
+    const leases = await cluster.leases();
+    assert.deepEqual(Object.values(leases).map((v) => (v as { PublicIP: string }).PublicIP), [
+      "10.99.0.7",
+    ]);
+  } finally {
+    await d.stop();
+  }
+  const bad = start("203.0.113.9");
+  assert.equal(await bad.exitedWithin(30_000), 1);
+  assert.match(bad.logs(), /main\] No route to --iface-can-reach 203\.0\.113\.9$/m);
 });
