@@ -8,8 +8,12 @@
  * backend the daemons' CPU (% of one core during the TCP runs) and RSS. Ratios are against
  * kernel VXLAN (throughput) and the underlay (RTT overhead) of the same run.
  *
+ * With `--scrape MS`, one more path: the udp backend (offloads on) with the health server on and
+ * `/metrics` fetched from each daemon every MS milliseconds during the whole measurement, to show
+ * that metrics cost the data path nothing (the counters are read from shared memory per scrape).
+ *
  * Usage: deno run -A scripts/bench_udp.ts [--rounds 3] [--seconds 10] [--udp-seconds 5]
- *        [--pings 200]
+ *        [--pings 200] [--scrape 100]
  */
 
 import { parseArgs } from "node:util";
@@ -24,8 +28,11 @@ const args = parseArgs({
     seconds: { type: "string", default: "10" },
     "udp-seconds": { type: "string", default: "5" },
     pings: { type: "string", default: "200" },
+    scrape: { type: "string" },
   },
 });
+const SCRAPE_MS = args.values.scrape === undefined ? null : Number(args.values.scrape);
+const HEALTHZ_PORT = 8471;
 const ROUNDS = Number(args.values.rounds);
 const SECONDS = Number(args.values.seconds);
 const UDP_SECONDS = Number(args.values["udp-seconds"]);
@@ -36,6 +43,8 @@ interface Path {
   src: string; // on hosts[0]
   dst: string; // on hosts[1]
   daemons?: Daemon[];
+  /** `/metrics` scrapers running in the hosts during the measurement. */
+  scrapers?: Deno.ChildProcess[];
 }
 
 interface Result {
@@ -182,12 +191,17 @@ async function kernelVxlan(hosts: Host[]): Promise<Path> {
   return { name: "kernel VXLAN", src: "10.78.0.1", dst: "10.78.0.2" };
 }
 
-async function udpBackend(cluster: Cluster, offload: boolean): Promise<Path> {
+async function udpBackend(
+  cluster: Cluster,
+  offload: boolean,
+  scrapeMs: number | null = null,
+): Promise<Path> {
   await cluster.putConfig({
     Network: "10.1.0.0/16",
     Backend: { Type: "udp", Offload: offload },
   });
-  const daemons = cluster.hosts.map((h) => h.startFlannel());
+  const extra = scrapeMs === null ? [] : [`--healthz-port=${HEALTHZ_PORT}`];
+  const daemons = cluster.hosts.map((h) => h.startFlannel(extra));
   await Promise.all(daemons.map((d) => d.waitReady(30_000)));
   const addrs: string[] = [];
   for (const h of cluster.hosts) {
@@ -209,15 +223,46 @@ async function udpBackend(cluster: Cluster, offload: boolean): Promise<Path> {
     ]);
     if (r.code === 0) break;
   }
+  const scrapers = scrapeMs === null ? [] : cluster.hosts.map((h) => scraper(h, scrapeMs));
   return {
-    name: `flannel udp, offloads ${offload ? "on" : "off"}`,
+    name: `flannel udp, offloads ${offload ? "on" : "off"}${
+      scrapeMs === null ? "" : `, /metrics every ${scrapeMs} ms`
+    }`,
     src: addrs[0],
     dst: addrs[1],
     daemons,
+    scrapers,
   };
 }
 
+/** Fetches the host's `/metrics` every `ms` until killed. */
+function scraper(h: Host, ms: number): Deno.ChildProcess {
+  const url = `http://127.0.0.1:${HEALTHZ_PORT}/metrics`;
+  return new Deno.Command("ip", {
+    args: [
+      "netns",
+      "exec",
+      h.ns,
+      "sh",
+      "-c",
+      `while :; do curl -s -o /dev/null ${url}; sleep ${ms / 1000}; done`,
+    ],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+}
+
+/** The udp packet counters of the host's `/metrics` (proof that the scrapes saw traffic). */
+async function scrapedPackets(h: Host): Promise<string> {
+  const out = await sh(h, ["curl", "-s", `http://127.0.0.1:${HEALTHZ_PORT}/metrics`]);
+  return out.split("\n").filter((l) => l.startsWith("flannel_udp_packets_total")).join(", ");
+}
+
 async function stopDaemons(cluster: Cluster, path: Path): Promise<void> {
+  for (const p of path.scrapers ?? []) {
+    p.kill("SIGKILL");
+    await p.status;
+  }
   for (const d of path.daemons ?? []) d.kill("SIGTERM");
   for (const d of path.daemons ?? []) await d.exited();
   for (const h of cluster.hosts) {
@@ -262,10 +307,15 @@ if (import.meta.main) {
     await measure(hosts, { name: "underlay (veth + bridge)", src: hosts[0].ip, dst: hosts[1].ip }),
   );
   results.push(await measure(hosts, await kernelVxlan(hosts)));
-  for (const offload of [false, true]) {
-    const path = await udpBackend(cluster, offload);
+  const runs: [boolean, number | null][] = [[false, null], [true, null]];
+  if (SCRAPE_MS !== null) runs.push([true, SCRAPE_MS]);
+  for (const [offload, scrapeMs] of runs) {
+    const path = await udpBackend(cluster, offload, scrapeMs);
     try {
       results.push(await measure(hosts, path));
+      if (scrapeMs !== null) {
+        for (const h of hosts) console.error(`   ${h.name} /metrics: ${await scrapedPackets(h)}`);
+      }
     } finally {
       await stopDaemons(cluster, path);
     }
