@@ -52,10 +52,28 @@ Deno.test("--help prints the usage with defaults and exits 0", async () => {
   assert.match(d.logs(), /subnet-file/);
 });
 
-Deno.test("--ip-masq is refused with a clear line (no rules would be installed), exit 1", async () => {
-  await using cluster = await Cluster.create({ hosts: 1, startEtcd: false });
-  const d = cluster.hosts[0].startFlannel(["--ip-masq"]);
-  assert.equal(await d.exitedWithin(15_000), 1, d.tail());
-  assert.match(d.logs(), /^E.*--ip-masq is not supported/m);
-  assert.equal(await Deno.stat(cluster.hosts[0].subnetFile).then(() => true, () => false), false);
+Deno.test("the flags upstream units pass are accepted; --kube-* is refused as out of scope", async () => {
+  await using cluster = await Cluster.create({ hosts: 1 });
+  await cluster.putConfig(ALLOC_CONFIG);
+  const h = cluster.hosts[0];
+  const d = h.startFlannel([
+    "--ip-masq",
+    "--ip-masq-fully-random-disable",
+    "--iptables-forward-rules=true",
+    "--iptables-resync=5",
+    "--ip-blackhole-route",
+    "--iface-can-reach=192.168.100.1",
+    "--healthz-ip=0.0.0.0",
+    "--healthz-port=0",
+  ]);
+  await d.waitReady(20_000);
+  assert.equal((await h.readSubnetEnv())?.FLANNEL_IPMASQ, "true");
+  assert.equal(await d.stop(), 0);
+
+  const kube = h.startFlannel(["--kube-subnet-mgr"]);
+  assert.equal(await kube.exitedWithin(15_000), 2, kube.tail());
+  assert.match(
+    kube.logs().split("\n")[0],
+    /^-kube-subnet-mgr is out of scope: this flannel has no Kubernetes subnet manager/,
+  );
 });

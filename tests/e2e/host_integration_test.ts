@@ -145,6 +145,19 @@ Deno.test("--ip-masq, forward rules, blackhole route and health endpoints on rea
   });
   assert.deepEqual(outside, [{ src: h1.ip, dst: HUB_IP }]);
 
+  // After two resyncs (every 1 s), none saw a difference: what iptables-save prints back is
+  // exactly what was installed.
+  await waitUntil("two firewall resyncs", async () => {
+    const m = (await curl(h1, "/metrics")).body;
+    return metric(m, 'flannel_resyncs_total{what="firewall"}') >= 2;
+  }, 15_000);
+  assert.doesNotMatch(d1.logs(), /changed by someone else/);
+  assert.equal(
+    metric((await curl(h1, "/metrics")).body, 'flannel_config_drift_total{what="firewall"}'),
+    NaN,
+    "no drift counted before the flush",
+  );
+
   // Someone flushes flannel's chain and deletes its jump: restored within the resync period.
   await sh(h1, ["iptables", "-t", "nat", "-F", "FLANNEL-POSTRTG"]);
   await sh(h1, [
