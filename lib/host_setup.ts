@@ -68,14 +68,7 @@ export async function setUpHost(
 ): Promise<HostSetup> {
   const log = deps.log ?? logger("host");
   let firewall: Firewall | null = null;
-  const wants = wantedRuleSets({
-    network,
-    subnet,
-    ipMasq: opts.ipMasq,
-    forwardRules: opts.iptablesForwardRules,
-    randomFully: !opts.ipMasqFullyRandomDisable,
-  });
-  if (wants.length > 0) {
+  if (opts.ipMasq || opts.iptablesForwardRules) {
     const why = opts.ipMasq ? "--ip-masq" : "--iptables-forward-rules";
     let runner: FirewallRunner | null = null;
     try {
@@ -85,7 +78,6 @@ export async function setUpHost(
       log.warn(`${errText(err)}; no FORWARD rules (or pass --iptables-forward-rules=false)`);
     }
     if (runner) {
-      const randomFully = !opts.ipMasqFullyRandomDisable && runner.randomFully;
       if (opts.ipMasq && !opts.ipMasqFullyRandomDisable && !runner.randomFully) {
         log.warn(`${runner.version} has no MASQUERADE --random-fully: masquerading without it`);
       }
@@ -96,7 +88,7 @@ export async function setUpHost(
           subnet,
           ipMasq: opts.ipMasq,
           forwardRules: opts.iptablesForwardRules,
-          randomFully,
+          randomFully: !opts.ipMasqFullyRandomDisable && runner.randomFully,
         }),
       );
       await firewall.install();
