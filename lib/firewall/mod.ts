@@ -66,7 +66,12 @@ export class Firewall {
   async ensure(): Promise<string[]> {
     const tables = [...new Set(this.#sets.map((s) => s.table))];
     let text = "";
-    for (const t of tables) text += await this.#runner.save(t);
+    try {
+      for (const t of tables) text += await this.#runner.save(t);
+    } catch (err) {
+      this.#installed = false;
+      throw err;
+    }
     const saved = parseSave(text);
     const drift = this.#sets.flatMap((s) => driftOf(saved, s));
     const input = restoreInput(saved, this.#sets);
