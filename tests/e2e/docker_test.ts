@@ -49,11 +49,13 @@ async function dockerHost(h: Host, tar: string): Promise<{ d: Dockerd; ip: strin
   try {
     await d.dockerOk(["import", tar, IMAGE]);
     await d.dockerOk(["run", "-d", "--name", "box", IMAGE, "/bin/busybox", "sleep", "600"]);
-    const ip = (await d.dockerOk(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "box"])).trim();
+    const ip = (await d.dockerOk(["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "box"]))
+      .trim();
     const base = env.FLANNEL_SUBNET.split("/")[0].replace(/\.1$/, ".");
     assert.ok(ip.startsWith(base), `container address ${ip} outside ${env.FLANNEL_SUBNET}`);
-    const mtu = (await d.dockerOk(["exec", "box", "/bin/busybox", "cat", "/sys/class/net/eth0/mtu"]))
-      .trim();
+    const mtu =
+      (await d.dockerOk(["exec", "box", "/bin/busybox", "cat", "/sys/class/net/eth0/mtu"]))
+        .trim();
     assert.equal(mtu, env.FLANNEL_MTU);
     return { d, ip };
   } catch (err) {
@@ -82,11 +84,17 @@ Deno.test({
     await Promise.all([f1.waitReady(30_000), f2.waitReady(30_000)]);
     const lease2 = await leaseOf(h2);
 
-    await using stack = new AsyncDisposableStack();
-    const a = await dockerHost(h1, tar);
-    stack.use(a.d);
-    const b = await dockerHost(h2, tar);
-    stack.use(b.d);
+    // Both dockerds start (and stop) in parallel: each takes seconds.
+    const started = await Promise.allSettled([dockerHost(h1, tar), dockerHost(h2, tar)]);
+    const up = started.flatMap((r) => r.status === "fulfilled" ? [r.value.d] : []);
+    await using _stop = {
+      [Symbol.asyncDispose]: async () =>
+        void await Promise.all(up.map((d) => d[Symbol.asyncDispose]())),
+    };
+    for (const r of started) if (r.status === "rejected") throw r.reason;
+    const [a, b] = started.map((r) =>
+      (r as PromiseFulfilledResult<{ d: Dockerd; ip: string }>).value
+    );
     assert.match(
       await runOk(["ip", "netns", "exec", h2.ns, "iptables-save", "-t", "filter"]),
       /^:FORWARD DROP /m,
