@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { connectEtcd } from "../../lib/registry/etcd.ts";
+import { connectEtcd } from "../../lib/registry/etcd/mod.ts";
 import {
   type Registry,
   RegistryUnavailableError,
