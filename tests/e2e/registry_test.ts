@@ -664,6 +664,7 @@ Deno.test("registry: a frozen endpoint (SIGSTOP) under an open watch is given up
       m1.pause();
       const t0 = Date.now();
       const pending = next(it, 40_000);
+      pending.catch(() => {}); // awaited below; an early assertion must not leave it unhandled
       await m2.put("/w/b", "2");
       let ev = await pending;
       if (ev.type === "reconnected") ev = await next(it, 10_000);
@@ -700,6 +701,7 @@ Deno.test("registry: a watch on a member that lost its quorum ends (require-lead
       const t0 = Date.now();
       // The watch runs while someone waits on it.
       const pending = next(it, 60_000);
+      pending.catch(() => {}); // awaited below; an early assertion must not leave it unhandled
       while (!logs.some((l) => l.includes(`Failed to reach etcd at ${m1.endpoint}`))) {
         assert.ok(Date.now() - t0 < 20_000, `no failure logged in 20 s: ${logs.join("")}`);
         await new Promise((r) => setTimeout(r, 200));
