@@ -31,7 +31,8 @@ async function overlayRoutes(host: Host): Promise<Set<string>> {
 /** The etcd members `host`'s daemon has an established connection to. */
 async function membersInUse(host: Host, etcd: EtcdCluster): Promise<EtcdServer[]> {
   const r = await host.exec(["ss", "-tnH", "state", "established"]);
-  return etcd.members.filter((m) => r.stdout.includes(`${HUB_IP}:${new URL(m.endpoint).port} `));
+  const peers = r.stdout.split("\n").map((l) => l.trim().split(/\s+/)[3]);
+  return etcd.members.filter((m) => peers.includes(`${HUB_IP}:${new URL(m.endpoint).port}`));
 }
 
 /** The mod revision of `key` (0 when absent). */
@@ -98,16 +99,25 @@ Deno.test("etcd cluster: killing the daemon's member and the leader loses no lea
       });
     }
   };
+  /** etcdctl, retried while the cluster elects a new leader. */
+  const retried = async (args: string[]) => {
+    const t0 = Date.now();
+    while (true) {
+      const r = await etcd.etcdctl(args, true);
+      if (r.code === 0) return;
+      if (Date.now() - t0 > 30_000) throw new Error(`etcdctl ${args.join(" ")}: ${r.stderr}`);
+    }
+  };
   let peer = 0;
   /** Adds three peer leases and removes the oldest one, through the members still up. */
   const churn = async () => {
     for (let i = 0; i < 3; i++, peer++) {
-      await etcd.put(leaseKey(peerSubnet(peer)), peerValue(peer));
+      await retried(["put", "--", leaseKey(peerSubnet(peer)), peerValue(peer)]);
       expected.add(peerSubnet(peer));
       await new Promise((r) => setTimeout(r, 200));
     }
     const oldest = [...expected][0];
-    await etcd.etcdctl(["del", "--", leaseKey(oldest)]);
+    await retried(["del", "--", leaseKey(oldest)]);
     expected.delete(oldest);
   };
 
