@@ -1,7 +1,7 @@
 /**
  * Two flannel hosts against a real three-member etcd cluster in the hub namespace: the member a
- * daemon talks to is killed, then (separately) the raft leader, while peer leases are added and
- * removed. Each daemon moves to another member, misses no lease event, keeps renewing its lease,
+ * daemon talks to is cut off from its peers, then the member it talks to is killed, then
+ * (separately) the raft leader, while peer leases are added and removed. Each daemon moves to another member, misses no lease event, keeps renewing its lease,
  * and the two hosts' containers keep pinging each other without a loss.
  */
 
@@ -62,7 +62,7 @@ function pingUntilStopped(from: Node, to: Node): { stop(): Promise<[number, numb
   };
 }
 
-Deno.test("etcd cluster: killing the daemon's member and the leader loses no lease event, no renewal, no ping", async () => {
+Deno.test("etcd cluster: cutting off or killing the daemon's member, or killing the leader, loses no lease event, no renewal, no ping", async () => {
   await using cluster = await Cluster.create({ hosts: 2, startEtcd: false });
   await using etcd = await EtcdCluster.start({ netns: cluster.hub, host: HUB_IP });
   await etcd.put(`${ETCD_PREFIX}/config`, JSON.stringify(CONFIG));
@@ -124,10 +124,25 @@ Deno.test("etcd cluster: killing the daemon's member and the leader loses no lea
   await churn();
   await check("before any kill");
 
-  // 1. The member host 1's daemon talks to.
+  // 1. The member host 1's daemon talks to, cut off from the other two: alive and answering,
+  // but without a leader (require-leader makes it refuse calls and end watches).
   const used = await membersInUse(n1.host, etcd);
   assert.equal(used.length, 1, `host 1 talks to ${used.map((m) => m.endpoint)}`);
-  const victim = used[0];
+  const cutOff = used[0];
+  await etcd.isolate(cutOff);
+  try {
+    await churn();
+    await check(`${cutOff.endpoint} cut off from its peers`);
+    await n1.daemon.waitForLog(new RegExp(`Failed to reach etcd at ${cutOff.endpoint}`), 15_000);
+  } finally {
+    await etcd.heal(cutOff);
+  }
+  await churn();
+  await check(`${cutOff.endpoint} back in the cluster`);
+
+  // 2. The member host 1's daemon talks to now, killed.
+  const usedNow = await membersInUse(n1.host, etcd);
+  const victim = usedNow.find((m) => m !== cutOff) ?? usedNow[0];
   await victim.kill();
   await churn();
   await check(`${victim.endpoint} killed`);
@@ -138,7 +153,7 @@ Deno.test("etcd cluster: killing the daemon's member and the leader loses no lea
   await churn();
   await check(`${victim.endpoint} back`);
 
-  // 2. The leader.
+  // 3. The leader.
   const leader = await etcd.leader();
   await leader.kill();
   await churn();

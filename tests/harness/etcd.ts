@@ -28,6 +28,8 @@ export interface EtcdServerOptions {
   peerPort?: number;
   /** Member of a cluster (see {@link EtcdCluster}); default a one-member cluster. */
   member?: { name: string; initialCluster: string; token: string };
+  /** Run etcd under this user id (its own uid lets iptables tell its packets apart). */
+  uid?: number;
 }
 
 const dec = new TextDecoder();
@@ -176,7 +178,12 @@ export class EtcdServer implements AsyncDisposable {
       if (this.opts.clientCertAuth) args.push("--client-cert-auth");
     }
     const quoted = args.map((a) => `'${a}'`).join(" ");
-    const argv = this.#wrap(["sh", "-c", `exec ${quoted} >>etcd.log 2>&1`]);
+    const uid = this.opts.uid;
+    const asUser = uid === undefined
+      ? []
+      : ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups"];
+    if (uid !== undefined) Deno.chownSync(this.tmpDir, uid, uid);
+    const argv = this.#wrap([...asUser, "sh", "-c", `exec ${quoted} >>etcd.log 2>&1`]);
     this.#proc = new Deno.Command(argv[0], {
       args: argv.slice(1),
       cwd: this.tmpDir,
@@ -380,11 +387,15 @@ export interface EtcdClusterOptions {
   size?: number;
 }
 
+/** The connection mark of an isolated member's peer connections (see {@link EtcdCluster.isolate}). */
+const ISOLATED_MARK = "0x7e7c";
+
 /**
  * A real etcd cluster of three members (plain HTTP), each with its own data dir and ports; the
  * peers talk over 127.0.0.1 of the namespace.
  */
 export class EtcdCluster implements AsyncDisposable {
+  readonly #isolated = new Set<EtcdServer>();
   private constructor(readonly members: EtcdServer[], readonly opts: EtcdClusterOptions) {}
 
   /** Starts every member and waits until each one is healthy (has a leader). */
@@ -418,6 +429,8 @@ export class EtcdCluster implements AsyncDisposable {
             port: m.port,
             peerPort: m.peerPort,
             member: { name: m.name, initialCluster, token },
+            // Own uids in a namespace, so that isolate() can tell each member's packets apart.
+            ...(opts.netns ? { uid: 40_001 + members.length } : {}),
           }),
         );
       }
@@ -434,12 +447,12 @@ export class EtcdCluster implements AsyncDisposable {
     return this.members.map((m) => m.endpoint).join(",");
   }
 
-  /** Runs etcdctl against every running member (it fails over among them). */
+  /** Runs etcdctl against every running member not isolated (it fails over among them). */
   async etcdctl(
     args: string[],
     allowFail = false,
   ): Promise<{ code: number; stdout: string; stderr: string }> {
-    const up = this.members.filter((m) => m.pid !== null);
+    const up = this.members.filter((m) => m.pid !== null && !this.#isolated.has(m));
     if (up.length === 0) throw new Error("No etcd member is running");
     return await up[0].etcdctl(
       [`--endpoints=${up.map((m) => m.endpoint).join(",")}`, ...args],
@@ -464,6 +477,52 @@ export class EtcdCluster implements AsyncDisposable {
       if (leader) return leader;
     }
     throw new Error("No etcd member knows a leader");
+  }
+
+  /**
+   * Cuts `member` off from the other members (its client port stays reachable): iptables in the
+   * cluster's namespace drops its peer traffic, told apart by its uid and a connection mark.
+   * Only in a namespace of the test's own.
+   */
+  async isolate(member: EtcdServer): Promise<void> {
+    for (const rule of this.#isolation(member)) await this.#iptables(["-A", ...rule]);
+    this.#isolated.add(member);
+  }
+
+  /** Undoes {@link isolate}. */
+  async heal(member: EtcdServer): Promise<void> {
+    for (const rule of this.#isolation(member)) await this.#iptables(["-D", ...rule]);
+    this.#isolated.delete(member);
+  }
+
+  #isolation(m: EtcdServer): string[][] {
+    if (!this.opts.netns || m.opts.uid === undefined) {
+      throw new Error("isolate() needs a cluster in a namespace of the test's own");
+    }
+    const mark = ["-m", "connmark", "--mark", ISOLATED_MARK, "-j", "DROP"];
+    return [
+      // Every connection of the member but its client port's gets the mark…
+      [
+        "OUTPUT",
+        ...["-p", "tcp", "-m", "owner", "--uid-owner", String(m.opts.uid)],
+        ...["!", "--sport", String(m.port), "-j", "CONNMARK", "--set-mark", ISOLATED_MARK],
+      ],
+      // …and its packets are dropped both ways; so are new connections to its peer port.
+      ["OUTPUT", ...mark],
+      ["INPUT", ...mark],
+      ["INPUT", "-p", "tcp", "--dport", String(m.peerPort), "-j", "DROP"],
+    ];
+  }
+
+  async #iptables(args: string[]): Promise<void> {
+    const out = await new Deno.Command("ip", {
+      args: ["netns", "exec", this.opts.netns!, "iptables", "-w", ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(`iptables ${args.join(" ")} failed: ${dec.decode(out.stderr).trim()}`);
+    }
   }
 
   /** Puts `key` through any running member. */
