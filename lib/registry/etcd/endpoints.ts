@@ -31,9 +31,9 @@ import type { TlsFiles } from "./tls.ts";
 /** SNI sent for endpoints given as an IP (see the module note). */
 const SNI_FOR_IP = "etcd.flannel.invalid";
 /** Interval of gRPC keepalive pings on a connection with open calls. */
-export const KEEPALIVE_TIME_MS = 6000;
+const KEEPALIVE_TIME_MS = 6000;
 /** How long a keepalive ping may go unanswered before the connection is dropped. */
-export const KEEPALIVE_TIMEOUT_MS = 3000;
+const KEEPALIVE_TIMEOUT_MS = 3000;
 
 type Policy = NonNullable<NonNullable<IOptions["faultHandling"]>["global"]>;
 /** A policy that runs the call once (the registry's callers own retries). */
@@ -221,7 +221,7 @@ export class Endpoints {
 }
 
 /** grpc-js errors that mean "this endpoint cannot be used now" (try the next one). */
-export function isUnreachable(err: unknown): boolean {
+function isUnreachable(err: unknown): boolean {
   if (err instanceof Error && isRecoverableError(err)) return true;
   const msg = err instanceof Error ? err.message : String(err);
   return /UNAVAILABLE|DEADLINE_EXCEEDED|No connection established|ECONNREFUSED|Deadline|no leader/i
