@@ -42,8 +42,8 @@ export interface WriteResult {
  * - `progress`: every change up to `revision` has been delivered (the end of one etcd watch
  *   response: callers may apply the events before it as one batch).
  * - `reset`: etcd lost its memory (wiped, or restored from an older snapshot): a (re)connect or
- *   any other answer showed another cluster id, or a revision below the highest one seen (a lower
- *   one confirmed by a linearizable read). Every watch open at that moment yields it once and
+ *   any other answer showed another cluster id, or a revision or raft term below the highest one
+ *   seen (a lower one confirmed by a linearizable read). Every watch open at that moment yields it once and
  *   ends, like `compacted`; what the caller knew (its own lease too) may be gone. The caller
  *   re-lists and starts a new watch from the listing's revision. `reason` is one line naming the
  *   endpoint and what changed.

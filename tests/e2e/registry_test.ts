@@ -595,6 +595,36 @@ Deno.test("registry: etcd restored from an older snapshot under an open watch: r
   }
 });
 
+Deno.test("registry: etcd wiped and written past our revision before the watch reconnects: reset by raft term", async () => {
+  await using etcd = await EtcdServer.start();
+  // One restart first: the raft term is 3 now, a wiped store starts again at 2.
+  await etcd.stop();
+  await etcd.start();
+  const reg = connectEtcd({ endpoints: [etcd.endpoint] });
+  const ac = new AbortController();
+  try {
+    await withLogs(async () => {
+      const start = await reg.list("/w/");
+      const it = reg.watch("/w/", { prefix: true, fromRevision: start.revision + 1 }, ac.signal)
+        [Symbol.asyncIterator]();
+      await etcd.put("/w/a", "1");
+      const first = await next(it);
+      assert.equal(first.type, "put");
+      // Nobody reads the watch while etcd is wiped and the new store passes our revision.
+      await etcd.wipe();
+      await fill(etcd, 10);
+      assert.ok(await etcd.revision() > (first.type === "put" ? first.modRevision : 0));
+      await etcd.put("/w/new", "x");
+      const { ev } = await timed(it, 15_000);
+      assert.equal(ev.type, "reset", JSON.stringify(ev));
+      assert.ok(ev.type === "reset" && /raft term 2, below term \d+/.test(ev.reason), ev.reason);
+    });
+  } finally {
+    ac.abort();
+    reg.close();
+  }
+});
+
 Deno.test("registry: a plain etcd restart with its data kept is no reset and loses no event", async () => {
   await using etcd = await EtcdServer.start();
   const reg = connectEtcd({ endpoints: [etcd.endpoint] });

@@ -8,8 +8,9 @@ Deno.test("History: a revision below the highest seen is suspect, confirmed only
   assert.equal(h.suspect({ cluster_id: "10", revision: "40" }, EP), null);
   h.saw(45);
   assert.deepEqual(h.suspect({ cluster_id: "10", revision: "41" }, EP), {
-    kind: "revision",
+    kind: "history",
     revision: 41,
+    term: 0,
   });
   // The linearizable read shows the member had only lagged.
   assert.equal(h.confirm({ cluster_id: "10", revision: "46" }, EP), null);
@@ -46,5 +47,21 @@ Deno.test("History: another cluster id is a reset at once, whatever the revision
   assert.equal(
     s.reason,
     `etcd at ${EP} has cluster id 100, not ff as before: it is another cluster or was re-created`,
+  );
+});
+
+Deno.test("History: a raft term below the highest seen is suspect, even at a higher revision", () => {
+  const h = new History();
+  h.suspect({ cluster_id: "10", revision: "40", raft_term: "5" }, EP);
+  assert.equal(h.suspect({ cluster_id: "10", revision: "41", raft_term: "6" }, EP), null);
+  assert.deepEqual(h.suspect({ cluster_id: "10", revision: "90", raft_term: "2" }, EP), {
+    kind: "history",
+    revision: 90,
+    term: 2,
+  });
+  assert.equal(
+    h.confirm({ cluster_id: "10", revision: "90", raft_term: "2" }, EP),
+    `etcd at ${EP} is at raft term 2, below term 6 seen before: its data was wiped or restored ` +
+      "from an older snapshot",
   );
 });

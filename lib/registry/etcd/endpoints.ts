@@ -203,7 +203,7 @@ export class Endpoints {
     if (s === null) return;
     let reason: string | null = s.kind === "cluster" ? s.reason : null;
     let now = header;
-    if (s.kind === "revision") {
+    if (s.kind === "history") {
       // Linearizable (etcd3's default): answered once the member has applied the whole log.
       now = (await ep.client.get("\0").exec()).header;
       reason = this.history.confirm(now, ep.url);
