@@ -308,3 +308,28 @@ Deno.test("--iface-can-reach picks the interface and source address of the kerne
   assert.equal(await bad.exitedWithin(30_000), 1);
   assert.match(bad.logs(), /main\] No route to --iface-can-reach 203\.0\.113\.9$/m);
 });
+
+Deno.test("/metrics shows the udp data path's counters per direction and drop reason", async () => {
+  await using cluster = await Cluster.create({ hosts: 2 });
+  await cluster.putConfig({ Network: "10.1.0.0/16", Backend: { Type: "udp" } });
+  const [h1, h2] = cluster.hosts;
+  const d1 = h1.startFlannel([`--healthz-port=${PORT}`]);
+  const d2 = h2.startFlannel();
+  await Promise.all([d1.waitReady(30_000), d2.waitReady(30_000)]);
+  const c1 = await h1.addContainerAddress();
+  const c2 = await h2.addContainerAddress();
+  await waitUntil("udp overlay ping", async () => (await h1.ping(c2, { from: c1 })).ok, 20_000);
+  const before = (await curl(h1, "/metrics")).body;
+  const p = await h1.ping(c2, { from: c1, count: 5, timeoutS: 2 });
+  assert.ok(p.ok, p.output);
+  // No lease holds 10.1.250.0/24: the data path answers "net unreachable" and counts the drop.
+  await h1.ping("10.1.250.9", { from: c1, timeoutS: 1 });
+  const after = (await curl(h1, "/metrics")).body;
+  const delta = (s: string) => metric(after, s) - metric(before, s);
+  assert.ok(delta('flannel_udp_packets_total{direction="tx"}') >= 5, after);
+  assert.ok(delta('flannel_udp_packets_total{direction="rx"}') >= 5, after);
+  assert.ok(delta('flannel_udp_bytes_total{direction="tx"}') >= 5 * 84);
+  assert.ok(delta('flannel_udp_dropped_total{direction="tx",reason="no_route"}') >= 1, after);
+  assert.ok(delta('flannel_udp_icmp_total{direction="tx"}') >= 1, after);
+  assert.equal(metric(after, 'flannel_udp_dropped_total{direction="rx",reason="not_peer"}'), 0);
+});
