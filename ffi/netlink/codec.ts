@@ -9,6 +9,7 @@
  * @module
  */
 
+import { IP } from "../ip.ts";
 import { NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS } from "./consts.ts";
 
 /** `NLMSG_ALIGNTO` (linux/netlink.h). */
@@ -91,9 +92,9 @@ export function attrStringNoNul(type: number, s: string): Attr {
 export function attrFlag(type: number): Attr {
   return { type, value: new Uint8Array(0) };
 }
-/** An IPv4 address attribute (4 bytes, network order) from a dotted quad. */
-export function attrIPv4(type: number, ip: string): Attr {
-  return { type, value: ipv4Bytes(ip) };
+/** An address attribute: the IP's network-order bytes (4 for IPv4, 16 for IPv6). */
+export function attrIP(type: number, ip: IP): Attr {
+  return { type, value: ip.bytes };
 }
 /** A MAC address attribute (6 bytes) from `aa:bb:cc:dd:ee:ff`. */
 export function attrMac(type: number, mac: string): Attr {
@@ -178,39 +179,15 @@ export function getString(b: Uint8Array): string {
   const nul = b.indexOf(0);
   return new TextDecoder().decode(nul < 0 ? b : b.subarray(0, nul));
 }
-/** Formats a 4-byte network-order address as a dotted quad. */
-export function getIPv4(b: Uint8Array): string {
-  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+/** An address attribute's payload (4 or 16 network-order bytes) as an IP; throws otherwise. */
+export function getIP(b: Uint8Array): IP {
+  return IP.fromBytes(b);
 }
 /** Formats a link-layer address as `aa:bb:cc:dd:ee:ff`. */
 export function getMac(b: Uint8Array): string {
   return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join(":");
 }
 
-/** A dotted quad as 4 network-order bytes; throws on anything else. */
-export function ipv4Bytes(ip: string): Uint8Array<ArrayBuffer> {
-  // A hand-written scan: route installs encode several addresses per message.
-  const b = new Uint8Array(4);
-  let part = 0;
-  let digits = 0;
-  let v = 0;
-  for (let i = 0; i <= ip.length; i++) {
-    const c = i < ip.length ? ip.charCodeAt(i) : 46; // a virtual trailing "."
-    if (c >= 48 && c <= 57 && digits < 3) {
-      v = v * 10 + c - 48;
-      digits++;
-    } else if (c === 46 && digits > 0 && v <= 255 && part < 4) {
-      b[part++] = v;
-      v = 0;
-      digits = 0;
-    } else {
-      part = -1;
-      break;
-    }
-  }
-  if (part !== 4) throw new TypeError(`Invalid IPv4 address: ${ip}`);
-  return b;
-}
 /** `aa:bb:cc:dd:ee:ff` as 6 bytes; throws on anything else. */
 export function macBytes(mac: string): Uint8Array<ArrayBuffer> {
   if (!/^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$/.test(mac)) {
@@ -218,17 +195,6 @@ export function macBytes(mac: string): Uint8Array<ArrayBuffer> {
   }
   return Uint8Array.from(mac.split(":"), (x) => parseInt(x, 16));
 }
-/** Splits `a.b.c.d/len` (a bare address means /32); throws on anything else. */
-export function parseCidr(cidr: string): { ip: string; prefix: number } {
-  const [ip, len, extra] = cidr.split("/");
-  const prefix = len === undefined ? 32 : Number(len);
-  if (extra !== undefined || !/^\d{1,2}$/.test(len ?? "32") || prefix > 32) {
-    throw new TypeError(`Invalid IPv4 CIDR: ${cidr}`);
-  }
-  ipv4Bytes(ip);
-  return { ip, prefix };
-}
-
 // ---------------------------------------------------------------------------------------------
 // Messages
 

@@ -161,6 +161,7 @@ export const NTF_MASTER = 0x04;
 // linux/socket.h --------------------------------------------------------------------------------
 export const AF_UNSPEC = 0;
 export const AF_INET = 2;
+export const AF_INET6 = 10;
 export const AF_BRIDGE = 7;
 export const AF_NETLINK = 16;
 export const AF_PACKET = 17;

@@ -14,11 +14,11 @@
  */
 
 import { isErrno } from "../errno.ts";
+import type { IP, IPNet } from "../ip.ts";
 import {
   type Attr,
-  attrBytes,
   attrFlag,
-  attrIPv4,
+  attrIP,
   attrMac,
   attrNested,
   attrString,
@@ -31,13 +31,12 @@ import {
   encodeMsg,
   encodeNdMsg,
   encodeRtMsg,
-  ipv4Bytes,
-  parseCidr,
 } from "./codec.ts";
 import { NetlinkConn, type NetlinkTransport } from "./conn.ts";
 import {
   AF_BRIDGE,
   AF_INET,
+  AF_INET6,
   AF_PACKET,
   IFA_ADDRESS,
   IFA_LOCAL,
@@ -119,9 +118,9 @@ export { type NetlinkEvent, subscribe, type SubscribeOptions } from "./events.ts
 
 /** A route to add, replace or delete. Defaults are those of `ip route`. */
 export interface RouteSpec {
-  /** "10.1.7.0/24"; "0.0.0.0/0" for default. */
-  dst: string;
-  gateway?: string;
+  /** 10.1.7.0/24; 0.0.0.0/0 for default. The family of the message follows it. */
+  dst: IPNet;
+  gateway?: IP;
   oif?: number;
   /** `RTNH_F_ONLINK`: the gateway is on the link even without a matching connected route. */
   onlink?: boolean;
@@ -132,7 +131,7 @@ export interface RouteSpec {
   /** Default `RTPROT_BOOT` on add/replace, unspecified on delete (as `ip route`). */
   protocol?: number;
   /** `RTA_PREFSRC`. */
-  src?: string;
+  src?: IP;
   /** `RTA_PRIORITY`. */
   metric?: number;
 }
@@ -141,7 +140,7 @@ export interface RouteSpec {
 export interface VxlanSpec {
   name: string;
   vni: number;
-  local?: string;
+  local?: IP;
   /** The lower device's index (`dev`). */
   lowerIndex?: number;
   /** UDP destination port; the kernel default is 8472 when omitted. */
@@ -222,7 +221,7 @@ export class Netlink implements Disposable {
     if (spec.lowerIndex !== undefined) data.push(attrU32(IFLA_VXLAN_LINK, spec.lowerIndex));
     if (spec.ttl !== undefined) data.push(attrU8(IFLA_VXLAN_TTL, spec.ttl));
     data.push(attrU32(IFLA_VXLAN_ID, spec.vni));
-    if (spec.local !== undefined) data.push(attrIPv4(IFLA_VXLAN_LOCAL, spec.local));
+    if (spec.local !== undefined) data.push(attrIP(IFLA_VXLAN_LOCAL, spec.local));
     if (spec.learning !== undefined) data.push(attrU8(IFLA_VXLAN_LEARNING, spec.learning ? 1 : 0));
     if (spec.port !== undefined) data.push(attrU16be(IFLA_VXLAN_PORT, spec.port));
     if (spec.gbp) data.push(attrFlag(IFLA_VXLAN_GBP));
@@ -284,14 +283,17 @@ export class Netlink implements Disposable {
       .filter((a) => index === undefined || a.index === index);
   }
 
-  /** `ip addr add CIDR dev X`; EEXIST when present. */
-  addrAdd(index: number, cidr: string): void {
-    this.#t.request(addrMsg(RTM_NEWADDR, ACK | NLM_F_CREATE | NLM_F_EXCL, index, cidr));
+  /**
+   * `ip addr add ADDRESS/PREFIX dev X`; EEXIST when present. An interface address keeps its host
+   * bits (10.1.7.1/24), so it is an address and a prefix length, not an {@link IPNet}.
+   */
+  addrAdd(index: number, address: IP, prefix: number): void {
+    this.#t.request(addrMsg(RTM_NEWADDR, ACK | NLM_F_CREATE | NLM_F_EXCL, index, address, prefix));
   }
 
-  /** `ip addr del CIDR dev X`. */
-  addrDel(index: number, cidr: string): void {
-    this.#t.request(addrMsg(RTM_DELADDR, ACK, index, cidr));
+  /** `ip addr del ADDRESS/PREFIX dev X`. */
+  addrDel(index: number, address: IP, prefix: number): void {
+    this.#t.request(addrMsg(RTM_DELADDR, ACK, index, address, prefix));
   }
 
   // -- routes ----------------------------------------------------------------------------------
@@ -328,11 +330,11 @@ export class Netlink implements Disposable {
    * `ip route get DST`: the route the kernel would use for one address (its `dst` is the address
    * as /32, with the gateway, oif and prefsrc the lookup chose); null when unreachable.
    */
-  routeGet(dst: string): RouteInfo | null {
+  routeGet(dst: IP): RouteInfo | null {
     const req = encodeMsg(
       { type: RTM_GETROUTE, flags: NLM_F_REQUEST },
-      encodeRtMsg({ family: AF_INET, dstLen: 32, flags: RTM_F_LOOKUP_TABLE }),
-      [attrIPv4(RTA_DST, dst)],
+      encodeRtMsg({ family: afOf(dst), dstLen: dst.bits, flags: RTM_F_LOOKUP_TABLE }),
+      [attrIP(RTA_DST, dst)],
     );
     try {
       return decodeRoute(this.#t.get(req));
@@ -343,9 +345,9 @@ export class Netlink implements Disposable {
   }
 
   /** The main-table IPv4 default route with the lowest metric, or null. */
-  defaultRoute(): { index: number; gateway: string | null } | null {
+  defaultRoute(): { index: number; gateway: IP | null } | null {
     const best = this.routeList(RT_TABLE_MAIN)
-      .filter((r) => r.dst === "0.0.0.0/0" && r.type === RTN_UNICAST && r.oif !== null)
+      .filter((r) => r.dst.prefix === 0 && r.type === RTN_UNICAST && r.oif !== null)
       .sort((a, b) => (a.priority ?? 0) - (b.priority ?? 0))[0];
     return best ? { index: best.oif!, gateway: best.gateway } : null;
   }
@@ -353,22 +355,22 @@ export class Netlink implements Disposable {
   // -- neighbours (ARP) ------------------------------------------------------------------------
 
   /** `ip neigh replace IP lladdr MAC dev X nud permanent`. */
-  neighSet(index: number, ip: string, mac: string): void {
-    const h = encodeNdMsg({ family: AF_INET, index, state: NUD_PERMANENT });
+  neighSet(index: number, ip: IP, mac: string): void {
+    const h = encodeNdMsg({ family: afOf(ip), index, state: NUD_PERMANENT });
     const flags = ACK | NLM_F_CREATE | NLM_F_REPLACE;
     this.#t.request(
       encodeMsg({ type: RTM_NEWNEIGH, flags }, h, [
-        attrIPv4(NDA_DST, ip),
+        attrIP(NDA_DST, ip),
         attrMac(NDA_LLADDR, mac),
       ]),
     );
   }
 
   /** `ip neigh del IP dev X`. */
-  neighDel(index: number, ip: string): void {
+  neighDel(index: number, ip: IP): void {
     // iproute2 sends NUD_PERMANENT on delete too; the kernel ignores the state.
-    const h = encodeNdMsg({ family: AF_INET, index, state: NUD_PERMANENT });
-    this.#t.request(encodeMsg({ type: RTM_DELNEIGH, flags: ACK }, h, [attrIPv4(NDA_DST, ip)]));
+    const h = encodeNdMsg({ family: afOf(ip), index, state: NUD_PERMANENT });
+    this.#t.request(encodeMsg({ type: RTM_DELNEIGH, flags: ACK }, h, [attrIP(NDA_DST, ip)]));
   }
 
   /** IPv4 neighbours, of one link or all (`ip -4 neigh show`). */
@@ -388,17 +390,17 @@ export class Netlink implements Disposable {
   // -- bridge FDB ------------------------------------------------------------------------------
 
   /** `bridge fdb replace MAC dev X dst IP` (self, permanent). */
-  fdbSet(index: number, mac: string, dst: string): void {
+  fdbSet(index: number, mac: string, dst: IP): void {
     this.#t.request(fdbMsg(RTM_NEWNEIGH, ACK | NLM_F_CREATE | NLM_F_REPLACE, index, mac, dst));
   }
 
   /** `bridge fdb append MAC dev X dst IP`: one more destination for the same MAC. */
-  fdbAppend(index: number, mac: string, dst: string): void {
+  fdbAppend(index: number, mac: string, dst: IP): void {
     this.#t.request(fdbMsg(RTM_NEWNEIGH, ACK | NLM_F_CREATE | NLM_F_APPEND, index, mac, dst));
   }
 
   /** `bridge fdb del MAC dev X dst IP`. */
-  fdbDel(index: number, mac: string, dst: string): void {
+  fdbDel(index: number, mac: string, dst: IP): void {
     this.#t.request(fdbMsg(RTM_DELNEIGH, ACK, index, mac, dst));
   }
 
@@ -419,21 +421,21 @@ function addrMsg(
   type: number,
   flags: number,
   index: number,
-  cidr: string,
+  ip: IP,
+  prefix: number,
 ): Uint8Array<ArrayBuffer> {
-  const { ip, prefix } = parseCidr(cidr);
-  const h = encodeIfAddrMsg({ family: AF_INET, prefixlen: prefix, index });
-  return encodeMsg({ type, flags }, h, [attrIPv4(IFA_LOCAL, ip), attrIPv4(IFA_ADDRESS, ip)]);
+  const h = encodeIfAddrMsg({ family: afOf(ip), prefixlen: prefix, index });
+  return encodeMsg({ type, flags }, h, [attrIP(IFA_LOCAL, ip), attrIP(IFA_ADDRESS, ip)]);
 }
 
 function routeMsg(type: number, flags: number, r: RouteSpec): Uint8Array<ArrayBuffer> {
-  const { ip, prefix } = parseCidr(r.dst);
+  const { ip, prefix } = r.dst;
   const del = type === RTM_DELROUTE;
   const table = r.table ?? RT_TABLE_MAIN;
   // As iproute2: a delete matches any protocol/type and scope "nowhere" matches every scope.
   const scope = r.scope ?? (del ? RT_SCOPE_NOWHERE : r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
   const h = encodeRtMsg({
-    family: AF_INET,
+    family: afOf(ip),
     dstLen: prefix,
     table: table < 256 ? table : RT_TABLE_UNSPEC,
     protocol: r.protocol ?? (del ? RTPROT_UNSPEC : RTPROT_BOOT),
@@ -443,16 +445,16 @@ function routeMsg(type: number, flags: number, r: RouteSpec): Uint8Array<ArrayBu
   });
   const attrs: Attr[] = [];
   // iproute2 omits RTA_DST for a /0.
-  if (prefix > 0) attrs.push(attrBytes(RTA_DST, ipv4Bytes(ip)));
+  if (prefix > 0) attrs.push(attrIP(RTA_DST, ip));
   if (r.metric !== undefined) attrs.push(attrU32(RTA_PRIORITY, r.metric));
-  if (r.src !== undefined) attrs.push(attrIPv4(RTA_PREFSRC, r.src));
-  if (r.gateway !== undefined) attrs.push(attrIPv4(RTA_GATEWAY, r.gateway));
+  if (r.src !== undefined) attrs.push(attrIP(RTA_PREFSRC, r.src));
+  if (r.gateway !== undefined) attrs.push(attrIP(RTA_GATEWAY, r.gateway));
   if (table >= 256) attrs.push(attrU32(RTA_TABLE, table));
   if (r.oif !== undefined) attrs.push(attrU32(RTA_OIF, r.oif));
   return encodeMsg({ type, flags }, h, attrs);
 }
 
-function fdbMsg(type: number, flags: number, index: number, mac: string, dst: string) {
+function fdbMsg(type: number, flags: number, index: number, mac: string, dst: IP) {
   // iproute2's `bridge fdb` sends NUD_NOARP|NUD_PERMANENT ("permanent" in `bridge fdb show`).
   const h = encodeNdMsg({
     family: AF_BRIDGE,
@@ -460,5 +462,10 @@ function fdbMsg(type: number, flags: number, index: number, mac: string, dst: st
     state: NUD_NOARP | NUD_PERMANENT,
     flags: NTF_SELF,
   });
-  return encodeMsg({ type, flags }, h, [attrMac(NDA_LLADDR, mac), attrIPv4(NDA_DST, dst)]);
+  return encodeMsg({ type, flags }, h, [attrMac(NDA_LLADDR, mac), attrIP(NDA_DST, dst)]);
+}
+
+/** The `AF_*` family of an address: `AF_INET` or `AF_INET6` (linux/socket.h). */
+function afOf(ip: IP): number {
+  return ip.family === 4 ? AF_INET : AF_INET6;
 }

@@ -63,7 +63,7 @@ Deno.test("Netlink list verbs dump to NLMSG_DONE and linkGet() maps ENODEV to nu
   assertEquals(nl.linkGet("lo")?.index, 1);
   assertEquals(nl.linkGet(1)?.name, "lo");
   assertEquals(nl.linkGet("nosuchdev0"), null);
-  ok(nl.addrList(1).some((a) => a.address === "127.0.0.1" && a.prefix === 8));
+  ok(nl.addrList(1).some((a) => a.address.toString() === "127.0.0.1" && a.prefix === 8));
   // The local table always holds 127.0.0.1 as a local route.
-  ok(nl.routeList(255).some((r) => r.dst === "127.0.0.1/32" && r.type === 2));
+  ok(nl.routeList(255).some((r) => r.dst.toString() === "127.0.0.1/32" && r.type === 2));
 });
