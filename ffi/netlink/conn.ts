@@ -13,7 +13,8 @@ import { SyscallError } from "../errno.ts";
 import { Fd } from "../fd.ts";
 import { check, errno, sym } from "../libc.ts";
 import { decodeSockaddrNl, encodeSockaddrNl, SOCKADDR_NL } from "../structs.ts";
-import { decodeError, type NlMsg, NLMSG_HDRLEN, parseMsgs, setSeqPid } from "./codec.ts";
+import { NLMSG_HDRLEN } from "./align.ts";
+import { decodeError, type NlMsg, parseMsgs, setSeqPid } from "./message.ts";
 import {
   AF_NETLINK,
   MSG_TRUNC,

@@ -4,25 +4,18 @@
  * @module
  */
 
+import { getIP, getMac, getString, getU16be, getU32, getU8, parseAttrs } from "./attr.ts";
 import {
   decodeIfAddrMsg,
   decodeIfInfoMsg,
   decodeNdMsg,
   decodeRtMsg,
-  getIP,
-  getMac,
-  getString,
-  getU16be,
-  getU32,
-  getU8,
   IFADDRMSG_SIZE,
   IFINFOMSG_SIZE,
-  msgAttrs,
   NDMSG_SIZE,
-  type NlMsg,
-  parseAttrs,
   RTMSG_SIZE,
-} from "./codec.ts";
+} from "./family.ts";
+import { msgAttrs, type NlMsg } from "./message.ts";
 import {
   IFA_ADDRESS,
   IFA_LOCAL,

@@ -11,7 +11,7 @@ import { isErrno } from "../errno.ts";
 import { Fd } from "../fd.ts";
 import { check, sym } from "../libc.ts";
 import { POLLFD, POLLIN } from "../structs.ts";
-import type { NlMsg } from "./codec.ts";
+import type { NlMsg } from "./message.ts";
 import { NetlinkConn } from "./conn.ts";
 import {
   AF_INET,

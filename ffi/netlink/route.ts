@@ -26,12 +26,9 @@ import {
   attrU16be,
   attrU32,
   attrU8,
-  encodeIfAddrMsg,
-  encodeIfInfoMsg,
-  encodeMsg,
-  encodeNdMsg,
-  encodeRtMsg,
-} from "./codec.ts";
+} from "./attr.ts";
+import { encodeIfAddrMsg, encodeIfInfoMsg, encodeNdMsg, encodeRtMsg } from "./family.ts";
+import { encodeMsg } from "./message.ts";
 import { NetlinkConn, type NetlinkTransport } from "./conn.ts";
 import {
   AF_BRIDGE,

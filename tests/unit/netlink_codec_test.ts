@@ -1,33 +1,32 @@
 /** The pure codec: alignment macros, TLVs, family headers, address parsing. No privileges. */
 
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
+import { NLA_ALIGN, NLMSG_ALIGN } from "../../ffi/netlink/align.ts";
 import {
   attrIP,
   attrNested,
   attrString,
   attrU16be,
   attrU32,
-  decodeIfAddrMsg,
-  decodeIfInfoMsg,
-  decodeNdMsg,
-  decodeRtMsg,
   encodeAttrs,
-  encodeIfAddrMsg,
-  encodeIfInfoMsg,
-  encodeMsg,
-  encodeNdMsg,
-  encodeRtMsg,
-  fromHex,
   getString,
   getU16be,
   getU32,
   macBytes,
-  NLA_ALIGN,
-  NLMSG_ALIGN,
   parseAttrs,
-  parseMsgs,
-  toHex,
-} from "../../ffi/netlink/codec.ts";
+} from "../../ffi/netlink/attr.ts";
+import {
+  decodeIfAddrMsg,
+  decodeIfInfoMsg,
+  decodeNdMsg,
+  decodeRtMsg,
+  encodeIfAddrMsg,
+  encodeIfInfoMsg,
+  encodeNdMsg,
+  encodeRtMsg,
+} from "../../ffi/netlink/family.ts";
+import { fromHex, toHex } from "./hex.ts";
+import { encodeMsg, parseMsgs } from "../../ffi/netlink/message.ts";
 import { IP } from "../../ffi/ip.ts";
 
 Deno.test("NLMSG_ALIGN and NLA_ALIGN round up to 4 as the kernel macros do", async (t) => {

@@ -5,13 +5,9 @@
 
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import { SyscallError } from "../../ffi/errno.ts";
-import {
-  attrString,
-  attrU32,
-  decodeIfInfoMsg,
-  encodeIfInfoMsg,
-  encodeMsg,
-} from "../../ffi/netlink/codec.ts";
+import { attrString, attrU32 } from "../../ffi/netlink/attr.ts";
+import { decodeIfInfoMsg, encodeIfInfoMsg } from "../../ffi/netlink/family.ts";
+import { encodeMsg } from "../../ffi/netlink/message.ts";
 import { NetlinkConn } from "../../ffi/netlink/conn.ts";
 import {
   IFLA_EXT_MASK,

@@ -9,15 +9,9 @@
  */
 
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import {
-  attrString,
-  decodeError,
-  encodeMsg,
-  fromHex,
-  type NlMsg,
-  parseAttrs,
-  parseMsgs,
-} from "../../ffi/netlink/codec.ts";
+import { attrString, parseAttrs } from "../../ffi/netlink/attr.ts";
+import { fromHex } from "./hex.ts";
+import { decodeError, encodeMsg, type NlMsg, parseMsgs } from "../../ffi/netlink/message.ts";
 import {
   NLM_F_ACK_TLVS,
   NLM_F_CAPPED,
@@ -216,10 +210,24 @@ Deno.test("decodeError() reads ext-ack after a capped echo (NETLINK_CAP_ACK)", (
   assertEquals([e.errno, e.request?.type, e.message], [19, RTM_NEWROUTE, "Device not found"]);
 });
 
-Deno.test("parseAttrs() masks NLA_F_NESTED and stops at a truncated attribute", () => {
+Deno.test("parseAttrs() masks NLA_F_NESTED and stops at a truncated attribute, reporting it", () => {
   const b = fromHex("0800 0180 01000000 0800 0200 02"); // type 1|NESTED, then a cut-off TLV
   const a = parseAttrs(b);
   assertEquals([...a.keys()], [1]);
+  // The cut-off TLV is reported, not dropped without a word.
+  assertEquals(
+    a.error?.message,
+    "Malformed netlink attribute at offset 8: nla_len 8 overruns the 5 bytes left",
+  );
+  assertEquals(parseAttrs(fromHex("0800 0100 01000000")).error, null);
+  assertEquals(
+    parseAttrs(fromHex("0200 0100")).error?.message,
+    "Malformed netlink attribute at offset 0: nla_len 2 is shorter than the header",
+  );
+  assertEquals(
+    parseAttrs(fromHex("0800 0100 01000000 05")).error?.message,
+    "Malformed netlink attribute at offset 8: 1 bytes left, a header needs 4",
+  );
 });
 
 Deno.test("decodeEvent() maps notifications and skips AF_BRIDGE neighbours", () => {

@@ -7,13 +7,9 @@
  */
 
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import {
-  encodeIfInfoMsg,
-  encodeMsg,
-  type NlMsg,
-  parseMsgs,
-  toHex,
-} from "../../ffi/netlink/codec.ts";
+import { encodeIfInfoMsg } from "../../ffi/netlink/family.ts";
+import { toHex } from "./hex.ts";
+import { encodeMsg, type NlMsg, parseMsgs } from "../../ffi/netlink/message.ts";
 import type { NetlinkTransport } from "../../ffi/netlink/conn.ts";
 import { RTM_NEWLINK, RTM_NEWROUTE } from "../../ffi/netlink/consts.ts";
 import { Netlink } from "../../ffi/netlink/route.ts";
