@@ -19,7 +19,7 @@ import { writeSubnetFile } from "./subnet/file.ts";
 import { backendFactory } from "./backend/registry.ts";
 import type { Backend } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
-import { Netlink } from "../ffi/netlink/route.ts";
+import { Netlink } from "../ffi/netlink/mod.ts";
 import { keepSignalIgnored } from "../ffi/signal.ts";
 import { sdNotify } from "../ffi/notify.ts";
 

@@ -1,6 +1,6 @@
 /**
  * Netlink benchmark: route replaces per second, and the time to install 5,000 routes, through
- * `Netlink` (ffi/netlink/route.ts), against iproute2 doing the same in one `ip -batch` process as
+ * `Netlink` (ffi/netlink/mod.ts), against iproute2 doing the same in one `ip -batch` process as
  * the baseline measured in the same run ("speed" > 1 means faster than iproute2). Everything
  * happens in a namespace `fl<hex>-bn` that the script creates and removes; the measuring half
  * re-runs this file inside it (`--inner`).
@@ -9,7 +9,7 @@
  */
 
 import { IP, IPNet } from "../ffi/ip.ts";
-import { Netlink } from "../ffi/netlink/route.ts";
+import { Netlink } from "../ffi/netlink/mod.ts";
 
 const INSTALL = 5_000;
 const REPLACES = 20_000;

@@ -10,9 +10,17 @@
  * first on removal, so a route never points at a tunnel endpoint that is not programmed yet.
  */
 
-import type { FdbInfo, NeighInfo, Netlink, RouteInfo, RouteSpec } from "../../ffi/netlink/route.ts";
+import {
+  type FdbInfo,
+  type NeighInfo,
+  type Netlink,
+  type RouteInfo,
+  type RouteSpec,
+  RT_TABLE_MAIN,
+  RTN_UNICAST,
+  RTNH_F_ONLINK,
+} from "../../ffi/netlink/mod.ts";
 import { isErrno } from "../../ffi/errno.ts";
-import { RT_TABLE_MAIN, RTN_UNICAST, RTNH_F_ONLINK } from "../../ffi/netlink/consts.ts";
 import { IP, type IPNet } from "../ip.ts";
 import type { Lease } from "../lease.ts";
 import type { LeaseEvent, SubnetManager } from "../subnet/mod.ts";

@@ -13,7 +13,7 @@
 
 import { SyscallError } from "../../ffi/errno.ts";
 import { IP, IPNet } from "../../ffi/ip.ts";
-import { Netlink, subscribe } from "../../ffi/netlink/route.ts";
+import { Netlink, subscribe } from "../../ffi/netlink/mod.ts";
 
 type Op = [string, ...unknown[]];
 

@@ -12,7 +12,7 @@ import type {
   RouteInfo,
   RouteSpec,
   VxlanSpec,
-} from "../../ffi/netlink/route.ts";
+} from "../../ffi/netlink/mod.ts";
 import { SyscallError } from "../../ffi/errno.ts";
 import type { IP } from "../../ffi/ip.ts";
 import type { Lease } from "../../lib/lease.ts";

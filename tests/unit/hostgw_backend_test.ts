@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
+import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import type { IP, IPNet } from "../../lib/ip.ts";
 import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";

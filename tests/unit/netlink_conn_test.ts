@@ -17,7 +17,7 @@ import {
   RTM_GETLINK,
   RTM_NEWLINK,
 } from "../../ffi/netlink/consts.ts";
-import { Netlink } from "../../ffi/netlink/route.ts";
+import { Netlink } from "../../ffi/netlink/mod.ts";
 
 const getLink = (name: string) =>
   encodeMsg({ type: RTM_GETLINK, flags: NLM_F_REQUEST }, encodeIfInfoMsg({}), [

@@ -12,7 +12,7 @@ import { toHex } from "./hex.ts";
 import { encodeMsg, type NlMsg, parseMsgs } from "../../ffi/netlink/message.ts";
 import type { NetlinkTransport } from "../../ffi/netlink/conn.ts";
 import { RTM_NEWLINK, RTM_NEWROUTE } from "../../ffi/netlink/consts.ts";
-import { Netlink } from "../../ffi/netlink/route.ts";
+import { Netlink } from "../../ffi/netlink/mod.ts";
 import { ip, net } from "../helpers.ts";
 
 /** Records each message; answers a GET with a minimal reply of the matching type. */

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { SyscallError } from "../../ffi/errno.ts";
-import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
+import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig, VxlanBackendConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
 import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";

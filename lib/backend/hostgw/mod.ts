@@ -15,7 +15,7 @@
  * external interface went down, once it is up again.
  */
 
-import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/route.ts";
+import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/mod.ts";
 import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
 import { errText, logger } from "../../log.ts";

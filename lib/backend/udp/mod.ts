@@ -31,7 +31,7 @@ import type { UdpBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
 import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
-import { Netlink } from "../../../ffi/netlink/route.ts";
+import { Netlink } from "../../../ffi/netlink/mod.ts";
 import {
   openTun,
   setTxQueueLen,

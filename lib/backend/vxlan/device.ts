@@ -5,7 +5,7 @@
  * to traffic. A recreated device gets the old MAC back for the same reason.
  */
 
-import type { LinkInfo, Netlink } from "../../../ffi/netlink/route.ts";
+import type { LinkInfo, Netlink } from "../../../ffi/netlink/mod.ts";
 import { isErrno } from "../../../ffi/errno.ts";
 import type { IP } from "../../ip.ts";
 import type { Logger } from "../../log.ts";

@@ -20,7 +20,7 @@
  * interface comes back up (the kernel drops routes through it silently when it goes down).
  */
 
-import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/route.ts";
+import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/mod.ts";
 import type { VxlanBackendConfig } from "../../config.ts";
 import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
