@@ -17,19 +17,9 @@ export interface Attr {
   value: Uint8Array | Attr[];
 }
 
-/** A raw-bytes attribute. */
-export function attrBytes(type: number, value: Uint8Array): Attr {
-  return { type, value };
-}
 /** An attribute holding a `__u8`. */
 export function attrU8(type: number, v: number): Attr {
   return { type, value: Uint8Array.of(v & 0xff) };
-}
-/** An attribute holding a host-order `__u16`. */
-export function attrU16(type: number, v: number): Attr {
-  const b = new Uint8Array(2);
-  new DataView(b.buffer).setUint16(0, v, true);
-  return { type, value: b };
 }
 /** An attribute holding a network-order `__be16` (e.g. `IFLA_VXLAN_PORT`). */
 export function attrU16be(type: number, v: number): Attr {
@@ -97,13 +87,6 @@ export function writeAttrs(out: Uint8Array, view: DataView, off: number, attrs: 
     off += NLA_ALIGN(len);
   }
   return off;
-}
-
-/** Encodes an attribute list on its own (used for nested payloads in tests). */
-export function encodeAttrs(attrs: Attr[]): Uint8Array<ArrayBuffer> {
-  const out = new Uint8Array(attrsLen(attrs));
-  writeAttrs(out, new DataView(out.buffer), 0, attrs);
-  return out;
 }
 
 /**
@@ -202,10 +185,6 @@ export function parseAttrs(b: Uint8Array): Attrs {
 /** Reads a `__u8` payload. */
 export function getU8(b: Uint8Array): number {
   return b[0];
-}
-/** Reads a host-order `__u16` payload. */
-export function getU16(b: Uint8Array): number {
-  return new DataView(b.buffer, b.byteOffset, b.byteLength).getUint16(0, true);
 }
 /** Reads a network-order `__be16` payload. */
 export function getU16be(b: Uint8Array): number {

@@ -10,7 +10,6 @@ export const IFINFOMSG_SIZE = 16; // struct ifinfomsg (linux/rtnetlink.h)
 export const IFADDRMSG_SIZE = 8; // struct ifaddrmsg (linux/if_addr.h)
 export const RTMSG_SIZE = 12; // struct rtmsg (linux/rtnetlink.h)
 export const NDMSG_SIZE = 12; // struct ndmsg (linux/neighbour.h)
-export const RTGENMSG_SIZE = 1; // struct rtgenmsg (linux/rtnetlink.h)
 
 /** `struct ifinfomsg` (linux/rtnetlink.h). */
 export interface IfInfoMsg {

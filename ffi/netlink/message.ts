@@ -7,7 +7,7 @@
 
 import { NLMSG_ALIGN, NLMSG_HDRLEN } from "./align.ts";
 import { type Attr, Attrs, attrsLen, getString, getU32, parseAttrs, writeAttrs } from "./attr.ts";
-import { NLMSG_DONE, NLMSG_ERROR, NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS } from "./consts.ts";
+import { NLMSG_DONE, NLMSGERR_ATTR_MSG, NLMSGERR_ATTR_OFFS } from "./consts.ts";
 
 /** `struct nlmsghdr` (linux/netlink.h) without `nlmsg_len`, which the encoder computes. */
 export interface NlHeader {
@@ -133,9 +133,4 @@ function extAck(tlvs: Attrs): { message: string | null; offset: number | null } 
     message: msg ? getString(msg) : null,
     offset: offs && offs.length >= 4 ? getU32(offs) : null,
   };
-}
-
-/** True for `NLMSG_ERROR`. */
-export function isError(m: NlMsg): boolean {
-  return m.type === NLMSG_ERROR;
 }

@@ -3,17 +3,19 @@
 import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
 import { NLA_ALIGN, NLMSG_ALIGN } from "../../ffi/netlink/align.ts";
 import {
+  type Attr,
   attrIP,
   attrNested,
+  attrsLen,
   attrString,
   attrU16be,
   attrU32,
-  encodeAttrs,
   getString,
   getU16be,
   getU32,
   macBytes,
   parseAttrs,
+  writeAttrs,
 } from "../../ffi/netlink/attr.ts";
 import {
   decodeIfAddrMsg,
@@ -28,6 +30,13 @@ import {
 import { fromHex, toHex } from "./hex.ts";
 import { encodeMsg, parseMsgs } from "../../ffi/netlink/message.ts";
 import { IP } from "../../ffi/ip.ts";
+
+/** An attribute list encoded on its own (a nested payload), for the tests below. */
+function encodeAttrs(attrs: Attr[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(attrsLen(attrs));
+  writeAttrs(out, new DataView(out.buffer), 0, attrs);
+  return out;
+}
 
 Deno.test("NLMSG_ALIGN and NLA_ALIGN round up to 4 as the kernel macros do", async (t) => {
   for (const [n, want] of [[0, 0], [1, 4], [4, 4], [5, 8], [9, 12], [16, 16]]) {
