@@ -7,6 +7,7 @@
  * addresses; else the interface of the default IPv4 route.
  */
 
+import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from "../ffi/netlink/mod.ts";
 import { type IP, parseIPv4 } from "./ip.ts";
 import type { ExternalInterface } from "./backend/mod.ts";
 
@@ -31,9 +32,6 @@ export class InterfaceError extends Error {
     this.name = "InterfaceError";
   }
 }
-
-const RT_SCOPE_UNIVERSE = 0; // rtnetlink.h: global addresses
-const RT_SCOPE_LINK = 253;
 
 /** Finds the external interface; throws {@link InterfaceError} with a clear message. */
 export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): ExternalInterface {

@@ -14,4 +14,10 @@ export type { AddrInfo, FdbInfo, LinkInfo, NeighInfo, RouteInfo, VxlanInfo } fro
 export type { VxlanSpec } from "./link.ts";
 export type { RouteSpec } from "./route.ts";
 export { type NetlinkEvent, subscribe, type SubscribeOptions } from "./events.ts";
-export { RT_TABLE_MAIN, RTN_UNICAST, RTNH_F_ONLINK } from "./consts.ts";
+export {
+  RT_SCOPE_LINK,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_MAIN,
+  RTN_UNICAST,
+  RTNH_F_ONLINK,
+} from "./consts.ts";
