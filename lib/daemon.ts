@@ -11,7 +11,7 @@ import type { Options } from "./options.ts";
 import { VERSION } from "./options.ts";
 import { errText, logger, setVerbosity } from "./log.ts";
 import { describeInterface, findExternalInterface } from "./extiface.ts";
-import { connectEtcd } from "./registry/etcd.ts";
+import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
 import { EtcdSubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
