@@ -11,7 +11,6 @@ import type { Options } from "./options.ts";
 import { VERSION } from "./options.ts";
 import { errText, logger, setVerbosity } from "./log.ts";
 import { describeInterface, findExternalInterface } from "./extiface.ts";
-import { formatCIDR } from "./ip.ts";
 import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
 import { EtcdSubnetManager } from "./subnet/manager.ts";
@@ -20,7 +19,7 @@ import { writeSubnetFile } from "./subnet/file.ts";
 import { backendFactory } from "./backend/registry.ts";
 import type { Backend } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
-import { Netlink } from "../ffi/netlink/route.ts";
+import { Netlink } from "../ffi/netlink/mod.ts";
 import { setUpHost } from "./host_setup.ts";
 import { daemonReadiness, startHealth } from "./health/mod.ts";
 import {
@@ -102,9 +101,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     }
     const config = await waitForNetworkConfig(registry, opts.etcdPrefix, signal, logger("config"));
     log.info(
-      `Network ${
-        formatCIDR(config.network)
-      }, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
+      `Network ${config.network}, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
     );
 
     const factory = await backendFactory(config.backend.type);
@@ -125,7 +122,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     }
 
     nl = Netlink.open();
-    const host = await setUpHost(opts, formatCIDR(config.network), formatCIDR(ready.lease.subnet), {
+    const host = await setUpHost(opts, config.network, ready.lease.subnet, {
       routes: nl,
     });
     nl.close();
@@ -142,7 +139,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       ipMasq: opts.ipMasq,
     });
     log.info(
-      `Wrote ${opts.subnetFile} (subnet ${formatCIDR(ready.lease.subnet)}, MTU ${ready.mtu})`,
+      `Wrote ${opts.subnetFile} (subnet ${ready.lease.subnet}, MTU ${ready.mtu})`,
     );
     backendReady.set(1);
     try {

@@ -11,7 +11,7 @@
  * and cut every local container off.)
  */
 
-import { containsNet, parseCIDR } from "./ip.ts";
+import type { IPNet } from "./ip.ts";
 import { errText, type Logger, logger } from "./log.ts";
 import {
   Firewall,
@@ -21,7 +21,7 @@ import {
   wantedRuleSets,
 } from "./firewall/mod.ts";
 import { kernelChanges, kernelFailures } from "./health/catalog.ts";
-import type { Netlink } from "../ffi/netlink/route.ts";
+import type { Netlink } from "../ffi/netlink/mod.ts";
 import { RTN_BLACKHOLE } from "../ffi/netlink/consts.ts";
 
 /** The flags this module acts on (a subset of Options). */
@@ -55,15 +55,15 @@ export interface HostSetupDeps {
 }
 
 /**
- * Installs the firewall rules and the blackhole route for `subnet` of `network` (CIDR texts).
+ * Installs the firewall rules and the blackhole route for `subnet` of `network`.
  * Throws a one-line error when something a flag asked for cannot be done: `--ip-masq` without
  * iptables, a restore that fails, a blackhole route the kernel refuses. Forward rules are on by
  * default (as upstream); when only they want iptables and it is missing, that is a warning.
  */
 export async function setUpHost(
   opts: HostSetupOptions,
-  network: string,
-  subnet: string,
+  network: IPNet,
+  subnet: IPNet,
   deps: HostSetupDeps,
 ): Promise<HostSetup> {
   const log = deps.log ?? logger("host");
@@ -84,8 +84,8 @@ export async function setUpHost(
       firewall = new Firewall(
         runner,
         wantedRuleSets({
-          network,
-          subnet,
+          network: network.toString(),
+          subnet: subnet.toString(),
           ipMasq: opts.ipMasq,
           forwardRules: opts.iptablesForwardRules,
           randomFully: !opts.ipMasqFullyRandomDisable && runner.randomFully,
@@ -108,15 +108,13 @@ export async function setUpHost(
  */
 export function ensureBlackholeRoute(
   nl: BlackholeOps,
-  network: string,
-  subnet: string,
+  network: IPNet,
+  subnet: IPNet,
   log: Logger,
 ): void {
-  const net = parseCIDR(network);
   for (const r of nl.routeList()) {
-    if (r.type !== RTN_BLACKHOLE || r.priority !== BLACKHOLE_METRIC || r.dst === subnet) continue;
-    const dst = parseCIDR(r.dst);
-    if (typeof net === "string" || typeof dst === "string" || !containsNet(net, dst)) continue;
+    if (r.type !== RTN_BLACKHOLE || r.priority !== BLACKHOLE_METRIC) continue;
+    if (r.dst.equals(subnet) || !network.containsNet(r.dst)) continue;
     try {
       nl.routeDel({ dst: r.dst, type: RTN_BLACKHOLE, metric: BLACKHOLE_METRIC });
       kernelChanges.inc({ kind: "blackhole_route", op: "delete" });

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { BLACKHOLE_METRIC, type BlackholeOps, setUpHost } from "../../lib/host_setup.ts";
 import { FirewallError, type FirewallRunner } from "../../lib/firewall/mod.ts";
-import type { RouteInfo, RouteSpec } from "../../ffi/netlink/route.ts";
+import type { RouteInfo, RouteSpec } from "../../ffi/netlink/mod.ts";
+import { IPNet } from "../../lib/ip.ts";
 import { logCapture } from "../helpers.ts";
 
 const OPTS = {
@@ -11,8 +12,10 @@ const OPTS = {
   iptablesResync: 5,
   ipBlackholeRoute: false,
 };
-const NET = "10.1.0.0/16";
-const SUB = "10.1.15.0/24";
+const NET = IPNet.mustParse("10.1.0.0/16");
+const SUB = IPNet.mustParse("10.1.15.0/24");
+
+const show = (r: RouteSpec) => JSON.stringify({ ...r, dst: r.dst.toString() });
 
 /** A runner that records restores over an empty ruleset. */
 function runner(randomFully = true): FirewallRunner & { restores: string[] } {
@@ -29,28 +32,30 @@ function runner(randomFully = true): FirewallRunner & { restores: string[] } {
   };
 }
 
-function routes(list: Partial<RouteInfo>[] = []): BlackholeOps & { calls: string[] } {
+function routes(
+  list: (Omit<Partial<RouteInfo>, "dst"> & { dst: string })[] = [],
+): BlackholeOps & { calls: string[] } {
   const calls: string[] = [];
   return {
     calls,
     routeList: () =>
-      list.map((r) =>
-        ({
-          dst: "0.0.0.0/0",
-          gateway: null,
-          oif: null,
-          table: 254,
-          protocol: 3,
-          scope: 0,
-          type: 1,
-          flags: 0,
-          prefsrc: null,
-          priority: null,
-          ...r,
-        }) as RouteInfo
-      ),
-    routeReplace: (r: RouteSpec) => void calls.push(`replace ${JSON.stringify(r)}`),
-    routeDel: (r: RouteSpec) => void calls.push(`del ${JSON.stringify(r)}`),
+      list.map((r): RouteInfo => ({
+        gateway: null,
+        oif: null,
+        table: 254,
+        protocol: 3,
+        scope: 0,
+        type: 1,
+        flags: 0,
+        prefsrc: null,
+        priority: null,
+        onlink: false,
+        kernel: false,
+        ...r,
+        dst: IPNet.mustParse(r.dst),
+      })),
+    routeReplace: (r: RouteSpec) => void calls.push(`replace ${show(r)}`),
+    routeDel: (r: RouteSpec) => void calls.push(`del ${show(r)}`),
   };
 }
 
@@ -110,7 +115,7 @@ Deno.test("setUpHost() --ip-blackhole-route replaces ours and removes only flann
   using _log = logCapture();
   const rt = routes([
     { dst: "10.1.9.0/24", type: 6, priority: BLACKHOLE_METRIC }, // an earlier lease's: removed
-    { dst: SUB, type: 6, priority: BLACKHOLE_METRIC }, // ours: replaced in place
+    { dst: "10.1.15.0/24", type: 6, priority: BLACKHOLE_METRIC }, // ours: replaced in place
     { dst: "10.1.8.0/24", type: 6, priority: null }, // someone else's blackhole: kept
     { dst: "192.168.7.0/24", type: 6, priority: BLACKHOLE_METRIC }, // outside the Network: kept
     { dst: "10.1.7.0/24", type: 1, priority: BLACKHOLE_METRIC }, // not a blackhole: kept
