@@ -332,4 +332,5 @@ Deno.test("/metrics shows the udp data path's counters per direction and drop re
   assert.ok(delta('flannel_udp_dropped_total{direction="tx",reason="no_route"}') >= 1, after);
   assert.ok(delta('flannel_udp_icmp_total{direction="tx"}') >= 1, after);
   assert.equal(metric(after, 'flannel_udp_dropped_total{direction="rx",reason="not_peer"}'), 0);
+  assert.equal(metric(after, "flannel_peers"), 1);
 });

@@ -53,6 +53,7 @@ import {
 } from "../../../ffi/udp.ts";
 import type { Fd } from "../../../ffi/fd.ts";
 import { writeSysctl } from "../../../ffi/sysctl.ts";
+import { peersInUse } from "../../health/catalog.ts";
 import { type CounterName, formatCounters, newCounterMemory, readCounters } from "./counters.ts";
 import {
   CTL_PENDING,
@@ -262,12 +263,15 @@ class UdpBackendImpl implements UdpBackend {
       const port = this.#cfg.port;
       const watch = (async () => {
         let first = true;
+        const peers = new Set<string>(); // for flannel_peers only
         for await (const batch of this.#ctx.subnets.watchLeases(own, signal)) {
           const changes: PeerChange[] = [];
           for (const ev of batch) {
             const { subnet, attrs } = ev.lease;
             if (subnet.equals(own)) continue;
             const op = ev.type === "added" ? "set" : "del";
+            if (op === "set") peers.add(subnet.toString());
+            else peers.delete(subnet.toString());
             // u32 for the Worker's peer table (see WorkerInit).
             const net = subnet.ip.toU32();
             changes.push({ op, net, prefix: subnet.prefix, ip: attrs.publicIP.toU32(), port });
@@ -277,6 +281,7 @@ class UdpBackendImpl implements UdpBackend {
             if (first) log.v(1, line);
             else log.info(line);
           }
+          peersInUse.set(peers.size);
           if (first) log.info(`Following ${changes.length} peer leases`);
           first = false;
           if (changes.length > 0) post({ op: "peers", changes });
