@@ -4,7 +4,8 @@
  * `--ip-masq=false` because flannel masquerades), runs with its iptables on (FORWARD policy
  * DROP), and a busybox container on each host pings the other across the overlay:
  * - without flannel's forward rules on the receiving host, Docker's DROP policy eats the ping;
- * - with them, it gets through and arrives with the container's own source address;
+ * - with them (installed before or after dockerd's own), it gets through both ways and arrives
+ *   with the container's own source address;
  * - a ping to an address outside the Network (the hub) leaves masqueraded as the host.
  */
 
@@ -111,6 +112,12 @@ Deno.test({
       assert.ok(await ping(a.d, b.ip), "container ping across the overlay");
     });
     assert.deepEqual(across, [{ src: a.ip, dst: b.ip }], "the container's source address");
+
+    // And back: on h1 flannel installed its rules before dockerd started and added its own.
+    const back = await captureEchoRequests(h1.ns, "flannel.1", async () => {
+      assert.ok(await ping(b.d, a.ip), "container ping back across the overlay");
+    });
+    assert.deepEqual(back, [{ src: b.ip, dst: a.ip }]);
 
     const outside = await captureEchoRequests(cluster.hub, "br0", async () => {
       assert.ok(await ping(a.d, HUB_IP), "container ping to the hub");
