@@ -121,12 +121,9 @@ export async function runDaemon(opts: Options): Promise<number> {
       registerUdpCounters(metrics, read);
     }
 
+    // Kept open until exit: the resync loop re-checks the blackhole route through it.
     nl = Netlink.open();
-    const host = await setUpHost(opts, config.network, ready.lease.subnet, {
-      routes: nl,
-    });
-    nl.close();
-    nl = null;
+    const host = await setUpHost(opts, config.network, ready.lease.subnet, { routes: nl });
     if (host.firewall) {
       const fw = host.firewall;
       readiness.firewall = () => fw.installed ? null : "firewall rules not in place";
@@ -182,10 +179,10 @@ export async function runDaemon(opts: Options): Promise<number> {
     log.error(errText(err));
     return 1;
   } finally {
-    nl?.close();
     stop.abort();
     for (const [s, h] of handlers) Deno.removeSignalListener(s, h);
-    if (keeping) await withDeadline(keeping, 300, "firewall resync");
+    if (keeping) await withDeadline(keeping, 300, "host rules resync");
+    nl?.close();
     if (health) await withDeadline(health, 300, "health server");
     if (registry) await withDeadline(Promise.resolve(registry.close()), 300, "etcd client");
   }

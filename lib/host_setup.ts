@@ -4,11 +4,13 @@
  * blackhole route for the own subnet (`--ip-blackhole-route`). Both stay when the daemon exits
  * (like the lease), so a restart does not interrupt traffic.
  *
- * The blackhole route has a metric (1024) above the 0 of the route the kernel adds for a bridge
- * address in the subnet (docker0, cni0): while such a bridge is up its route wins and local
- * containers are reached; without it, a packet to an unused address of the own subnet is dropped
- * instead of leaking out by the default route. (A blackhole at metric 0 would shadow the bridge
- * and cut every local container off.)
+ * The blackhole route (upstream: "in case the bridge plugin is not enabled", e.g. Canal's per-pod
+ * /32 routes) is re-checked every `--iptables-resync` seconds like upstream's. It has a metric
+ * (1024) above the 0 of the route the kernel adds for a bridge address in the subnet (docker0,
+ * cni0): while such a bridge is up its route wins and local containers are reached; without it,
+ * a packet to an unused address of the own subnet is dropped instead of leaking out by the
+ * default route. Upstream adds it at metric 0, which a bridge's route already holds (EEXIST, or,
+ * added first, a blackhole that shadows the bridge and cuts every local container off).
  */
 
 import type { IPNet } from "./ip.ts";
@@ -20,7 +22,8 @@ import {
   openIptables,
   wantedRuleSets,
 } from "./firewall/mod.ts";
-import { kernelChanges, kernelFailures } from "./health/catalog.ts";
+import { configDrift, kernelChanges, kernelFailures, resyncs } from "./health/catalog.ts";
+import { sleep } from "./async.ts";
 import type { Netlink } from "../ffi/netlink/mod.ts";
 import { RTN_BLACKHOLE } from "../ffi/netlink/consts.ts";
 
@@ -94,27 +97,71 @@ export async function setUpHost(
       await firewall.install();
     }
   }
-  if (opts.ipBlackholeRoute) ensureBlackholeRoute(deps.routes, network, subnet, log);
+  if (opts.ipBlackholeRoute) {
+    ensureBlackholeRoute(deps.routes, network, subnet, log);
+    log.info(`Blackhole route for ${subnet} (metric ${BLACKHOLE_METRIC}) in place`);
+  }
   const fw = firewall;
+  const periodMs = opts.iptablesResync * 1000;
   return {
     firewall: fw,
-    keep: (signal) => fw ? fw.keep(opts.iptablesResync * 1000, signal) : Promise.resolve(),
+    keep: async (signal) => {
+      const loops: Promise<void>[] = [];
+      if (fw) loops.push(fw.keep(periodMs, signal));
+      if (opts.ipBlackholeRoute) {
+        loops.push(keepBlackholeRoute(deps.routes, network, subnet, periodMs, log, signal));
+      }
+      await Promise.all(loops);
+    },
   };
 }
 
+/** Re-checks the blackhole route every `periodMs` (as upstream) and restores it when gone. */
+async function keepBlackholeRoute(
+  nl: BlackholeOps,
+  network: IPNet,
+  subnet: IPNet,
+  periodMs: number,
+  log: Logger,
+  signal: AbortSignal,
+): Promise<void> {
+  while (!signal.aborted) {
+    try {
+      await sleep(periodMs, signal);
+    } catch {
+      return;
+    }
+    resyncs.inc({ what: "blackhole_route" });
+    try {
+      if (ensureBlackholeRoute(nl, network, subnet, log)) {
+        configDrift.inc({ what: "blackhole_route" });
+        log.warn(`The blackhole route for ${subnet} was removed by someone else: restored`);
+      }
+    } catch (err) {
+      log.error(errText(err));
+    }
+  }
+}
+
 /**
- * `ip route replace blackhole SUBNET metric 1024`, and removal of flannel's blackhole routes for
- * other subnets of the Network (left by an earlier run that held another lease).
+ * Puts `blackhole SUBNET metric 1024` in place unless it is there, and removes flannel's blackhole
+ * routes for other subnets of the Network (left by an earlier run that held another lease).
+ * Returns true when it had to add the route. Throws when the kernel refuses it.
  */
 export function ensureBlackholeRoute(
   nl: BlackholeOps,
   network: IPNet,
   subnet: IPNet,
   log: Logger,
-): void {
+): boolean {
+  let present = false;
   for (const r of nl.routeList()) {
     if (r.type !== RTN_BLACKHOLE || r.priority !== BLACKHOLE_METRIC) continue;
-    if (r.dst.equals(subnet) || !network.containsNet(r.dst)) continue;
+    if (r.dst.equals(subnet)) {
+      present = true;
+      continue;
+    }
+    if (!network.containsNet(r.dst)) continue;
     try {
       nl.routeDel({ dst: r.dst, type: RTN_BLACKHOLE, metric: BLACKHOLE_METRIC });
       kernelChanges.inc({ kind: "blackhole_route", op: "delete" });
@@ -124,6 +171,7 @@ export function ensureBlackholeRoute(
       log.warn(`Cannot remove the old blackhole route ${r.dst}: ${errText(err)}`);
     }
   }
+  if (present) return false;
   try {
     nl.routeReplace({ dst: subnet, type: RTN_BLACKHOLE, metric: BLACKHOLE_METRIC });
   } catch (err) {
@@ -133,5 +181,5 @@ export function ensureBlackholeRoute(
     });
   }
   kernelChanges.inc({ kind: "blackhole_route", op: "set" });
-  log.info(`Blackhole route for ${subnet} (metric ${BLACKHOLE_METRIC}) in place`);
+  return true;
 }

@@ -124,6 +124,13 @@ Deno.test("--ip-masq, forward rules, blackhole route and health endpoints on rea
   const unused = lease1.replace(/0\/24$/, "77");
   const get = await h1.exec(["ip", "route", "get", unused]);
   assert.notEqual(get.code, 0, `an unused address of ${lease1} must not be routed: ${get.stdout}`);
+  // Deleted by someone: back within the resync period.
+  await sh(h1, ["ip", "route", "del", "blackhole", lease1, "metric", "1024"]);
+  await waitUntil("blackhole route restored", async () => {
+    const r = await h1.ipJson<unknown[]>(["route", "show", "type", "blackhole"]);
+    return r.length === 1;
+  }, 15_000);
+  assert.match(d1.logs(), /The blackhole route for [\d./]+ was removed by someone else: restored/);
 
   const d2 = h2.startFlannel(["--ip-masq"]);
   await d2.waitReady(30_000);
@@ -200,7 +207,8 @@ Deno.test("--ip-masq, forward rules, blackhole route and health endpoints on rea
   assert.ok(metric(m1, 'flannel_config_drift_total{what="firewall"}') >= 1, "drift counted");
   assert.ok(metric(m1, 'flannel_resyncs_total{what="firewall"}') >= 1, "resyncs counted");
   assert.ok(metric(m1, 'flannel_kernel_changes_total{kind="firewall",op="set"}') >= 2);
-  assert.equal(metric(m1, 'flannel_kernel_changes_total{kind="blackhole_route",op="set"}'), 1);
+  assert.equal(metric(m1, 'flannel_kernel_changes_total{kind="blackhole_route",op="set"}'), 2);
+  assert.equal(metric(m1, 'flannel_config_drift_total{what="blackhole_route"}'), 1);
   assert.ok(metric(m1, 'flannel_kernel_changes_total{kind="route",op="set"}') >= 1);
   assert.ok(metric(m1, 'flannel_watch_events_total{type="put"}') >= 1);
   assert.ok(metric(m1, "flannel_etcd_last_success_timestamp_seconds") > Date.now() / 1000 - 60);

@@ -111,23 +111,59 @@ Deno.test("setUpHost() without iptables: --ip-masq fails, default forward rules 
   await none.keep(AbortSignal.abort());
 });
 
-Deno.test("setUpHost() --ip-blackhole-route replaces ours and removes only flannel's stale ones", async () => {
-  using _log = logCapture();
-  const rt = routes([
+Deno.test("setUpHost() --ip-blackhole-route adds ours once and removes only flannel's stale ones", async () => {
+  using log = logCapture();
+  const stale = [
     { dst: "10.1.9.0/24", type: 6, priority: BLACKHOLE_METRIC }, // an earlier lease's: removed
-    { dst: "10.1.15.0/24", type: 6, priority: BLACKHOLE_METRIC }, // ours: replaced in place
     { dst: "10.1.8.0/24", type: 6, priority: null }, // someone else's blackhole: kept
     { dst: "192.168.7.0/24", type: 6, priority: BLACKHOLE_METRIC }, // outside the Network: kept
     { dst: "10.1.7.0/24", type: 1, priority: BLACKHOLE_METRIC }, // not a blackhole: kept
-  ]);
-  await setUpHost(
-    { ...OPTS, ipMasq: false, iptablesForwardRules: false, ipBlackholeRoute: true },
-    NET,
-    SUB,
-    { routes: rt },
-  );
-  assert.deepEqual(rt.calls, [
+  ];
+  const opts = { ...OPTS, ipMasq: false, iptablesForwardRules: false, ipBlackholeRoute: true };
+  const absent = routes(stale);
+  await setUpHost(opts, NET, SUB, { routes: absent });
+  assert.deepEqual(absent.calls, [
     'del {"dst":"10.1.9.0/24","type":6,"metric":1024}',
     'replace {"dst":"10.1.15.0/24","type":6,"metric":1024}',
   ]);
+  const present = routes([...stale, { dst: "10.1.15.0/24", type: 6, priority: BLACKHOLE_METRIC }]);
+  await setUpHost(opts, NET, SUB, { routes: present });
+  assert.deepEqual(present.calls, ['del {"dst":"10.1.9.0/24","type":6,"metric":1024}']);
+  assert.match(log.lines.join(""), /Blackhole route for 10\.1\.15\.0\/24 \(metric 1024\) in place/);
+});
+
+Deno.test("HostSetup.keep() restores a deleted blackhole route every period", async () => {
+  using log = logCapture();
+  const list: { dst: string; type: number; priority: number }[] = [];
+  const rt = routes(list);
+  const ops: BlackholeOps = {
+    routeList: rt.routeList,
+    routeDel: rt.routeDel,
+    routeReplace: (r) => {
+      rt.routeReplace(r);
+      list.push({ dst: r.dst.toString(), type: 6, priority: BLACKHOLE_METRIC });
+    },
+  };
+  const opts = {
+    ...OPTS,
+    ipMasq: false,
+    iptablesForwardRules: false,
+    ipBlackholeRoute: true,
+    iptablesResync: 0.02,
+  };
+  const h = await setUpHost(opts, NET, SUB, { routes: ops });
+  assert.equal(list.length, 1);
+  const stop = new AbortController();
+  const kept = h.keep(stop.signal);
+  list.length = 0; // someone deleted it
+  const deadline = Date.now() + 5000;
+  while (list.length === 0) {
+    assert.ok(Date.now() < deadline, "not restored");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  stop.abort();
+  await kept;
+  assert.equal(rt.calls.filter((c) => c.startsWith("replace")).length, 2, "restored once only");
+  assert.match(log.lines.join(""), /was removed by someone else: restored/);
 });
