@@ -3,6 +3,7 @@
  * leases with TTL, guarded writes, watch with history and compaction, injected failures).
  */
 
+import { leaseExpiry, leaseRenewalFailures, leaseRenewals } from "../../lib/health/catalog.ts";
 import assert from "node:assert/strict";
 import { showEvents, takeNext } from "../helpers.ts";
 import { parseNetworkConfig } from "../../lib/config.ts";
@@ -386,6 +387,7 @@ Deno.test("keepLease() renews before expiry with a revision-guarded write", asyn
   // TTL 3 s, margin 2.9 s: the first renewal is due 100 ms after acquisition.
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.9 / 60 });
   const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const renewals0 = leaseRenewals.get();
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
   await new Promise((r) => setTimeout(r, 350));
@@ -395,6 +397,9 @@ Deno.test("keepLease() renews before expiry with a revision-guarded write", asyn
   assert.ok(updates.length >= 2, reg.calls.join("\n"));
   assert.equal(updates[0], `update ${key("10.1.1.0/24")}@${lease.modRevision}`);
   assert.ok(env.lines.some((l) => l.includes("Renewed lease 10.1.1.0/24")));
+  // flannel_lease_renewals_total and the expiry gauge follow each renewal.
+  assert.equal(leaseRenewals.get() - renewals0, updates.length);
+  assert.ok(Math.abs(leaseExpiry.get() - (Date.now() / 1000 + 3)) < 1, `${leaseExpiry.get()}`);
 });
 
 Deno.test("keepLease() never overwrites a lease another host took: LeaseLostError", async () => {
@@ -440,6 +445,7 @@ Deno.test("keepLease() retries a failed renewal after the retry delay with a log
     renewRetryMs: 100,
   });
   const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const failures0 = leaseRenewalFailures.get();
   reg.failNext = 2;
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
@@ -450,6 +456,7 @@ Deno.test("keepLease() retries a failed renewal after the retry delay with a log
   assert.equal(errs.length, 2, env.lines.join(""));
   assert.match(errs[0], /trying again in 0\.1 s/);
   assert.ok(env.lines.some((l) => l.includes("Renewed lease")));
+  assert.equal(leaseRenewalFailures.get() - failures0, 2, "flannel_lease_renewal_failures_total");
 });
 
 Deno.test("watchLeases(): snapshot from the acquire listing, then added/removed; own and malformed skipped", async () => {
