@@ -3,12 +3,12 @@
  * leases with TTL, guarded writes, watch with history and compaction, injected failures).
  */
 
-import { leaseExpiry, leaseRenewalFailures, leaseRenewals } from "../../lib/health/catalog.ts";
 import assert from "node:assert/strict";
 import { showEvents, takeNext } from "../helpers.ts";
 import { parseNetworkConfig } from "../../lib/config.ts";
 import { type IPNet, parseCIDR, parseIPv4 } from "../../lib/ip.ts";
 import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
+import { leaseExpiry, leaseRenewalFailures, leaseRenewals } from "../../lib/health/catalog.ts";
 import { Logger, setSink } from "../../lib/log.ts";
 import {
   type KeyValue,
