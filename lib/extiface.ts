@@ -8,7 +8,20 @@
  */
 
 import { formatIPv4, parseIPv4 } from "./ip.ts";
-import type { ExternalInterface } from "./backend/mod.ts";
+
+/** The interface that carries overlay traffic between hosts. */
+export interface ExternalInterface {
+  /** Interface name, e.g. `eth0`. */
+  readonly name: string;
+  /** Interface index. */
+  readonly index: number;
+  /** The IPv4 address on the interface (host-order u32). */
+  readonly ifaceAddr: number;
+  /** The address advertised to peers (`--public-ip`, else `ifaceAddr`). */
+  readonly publicIP: number;
+  /** The interface MTU as the kernel reports it. */
+  readonly mtu: number;
+}
 
 /** The rtnetlink reads discovery needs (a subset of ffi/netlink `Netlink`). */
 export interface LinkReader {

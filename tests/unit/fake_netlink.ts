@@ -9,10 +9,15 @@ import type {
   FdbInfo,
   LinkInfo,
   NeighInfo,
+  NetlinkEvent,
   RouteInfo,
   RouteSpec,
   VxlanSpec,
 } from "../../ffi/netlink/route.ts";
+import type { NetworkConfig } from "../../lib/config.ts";
+import type { ExternalInterface } from "../../lib/extiface.ts";
+import type { SubnetManager } from "../../lib/subnet/mod.ts";
+import type { BackendContext } from "../../lib/backend/mod.ts";
 import { SyscallError } from "../../ffi/errno.ts";
 import { parseCIDR, parseIPv4 } from "../../lib/ip.ts";
 import type { Lease } from "../../lib/lease.ts";
@@ -204,4 +209,30 @@ function net(s: string) {
   const n = parseCIDR(s);
   if (typeof n === "string") throw new Error(n);
   return n;
+}
+
+/** A backend context over a fake kernel: `nl` for every netlink handle, `events` for notifications. */
+export function fakeContext(parts: {
+  config: NetworkConfig;
+  ext: ExternalInterface;
+  subnets: SubnetManager;
+  nl?: FakeNetlink;
+  events?: (signal: AbortSignal) => AsyncIterable<NetlinkEvent>;
+  env?: Record<string, string | undefined>;
+}): BackendContext {
+  const nl = parts.nl ?? new FakeNetlink();
+  return {
+    config: parts.config,
+    ext: parts.ext,
+    subnets: parts.subnets,
+    netlink: () => nl,
+    events: (_kinds, signal) => (parts.events ?? noEvents)(signal),
+    env: parts.env ?? {},
+  };
+}
+
+/** An event source that yields nothing and ends on abort. */
+export async function* noEvents(signal: AbortSignal): AsyncIterable<NetlinkEvent> {
+  await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+  yield* [];
 }

@@ -2,16 +2,16 @@ import assert from "node:assert/strict";
 import { parseCIDR } from "../../lib/ip.ts";
 import type { Lease } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
-import { planVxlanPeer, type VxlanPeerContext } from "../../lib/backend/vxlan/peers.ts";
+import { planVxlanPeer, type VxlanPeerContext } from "../../lib/backend/vxlan/entries.ts";
 import {
-  isDirect,
   isManagedRoute,
   type PeerEntries,
-  PeerTable,
   planSync,
   planUpdate,
   type Scope,
-} from "../../lib/backend/peersync.ts";
+} from "../../lib/backend/kernel_plan.ts";
+import { KernelEntryTable } from "../../lib/backend/kernel_table.ts";
+import { isDirect } from "../../lib/backend/route_network.ts";
 import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
 import { captureLog } from "../helpers.ts";
 
@@ -251,7 +251,7 @@ Deno.test("planUpdate()", async (t) => {
   });
 });
 
-Deno.test("PeerTable follows lease batches on a fake kernel", () => {
+Deno.test("KernelEntryTable follows lease batches on a fake kernel", () => {
   const nl = new FakeNetlink();
   nl.fdbSet(DEV, "aa:bb:cc:00:00:0d", "192.168.0.4"); // stale from a gone peer
   nl.neighSet(DEV, "10.1.4.0", "aa:bb:cc:00:00:0d");
@@ -260,7 +260,7 @@ Deno.test("PeerTable follows lease batches on a fake kernel", () => {
   nl.neighSet(DEV, "10.1.2.0", MAC_B);
   nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
   nl.take();
-  const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
 
   const { lines } = captureLog(() => {
     const changes = table.sync([
@@ -303,7 +303,7 @@ Deno.test("PeerTable follows lease batches on a fake kernel", () => {
   assert.deepEqual(nl.routes.map((r) => r.dst), ["10.1.3.0/24"]);
 
   // A restart: a new table over the same kernel and leases changes nothing.
-  const table2 = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const table2 = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
   assert.equal(table2.sync([c]), 0);
   assert.deepEqual(nl.take(), []);
 
@@ -317,13 +317,13 @@ Deno.test("PeerTable follows lease batches on a fake kernel", () => {
   assert.deepEqual(nl.take(), ["routeReplace 10.1.3.0/24 via 10.1.3.0 dev 7 onlink"]);
 });
 
-Deno.test("PeerTable.resync() before the first lease set leaves the kernel alone", () => {
+Deno.test("KernelEntryTable.resync() before the first lease set leaves the kernel alone", () => {
   const nl = new FakeNetlink();
   nl.fdbSet(DEV, MAC_B, "192.168.0.2");
   nl.neighSet(DEV, "10.1.2.0", MAC_B);
   nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
   nl.take();
-  const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
   // A repair event (ENOBUFS, device set down) can come before the lease watch's first batch.
   assert.equal(table.resync(), 0);
   assert.deepEqual(nl.take(), []);
@@ -331,12 +331,12 @@ Deno.test("PeerTable.resync() before the first lease set leaves the kernel alone
   assert.deepEqual(nl.take(), []);
 });
 
-Deno.test("PeerTable logs a failed kernel change and carries on", () => {
+Deno.test("KernelEntryTable logs a failed kernel change and carries on", () => {
   const nl = new FakeNetlink();
   nl.fdbSet = () => {
     throw new Error("RTM_NEWNEIGH: ENODEV (No such device)");
   };
-  const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
   const { lines } = captureLog(() =>
     table.apply([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }])
   );
