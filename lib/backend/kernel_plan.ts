@@ -74,9 +74,17 @@ export interface KernelState {
   readonly fdbs: readonly FdbInfo[];
 }
 
+/**
+ * The routing protocol number of every route flannel installs (`ip route show proto 102`), so
+ * that a restart can tell flannel's routes from anyone else's. 102 is in none of iproute2's
+ * /etc/iproute2/rt_protos, nor the kernel's RTPROT_* list (0–4, 8–16, 18, 42, 99, 186–192),
+ * and is not Calico's 80; the kernel gives numbers above RTPROT_STATIC (4) no meaning of its own.
+ */
+export const RTPROT_FLANNEL = 102;
+
 // linux/rtnetlink.h
 const RTN_UNICAST = 1;
-const RTPROT_KERNEL = 2;
+const RTPROT_BOOT = 3;
 const RTNH_F_ONLINK = 4;
 const RT_TABLE_MAIN = 254;
 // linux/neighbour.h
@@ -93,12 +101,23 @@ export function planSize(p: Plan): number {
 }
 
 /**
- * True when `r` is a route the backend owns: main table, unicast, not a kernel (connected) route,
- * destination inside the overlay network but not our own subnet, and either on the vxlan device,
- * on the external interface, or via a gateway.
+ * True when `r` is a route flannel installed (main table, unicast, protocol
+ * {@link RTPROT_FLANNEL}), wherever it points: one outside the Network, for a lease that is gone,
+ * or through a device that changed is still flannel's own and a full sync removes it.
  */
-export function isManagedRoute(r: RouteInfo, scope: Scope): boolean {
-  if (r.table !== RT_TABLE_MAIN || r.type !== RTN_UNICAST || r.protocol === RTPROT_KERNEL) {
+export function isManagedRoute(r: RouteInfo): boolean {
+  return r.table === RT_TABLE_MAIN && r.type === RTN_UNICAST && r.protocol === RTPROT_FLANNEL;
+}
+
+/**
+ * True when `r` may be a route the previous version installed, which marked nothing (protocol
+ * boot): main table, unicast, destination inside the overlay network but not our own subnet, and
+ * on the vxlan device, on the external interface, or via a gateway. A full sync adopts such a
+ * route only where a lease wants a route to the same destination (it is replaced by the marked
+ * one); any other is left alone, since `ip route add` also gives an admin's route protocol boot.
+ */
+export function isLegacyRoute(r: RouteInfo, scope: Scope): boolean {
+  if (r.table !== RT_TABLE_MAIN || r.type !== RTN_UNICAST || r.protocol !== RTPROT_BOOT) {
     return false;
   }
   const dst = parseCIDR(r.dst);
@@ -111,12 +130,15 @@ export function isManagedRoute(r: RouteInfo, scope: Scope): boolean {
 /** True when the kernel route is exactly the wanted one (so it is left untouched). */
 export function routeMatches(r: RouteInfo, want: RouteEntry): boolean {
   return r.dst === want.dst && r.gateway === want.gateway && r.oif === want.oif &&
-    ((r.flags & RTNH_F_ONLINK) !== 0) === want.onlink && (r.priority ?? 0) === 0;
+    ((r.flags & RTNH_F_ONLINK) !== 0) === want.onlink && (r.priority ?? 0) === 0 &&
+    r.protocol === RTPROT_FLANNEL;
 }
 
 /**
  * Full reconcile: what to change so that the kernel holds exactly `desired` among the entries the
- * backend owns. Right entries are left out of the plan.
+ * backend owns: every route flannel marked ({@link isManagedRoute}), the previous version's
+ * unmarked routes where a lease wants one ({@link isLegacyRoute}), and the device's ARP and FDB
+ * entries. Right entries are left out of the plan; every other route is never touched.
  */
 export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, scope: Scope): Plan {
   const plan = emptyPlan();
@@ -131,8 +153,8 @@ export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, sc
 
   const routeOk = new Set<string>();
   for (const r of kernel.routes) {
-    if (!isManagedRoute(r, scope)) continue;
     const want = routes.get(r.dst);
+    if (!isManagedRoute(r) && !(want && isLegacyRoute(r, scope))) continue;
     if (want && !routeOk.has(r.dst) && routeMatches(r, want)) {
       routeOk.add(r.dst);
     } else if (!want || (r.priority ?? 0) !== 0 || routeOk.has(r.dst)) {
@@ -223,7 +245,7 @@ export function routeInfoOf(r: RouteEntry): RouteInfo {
     gateway: r.gateway,
     oif: r.oif,
     table: RT_TABLE_MAIN,
-    protocol: 0,
+    protocol: RTPROT_FLANNEL,
     scope: 0,
     type: RTN_UNICAST,
     flags: r.onlink ? RTNH_F_ONLINK : 0,
@@ -234,5 +256,5 @@ export function routeInfoOf(r: RouteEntry): RouteInfo {
 
 /** The route spec for `routeReplace`. */
 export function routeSpecOf(r: RouteEntry): RouteSpec {
-  return { dst: r.dst, gateway: r.gateway, oif: r.oif, onlink: r.onlink };
+  return { dst: r.dst, gateway: r.gateway, oif: r.oif, onlink: r.onlink, protocol: RTPROT_FLANNEL };
 }

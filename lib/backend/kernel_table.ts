@@ -40,7 +40,9 @@ export type KernelOps = Pick<
 const RT_TABLE_MAIN = 254; // linux/rtnetlink.h
 
 function routeDelSpec(r: RouteInfo): RouteSpec {
+  // With its protocol, a delete matches only that route: never an admin's of the same dst.
   const spec: RouteSpec = { dst: r.dst, table: r.table };
+  if (r.protocol !== 0) spec.protocol = r.protocol;
   if (r.gateway !== null) spec.gateway = r.gateway;
   if (r.oif !== null) spec.oif = r.oif;
   if (r.priority !== null && r.priority !== 0) spec.metric = r.priority;
@@ -118,11 +120,6 @@ export class KernelEntryTable {
   /** Number of peers with entries in the kernel. */
   get size(): number {
     return this.#applied.size;
-  }
-
-  /** The entries applied for `subnet` (CIDR text), if any. */
-  entriesOf(subnet: string): PeerEntries | undefined {
-    return this.#applied.get(subnet);
   }
 
   /**

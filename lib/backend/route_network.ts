@@ -76,7 +76,7 @@ export function isDirect(nl: Pick<Netlink, "routeGet">, ip: string, extIndex: nu
  * Feeds the peer leases into `table` until `signal` aborts: the first batch (the full set) as a
  * full sync against the kernel, later batches incrementally. Rejects when the watch fails.
  */
-export async function followLeases(
+async function followLeases(
   table: KernelEntryTable,
   subnets: SubnetManager,
   own: IPNet,

@@ -135,7 +135,8 @@ export class FakeNetlink {
     this.calls.push(`routeDel ${describe(r)}`);
     const i = this.routes.findIndex((x) =>
       x.dst === r.dst && (r.gateway === undefined || x.gateway === r.gateway) &&
-      (r.oif === undefined || x.oif === r.oif) && (x.priority ?? 0) === (r.metric ?? 0)
+      (r.oif === undefined || x.oif === r.oif) && (x.priority ?? 0) === (r.metric ?? 0) &&
+      (r.protocol === undefined || x.protocol === r.protocol)
     );
     if (i < 0) throw new SyscallError("RTM_DELROUTE", 3);
     this.routes.splice(i, 1);

@@ -6,6 +6,7 @@ import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.t
 import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
 import { create, planHostGwPeer } from "../../lib/backend/hostgw/mod.ts";
+import { RTPROT_FLANNEL } from "../../lib/backend/kernel_plan.ts";
 import { fakeContext, FakeNetlink, lease, noEvents, routeOf } from "./fake_netlink.ts";
 import { logCapture } from "../helpers.ts";
 
@@ -100,8 +101,22 @@ Deno.test("host-gw backend: lease without BackendData, MTU of ext, stale routes 
     "172.16.0.5",
     routeOf({ dst: "172.16.0.5/32", gateway: "192.168.0.254", oif: EXT }),
   );
-  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "192.168.0.2", oif: EXT }); // right
-  nl.routeReplace({ dst: "10.1.9.0/24", gateway: "192.168.0.9", oif: EXT }); // gone peer
+  // Installed by flannel before the restart (marked): one right, one of a peer now gone.
+  nl.routeReplace({
+    dst: "10.1.2.0/24",
+    gateway: "192.168.0.2",
+    oif: EXT,
+    protocol: RTPROT_FLANNEL,
+  });
+  nl.routeReplace({
+    dst: "10.1.9.0/24",
+    gateway: "192.168.0.9",
+    oif: EXT,
+    protocol: RTPROT_FLANNEL,
+  });
+  // An admin's routes inside the network: never touched.
+  nl.routes.push(routeOf({ dst: "10.1.50.0/24", gateway: "192.168.0.50", oif: EXT }, 4));
+  nl.routes.push(routeOf({ dst: "10.1.51.0/24", gateway: "192.168.0.51", oif: EXT }, 3));
   nl.routes.push(routeOf({ dst: "10.1.1.0/24", oif: 30 }, 2)); // own bridge
   nl.routes.push(routeOf({ dst: "0.0.0.0/0", gateway: "192.168.0.254", oif: EXT }));
   nl.take();
