@@ -8,13 +8,21 @@
  * first on removal, so a route never points at a tunnel endpoint that is not programmed yet.
  */
 
-import type { FdbInfo, NeighInfo, RouteInfo, RouteSpec } from "../../ffi/netlink/route.ts";
-import { containsNet, type IPNet, overlaps, parseCIDR } from "../ip.ts";
+import {
+  type FdbInfo,
+  type NeighInfo,
+  type RouteInfo,
+  type RouteSpec,
+  RT_TABLE_MAIN,
+  RTN_UNICAST,
+  RTNH_F_ONLINK,
+} from "../../ffi/netlink/mod.ts";
+import type { IP, IPNet } from "../ip.ts";
 
 /** A route to a peer subnet (main table). */
 export interface RouteEntry {
-  readonly dst: string;
-  readonly gateway: string;
+  readonly dst: IPNet;
+  readonly gateway: IP;
   readonly oif: number;
   readonly onlink: boolean;
 }
@@ -22,7 +30,7 @@ export interface RouteEntry {
 /** A permanent ARP entry on the vxlan device. */
 export interface NeighEntry {
   readonly index: number;
-  readonly ip: string;
+  readonly ip: IP;
   readonly mac: string;
 }
 
@@ -30,7 +38,7 @@ export interface NeighEntry {
 export interface FdbEntry {
   readonly index: number;
   readonly mac: string;
-  readonly dst: string;
+  readonly dst: IP;
 }
 
 /** What one peer lease puts in the kernel. */
@@ -82,13 +90,12 @@ export interface KernelState {
  */
 export const RTPROT_FLANNEL = 102;
 
-// linux/rtnetlink.h
-const RTN_UNICAST = 1;
-const RTPROT_BOOT = 3;
-const RTNH_F_ONLINK = 4;
-const RT_TABLE_MAIN = 254;
-// linux/neighbour.h
-const NUD_PERMANENT = 0x80;
+const RTPROT_BOOT = 3; // linux/rtnetlink.h
+
+/** Same address, or both absent. */
+function sameIP(a: IP | null | undefined, b: IP | null | undefined): boolean {
+  return a === b || (!!a && !!b && a.equals(b));
+}
 
 export function emptyPlan(): Plan {
   return { routeDel: [], neighDel: [], fdbDel: [], fdbSet: [], neighSet: [], routeSet: [] };
@@ -120,18 +127,15 @@ export function isLegacyRoute(r: RouteInfo, scope: Scope): boolean {
   if (r.table !== RT_TABLE_MAIN || r.type !== RTN_UNICAST || r.protocol !== RTPROT_BOOT) {
     return false;
   }
-  const dst = parseCIDR(r.dst);
-  if (typeof dst === "string") return false;
-  if (!containsNet(scope.network, dst) || overlaps(dst, scope.own)) return false;
+  if (!scope.network.containsNet(r.dst) || r.dst.overlaps(scope.own)) return false;
   return (scope.devIndex !== null && r.oif === scope.devIndex) || r.oif === scope.extIndex ||
     r.gateway !== null;
 }
 
 /** True when the kernel route is exactly the wanted one (so it is left untouched). */
 export function routeMatches(r: RouteInfo, want: RouteEntry): boolean {
-  return r.dst === want.dst && r.gateway === want.gateway && r.oif === want.oif &&
-    ((r.flags & RTNH_F_ONLINK) !== 0) === want.onlink && (r.priority ?? 0) === 0 &&
-    r.protocol === RTPROT_FLANNEL;
+  return r.dst.equals(want.dst) && sameIP(r.gateway, want.gateway) && r.oif === want.oif &&
+    r.onlink === want.onlink && (r.priority ?? 0) === 0 && r.protocol === RTPROT_FLANNEL;
 }
 
 /**
@@ -146,18 +150,19 @@ export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, sc
   const neighs = new Map<string, NeighEntry>();
   const fdbs = new Map<string, FdbEntry>();
   for (const e of desired) {
-    routes.set(e.route.dst, e.route);
-    if (e.neigh) neighs.set(e.neigh.ip, e.neigh);
+    routes.set(e.route.dst.toString(), e.route);
+    if (e.neigh) neighs.set(e.neigh.ip.toString(), e.neigh);
     if (e.fdb) fdbs.set(e.fdb.mac, e.fdb);
   }
 
   const routeOk = new Set<string>();
   for (const r of kernel.routes) {
-    const want = routes.get(r.dst);
+    const dst = r.dst.toString();
+    const want = routes.get(dst);
     if (!isManagedRoute(r) && !(want && isLegacyRoute(r, scope))) continue;
-    if (want && !routeOk.has(r.dst) && routeMatches(r, want)) {
-      routeOk.add(r.dst);
-    } else if (!want || (r.priority ?? 0) !== 0 || routeOk.has(r.dst)) {
+    if (want && !routeOk.has(dst) && routeMatches(r, want)) {
+      routeOk.add(dst);
+    } else if (!want || (r.priority ?? 0) !== 0 || routeOk.has(dst)) {
       // Not ours to keep: a replace would not overwrite a route with another metric.
       plan.routeDel.push(r);
     }
@@ -169,9 +174,10 @@ export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, sc
     const neighOk = new Set<string>();
     for (const n of kernel.neighs) {
       if (n.index !== scope.devIndex) continue;
-      const want = neighs.get(n.ip);
+      const ip = n.ip.toString();
+      const want = neighs.get(ip);
       if (!want) plan.neighDel.push(n);
-      else if (n.mac === want.mac && (n.state & NUD_PERMANENT) !== 0) neighOk.add(n.ip);
+      else if (n.mac === want.mac && n.permanent) neighOk.add(ip);
       // else: replaced in place below.
     }
     for (const [ip, want] of neighs) if (!neighOk.has(ip)) plan.neighSet.push(want);
@@ -181,9 +187,9 @@ export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, sc
       // Entries without a destination are the device's own address lists, not tunnel entries.
       if (f.index !== scope.devIndex || f.dst === null || f.mac === "00:00:00:00:00:00") continue;
       const want = fdbs.get(f.mac);
-      if (want && f.dst === want.dst && (f.state & NUD_PERMANENT) !== 0 && !fdbOk.has(f.mac)) {
+      if (want && sameIP(f.dst, want.dst) && f.permanent && !fdbOk.has(f.mac)) {
         fdbOk.add(f.mac);
-      } else if (!want || f.dst !== want.dst || fdbOk.has(f.mac)) {
+      } else if (!want || !sameIP(f.dst, want.dst) || fdbOk.has(f.mac)) {
         // A MAC may hold several destinations (fdbAppend): drop every one that is not wanted.
         plan.fdbDel.push(f);
       }
@@ -205,16 +211,20 @@ export function planUpdate(
 ): Plan {
   const plan = emptyPlan();
   if (old) {
-    if (!next || old.route.dst !== next.route.dst) {
+    if (!next || !old.route.dst.equals(next.route.dst)) {
       plan.routeDel.push(routeInfoOf(old.route));
     }
-    if (old.neigh && (old.neigh.ip !== next?.neigh?.ip || old.neigh.index !== next.neigh.index)) {
+    if (
+      old.neigh &&
+      (!sameIP(old.neigh.ip, next?.neigh?.ip) || old.neigh.index !== next!.neigh!.index)
+    ) {
       plan.neighDel.push({
         index: old.neigh.index,
         ip: old.neigh.ip,
         mac: old.neigh.mac,
         state: 0,
         flags: 0,
+        permanent: false,
       });
     }
     if (
@@ -227,6 +237,7 @@ export function planUpdate(
         dst: old.fdb.dst,
         state: 0,
         flags: 0,
+        permanent: false,
       });
     }
   }
@@ -251,6 +262,8 @@ export function routeInfoOf(r: RouteEntry): RouteInfo {
     flags: r.onlink ? RTNH_F_ONLINK : 0,
     prefsrc: null,
     priority: null,
+    onlink: r.onlink,
+    kernel: false,
   };
 }
 

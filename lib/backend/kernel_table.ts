@@ -4,9 +4,15 @@
  * with a recording fake.
  */
 
-import type { NeighInfo, Netlink, RouteInfo, RouteSpec } from "../../ffi/netlink/route.ts";
+import {
+  type NeighInfo,
+  type Netlink,
+  type RouteInfo,
+  type RouteSpec,
+  RT_TABLE_MAIN,
+} from "../../ffi/netlink/mod.ts";
 import { isErrno } from "../../ffi/errno.ts";
-import { formatCIDR } from "../ip.ts";
+import { IP, type IPNet } from "../ip.ts";
 import type { Lease } from "../lease.ts";
 import type { LeaseEvent } from "../subnet/mod.ts";
 import { errText, type Logger } from "../log.ts";
@@ -37,7 +43,7 @@ export type KernelOps = Pick<
   | "fdbDel"
 >;
 
-const RT_TABLE_MAIN = 254; // linux/rtnetlink.h
+const IP_ZERO = IP.fromU32(0);
 
 function routeDelSpec(r: RouteInfo): RouteSpec {
   // With its protocol, a delete matches only that route: never an admin's of the same dst.
@@ -49,7 +55,7 @@ function routeDelSpec(r: RouteInfo): RouteSpec {
   return spec;
 }
 
-function describeRoute(r: { dst: string; gateway: string | null; oif: number | null }): string {
+function describeRoute(r: { dst: IPNet; gateway: IP | null; oif: number | null }): string {
   return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.oif !== null ? ` dev #${r.oif}` : ""}`;
 }
 
@@ -72,7 +78,7 @@ export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
     run(`delete ARP entry ${n.ip} on #${n.index}`, () => nl.neighDel(n.index, n.ip), true);
   }
   for (const f of plan.fdbDel) {
-    const dst = f.dst ?? "0.0.0.0";
+    const dst = f.dst ?? IP_ZERO;
     run(
       `delete FDB entry ${f.mac} dst ${dst} on #${f.index}`,
       () => nl.fdbDel(f.index, f.mac, dst),
@@ -128,7 +134,7 @@ export class KernelEntryTable {
    */
   sync(leases: Iterable<Lease>): number {
     this.#leases.clear();
-    for (const l of leases) this.#leases.set(formatCIDR(l.subnet), l);
+    for (const l of leases) this.#leases.set(l.subnet.toString(), l);
     this.#synced = true;
     return this.resync();
   }
@@ -164,7 +170,7 @@ export class KernelEntryTable {
   /** Applies a batch of lease events incrementally. */
   apply(events: readonly LeaseEvent[]): void {
     for (const ev of events) {
-      const key = formatCIDR(ev.lease.subnet);
+      const key = ev.lease.subnet.toString();
       let next: PeerEntries | null = null;
       if (ev.type === "removed") {
         this.#leases.delete(key);
@@ -188,8 +194,10 @@ export class KernelEntryTable {
   /** Restores an applied route the kernel reports deleted (self-healing). True when restored. */
   restoreRoute(r: RouteInfo): boolean {
     // Peers are keyed by subnet, which is their route's dst: no scan over thousands of peers.
-    const e = this.#applied.get(r.dst);
-    if (!e || e.route.oif !== r.oif || e.route.gateway !== r.gateway) return false;
+    const e = this.#applied.get(r.dst.toString());
+    if (!e || e.route.oif !== r.oif || !r.gateway || !e.route.gateway.equals(r.gateway)) {
+      return false;
+    }
     applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log);
     return true;
   }
@@ -197,7 +205,7 @@ export class KernelEntryTable {
   /** Restores an applied ARP entry the kernel reports deleted (self-healing). True when restored. */
   restoreNeigh(n: NeighInfo): boolean {
     for (const e of this.#applied.values()) {
-      if (e.neigh && e.neigh.ip === n.ip && e.neigh.index === n.index) {
+      if (e.neigh && e.neigh.ip.equals(n.ip) && e.neigh.index === n.index) {
         applyPlan(this.nl, { ...emptyPlan(), neighSet: [e.neigh] }, this.log);
         return true;
       }

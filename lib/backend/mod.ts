@@ -16,7 +16,7 @@ import type { NetworkConfig } from "../config.ts";
 import type { ExternalInterface } from "../extiface.ts";
 import type { Lease } from "../lease.ts";
 import type { SubnetManager } from "../subnet/mod.ts";
-import type { Netlink, NetlinkEvent } from "../../ffi/netlink/route.ts";
+import type { Netlink, NetlinkEvent } from "../../ffi/netlink/mod.ts";
 
 /** The rtnetlink verbs backends use (a subset of `Netlink`, so tests can fake it). */
 export type NetlinkHandle = Pick<

@@ -15,18 +15,14 @@
  * - notifications lost (`resync`) → the device checked as above, then reconciled.
  */
 
-import type { Netlink } from "../../ffi/netlink/route.ts";
-import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
-import type { IPNet } from "../ip.ts";
+import { type Netlink, type NetlinkEvent, RTN_UNICAST } from "../../ffi/netlink/mod.ts";
+import type { IP, IPNet } from "../ip.ts";
 import type { Lease } from "../lease.ts";
 import { errText, type Logger } from "../log.ts";
 import type { SubnetManager } from "../subnet/mod.ts";
 import type { BackendContext, EventKind, NetlinkHandle, Network } from "./mod.ts";
 import type { PeerDecision, Scope } from "./kernel_plan.ts";
 import { KernelEntryTable } from "./kernel_table.ts";
-
-// linux/rtnetlink.h
-const RTN_UNICAST = 1;
 
 /** A routed backend's own device (vxlan's `flannel.<VNI>`). */
 export interface DeviceHooks {
@@ -63,7 +59,7 @@ export function routeNetwork(spec: RouteNetworkSpec): Network {
  * True when the kernel reaches `ip` through `extIndex` without a gateway (the peer is on a
  * directly connected subnet).
  */
-export function isDirect(nl: Pick<Netlink, "routeGet">, ip: string, extIndex: number): boolean {
+export function isDirect(nl: Pick<Netlink, "routeGet">, ip: IP, extIndex: number): boolean {
   try {
     const r = nl.routeGet(ip);
     return r !== null && r.gateway === null && r.oif === extIndex && r.type === RTN_UNICAST;

@@ -25,7 +25,6 @@
 
 import { backendConfig, type BackendContext, type BackendFactory, type Network } from "../mod.ts";
 import type { AwsVpcBackendConfig } from "../../config.ts";
-import { formatCIDR } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import type { Lease } from "../../lease.ts";
 import { isAbort } from "../../async.ts";
@@ -118,7 +117,7 @@ async function initAwsVpc(
       try {
         for await (const batch of ctx.subnets.watchLeases(lease.subnet, signal)) {
           for (const ev of batch) {
-            const cidr = formatCIDR(ev.lease.subnet);
+            const cidr = ev.lease.subnet.toString();
             if (ev.type === "added") {
               leased.add(cidr);
               removed.delete(cidr);
@@ -249,7 +248,7 @@ async function initAwsVpc(
       { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
       signal,
     );
-    ownCidr = formatCIDR(lease.subnet);
+    ownCidr = lease.subnet.toString();
     await routes.disableSourceDestCheck(signal);
     log.info(`Disabled the source/destination check of ${id.instanceId}`);
     tableId = await routes.chooseRouteTable(cfg.routeTableID, signal);

@@ -14,7 +14,7 @@
  * when the external interface went down, once it is up again (route_network.ts).
  */
 
-import { formatCIDR, formatIPv4 } from "../../ip.ts";
+import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
 import { logger } from "../../log.ts";
 import { type Backend, backendConfig, type BackendContext } from "../mod.ts";
@@ -29,10 +29,10 @@ export interface HostGwPeerContext {
   readonly extIndex: number;
   /** Name of the external interface (for warnings). */
   readonly extName: string;
-  /** Our own PublicIP (dotted): a lease carrying it is a stale one of ours, not a peer. */
-  readonly ownIP: string;
-  /** True when `ip` (dotted) is reachable without a gateway through the external interface. */
-  readonly isDirect: (ip: string) => boolean;
+  /** Our own PublicIP: a lease carrying it is a stale one of ours, not a peer. */
+  readonly ownIP: IP;
+  /** True when `ip` is reachable without a gateway through the external interface. */
+  readonly isDirect: (ip: IP) => boolean;
 }
 
 /** Creates the host-gw backend for `ctx`. */
@@ -40,12 +40,10 @@ export function create(ctx: BackendContext): Backend {
   backendConfig(ctx, "host-gw");
   return {
     async init(signal) {
-      if (ctx.ext.publicIP !== ctx.ext.ifaceAddr) {
+      if (!ctx.ext.publicIP.equals(ctx.ext.ifaceAddr)) {
         throw new Error(
-          `Cannot use host-gw with public IP ${formatIPv4(ctx.ext.publicIP)}: it differs from ` +
-            `the address ${
-              formatIPv4(ctx.ext.ifaceAddr)
-            } of ${ctx.ext.name} (NAT is not supported)`,
+          `Cannot use host-gw with public IP ${ctx.ext.publicIP}: it differs from ` +
+            `the address ${ctx.ext.ifaceAddr} of ${ctx.ext.name} (NAT is not supported)`,
         );
       }
       const lease = await ctx.subnets.acquireLease(
@@ -56,7 +54,7 @@ export function create(ctx: BackendContext): Backend {
       const c: HostGwPeerContext = {
         extIndex: ctx.ext.index,
         extName: ctx.ext.name,
-        ownIP: formatIPv4(ctx.ext.publicIP),
+        ownIP: ctx.ext.publicIP,
         isDirect: (ip) => isDirect(nl, ip, ctx.ext.index),
       };
       return routeNetwork({
@@ -76,8 +74,8 @@ export function create(ctx: BackendContext): Backend {
  * <ext>`, only when the peer is on a directly connected subnet of the external interface.
  */
 export function planHostGwPeer(lease: Lease, c: HostGwPeerContext): PeerDecision {
-  const subnet = formatCIDR(lease.subnet);
-  const pub = formatIPv4(lease.attrs.publicIP);
+  const subnet = lease.subnet;
+  const pub = lease.attrs.publicIP;
   const who = `peer ${subnet} (PublicIP ${pub})`;
   if (lease.attrs.backendType !== "host-gw") {
     const type = lease.attrs.backendType || "udp";
@@ -86,7 +84,9 @@ export function planHostGwPeer(lease: Lease, c: HostGwPeerContext): PeerDecision
       reason: `Skipping ${who}: backend type ${JSON.stringify(type)} is not host-gw`,
     };
   }
-  if (pub === c.ownIP) return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
+  if (pub.equals(c.ownIP)) {
+    return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
+  }
   if (!c.isDirect(pub)) {
     return {
       ok: false,

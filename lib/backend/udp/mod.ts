@@ -29,7 +29,7 @@
 import { type Backend, backendConfig, type BackendContext, type Network } from "../mod.ts";
 import type { UdpBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
-import { formatCIDR, formatIPv4 } from "../../ip.ts";
+import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import {
   openTun,
@@ -120,7 +120,7 @@ async function init(
   let sock: Fd | null = null;
   let gso = { udpGso: false, udpGro: false };
   try {
-    configureDevice(ctx, tun.name, mtu, formatCIDR(config.network), lease);
+    configureDevice(ctx, tun.name, mtu, config.network, lease);
     sock = udpSocket();
     gso = setUpSocket(sock, ext.ifaceAddr, cfg.port, vnetHdr);
   } catch (err) {
@@ -129,8 +129,8 @@ async function init(
     throw err;
   }
   log.info(
-    `Device ${tun.name} up: ${formatIPv4(lease.subnet.ip)}/32, mtu ${mtu}, ` +
-      `route ${formatCIDR(config.network)}; UDP ${formatIPv4(ext.ifaceAddr)}:${cfg.port}` +
+    `Device ${tun.name} up: ${lease.subnet.ip}/32, mtu ${mtu}, ` +
+      `route ${config.network}; UDP ${ext.ifaceAddr}:${cfg.port}` +
       ` (offloads: tun ${vnetHdr ? "on" : "off"}, gso ${gso.udpGso ? "on" : "off"}, ` +
       `gro ${gso.udpGro ? "on" : "off"})`,
   );
@@ -172,7 +172,7 @@ function configureDevice(
   ctx: BackendContext,
   name: string,
   mtu: number,
-  network: string,
+  network: IPNet,
   lease: Lease,
 ): void {
   const nl = ctx.netlink();
@@ -181,9 +181,9 @@ function configureDevice(
     if (link === null) throw new Error(`TUN device ${name} vanished after TUNSETIFF`);
     nl.linkSetMtu(link.index, mtu);
     setTxQueueLen(name, TXQUEUELEN);
-    const addr = `${formatIPv4(lease.subnet.ip)}/32`;
-    const have = nl.addrList(link.index).some((a) => `${a.address}/${a.prefix}` === addr);
-    if (!have) nl.addrAdd(link.index, addr);
+    const addr = lease.subnet.ip;
+    const have = nl.addrList(link.index).some((a) => a.address.equals(addr) && a.prefix === 32);
+    if (!have) nl.addrAdd(link.index, addr, 32);
     // Our ICMP errors come from the TUN address, which is local: without accept_local the
     // kernel drops them as martians before the host's own sender (e.g. ping) sees them.
     writeSysctl(`/proc/sys/net/ipv4/conf/${name}/accept_local`, "1");
@@ -203,11 +203,12 @@ function configureDevice(
 /** Binds and tunes the socket; returns which UDP offloads the kernel accepted. */
 function setUpSocket(
   sock: Fd,
-  ifaceAddr: number,
+  ifaceAddr: IP,
   port: number,
   vnetHdr: boolean,
 ): { udpGso: boolean; udpGro: boolean } {
-  bind(sock, ifaceAddr, port);
+  // ffi/udp.ts is the data path's socket layer: IPv4 as host-order u32, like the Worker.
+  bind(sock, ifaceAddr.toU32(), port);
   setBufferSizes(sock, SOCKET_BUFFER);
   const r = { udpGso: false, udpGro: false };
   if (vnetHdr) {
@@ -264,9 +265,10 @@ async function run(p: Parts, signal: AbortSignal): Promise<void> {
     tunFd: p.tun.fd.fd,
     udpFd: p.sock.fd,
     wakeFd: wake.fd.fd,
-    ownNet: p.lease.subnet.ip,
+    // The Worker's per-packet path keeps IPv4 as host-order u32: convert at its boundary.
+    ownNet: p.lease.subnet.ip.toU32(),
     ownPrefix: p.lease.subnet.prefix,
-    tunAddr: p.lease.subnet.ip,
+    tunAddr: p.lease.subnet.ip.toU32(),
     mtu: p.mtu,
     vnetHdr: p.vnetHdr,
     udpGso: p.udpGso,
@@ -297,12 +299,14 @@ async function run(p: Parts, signal: AbortSignal): Promise<void> {
         const changes: PeerChange[] = [];
         for (const ev of batch) {
           const { subnet, attrs } = ev.lease;
-          if (subnet.ip === own.ip && subnet.prefix === own.prefix) continue;
+          if (subnet.equals(own)) continue;
           const op = ev.type === "added" ? "set" : "del";
-          changes.push({ op, net: subnet.ip, prefix: subnet.prefix, ip: attrs.publicIP, port });
+          // u32 for the Worker's peer table (see WorkerInit).
+          const net = subnet.ip.toU32();
+          changes.push({ op, net, prefix: subnet.prefix, ip: attrs.publicIP.toU32(), port });
           // The first batch is the whole set (thousands of lines on a big network): -v=1.
-          const line = `${ev.type === "added" ? "Route" : "Unroute"} ${formatCIDR(subnet)}` +
-            (ev.type === "added" ? ` via ${formatIPv4(attrs.publicIP)}:${port}` : "");
+          const line = `${ev.type === "added" ? "Route" : "Unroute"} ${subnet}` +
+            (ev.type === "added" ? ` via ${attrs.publicIP}:${port}` : "");
           if (first) log.v(1, line);
           else log.info(line);
         }

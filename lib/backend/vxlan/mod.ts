@@ -21,7 +21,7 @@
  */
 
 import type { VxlanBackendConfig } from "../../config.ts";
-import { formatIPv4 } from "../../ip.ts";
+import type { IP } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import { sleep } from "../../async.ts";
 import { type Backend, backendConfig, type BackendContext, type Network } from "../mod.ts";
@@ -50,7 +50,7 @@ async function init(
   const spec: DeviceSpec = {
     name: deviceName(cfg.vni),
     vni: cfg.vni,
-    local: formatIPv4(ctx.ext.ifaceAddr),
+    local: ctx.ext.ifaceAddr,
     lowerIndex: ctx.ext.index,
     port: cfg.port,
     learning: cfg.learning,
@@ -68,15 +68,15 @@ async function init(
       backendType: "vxlan",
       backendData: vxlanLeaseData(cfg.vni, mac),
     }, signal);
-    const address = `${formatIPv4(lease.subnet.ip)}/32`;
-    ensureAddress(nl, devIndex, address, log);
+    const address = lease.subnet.ip;
+    ensureAddress(nl, devIndex, address, 32, log);
     const mtu = nl.linkGet(devIndex)?.mtu ?? dev.mtu;
     const peer = {
       vni: cfg.vni,
       extIndex: ctx.ext.index,
       directRouting: cfg.directRouting,
-      ownIP: formatIPv4(ctx.ext.publicIP),
-      isDirect: (ip: string) => isDirect(nl, ip, ctx.ext.index),
+      ownIP: ctx.ext.publicIP,
+      isDirect: (ip: IP) => isDirect(nl, ip, ctx.ext.index),
     };
     return routeNetwork({
       ctx,
@@ -91,7 +91,7 @@ async function init(
         recreate: () => {
           const d = ensureDevice(nl, spec, log, mac);
           devIndex = d.index;
-          ensureAddress(nl, d.index, address, log);
+          ensureAddress(nl, d.index, address, 32, log);
           return `VtepMAC ${d.mac}`;
         },
       },
