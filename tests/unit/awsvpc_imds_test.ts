@@ -99,3 +99,15 @@ Deno.test("readInstanceIdentity() says the host does not look like EC2 when IMDS
     );
   });
 });
+
+Deno.test("readInstanceIdentity() ends at once with the abort reason, its timers cleared", async () => {
+  await withImds({ imdsDown: true }, async (endpoint) => {
+    const ac = new AbortController();
+    const t0 = performance.now();
+    const p = readInstanceIdentity({ endpoint, timeoutMs: 5_000, retries: 3 }, ac.signal);
+    setTimeout(() => ac.abort(new Error("stop")), 100);
+    await assert.rejects(p, /^Error: stop$/);
+    // The sanitizers fail this test if a request timer or a backoff sleep outlived the abort.
+    assert.ok(performance.now() - t0 < 2_000, "aborted promptly");
+  });
+});
