@@ -1,5 +1,5 @@
 /**
- * readInstanceIdentity() (lib/backend/awsvpc/imds.ts) through the SDK's MetadataService against
+ * readInstanceIdentity() (lib/backend/awsvpc/imds.ts) against
  * the fake IMDS: IMDSv2 token first, IMDSv1 fallback, token required, and no IMDS at all.
  */
 
