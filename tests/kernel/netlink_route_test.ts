@@ -4,6 +4,7 @@
  */
 
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
+import { rootTest } from "./root.ts";
 
 interface Res {
   ok?: unknown;
@@ -70,74 +71,77 @@ async function ipj(ns: string, ...args: string[]): Promise<any> {
   return JSON.parse(text.trim() || "[]");
 }
 
-Deno.test("linkAddVxlan() creates the link `ip -d -j link` reads back; EEXIST on a duplicate", async () => {
-  await withNs(async (ns, v0) => {
-    const spec = {
-      name: "flannel.1",
-      vni: 1,
-      local: "10.0.0.1",
-      lowerIndex: v0,
-      port: 8472,
-      learning: false,
-      ttl: 0,
-      mtu: 1450,
-    };
-    const [add, dup, got] = await verbs(ns, [["linkAddVxlan", spec], ["linkAddVxlan", spec], [
-      "linkGet",
-      "flannel.1",
-    ]]);
-    assertEquals(add, { ok: null });
-    assertEquals(dup.err?.code, "EEXIST");
-    assertEquals(dup.err?.message, "RTM_NEWLINK: EEXIST (File exists)");
-    const [ipLink] = await ipj(ns, "ip", "-d", "-j", "link", "show", "flannel.1");
-    const d = ipLink.linkinfo.info_data;
-    assertEquals(ipLink.linkinfo.info_kind, "vxlan");
-    assertEquals([d.id, d.port, d.local, d.learning, d.link, ipLink.mtu], [
-      1,
-      8472,
-      "10.0.0.1",
-      false,
-      "v0",
-      1450,
-    ]);
-    // deno-lint-ignore no-explicit-any
-    const link = got.ok as any;
-    assertEquals(link.index, ipLink.ifindex);
-    assertEquals(link.mac, ipLink.address);
-    assertEquals(link.vxlan, {
-      vni: 1,
-      local: "10.0.0.1",
-      lowerIndex: v0,
-      port: 8472,
-      learning: false,
-      ttl: 0,
-      group: null,
-      gbp: false,
+rootTest(
+  "linkAddVxlan() creates the link `ip -d -j link` reads back; EEXIST on a duplicate",
+  async () => {
+    await withNs(async (ns, v0) => {
+      const spec = {
+        name: "flannel.1",
+        vni: 1,
+        local: "10.0.0.1",
+        lowerIndex: v0,
+        port: 8472,
+        learning: false,
+        ttl: 0,
+        mtu: 1450,
+      };
+      const [add, dup, got] = await verbs(ns, [["linkAddVxlan", spec], ["linkAddVxlan", spec], [
+        "linkGet",
+        "flannel.1",
+      ]]);
+      assertEquals(add, { ok: null });
+      assertEquals(dup.err?.code, "EEXIST");
+      assertEquals(dup.err?.message, "RTM_NEWLINK: EEXIST (File exists)");
+      const [ipLink] = await ipj(ns, "ip", "-d", "-j", "link", "show", "flannel.1");
+      const d = ipLink.linkinfo.info_data;
+      assertEquals(ipLink.linkinfo.info_kind, "vxlan");
+      assertEquals([d.id, d.port, d.local, d.learning, d.link, ipLink.mtu], [
+        1,
+        8472,
+        "10.0.0.1",
+        false,
+        "v0",
+        1450,
+      ]);
+      // deno-lint-ignore no-explicit-any
+      const link = got.ok as any;
+      assertEquals(link.index, ipLink.ifindex);
+      assertEquals(link.mac, ipLink.address);
+      assertEquals(link.vxlan, {
+        vni: 1,
+        local: "10.0.0.1",
+        lowerIndex: v0,
+        port: 8472,
+        learning: false,
+        ttl: 0,
+        group: null,
+        gbp: false,
+      });
+      assertEquals(link.up, false);
+
+      const idx = link.index as number;
+      const [up, mtu, mac, list, del, gone, missing] = await verbs(ns, [
+        ["linkSetUp", idx],
+        ["linkSetMtu", idx, 1400],
+        ["linkSetAddress", idx, "0e:11:22:33:44:66"],
+        ["linkList"],
+        ["linkDelete", idx],
+        ["linkGet", idx],
+        ["linkGet", "nope0"],
+      ]);
+      assertEquals([up, mtu, mac], [{ ok: null }, { ok: null }, { ok: null }]);
+      // deno-lint-ignore no-explicit-any
+      const f = (list.ok as any[]).find((l) => l.name === "flannel.1");
+      assertEquals([f.up, f.mtu, f.mac, f.kind], [true, 1400, "0e:11:22:33:44:66", "vxlan"]);
+      // deno-lint-ignore no-explicit-any
+      ok((list.ok as any[]).some((l) => l.name === "v0" && l.kind === "veth"));
+      assertEquals([del, gone, missing], [{ ok: null }, { ok: null }, { ok: null }]);
+      assertEquals(await ipj(ns, "ip", "-j", "link", "show", "type", "vxlan"), []);
     });
-    assertEquals(link.up, false);
+  },
+);
 
-    const idx = link.index as number;
-    const [up, mtu, mac, list, del, gone, missing] = await verbs(ns, [
-      ["linkSetUp", idx],
-      ["linkSetMtu", idx, 1400],
-      ["linkSetAddress", idx, "0e:11:22:33:44:66"],
-      ["linkList"],
-      ["linkDelete", idx],
-      ["linkGet", idx],
-      ["linkGet", "nope0"],
-    ]);
-    assertEquals([up, mtu, mac], [{ ok: null }, { ok: null }, { ok: null }]);
-    // deno-lint-ignore no-explicit-any
-    const f = (list.ok as any[]).find((l) => l.name === "flannel.1");
-    assertEquals([f.up, f.mtu, f.mac, f.kind], [true, 1400, "0e:11:22:33:44:66", "vxlan"]);
-    // deno-lint-ignore no-explicit-any
-    ok((list.ok as any[]).some((l) => l.name === "v0" && l.kind === "veth"));
-    assertEquals([del, gone, missing], [{ ok: null }, { ok: null }, { ok: null }]);
-    assertEquals(await ipj(ns, "ip", "-j", "link", "show", "type", "vxlan"), []);
-  });
-});
-
-Deno.test("addresses, routes, ARP and FDB entries match `ip -j` and `bridge -j`", async () => {
+rootTest("addresses, routes, ARP and FDB entries match `ip -j` and `bridge -j`", async () => {
   await withNs(async (ns, v0) => {
     const [add] = await verbs(ns, [["linkAddVxlan", {
       name: "flannel.1",
@@ -268,7 +272,7 @@ Deno.test("addresses, routes, ARP and FDB entries match `ip -j` and `bridge -j`"
   });
 });
 
-Deno.test("a dump of 10,000 routes completes and parses", async () => {
+rootTest("a dump of 10,000 routes completes and parses", async () => {
   await withNs(async (ns, v0) => {
     const [bulk, list] = await verbs(ns, [["bulkRoutes", 10_000, v0], ["routeList"]]);
     ok(typeof bulk.ok === "number");
@@ -281,7 +285,7 @@ Deno.test("a dump of 10,000 routes completes and parses", async () => {
   });
 });
 
-Deno.test("subscribe() delivers a route added by `ip` and ends on abort", async () => {
+rootTest("subscribe() delivers a route added by `ip` and ends on abort", async () => {
   await withNs(async (ns) => {
     const child = new Deno.Command("ip", {
       args: [
@@ -329,7 +333,7 @@ Deno.test("subscribe() delivers a route added by `ip` and ends on abort", async 
   });
 });
 
-Deno.test("subscribe() reports ENOBUFS as resync and keeps delivering afterwards", async () => {
+rootTest("subscribe() reports ENOBUFS as resync and keeps delivering afterwards", async () => {
   await withNs(async (ns, v0) => {
     const out = await run([
       "ip",

@@ -26,6 +26,7 @@ import {
 } from "../../ffi/udp.ts";
 import { POLLIN } from "../../ffi/structs.ts";
 import { isErrno } from "../../ffi/errno.ts";
+import { rootTest } from "./root.ts";
 
 const LO = 0x7f000001;
 
@@ -41,7 +42,7 @@ function waitReadable(fd: number, ms = 1000): boolean {
   return new Poller([fd], POLLIN).poll(ms) > 0;
 }
 
-Deno.test("sendto() and recvfrom() carry a datagram with its source address", () => {
+rootTest("sendto() and recvfrom() carry a datagram with its source address", () => {
   const { a, b, pa, pb } = pair();
   try {
     assert.equal(recvfrom(b, new Uint8Array(100)), null, "nothing waiting: EAGAIN → null");
@@ -57,7 +58,7 @@ Deno.test("sendto() and recvfrom() carry a datagram with its source address", ()
   }
 });
 
-Deno.test("bind() to a taken port fails with EADDRINUSE and names the address", () => {
+rootTest("bind() to a taken port fails with EADDRINUSE and names the address", () => {
   const { a, pa } = pair();
   const c = udpSocket();
   try {
@@ -71,7 +72,7 @@ Deno.test("bind() to a taken port fails with EADDRINUSE and names the address", 
   }
 });
 
-Deno.test("DatagramBatch sends 40 datagrams with sendmmsg and receives them with recvmmsg", () => {
+rootTest("DatagramBatch sends 40 datagrams with sendmmsg and receives them with recvmmsg", () => {
   const { a, b, pa, pb } = pair();
   const tx = new DatagramBatch(40, 2048);
   const rx = new DatagramBatch(64, 2048);
@@ -103,7 +104,7 @@ Deno.test("DatagramBatch sends 40 datagrams with sendmmsg and receives them with
   }
 });
 
-Deno.test("DatagramBatch reports a datagram larger than its slot as truncated", () => {
+rootTest("DatagramBatch reports a datagram larger than its slot as truncated", () => {
   const { a, b, pb } = pair();
   const rx = new DatagramBatch(4, 100);
   try {
@@ -118,42 +119,45 @@ Deno.test("DatagramBatch reports a datagram larger than its slot as truncated", 
   }
 });
 
-Deno.test("a UDP GSO send arrives as segments, or coalesced with the GRO segment size", async (t) => {
-  for (const gro of [false, true]) {
-    await t.step(gro ? "receiver with UDP_GRO" : "receiver without GRO", () => {
-      const { a, b, pb } = pair();
-      const tx = new DatagramBatch(1, 4096);
-      const rx = new DatagramBatch(8, 65536);
-      try {
-        if (gro) setsockoptInt(b, SOL_UDP, UDP_GRO, 1);
-        for (let i = 0; i < 350; i++) tx.payload(0)[i] = i & 0xff;
-        tx.setSend(0, 350, LO, pb, 100);
-        assert.equal(tx.send(a.fd, 1), 1);
-        const lens: number[] = [];
-        const sizes: number[] = [];
-        while (lens.reduce((x, y) => x + y, 0) < 350 && waitReadable(b.fd)) {
-          const n = rx.recv(b.fd, 8, gro);
-          for (let i = 0; i < n; i++) {
-            lens.push(rx.len(i));
-            sizes.push(rx.groSize(i));
+rootTest(
+  "a UDP GSO send arrives as segments, or coalesced with the GRO segment size",
+  async (t) => {
+    for (const gro of [false, true]) {
+      await t.step(gro ? "receiver with UDP_GRO" : "receiver without GRO", () => {
+        const { a, b, pb } = pair();
+        const tx = new DatagramBatch(1, 4096);
+        const rx = new DatagramBatch(8, 65536);
+        try {
+          if (gro) setsockoptInt(b, SOL_UDP, UDP_GRO, 1);
+          for (let i = 0; i < 350; i++) tx.payload(0)[i] = i & 0xff;
+          tx.setSend(0, 350, LO, pb, 100);
+          assert.equal(tx.send(a.fd, 1), 1);
+          const lens: number[] = [];
+          const sizes: number[] = [];
+          while (lens.reduce((x, y) => x + y, 0) < 350 && waitReadable(b.fd)) {
+            const n = rx.recv(b.fd, 8, gro);
+            for (let i = 0; i < n; i++) {
+              lens.push(rx.len(i));
+              sizes.push(rx.groSize(i));
+            }
           }
+          if (gro) {
+            assert.deepEqual(lens, [350]);
+            assert.deepEqual(sizes, [100]);
+          } else {
+            assert.deepEqual(lens, [100, 100, 100, 50]);
+            assert.deepEqual(sizes, [0, 0, 0, 0]);
+          }
+        } finally {
+          a.close();
+          b.close();
         }
-        if (gro) {
-          assert.deepEqual(lens, [350]);
-          assert.deepEqual(sizes, [100]);
-        } else {
-          assert.deepEqual(lens, [100, 100, 100, 50]);
-          assert.deepEqual(sizes, [0, 0, 0, 0]);
-        }
-      } finally {
-        a.close();
-        b.close();
-      }
-    });
-  }
-});
+      });
+    }
+  },
+);
 
-Deno.test("setBufferSizes() sets 4 MiB buffers beyond rmem_max (the kernel reports double)", () => {
+rootTest("setBufferSizes() sets 4 MiB buffers beyond rmem_max (the kernel reports double)", () => {
   const s = udpSocket();
   try {
     setBufferSizes(s, 4 << 20);
@@ -164,7 +168,7 @@ Deno.test("setBufferSizes() sets 4 MiB buffers beyond rmem_max (the kernel repor
   }
 });
 
-Deno.test("Poller.poll() times out with 0 on an idle socket", () => {
+rootTest("Poller.poll() times out with 0 on an idle socket", () => {
   const s = udpSocket();
   try {
     bind(s, LO, 0);
@@ -176,7 +180,7 @@ Deno.test("Poller.poll() times out with 0 on an idle socket", () => {
   }
 });
 
-Deno.test("Wakeup.signal() makes a poll return at once; drainEventFd() resets it", () => {
+rootTest("Wakeup.signal() makes a poll return at once; drainEventFd() resets it", () => {
   using w = new Wakeup();
   const p = new Poller([w.fd.fd], POLLIN);
   assert.equal(p.poll(0), 0);
