@@ -8,7 +8,10 @@
 
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, runOk, uniqueTag } from "../harness/netns.ts";
-import { rootTest } from "./root.ts";
+import { asRoot } from "./root.ts";
+// Static, so libc is opened (once per isolate, for the process's life) before any test starts:
+// opened inside a test, the resource sanitizer would report the library as leaked.
+import { openTun } from "../../ffi/tun.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 
@@ -78,8 +81,8 @@ if (import.meta.main) {
   await child(Deno.args[0] ?? "plain");
 } else {
   for (const kind of ["plain", "vnet"]) {
-    rootTest(
-      `a TUN device (${kind}) carries an ICMP echo both ways: the kernel answers`,
+    Deno.test(
+      asRoot(`a TUN device (${kind}) carries an ICMP echo both ways: the kernel answers`),
       async () => {
         const { result } = await inNamespace(kind);
         assert.match(result.name, /^fltest\d+$/);
@@ -94,12 +97,11 @@ if (import.meta.main) {
     );
   }
 
-  rootTest("openTun() refuses a name that is too long with a readable error", async () => {
-    const tun = await import("../../ffi/tun.ts");
-    assert.throws(() => tun.openTun({ name: "x".repeat(20) }), /Interface name too long/);
+  Deno.test(asRoot("openTun() refuses a name that is too long with a readable error"), () => {
+    assert.throws(() => openTun({ name: "x".repeat(20) }), /Interface name too long/);
   });
 
-  rootTest("TUNSETIFF errors carry the errno name", async () => {
+  Deno.test(asRoot("TUNSETIFF errors carry the errno name"), async () => {
     const ns = `${uniqueTag()}-tun`;
     await createNamespace(ns);
     try {

@@ -10,7 +10,7 @@
 
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, runOk, uniqueTag } from "../harness/netns.ts";
-import { rootTest } from "./root.ts";
+import { asRoot } from "./root.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 const PORT = 8285;
@@ -400,13 +400,13 @@ async function watchFailure(): Promise<void> {
 if (import.meta.main) {
   await child(JSON.parse(Deno.args[0]));
 } else {
-  rootTest(
-    "udp backend, offloads off: ping, MTU, departed peer, non-peer drops",
+  Deno.test(
+    asRoot("udp backend, offloads off: ping, MTU, departed peer, non-peer drops"),
     () => scenario(false),
   );
-  rootTest(
-    "udp backend, offloads on: ping, MTU, departed peer, non-peer drops",
+  Deno.test(
+    asRoot("udp backend, offloads on: ping, MTU, departed peer, non-peer drops"),
     () => scenario(true),
   );
-  rootTest("udp backend: run() rejects when the lease watch fails", watchFailure);
+  Deno.test(asRoot("udp backend: run() rejects when the lease watch fails"), watchFailure);
 }
