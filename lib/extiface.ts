@@ -8,6 +8,8 @@
  */
 
 import { formatIPv4, parseIPv4 } from "./ip.ts";
+// Upward until the type moves here (issue 9, backend contract): the layer check's one exception.
+// deno-lint-ignore layers/downward
 import type { ExternalInterface } from "./backend/mod.ts";
 
 /** The rtnetlink reads discovery needs (a subset of ffi/netlink `Netlink`). */
