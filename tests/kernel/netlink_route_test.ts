@@ -113,6 +113,9 @@ Deno.test("linkAddVxlan() creates the link `ip -d -j link` reads back; EEXIST on
       ttl: 0,
       group: null,
       gbp: false,
+      proxy: false,
+      l2miss: false,
+      l3miss: false,
     });
     assertEquals(link.up, false);
 
