@@ -10,7 +10,7 @@
  * docs/design.md, "SIGUSR1".
  */
 
-import { check, errno, sym } from "./libc.ts";
+import { check, cstr, errno, sym } from "./libc.ts";
 import { SyscallError } from "./errno.ts";
 
 /** Signal numbers on x86-64 Linux (asm/signal.h). */
@@ -93,7 +93,7 @@ function pointerArray(strings: Uint8Array<ArrayBuffer>[]): Uint8Array<ArrayBuffe
 }
 
 /**
- * Blocks and ignores `name`, then replaces the process image with itself: `/proc/self/exe` with
+ * Blocks and ignores `name`, then replaces the process image with itself: its executable with
  * the argv and environment it was started with (`/proc/self/cmdline`, `/proc/self/environ`). The
  * pid, open non-CLOEXEC fds (stdio) and the working directory stay. Returns only by throwing.
  */
@@ -102,7 +102,9 @@ export function execSelfWithSignalBlocked(name: SignalName): never {
   ignoreSignal(name);
   const argv = nulList(Deno.readFileSync("/proc/self/cmdline"));
   const envp = nulList(Deno.readFileSync("/proc/self/environ"));
-  const path = new TextEncoder().encode("/proc/self/exe\0");
-  check(sym.execve(path, pointerArray(argv), pointerArray(envp)), "execve(/proc/self/exe)");
+  // The executable by its real path, not /proc/self/exe: the kernel names the process (comm, as
+  // ps, ss -p and pgrep show it) after the file executed, and "exe" would hide "deno"/"flannel".
+  const exe = Deno.execPath();
+  check(sym.execve(cstr(exe), pointerArray(argv), pointerArray(envp)), `execve(${exe})`);
   throw new Error("execve returned without an error");
 }
