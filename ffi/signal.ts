@@ -48,6 +48,14 @@ export function ignoreSignal(name: SignalName): void {
   }
 }
 
+/** Sets `name` back to SIG_DFL (the kernel's default action) for the whole process. */
+export function defaultSignal(name: SignalName): void {
+  const prev = sym.signal(SIGNALS[name], null);
+  if (Deno.UnsafePointer.value(prev) === SIG_ERR) {
+    throw new SyscallError(`signal(${name})`, errno());
+  }
+}
+
 function sigset(name: SignalName): { set: Uint8Array<ArrayBuffer>; byte: number; bit: number } {
   const n = SIGNALS[name] - 1;
   return { set: new Uint8Array(SIGSET_SIZE), byte: n >> 3, bit: 1 << (n & 7) };

@@ -19,7 +19,7 @@
 import assert from "node:assert/strict";
 import { Cluster, REPO_ROOT } from "../harness/cluster.ts";
 import { createNamespace, deleteNamespace, run, uniqueTag } from "../harness/netns.ts";
-import { ignoreSignal } from "../../ffi/signal.ts";
+import { defaultSignal, ignoreSignal } from "../../ffi/signal.ts";
 import { assertFullMesh, pingOnce, startNode, waitUntil } from "./mesh_support.ts";
 
 const UDP_CONFIG = { Network: "10.1.0.0/16", Backend: { Type: "udp" } };
@@ -169,54 +169,68 @@ function alive(pid: number): boolean {
   }
 }
 
-// Children inherit an ignored SIGUSR1 from this process (see the module comment). `deno test`
-// installs no SIGUSR1 handler of its own, so the disposition stays ignored here.
-ignoreSignal("SIGUSR1");
-
-Deno.test("SIGUSR1 hammered from spawn: no inspector ever listens, daemons keep forwarding", async () => {
-  await using cluster = await Cluster.create({ hosts: 2 });
-  await cluster.putConfig(UDP_CONFIG);
-  const [h1, h2] = cluster.hosts;
-  const probers = [await startProber(h1.ns), await startProber(h2.ns)];
-  const sampler = sampleListeners([h1.ns, h2.ns]);
-
-  const d1 = h1.startFlannel(["-v=1"]);
-  const d2 = h2.startFlannel(["-v=1"]);
-  const early = await hammer([d1.pid, d2.pid], { ms: HAMMER_MS });
-  const [n1, n2] = await Promise.all([
-    startNode(h1, [], d1),
-    startNode(h2, [], d2),
-  ]);
-  await waitUntil("overlay up", async () => await pingOnce(n1, n2, 0.5), 10_000);
-  const late = await hammer([d1.pid, d2.pid], { count: MORE });
-  await new Promise((r) => setTimeout(r, 300));
-
-  const seen = await sampler.stop();
-  const probes = await Promise.all(probers.map((p) => p.stop()));
-  console.log(
-    `SIGUSR1 sent to each daemon: ${early} in the first ${HAMMER_MS} ms, then ${late}; ` +
-      `probes ${JSON.stringify(probes)}`,
-  );
-  assert.ok(early >= HAMMER_MS - 10, `only ${early} rounds of SIGUSR1 in ${HAMMER_MS} ms`);
-  assert.equal(late, MORE);
-  for (const p of probes) {
-    assert.ok(p.attempts > 200, `only ${p.attempts} connect attempts`);
-    assert.equal(p.opened, 0, "a TCP connect to 127.0.0.1:9229 succeeded in a daemon namespace");
+/**
+ * Runs `fn` with SIGUSR1 ignored in this process, so that children inherit it ignored (see the
+ * module comment). `deno test` installs no SIGUSR1 handler of its own to replace it.
+ */
+async function withSigusr1Ignored<T>(fn: () => Promise<T>): Promise<T> {
+  ignoreSignal("SIGUSR1");
+  try {
+    return await fn();
+  } finally {
+    defaultSignal("SIGUSR1");
   }
-  assert.deepEqual(seen, [], "TCP listeners in a daemon namespace");
-  for (const d of [d1, d2]) {
-    assert.equal(d.exitCode, null, `daemon died:\n${d.tail()}`);
-    assert.ok(alive(d.pid));
-    assert.doesNotMatch(d.logs(), /Debugger listening|Failed to start inspector/);
-    assert.match(d.logs(), /SIGUSR1 is blocked in every thread/);
-    const t = await threadsBlocking(d.pid);
-    assert.ok(t.threads > 3, `${t.threads} threads`);
-    assert.equal(t.blocking, t.threads, `threads blocking SIGUSR1: ${JSON.stringify(t)}`);
-  }
-  await assertFullMesh([n1, n2]);
-});
+}
 
-async function hammerControl(code: string): Promise<{ probe: number; seen: string[] }> {
+Deno.test("SIGUSR1 hammered from spawn: no inspector ever listens, daemons keep forwarding", () =>
+  withSigusr1Ignored(async () => {
+    await using cluster = await Cluster.create({ hosts: 2 });
+    await cluster.putConfig(UDP_CONFIG);
+    const [h1, h2] = cluster.hosts;
+    const probers = [await startProber(h1.ns), await startProber(h2.ns)];
+    const sampler = sampleListeners([h1.ns, h2.ns]);
+
+    const d1 = h1.startFlannel(["-v=1"]);
+    const d2 = h2.startFlannel(["-v=1"]);
+    const early = await hammer([d1.pid, d2.pid], { ms: HAMMER_MS });
+    const [n1, n2] = await Promise.all([
+      startNode(h1, [], d1),
+      startNode(h2, [], d2),
+    ]);
+    await waitUntil("overlay up", async () => await pingOnce(n1, n2, 0.5), 10_000);
+    const late = await hammer([d1.pid, d2.pid], { count: MORE });
+    await new Promise((r) => setTimeout(r, 300));
+
+    const seen = await sampler.stop();
+    const probes = await Promise.all(probers.map((p) => p.stop()));
+    console.log(
+      `SIGUSR1 sent to each daemon: ${early} in the first ${HAMMER_MS} ms, then ${late}; ` +
+        `probes ${JSON.stringify(probes)}`,
+    );
+    assert.ok(early >= HAMMER_MS - 10, `only ${early} rounds of SIGUSR1 in ${HAMMER_MS} ms`);
+    assert.equal(late, MORE);
+    for (const p of probes) {
+      assert.ok(p.attempts > 200, `only ${p.attempts} connect attempts`);
+      assert.equal(p.opened, 0, "a TCP connect to 127.0.0.1:9229 succeeded in a daemon namespace");
+    }
+    assert.deepEqual(seen, [], "TCP listeners in a daemon namespace");
+    for (const d of [d1, d2]) {
+      assert.equal(d.exitCode, null, `daemon died:\n${d.tail()}`);
+      assert.ok(alive(d.pid));
+      assert.doesNotMatch(d.logs(), /Debugger listening|Failed to start inspector/);
+      assert.match(d.logs(), /SIGUSR1 is blocked in every thread/);
+      const t = await threadsBlocking(d.pid);
+      assert.ok(t.threads > 3, `${t.threads} threads`);
+      assert.equal(t.blocking, t.threads, `threads blocking SIGUSR1: ${JSON.stringify(t)}`);
+    }
+    await assertFullMesh([n1, n2]);
+  }));
+
+function hammerControl(code: string): Promise<{ probe: number; seen: string[] }> {
+  return withSigusr1Ignored(() => hammerControlInner(code));
+}
+
+async function hammerControlInner(code: string): Promise<{ probe: number; seen: string[] }> {
   const ns = `${uniqueTag()}-ctl`;
   await createNamespace(ns);
   try {
