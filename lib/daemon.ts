@@ -11,8 +11,7 @@ import type { Options } from "./options.ts";
 import { VERSION } from "./options.ts";
 import { errText, logger, setVerbosity } from "./log.ts";
 import { describeInterface, findExternalInterface } from "./extiface.ts";
-import { formatCIDR } from "./ip.ts";
-import { connectEtcd } from "./registry/etcd.ts";
+import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
 import { EtcdSubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
@@ -20,7 +19,7 @@ import { writeSubnetFile } from "./subnet/file.ts";
 import { backendFactory } from "./backend/registry.ts";
 import type { Backend } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
-import { Netlink } from "../ffi/netlink/route.ts";
+import { Netlink } from "../ffi/netlink/mod.ts";
 import { sigusr1Blocked } from "./sigusr1.ts";
 import { sdNotify } from "../ffi/notify.ts";
 
@@ -84,9 +83,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     });
     const config = await waitForNetworkConfig(registry, opts.etcdPrefix, signal, logger("config"));
     log.info(
-      `Network ${
-        formatCIDR(config.network)
-      }, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
+      `Network ${config.network}, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
     );
 
     const factory = await backendFactory(config.backend.type);
@@ -107,7 +104,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       ipMasq: opts.ipMasq,
     });
     log.info(
-      `Wrote ${opts.subnetFile} (subnet ${formatCIDR(ready.lease.subnet)}, MTU ${ready.mtu})`,
+      `Wrote ${opts.subnetFile} (subnet ${ready.lease.subnet}, MTU ${ready.mtu})`,
     );
     try {
       if (sdNotify("READY=1")) log.v(1, "Notified systemd: READY=1");

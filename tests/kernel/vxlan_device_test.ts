@@ -13,10 +13,12 @@ const mod = (p: string) => JSON.stringify(new URL(p, import.meta.url).href);
 
 /** Runs ensureDevice with `spec` (lowerIndex filled in) in `ns`; prints its log lines. */
 const CHILD = `
-const { Netlink } = await import(${mod("../../ffi/netlink/route.ts")});
+const { Netlink } = await import(${mod("../../ffi/netlink/mod.ts")});
 const { ensureDevice } = await import(${mod("../../lib/backend/vxlan/device.ts")});
 const { logger } = await import(${mod("../../lib/log.ts")});
+const { IP } = await import(${mod("../../ffi/ip.ts")});
 const spec = JSON.parse(Deno.args[0]);
+spec.local = IP.mustParse(spec.local);
 using nl = Netlink.open();
 spec.lowerIndex = nl.linkGet("v0").index;
 ensureDevice(nl, spec, logger("vxlan"));
