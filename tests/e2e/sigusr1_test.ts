@@ -118,34 +118,60 @@ function sampleListeners(namespaces: string[]): { stop(): Promise<string[]> } {
 }
 
 /**
- * Sends SIGUSR1 to every pid once per elapsed millisecond for `ms` (or `count` rounds); returns
- * the rounds sent. Timers fire every 1–3 ms under load, so a late tick sends the rounds it missed.
+ * A process that sends SIGUSR1 to every pid once per millisecond for `ms` (or `count` rounds),
+ * busy-waiting between rounds so that neither timers nor the test's own event loop can stall it.
+ * It is started before the targets: `fire(pids)` starts the rounds at once and resolves to the
+ * number sent.
  */
-async function hammer(pids: number[], until: { ms?: number; count?: number }): Promise<number> {
-  const t0 = performance.now();
-  let n = 0;
-  const send = () => {
-    for (const pid of pids) {
-      try {
-        Deno.kill(pid, "SIGUSR1");
-      } catch {
-        // Exited: the liveness checks report it.
+async function startHammer(until: { ms?: number; count?: number }) {
+  const code = `
+    const line = new Uint8Array(4096);
+    console.log("ready");
+    const pids = JSON.parse(new TextDecoder().decode(line.subarray(0, Deno.stdin.readSync(line))));
+    const ms = ${until.ms ?? "Infinity"}, count = ${until.count ?? "Infinity"};
+    const t0 = performance.now();
+    let n = 0;
+    while (n < count && performance.now() - t0 < ms) {
+      for (const pid of pids) {
+        try { Deno.kill(pid, "SIGUSR1"); } catch { /* exited: the liveness checks report it */ }
       }
+      n++;
+      const next = t0 + n;
+      while (performance.now() < next) { /* spin to the next millisecond */ }
     }
-    n++;
-  };
-  for (;;) {
-    const elapsed = performance.now() - t0;
-    if (until.ms !== undefined) {
-      if (elapsed >= until.ms) break;
-      while (n < Math.ceil(elapsed)) send();
-    } else {
-      if (n >= until.count!) break;
-      send();
-    }
-    await new Promise((r) => setTimeout(r, 1));
+    console.log(n);`;
+  const p = new Deno.Command(Deno.execPath(), {
+    args: ["eval", code],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const reader = p.stdout.getReader();
+  let text = "";
+  while (!text.includes("ready\n")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`The hammer exited: ${text}`);
+    text += new TextDecoder().decode(value);
   }
-  return n;
+  return {
+    async fire(pids: number[]): Promise<number> {
+      const w = p.stdin.getWriter();
+      await w.write(new TextEncoder().encode(JSON.stringify(pids)));
+      await w.close();
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += new TextDecoder().decode(value);
+      }
+      assert.ok((await p.status).success, "the hammer failed");
+      return Number(text.trim().split("\n").at(-1));
+    },
+  };
+}
+
+/** Sends SIGUSR1 to `pids` once per millisecond for `ms` or `count` rounds. */
+async function hammer(pids: number[], until: { ms?: number; count?: number }): Promise<number> {
+  return await (await startHammer(until)).fire(pids);
 }
 
 /** Each thread of `pid`: whether it blocks SIGUSR1. */
@@ -190,9 +216,10 @@ Deno.test("SIGUSR1 hammered from spawn: no inspector ever listens, daemons keep 
     const probers = [await startProber(h1.ns), await startProber(h2.ns)];
     const sampler = sampleListeners([h1.ns, h2.ns]);
 
+    const hammering = await startHammer({ ms: HAMMER_MS });
     const d1 = h1.startFlannel(["-v=1"]);
     const d2 = h2.startFlannel(["-v=1"]);
-    const early = await hammer([d1.pid, d2.pid], { ms: HAMMER_MS });
+    const early = await hammering.fire([d1.pid, d2.pid]);
     const [n1, n2] = await Promise.all([
       startNode(h1, [], d1),
       startNode(h2, [], d2),
@@ -207,7 +234,7 @@ Deno.test("SIGUSR1 hammered from spawn: no inspector ever listens, daemons keep 
       `SIGUSR1 sent to each daemon: ${early} in the first ${HAMMER_MS} ms, then ${late}; ` +
         `probes ${JSON.stringify(probes)}`,
     );
-    assert.ok(early >= HAMMER_MS - 10, `only ${early} rounds of SIGUSR1 in ${HAMMER_MS} ms`);
+    assert.ok(early >= HAMMER_MS - 1, `only ${early} rounds of SIGUSR1 in ${HAMMER_MS} ms`);
     assert.equal(late, MORE);
     for (const p of probes) {
       assert.ok(p.attempts > 200, `only ${p.attempts} connect attempts`);
@@ -236,6 +263,7 @@ async function hammerControlInner(code: string): Promise<{ probe: number; seen: 
   try {
     const prober = await startProber(ns);
     const sampler = sampleListeners([ns]);
+    const hammering = await startHammer({ ms: HAMMER_MS });
     const child = new Deno.Command("ip", {
       args: ["netns", "exec", ns, Deno.execPath(), "eval", code],
       stdout: "null",
@@ -243,7 +271,7 @@ async function hammerControlInner(code: string): Promise<{ probe: number; seen: 
     }).spawn();
     let seen: string[], opened: number;
     try {
-      await hammer([child.pid], { ms: HAMMER_MS });
+      await hammering.fire([child.pid]);
       await hammer([child.pid], { count: MORE });
       await new Promise((r) => setTimeout(r, 300));
     } finally {
@@ -261,7 +289,13 @@ async function hammerControlInner(code: string): Promise<{ probe: number; seen: 
 }
 
 Deno.test("control: the same hammer opens the inspector of the old polling mechanism", async () => {
-  const r = await hammerControl(CONTROL_POLLING);
+  // The hole is the gap between Deno's sigaction and the next 10 ms poll: a signal every 1 ms
+  // misses it when the poll comes soon after (up to a third of the runs here), so up to five runs.
+  let r = { probe: 0, seen: [] as string[] };
+  for (let run = 1; run <= 5 && r.probe === 0; run++) {
+    r = await hammerControl(CONTROL_POLLING);
+    console.log(`run ${run}: ${r.probe} connects to 127.0.0.1:9229`);
+  }
   assert.ok(r.probe > 0, `the prober never connected: ${JSON.stringify(r)}`);
   assert.ok(r.seen.some((l) => l.includes("127.0.0.1:9229")), JSON.stringify(r.seen));
 });
