@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, uniqueTag } from "../harness/netns.ts";
+import { asRoot } from "./root.ts";
 
 // Prints "start" each time the image starts: twice when it re-executes itself.
 const SCRIPT = `
@@ -74,12 +75,18 @@ async function sendUsr1AndLook(prefix: string[]): Promise<Seen> {
   }
 }
 
-Deno.test("blockSigusr1ForGood() re-executes once; then SIGUSR1 opens nothing and kills nothing", async () => {
-  const r = await sendUsr1AndLook([]);
-  assert.deepEqual(r, { listening: false, alive: true, starts: 2, allThreadsBlock: true });
-});
+Deno.test(
+  asRoot("blockSigusr1ForGood() re-executes once; then SIGUSR1 opens nothing and kills nothing"),
+  async () => {
+    const r = await sendUsr1AndLook([]);
+    assert.deepEqual(r, { listening: false, alive: true, starts: 2, allThreadsBlock: true });
+  },
+);
 
-Deno.test("started with SIGUSR1 blocked (env --block-signal=USR1) it does not re-execute", async () => {
-  const r = await sendUsr1AndLook(["env", "--block-signal=USR1"]);
-  assert.deepEqual(r, { listening: false, alive: true, starts: 1, allThreadsBlock: true });
-});
+Deno.test(
+  asRoot("started with SIGUSR1 blocked (env --block-signal=USR1) it does not re-execute"),
+  async () => {
+    const r = await sendUsr1AndLook(["env", "--block-signal=USR1"]);
+    assert.deepEqual(r, { listening: false, alive: true, starts: 1, allThreadsBlock: true });
+  },
+);

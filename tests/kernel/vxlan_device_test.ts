@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, uniqueTag } from "../harness/netns.ts";
+import { asRoot } from "./root.ts";
 
 const mod = (p: string) => JSON.stringify(new URL(p, import.meta.url).href);
 
@@ -107,53 +108,61 @@ function modes(l: any) {
   };
 }
 
-Deno.test("ensureDevice() recreates upstream v0.4.0's flannel.1 (proxy l2miss l3miss learning), keeping its MAC", async () => {
-  const r = await withDevice(["learning", "proxy", "l2miss", "l3miss"], {
-    learning: false,
-    gbp: false,
-  });
-  assert.deepEqual(modes(r.before), {
-    learning: true,
-    gbp: false,
-    proxy: true,
-    l2miss: true,
-    l3miss: true,
-  });
-  assert.deepEqual(modes(r.after), {
-    learning: false,
-    gbp: false,
-    proxy: false,
-    l2miss: false,
-    l3miss: false,
-  });
-  assert.equal(r.after.address, "0e:11:22:33:44:55");
-  assert.notEqual(r.after.ifindex, r.before.ifindex, "a new device");
-  assert.match(r.log, /incompatible configuration \(learning on, want off\): recreating it/);
-  assert.doesNotMatch(r.log, /Reusing device/);
-});
+Deno.test(
+  asRoot(
+    "ensureDevice() recreates upstream v0.4.0's flannel.1 (proxy l2miss l3miss learning), keeping its MAC",
+  ),
+  async () => {
+    const r = await withDevice(["learning", "proxy", "l2miss", "l3miss"], {
+      learning: false,
+      gbp: false,
+    });
+    assert.deepEqual(modes(r.before), {
+      learning: true,
+      gbp: false,
+      proxy: true,
+      l2miss: true,
+      l3miss: true,
+    });
+    assert.deepEqual(modes(r.after), {
+      learning: false,
+      gbp: false,
+      proxy: false,
+      l2miss: false,
+      l3miss: false,
+    });
+    assert.equal(r.after.address, "0e:11:22:33:44:55");
+    assert.notEqual(r.after.ifindex, r.before.ifindex, "a new device");
+    assert.match(r.log, /incompatible configuration \(learning on, want off\): recreating it/);
+    assert.doesNotMatch(r.log, /Reusing device/);
+  },
+);
 
-Deno.test("ensureDevice() recreates a device without gbp when the config says GBP, keeping its MAC", async () => {
-  const r = await withDevice(["nolearning"], { learning: false, gbp: true });
-  assert.equal(modes(r.before).gbp, false);
-  assert.deepEqual(modes(r.after), {
-    learning: false,
-    gbp: true,
-    proxy: false,
-    l2miss: false,
-    l3miss: false,
-  });
-  assert.equal(r.after.address, "0e:11:22:33:44:55");
-  assert.match(r.log, /incompatible configuration \(gbp off, want on\): recreating it/);
-});
+Deno.test(
+  asRoot("ensureDevice() recreates a device without gbp when the config says GBP, keeping its MAC"),
+  async () => {
+    const r = await withDevice(["nolearning"], { learning: false, gbp: true });
+    assert.equal(modes(r.before).gbp, false);
+    assert.deepEqual(modes(r.after), {
+      learning: false,
+      gbp: true,
+      proxy: false,
+      l2miss: false,
+      l3miss: false,
+    });
+    assert.equal(r.after.address, "0e:11:22:33:44:55");
+    assert.match(r.log, /incompatible configuration \(gbp off, want on\): recreating it/);
+  },
+);
 
-Deno.test("ensureDevice() recreates a device with only proxy on", async () => {
+Deno.test(asRoot("ensureDevice() recreates a device with only proxy on"), async () => {
   const r = await withDevice(["nolearning", "proxy"], { learning: false, gbp: false });
   assert.equal(modes(r.after).proxy, false);
   assert.equal(r.after.address, "0e:11:22:33:44:55");
   assert.match(r.log, /\(proxy on, want off\): recreating it/);
 });
 
-Deno.test("ensureDevice() reuses a device whose modes match, untouched", async () => {
+Deno.test(asRoot("ensureDevice() reuses a device whose modes match, untouched"), async () => {
   const r = await withDevice(["nolearning"], { learning: false, gbp: false });
   assert.equal(r.after.ifindex, r.before.ifindex);
   assert.equal(r.after.address, "0e:11:22:33:44:55");
