@@ -26,8 +26,8 @@ import { leaseKey, leaseOf } from "../harness/flannel.ts";
 import {
   EtcdV2,
   startUpstream,
-  type UpstreamVersion,
   upstreamMissing,
+  type UpstreamVersion,
 } from "../harness/upstream.ts";
 import {
   assertFullMesh,
@@ -249,7 +249,11 @@ async function swap(
       `flannel.1 was recreated by ${kind}, not reused`,
     );
   }
-  await waitUntil(`traffic back after the swap to ${kind}`, () => pingOnce(watcher, next, 0.5), 15_000);
+  await waitUntil(
+    `traffic back after the swap to ${kind}`,
+    () => pingOnce(watcher, next, 0.5),
+    15_000,
+  );
   const resumedMs = performance.now() - t0;
   await new Promise((r) => setTimeout(r, 300));
   const { sent, received } = await flood.stop();
@@ -313,7 +317,11 @@ async function mixedV020(cluster: Cluster, backend: BackendType): Promise<void> 
   const upstreamValue = values.get(nodes[0].lease)!;
   console.log(`${backend}: v0.20.2 lease value ${JSON.stringify(upstreamValue)}`);
   for (const n of nodes.slice(1)) {
-    assert.equal(shape(values.get(n.lease)!), shape(upstreamValue), `lease value of ours vs v0.20.2`);
+    assert.equal(
+      shape(values.get(n.lease)!),
+      shape(upstreamValue),
+      `lease value of ours vs v0.20.2`,
+    );
   }
 
   const [nu, na] = nodes;
@@ -338,6 +346,9 @@ async function mixedV020(cluster: Cluster, backend: BackendType): Promise<void> 
       `${backend}: swap ${what}: ${s.lost} of ${s.sent} pings lost (50 ms apart), ` +
         `ready and answering ${s.resumedMs.toFixed(0)} ms after the old daemon exited`,
     );
+    // vxlan and host-gw forward in the kernel, whose state both daemons leave and reuse: a swap
+    // must be invisible. udp forwards in the daemon, so its gap is measured, not bounded.
+    if (backend !== "udp") assert.equal(s.lost, 0, `pings lost in the ${backend} swap ${what}`);
   }
   await Promise.all(nodes.map((n) => n.daemon.stop()));
 }
@@ -355,11 +366,10 @@ Deno.test({
   },
 });
 
-/** Copies a lease from one store to the other: the data-path-only wiring for v0.4.0. */
-function subnetKey(prefix: string, lease: string): string {
-  return `${prefix}/subnets/${lease.replace("/", "-")}`;
-}
-
+/**
+ * v0.4.0 next to ours on one etcd with both APIs: the stores are apart, so the data path is wired
+ * by copying each daemon's lease into the other's store.
+ */
 async function mixedV040(cluster: Cluster, etcd: EtcdV2): Promise<void> {
   const endpoints = etcd.endpoint;
   const ours = (h: Host, prefix: string) =>
@@ -379,15 +389,15 @@ async function mixedV040(cluster: Cluster, etcd: EtcdV2): Promise<void> {
   const n1 = await ready(h1, d1, "upstream");
   const v2 = await etcd.listV2(`${udp}/subnets`);
   const v3 = await etcd.listV3(`${udp}/subnets/`);
-  assert.deepEqual(Object.keys(v2), [subnetKey(udp, n1.lease)], "v2 store: only v0.4.0's lease");
-  assert.deepEqual(Object.keys(v3), [subnetKey(udp, n2.lease)], "v3 store: only ours");
-  const v040Udp = v2[subnetKey(udp, n1.lease)];
+  assert.deepEqual(Object.keys(v2), [leaseKey(n1.lease, udp)], "v2 store: only v0.4.0's lease");
+  assert.deepEqual(Object.keys(v3), [leaseKey(n2.lease, udp)], "v3 store: only ours");
+  const v040Udp = v2[leaseKey(n1.lease, udp)];
   console.log(`udp: v0.4.0 lease value ${v040Udp}`);
   assert.equal(await pingOnce(n2, n1, 1), false, "ours reached v0.4.0 without its lease");
 
   // Each daemon given the other's lease in its own store.
-  await etcd.putV3(subnetKey(udp, n1.lease), v040Udp);
-  await etcd.putV2(subnetKey(udp, n2.lease), v3[subnetKey(udp, n2.lease)]);
+  await etcd.putV3(leaseKey(n1.lease, udp), v040Udp);
+  await etcd.putV2(leaseKey(n2.lease, udp), v3[leaseKey(n2.lease, udp)]);
   await waitUntil("udp v0.4.0 ↔ ours", async () => {
     return await pingOnce(n1, n2, 0.5) && await pingOnce(n2, n1, 0.5);
   }, 10_000);
@@ -411,8 +421,8 @@ async function mixedV040(cluster: Cluster, etcd: EtcdV2): Promise<void> {
     ready(h3, old(h3, vx), "upstream"),
     ready(h4, ours(h4, vx), "ours"),
   ]);
-  const v040Vx = (await etcd.listV2(`${vx}/subnets`))[subnetKey(vx, n3.lease)];
-  const oursVx = (await etcd.listV3(`${vx}/subnets/`))[subnetKey(vx, n4.lease)];
+  const v040Vx = (await etcd.listV2(`${vx}/subnets`))[leaseKey(n3.lease, vx)];
+  const oursVx = (await etcd.listV3(`${vx}/subnets/`))[leaseKey(n4.lease, vx)];
   console.log(`vxlan: v0.4.0 lease value ${v040Vx}`);
   const made = await linkDetails(h3, "flannel.1");
   assert.ok(made, "no flannel.1 made by v0.4.0");
@@ -422,8 +432,8 @@ async function mixedV040(cluster: Cluster, etcd: EtcdV2): Promise<void> {
   assert.equal(made.linkinfo.info_data.learning, true);
   assert.equal(made.linkinfo.info_data.proxy, true);
   assert.equal(made.linkinfo.info_data.l2miss, true);
-  await etcd.putV3(subnetKey(vx, n3.lease), v040Vx);
-  await etcd.putV2(subnetKey(vx, n4.lease), oursVx);
+  await etcd.putV3(leaseKey(n3.lease, vx), v040Vx);
+  await etcd.putV2(leaseKey(n4.lease, vx), oursVx);
   await waitUntil("vxlan v0.4.0 ↔ ours", async () => {
     return await pingOnce(n3, n4, 0.5) && await pingOnce(n4, n3, 0.5);
   }, 10_000);

@@ -185,7 +185,8 @@ export class EtcdV2 implements AsyncDisposable {
     const r = await this.#ctl("3", ["get", "--prefix", "-w", "json", "--", prefix]);
     if (r.code !== 0) throw new Error(`v3 list ${prefix}: ${r.stderr.trim()}`);
     const kvs = (JSON.parse(r.stdout).kvs ?? []) as { key: string; value: string }[];
-    const b64 = (s: string) => new TextDecoder().decode(Uint8Array.from(atob(s), (c) => c.charCodeAt(0)));
+    const b64 = (s: string) =>
+      new TextDecoder().decode(Uint8Array.from(atob(s), (c) => c.charCodeAt(0)));
     return Object.fromEntries(kvs.map((kv) => [b64(kv.key), b64(kv.value)]));
   }
 
