@@ -81,7 +81,8 @@ async function overlayRoutes(host: Host): Promise<string[][]> {
 /**
  * Asserts the kernel state `node` holds for `peers`: for vxlan the onlink route, permanent ARP
  * and FDB entry per peer (what v0.20.2 and ours both program); for host-gw the route via the
- * peer's public IP; for udp the TUN device (the peer table is in the daemon's memory).
+ * peer's public IP; for udp the TUN device and its one route (the peer table is in the daemon's
+ * memory); the device's address (subnet base /32) for both tunnels.
  */
 async function assertPeerState(
   backend: BackendType,
@@ -120,6 +121,20 @@ async function assertPeerState(
     assert.ok(link, `no flannel0 on ${who}`);
     assert.equal(link.linkinfo.info_kind, "tun", `flannel0 of ${who}`);
     assert.equal(link.mtu, 1472, `flannel0 MTU of ${who}`);
+    assert.deepEqual(await overlayRoutes(h), [[NETWORK, "", "flannel0", ""]], `routes of ${who}`);
+  }
+  if (backend !== "host-gw") {
+    const dev = backend === "vxlan" ? "flannel.1" : "flannel0";
+    const addrs = await h.ipJson<
+      { addr_info: { family: string; local: string; prefixlen: number }[] }[]
+    >(
+      ["addr", "show", "dev", dev],
+    );
+    assert.deepEqual(
+      addrs[0].addr_info.filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`),
+      [`${baseOf(node.lease)}/32`],
+      `${dev} address of ${who}`,
+    );
   }
 }
 
