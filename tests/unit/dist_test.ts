@@ -77,17 +77,17 @@ Deno.test({
   name: "systemd-analyze verify accepts dist/flanneld.service",
   ignore: systemdAnalyze === null,
   fn: async () => {
-    // verify insists that ExecStart's binary exists: point it at a stub under a temp dir and
-    // change nothing else of the unit.
+    // verify insists that the programs it runs exist: /opt/bin/flannel becomes a stub under a
+    // temp dir; nothing else of the unit changes.
     const dir = await Deno.makeTempDir({ prefix: "fl-unit-" });
     try {
       await Deno.mkdir(`${dir}/opt/bin`, { recursive: true });
       await Deno.writeTextFile(`${dir}/opt/bin/flannel`, "#!/bin/sh\n", { mode: 0o755 });
       const unit = read("dist/flanneld.service");
-      assert.match(unit, /^ExecStart=\/opt\/bin\/flannel /m);
+      assert.match(unit, /^ExecStart=\/usr\/bin\/env --block-signal=USR1 \/opt\/bin\/flannel /m);
       await Deno.writeTextFile(
         `${dir}/flanneld.service`,
-        unit.replace("ExecStart=/opt/bin/flannel", `ExecStart=${dir}/opt/bin/flannel`),
+        unit.replace(" /opt/bin/flannel ", ` ${dir}/opt/bin/flannel `),
       );
       const r = await new Deno.Command(systemdAnalyze!, {
         args: ["verify", `${dir}/flanneld.service`],

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { Metrics } from "../../lib/health/metrics.ts";
 import { healthHandler, HEALTHZ_BODY, serveHealth } from "../../lib/health/server.ts";
-import { registerUdpCounters, unregisterUdpCounters } from "../../lib/health/udp.ts";
+import { registerUdpCounters, unregisterUdpCounters } from "../../lib/backend/udp/metrics.ts";
 import { instrumentRegistry } from "../../lib/health/registry_metrics.ts";
 import {
   backendReady,

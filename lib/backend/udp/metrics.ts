@@ -4,8 +4,8 @@
  * `/metrics` is scraped, so metrics add no work per packet.
  */
 
-import type { CounterName } from "../backend/udp/counters.ts";
-import type { Metrics, Sample } from "./metrics.ts";
+import type { CounterName } from "./counters.ts";
+import type { Metrics, Sample } from "../../health/metrics.ts";
 
 type Direction = "tx" | "rx";
 
@@ -25,6 +25,7 @@ const MAP: Record<CounterName, readonly [Family, Direction, string?]> = {
   rx_malformed: ["dropped", "rx", "malformed"],
   rx_truncated: ["dropped", "rx", "truncated"],
   rx_not_our_subnet: ["dropped", "rx", "not_our_subnet"],
+  rx_wrong_source: ["dropped", "rx", "wrong_source"],
   rx_tun_errors: ["dropped", "rx", "tun_write_error"],
   rx_gro_batches: ["gro_batches", "rx"],
   rx_gso_writes: ["gso_writes", "rx"],

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { BLACKHOLE_METRIC, type BlackholeOps, setUpHost } from "../../lib/host_setup.ts";
+import { BLACKHOLE_METRIC, type BlackholeOps, setUpHost } from "../../lib/host/mod.ts";
 import { FirewallError, type FirewallRunner } from "../../lib/firewall/mod.ts";
 import type { RouteInfo, RouteSpec } from "../../ffi/netlink/mod.ts";
 import { IPNet } from "../../lib/ip.ts";

@@ -13,19 +13,19 @@
  * added first, a blackhole that shadows the bridge and cuts every local container off).
  */
 
-import type { IPNet } from "./ip.ts";
-import { errText, type Logger, logger } from "./log.ts";
+import type { IPNet } from "../ip.ts";
+import { errText, type Logger, logger } from "../log.ts";
 import {
   Firewall,
   FirewallError,
   type FirewallRunner,
   openIptables,
   wantedRuleSets,
-} from "./firewall/mod.ts";
-import { configDrift, kernelChanges, kernelFailures, resyncs } from "./health/catalog.ts";
-import { sleep } from "./async.ts";
-import type { Netlink } from "../ffi/netlink/mod.ts";
-import { RTN_BLACKHOLE } from "../ffi/netlink/consts.ts";
+} from "../firewall/mod.ts";
+import { configDrift, kernelChanges, kernelFailures, resyncs } from "../health/catalog.ts";
+import { sleep } from "../async.ts";
+import type { Netlink } from "../../ffi/netlink/mod.ts";
+import { RTN_BLACKHOLE } from "../../ffi/netlink/consts.ts";
 
 /** The flags this module acts on (a subset of Options). */
 export interface HostSetupOptions {
