@@ -77,12 +77,19 @@ export class Dockerd implements AsyncDisposable {
   readonly #dir: string;
   readonly #child: Deno.ChildProcess;
   readonly #log: Deno.FsFile;
+  readonly #pipes: Promise<void>;
   #stopped = false;
 
-  private constructor(dir: string, child: Deno.ChildProcess, log: Deno.FsFile) {
+  private constructor(
+    dir: string,
+    child: Deno.ChildProcess,
+    log: Deno.FsFile,
+    pipes: Promise<void>,
+  ) {
     this.#dir = dir;
     this.#child = child;
     this.#log = log;
+    this.#pipes = pipes;
   }
 
   /** The API socket. */
@@ -130,9 +137,13 @@ export class Dockerd implements AsyncDisposable {
       stdout: "piped",
       stderr: "piped",
     }).spawn();
-    child.stdout.pipeTo(log.writable, { preventClose: true }).catch(() => {});
-    child.stderr.pipeTo(log.writable, { preventClose: true }).catch(() => {});
-    const d = new Dockerd(dir, child, log);
+    // One writer at a time on the log file: stdout first, then stderr, each to its end.
+    const pipes = Promise.all([
+      child.stdout.pipeTo(log.writable, { preventClose: true }).catch(() => {}),
+      child.stderr.pipeTo(new WritableStream({ write: (b) => void log.writeSync(b) }))
+        .catch(() => {}),
+    ]).then(() => {});
+    const d = new Dockerd(dir, child, log, pipes);
     const deadline = Date.now() + 60_000;
     for (;;) {
       const r = await d.docker(["version", "--format", "{{.Server.Version}}"]);
@@ -191,6 +202,8 @@ export class Dockerd implements AsyncDisposable {
         // Gone meanwhile.
       }
     }
+    // Only now can the output pipes end: containerd inherited them.
+    await this.#pipes;
     try {
       this.#log.close();
     } catch {
