@@ -244,6 +244,7 @@ class EtcdRegistry implements Registry {
           key,
           value: kv.value.toString(),
           modRevision: num(kv.mod_revision),
+          createRevision: num(kv.create_revision),
           leaseId: leaseOf(kv),
         }
         : null,
@@ -274,6 +275,7 @@ class EtcdRegistry implements Registry {
         key: kv.key.toString(),
         value: kv.value.toString(),
         modRevision: num(kv.mod_revision),
+        createRevision: num(kv.create_revision),
         leaseId,
         ttlSeconds: leaseId ? ttls.get(leaseId) ?? null : null,
       };
@@ -558,6 +560,7 @@ class WatchStream implements AsyncIterable<StreamItem> {
               key: kv.key.toString(),
               value: kv.value.toString(),
               modRevision,
+              createRevision: num(kv.create_revision),
               leaseId: leaseOf(kv),
             }
             : { type: "delete", key: kv.key.toString(), modRevision },

@@ -1,7 +1,7 @@
 /**
  * The lease storage interface: raw keys and string values with etcd revisions, no policy.
  *
- * The subnet manager (lib/subnet/manager.ts) and the config wait (lib/subnet/config_wait.ts) are
+ * The subnet manager (lib/subnet/) and the config wait (lib/subnet/config_wait.ts) are
  * written against this interface; lib/registry/etcd.ts implements it over etcd v3, and the unit
  * tests over an in-memory fake.
  */
@@ -12,6 +12,8 @@ export interface KeyValue {
   readonly value: string;
   /** The key's mod revision (the store revision of its last write). */
   readonly modRevision: number;
+  /** The store revision that created the key (of its current incarnation). */
+  readonly createRevision: number;
   /** The etcd lease id (decimal string) attached to the key; null when none (a reservation). */
   readonly leaseId: string | null;
 }
@@ -37,6 +39,9 @@ export interface WriteResult {
  * - `put` / `delete`: a change to a watched key.
  * - `compacted`: the requested revision is no longer in etcd's history; the watch has ended and
  *   the caller must re-list and start a new watch from the listing's revision.
+ * - `reset`: etcd lost its memory (another cluster id, or a revision that went backwards: wiped or
+ *   restored from an older snapshot); `reason` says which. The watch has ended, as after
+ *   `compacted`; revisions seen before mean nothing now: re-list and watch from the new listing.
  * - `reconnected`: the watch stream broke and was re-established from the last revision seen;
  *   no event was lost.
  * - `progress`: every change up to `revision` has been delivered (the end of one etcd watch
@@ -48,10 +53,12 @@ export type WatchEvent =
     readonly key: string;
     readonly value: string;
     readonly modRevision: number;
+    readonly createRevision: number;
     readonly leaseId: string | null;
   }
   | { readonly type: "delete"; readonly key: string; readonly modRevision: number }
   | { readonly type: "compacted" }
+  | { readonly type: "reset"; readonly reason: string }
   | { readonly type: "reconnected"; readonly revision: number }
   | { readonly type: "progress"; readonly revision: number };
 
