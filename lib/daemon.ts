@@ -14,9 +14,9 @@ import { describeInterface, findExternalInterface } from "./extiface.ts";
 import { formatCIDR } from "./ip.ts";
 import { connectEtcd } from "./registry/etcd.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
-import { EtcdSubnetManager } from "./subnet/manager.ts";
+import { RegistrySubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
-import { writeSubnetFile } from "./subnet/file.ts";
+import { writeSubnetFile } from "./subnet/subnet_env.ts";
 import { backendFactory } from "./backend/registry.ts";
 import type { Backend } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
@@ -83,7 +83,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     );
 
     const factory = await backendFactory(config.backend.type);
-    const subnets = new EtcdSubnetManager({
+    const subnets = new RegistrySubnetManager({
       registry,
       config,
       prefix: opts.etcdPrefix,

@@ -1,5 +1,5 @@
 /**
- * EtcdSubnetManager and waitForNetworkConfig against a recording in-memory Registry (revisions,
+ * RegistrySubnetManager and waitForNetworkConfig against a recording in-memory Registry (revisions,
  * leases with TTL, guarded writes, watch with history and compaction, injected failures).
  */
 
@@ -17,16 +17,17 @@ import {
   type WatchEvent,
   type WriteResult,
 } from "../../lib/registry/mod.ts";
-import { EtcdSubnetManager } from "../../lib/subnet/manager.ts";
+import { RegistrySubnetManager } from "../../lib/subnet/manager.ts";
 import { LeaseLostError } from "../../lib/subnet/mod.ts";
 import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";
-import { writeSubnetFile } from "../../lib/subnet/file.ts";
+import { writeSubnetFile } from "../../lib/subnet/subnet_env.ts";
 
 const P = "/coreos.com/network";
 
 interface Stored {
   value: string;
   modRevision: number;
+  createRevision: number;
   leaseId: string | null;
 }
 
@@ -63,8 +64,9 @@ class FakeRegistry implements Registry {
       this.leases.set(leaseId, leaseTTL);
     }
     this.rev++;
-    this.kv.set(key, { value, modRevision: this.rev, leaseId });
-    this.#record({ type: "put", key, value, modRevision: this.rev, leaseId });
+    const createRevision = this.kv.get(key)?.createRevision ?? this.rev;
+    this.kv.set(key, { value, modRevision: this.rev, createRevision, leaseId });
+    this.#record({ type: "put", key, value, modRevision: this.rev, createRevision, leaseId });
     return this.rev;
   }
 
@@ -202,7 +204,7 @@ class Env implements AsyncDisposable {
     return new Env(await Deno.makeTempDir({ prefix: "fl-mgr-" }));
   }
   manager(reg: FakeRegistry, configJson: string, extra: Record<string, unknown> = {}) {
-    return new EtcdSubnetManager({
+    return new RegistrySubnetManager({
       registry: reg,
       config: parseNetworkConfig(configJson),
       prefix: P,
@@ -228,7 +230,7 @@ Deno.test("acquireLease() reuses our lease by PublicIP (no write when attrs are 
   reg.put(key("10.1.7.0/24"), value("192.168.0.2"), 5000);
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
   const m = env.manager(reg, NET16);
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(formatCIDR(lease.subnet), "10.1.7.0/24");
   assert.ok(lease.expiration && Math.abs(lease.expiration.getTime() - Date.now() - 5e6) < 5000);
   assert.deepEqual(reg.calls.filter((c) => /create|update|delete/.test(c)), []);
@@ -246,7 +248,7 @@ Deno.test("acquireLease() rewrites our lease's attrs guarded by its revision (ne
     backendType: "vxlan",
     backendData: { VtepMAC: "bb:bb:bb:bb:bb:bb" },
   });
-  const lease = await m.acquireLease(want, env.ac.signal);
+  const { lease: lease } = await m.acquireLease(want, env.ac.signal);
   assert.equal(formatCIDR(lease.subnet), "10.1.7.0/24");
   assert.ok(reg.calls.includes(`update ${key("10.1.7.0/24")}@${rev}`));
   assert.equal(reg.kv.get(key("10.1.7.0/24"))!.value, encodeLeaseValue(want));
@@ -258,7 +260,7 @@ Deno.test("acquireLease() deletes our lease that no longer fits and picks a new 
   const reg = new FakeRegistry();
   reg.put(key("10.1.7.0/24"), value("192.168.0.2"));
   const m = env.manager(reg, '{"Network":"10.1.0.0/16","SubnetLen":25}');
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(reg.kv.has(key("10.1.7.0/24")), false);
   assert.equal(lease.subnet.prefix, 25);
   assert.equal(formatCIDR(lease.subnet), "10.1.0.128/25"); // random() = 0: first candidate
@@ -275,7 +277,7 @@ Deno.test("acquireLease() takes the subnet.env subnet when free and fitting, els
   });
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16);
-  const a = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: a } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(formatCIDR(a.subnet), "10.1.42.0/24");
 
   // Held by someone else now: a random pick among the first free ones instead.
@@ -283,7 +285,7 @@ Deno.test("acquireLease() takes the subnet.env subnet when free and fitting, els
   reg2.put(key("10.1.42.0/24"), value("192.168.0.3"));
   reg2.put(key("10.1.1.0/24"), value("192.168.0.4"));
   const m2 = env.manager(reg2, NET16, { random: () => 0.999 });
-  const b = await m2.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: b } = await m2.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(formatCIDR(b.subnet), "10.1.102.0/24"); // 100th free: 10.1.2..102 minus 42
 });
 
@@ -293,14 +295,14 @@ Deno.test("acquireLease() uses our reservation as is and never allocates another
   reg.put(key("10.1.1.0/24"), value("192.168.0.9"), null); // someone else's reservation
   reg.put(key("10.1.5.0/24"), value("192.168.0.2"), null); // ours
   const m = env.manager(reg, NET16);
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(formatCIDR(lease.subnet), "10.1.5.0/24");
   assert.equal(lease.expiration, null);
   assert.equal(lease.etcdLeaseId, null);
   assert.deepEqual(reg.calls.filter((c) => /create|update|delete/.test(c)), []);
 
   const m2 = env.manager(reg, NET16);
-  const other = await m2.acquireLease(attrs("192.168.0.3"), env.ac.signal);
+  const { lease: other } = await m2.acquireLease(attrs("192.168.0.3"), env.ac.signal);
   assert.equal(formatCIDR(other.subnet), "10.1.2.0/24"); // 10.1.1.0 is reserved
   // keepLease on a reservation never renews it.
   const ac = new AbortController();
@@ -318,7 +320,7 @@ Deno.test("acquireLease() rewrites a reservation's stale attrs, keeping it witho
   reg.put(key("10.1.5.0/24"), value("192.168.0.2"), null);
   const m = env.manager(reg, NET16);
   const want = attrs("192.168.0.2", { backendType: "host-gw" });
-  const lease = await m.acquireLease(want, env.ac.signal);
+  const { lease: lease } = await m.acquireLease(want, env.ac.signal);
   assert.equal(formatCIDR(lease.subnet), "10.1.5.0/24");
   const s = reg.kv.get(key("10.1.5.0/24"))!;
   assert.equal(s.value, encodeLeaseValue(want));
@@ -334,7 +336,7 @@ Deno.test("acquireLease() retries a lost create race with a fresh listing", asyn
     if (raced++ < 2) reg.put(k, value(`192.168.1.${raced}`)); // another host wins
   };
   const m = env.manager(reg, NET16);
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(formatCIDR(lease.subnet), "10.1.3.0/24");
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 3);
   assert.equal(env.lines.filter((l) => l.includes("was taken meanwhile")).length, 2);
@@ -355,7 +357,7 @@ Deno.test("acquireLease() on a full network logs a clear error, retries, succeed
     /^E.* subnet\] No free subnet in 10\.1\.0\.0\/16 between 10\.1\.1\.0 and 10\.1\.3\.0 \(SubnetLen 24\): all 3 are leased or reserved/,
   );
   reg.del(key("10.1.2.0/24"));
-  const lease = await p;
+  const { lease } = await p;
   assert.equal(formatCIDR(lease.subnet), "10.1.2.0/24");
 });
 
@@ -364,7 +366,7 @@ Deno.test("acquireLease() retries while the registry is unreachable", async () =
   const reg = new FakeRegistry();
   reg.failNext = 3;
   const m = env.manager(reg, NET16);
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(formatCIDR(lease.subnet), "10.1.1.0/24");
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 4);
 });
@@ -385,7 +387,7 @@ Deno.test("keepLease() renews before expiry with a revision-guarded write", asyn
   const reg = new FakeRegistry();
   // TTL 3 s, margin 2.9 s: the first renewal is due 100 ms after acquisition.
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.9 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
   await new Promise((r) => setTimeout(r, 350));
@@ -401,7 +403,7 @@ Deno.test("keepLease() never overwrites a lease another host took: LeaseLostErro
   await using env = await Env.create();
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.9 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   // Our lease expired and another host created the key again.
   reg.del(key("10.1.1.0/24"));
   reg.put(key("10.1.1.0/24"), value("192.168.0.77"));
@@ -418,7 +420,7 @@ Deno.test("keepLease() renew finding the key taken (no delete seen) rejects with
   await using env = await Env.create();
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.9 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   // Overwritten in place (history compacted away, so the watch cannot tell first).
   const k = key("10.1.1.0/24");
   reg.put(k, value("192.168.0.77"));
@@ -439,7 +441,7 @@ Deno.test("keepLease() retries a failed renewal after the retry delay with a log
     renewMarginMinutes: 2.95 / 60,
     renewRetryMs: 100,
   });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   reg.failNext = 2;
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
@@ -459,7 +461,7 @@ Deno.test("watchLeases(): snapshot from the acquire listing, then added/removed;
   reg.put(`${P}/subnets/garbage`, "x");
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 1, "listed once");
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
@@ -482,7 +484,7 @@ Deno.test("watchLeases(): the changes of one etcd response arrive as one batch",
   reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   // Written together (as one txn would be): delivered in one response.
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
@@ -509,7 +511,7 @@ Deno.test("watchLeases(): a watch starting before the compacted revision re-list
   reg.put(key("10.1.11.0/24"), value("192.168.0.11"));
   reg.put(key("10.1.10.0/24"), value("192.168.0.10")); // renewal: same attrs, not reported
   reg.compact();
-  const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), [
     "added 10.1.10.0/24",
     "added 10.1.8.0/24",
@@ -569,7 +571,7 @@ Deno.test("keepLease() with a renew margin not shorter than the TTL renews at ha
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16, { ttlSeconds: 1, renewMarginMinutes: 60 });
   assert.ok(env.lines.some((l) => l.includes("renewing at half the TTL")));
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
   await new Promise((r) => setTimeout(r, 1200));
@@ -635,7 +637,7 @@ Deno.test("abort stops acquireLease(), keepLease() and waitForNetworkConfig() du
   await t.step("keepLease() resolves while a renewal is unanswered", async () => {
     const reg = new SilentRegistry();
     const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.95 / 60 });
-    const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+    const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
     reg.hang = true;
     const ac = new AbortController();
     const keeping = m.keepLease(lease, ac.signal);
@@ -672,7 +674,7 @@ Deno.test("keepLease() renewal that finds our key made a reservation (watch not 
   await using env = await Env.create();
   const reg = new DeafWatchRegistry();
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.95 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   const k = key("10.1.1.0/24");
   reg.put(k, value("192.168.0.2"), null); // an admin turns our lease into a reservation
   const ac = new AbortController();
@@ -690,7 +692,7 @@ Deno.test("keepLease() on a reservation that an admin gives an etcd lease renews
   const k = key("10.1.5.0/24");
   reg.put(k, value("192.168.0.2"), null); // our reservation
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.95 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(lease.etcdLeaseId, null);
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
