@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
-import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
 import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/backend/mod.ts";
 import { create } from "../../lib/backend/hostgw/mod.ts";

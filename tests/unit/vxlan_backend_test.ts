@@ -3,7 +3,7 @@ import { SyscallError } from "../../ffi/errno.ts";
 import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
 import type { NetworkConfig, VxlanBackendConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
-import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
 import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/backend/mod.ts";
