@@ -10,7 +10,15 @@
  * a reservation's value alone; this is a deliberate difference.
  */
 
-import { formatCIDR, formatIPv4, type IPNet, overlaps, prefixSize } from "../ip.ts";
+import {
+  containsNet,
+  formatCIDR,
+  formatIPv4,
+  type IPNet,
+  overlaps,
+  prefixSize,
+  sameNet,
+} from "../ip.ts";
 import {
   encodeLeaseValue,
   type Lease,
@@ -134,8 +142,13 @@ async function tryAcquire(
     return done(await reuse(ctx, e.key, lease, attrs, signal));
   }
 
-  // Keys whose value is malformed still occupy their subnet.
-  const taken = entries.filter((e) => !deleted.has(e.key)).map((e) => e.subnet!);
+  // Keys whose value is malformed still occupy their subnet, as do leases of another length
+  // (an older config). Keys outside the Network, or the whole Network, are never used by any
+  // host (see peer_leases.ts): counted as taken, `0.0.0.0-0` would block every acquisition.
+  const taken = entries.filter((e) =>
+    !deleted.has(e.key) && containsNet(ctx.config.network, e.subnet!) &&
+    !sameNet(ctx.config.network, e.subnet!)
+  ).map((e) => e.subnet!);
 
   // 2. The subnet in the previous subnet.env, when free and fitting.
   const prev = (await readSubnetFile(ctx.subnetFile)).subnet;

@@ -82,6 +82,24 @@ class FakeRegistry implements Registry {
     this.history = [];
   }
 
+  /** etcd lost its memory: `keep` survives (a restored snapshot), revisions restart low. */
+  wipe(reason: string, keep: string[] = []): void {
+    const kept = keep.map((k) => [k, this.kv.get(k)!] as const);
+    this.kv.clear();
+    this.history = [];
+    this.compactedTo = 0;
+    this.rev = 1;
+    this.generation++;
+    this.resetReason = reason;
+    for (const [k, v] of kept) {
+      this.rev++;
+      this.kv.set(k, { ...v, modRevision: this.rev, createRevision: this.rev });
+    }
+    for (const s of this.#subs) s();
+  }
+  generation = 0;
+  resetReason = "";
+
   #record(ev: Change["ev"]): void {
     this.history.push({ rev: this.rev, ev });
     for (const s of this.#subs) s();
@@ -146,7 +164,17 @@ class FakeRegistry implements Registry {
     this.calls.push(`watch ${key}@${opts.fromRevision}`);
     let next = opts.fromRevision;
     const match = (k: string) => opts.prefix ? k.startsWith(key) : k === key;
+    const generation = this.generation;
+    if (opts.fromRevision > this.rev + 1) {
+      // A watch from a revision this store never reached: it lost its memory before.
+      yield { type: "reset", reason: this.resetReason || "revision went backwards" };
+      return;
+    }
     while (!signal.aborted) {
+      if (this.generation !== generation) {
+        yield { type: "reset", reason: this.resetReason };
+        return;
+      }
       if (next <= this.compactedTo) {
         yield { type: "compacted" };
         return;
@@ -704,4 +732,195 @@ Deno.test("keepLease() on a reservation that an admin gives an etcd lease renews
   await keeping;
   assert.ok(reg.calls.includes(`update ${k}@${rev}`), reg.calls.join("\n"));
   assert.notEqual(reg.kv.get(k)!.leaseId, null);
+});
+
+Deno.test("watchLeases(): peer leases outside the config are never handed on, removals included; one warning per change", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(`${P}/subnets/0.0.0.0-0`, value("192.168.0.8"));
+  reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
+  const m = env.manager(reg, NET16);
+  const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
+  reg.put(`${P}/subnets/8.8.0.0-16`, value("192.168.0.9"));
+  reg.put(`${P}/subnets/10.1.0.0-16`, value("192.168.0.9"));
+  reg.put(`${P}/subnets/10.1.9.0-25`, value("192.168.0.9"));
+  reg.del(`${P}/subnets/0.0.0.0-0`);
+  reg.put(key("10.1.10.0/24"), value("192.168.0.10")); // a valid one: the batch is not empty
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.10.0/24"]);
+  const warns = env.lines.filter((l) => l.startsWith("W") && l.includes("Ignoring lease"));
+  assert.deepEqual(warns.map((w) => w.replace(/^.*\] /, "").trim()), [
+    `Ignoring lease ${P}/subnets/0.0.0.0-0 (revision 2, PublicIP 192.168.0.8): 0.0.0.0/0 is not inside Network 10.1.0.0/16`,
+    `Ignoring lease ${P}/subnets/8.8.0.0-16 (revision 5, PublicIP 192.168.0.9): 8.8.0.0/16 is not inside Network 10.1.0.0/16`,
+    `Ignoring lease ${P}/subnets/10.1.0.0-16 (revision 6, PublicIP 192.168.0.9): 10.1.0.0/16 is the whole Network`,
+    `Ignoring lease ${P}/subnets/10.1.9.0-25 (revision 7, PublicIP 192.168.0.9): 10.1.9.0/25 is not of SubnetLen 24`,
+  ]);
+  // A compaction re-lists the same keys: no new warning; a changed key is warned again.
+  reg.compact();
+  reg.put(`${P}/subnets/8.8.0.0-16`, value("192.168.0.19"));
+  reg.put(key("10.1.11.0/24"), value("192.168.0.11"));
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.11.0/24"]);
+  const again = env.lines.filter((l) => l.includes("Ignoring lease")).map((l) => l.trim());
+  assert.equal(again.length, 5, again.join("\n"));
+  assert.match(again[4], /8\.8\.0\.0-16 \(revision 10, PublicIP 192\.168\.0\.19\)/);
+});
+
+Deno.test("watchLeases(): of two keys for one subnet the first created wins; the other is handed on when it goes", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const dual = `${P}/subnets/10.1.8.0-24&fc00::-64`;
+  reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
+  reg.put(dual, value("192.168.0.88"));
+  const m = env.manager(reg, NET16);
+  const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  assert.equal(formatCIDR(own.lease.subnet), "10.1.1.0/24");
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  const first = await takeNext(it);
+  assert.deepEqual(showEvents(first), ["added 10.1.8.0/24"]);
+  assert.equal(first[0].lease.attrs.publicIP, parseIPv4("192.168.0.8"));
+  assert.ok(env.lines.some((l) =>
+    l.includes(
+      `Ignoring lease ${dual} (revision 3, PublicIP 192.168.0.88): 10.1.8.0/24 is ` +
+        `already held by ${key("10.1.8.0/24")} (created first, at revision 2)`,
+    )
+  ));
+  reg.put(`${P}/subnets/10.1.1.0-24&fc00::-64`, value("192.168.0.77")); // our subnet
+  // The first holder goes: the other is handed on, in the same batch as the removal.
+  reg.del(key("10.1.8.0/24"));
+  const b = await takeNext(it);
+  assert.deepEqual(b.map((e) => `${e.type} ${formatCIDR(e.lease.subnet)}`), [
+    "removed 10.1.8.0/24",
+    "added 10.1.8.0/24",
+  ]);
+  assert.equal(b[1].lease.attrs.publicIP, parseIPv4("192.168.0.88"));
+  assert.ok(env.lines.some((l) => l.includes("10.1.1.0/24 is our own lease")), env.lines.join(""));
+  // A rejected key's removal never reaches the backend.
+  reg.del(`${P}/subnets/10.1.1.0-24&fc00::-64`);
+  reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.9.0/24"]);
+});
+
+Deno.test("watchLeases(): a valid lease whose value turns malformed is removed", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
+  const m = env.manager(reg, NET16);
+  const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
+  reg.put(key("10.1.8.0/24"), "{junk");
+  assert.deepEqual(showEvents(await takeNext(it)), ["removed 10.1.8.0/24"]);
+});
+
+Deno.test("keepLease(): etcd lost its memory → our lease is re-created at once, same subnet, and renewed from there", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const m = env.manager(reg, NET16, { ttlSeconds: 60 });
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  for (let i = 0; i < 20; i++) reg.put(`${P}/other`, String(i)); // revisions well ahead
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal);
+  await new Promise((r) => setTimeout(r, 20));
+  reg.wipe("cluster id changed");
+  const k = key("10.1.1.0/24");
+  await within(
+    (async () => {
+      while (!reg.kv.has(k)) await new Promise((r) => setTimeout(r, 5));
+    })(),
+    1000,
+  );
+  assert.equal(reg.kv.get(k)!.value, value("192.168.0.2"));
+  assert.notEqual(reg.kv.get(k)!.leaseId, null);
+  assert.ok(
+    env.lines.some((l) =>
+      /W.*Etcd lost its memory \(cluster id changed\): re-creating lease 10\.1\.1\.0\/24/.test(l)
+    ),
+  );
+  assert.ok(reg.calls.includes(`create ${k}`));
+  // The own-key watch now follows the new etcd: another host taking the key is noticed.
+  reg.put(k, value("192.168.0.66"));
+  await assert.rejects(within(keeping, 1000), (err) => {
+    assert.ok(err instanceof LeaseLostError, String(err));
+    assert.match(err.message, /is now held by 192\.168\.0\.66/);
+    return true;
+  });
+  ac.abort();
+});
+
+Deno.test("keepLease(): etcd lost its memory and another host holds our subnet now → lost, never overwritten", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const m = env.manager(reg, NET16);
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal);
+  await new Promise((r) => setTimeout(r, 20));
+  const k = key("10.1.1.0/24");
+  reg.wipe("revision went backwards (40 < 57)");
+  reg.put(k, value("192.168.0.4")); // a new host was quicker
+  await assert.rejects(within(keeping, 1000), (err) => {
+    assert.ok(err instanceof LeaseLostError, String(err));
+    assert.match(
+      err.message,
+      /^Lease 10\.1\.1\.0\/24 is now held by 192\.168\.0\.4 \(etcd lost its memory: revision went backwards/,
+    );
+    return true;
+  });
+  assert.equal(reg.kv.get(k)!.value, value("192.168.0.4"));
+  assert.ok(!reg.calls.some((c) => c.startsWith(`update ${k}`)), reg.calls.join("\n"));
+  ac.abort();
+});
+
+Deno.test("keepLease(): etcd restored from a snapshot that still holds our lease → kept, stale attributes rewritten", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const k = key("10.1.1.0/24");
+  const mac = (m: string) =>
+    attrs("192.168.0.2", { backendType: "vxlan", backendData: { VtepMAC: m } });
+  reg.put(k, encodeLeaseValue(mac("aa:aa:aa:aa:aa:aa")));
+  const m = env.manager(reg, NET16);
+  const { lease } = await m.acquireLease(mac("bb:bb:bb:bb:bb:bb"), env.ac.signal);
+  assert.equal(reg.kv.get(k)!.value, encodeLeaseValue(mac("bb:bb:bb:bb:bb:bb")));
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal);
+  await new Promise((r) => setTimeout(r, 20));
+  // The snapshot is older than our last write: our key with the old VtepMAC.
+  reg.kv.set(k, { ...reg.kv.get(k)!, value: encodeLeaseValue(mac("aa:aa:aa:aa:aa:aa")) });
+  reg.wipe("revision went backwards", [k]);
+  await within(
+    (async () => {
+      while (reg.kv.get(k)!.value !== encodeLeaseValue(mac("bb:bb:bb:bb:bb:bb"))) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })(),
+    1000,
+  );
+  assert.ok(
+    env.lines.some((l) => l.includes("Rewrote lease 10.1.1.0/24 found in the restored etcd")),
+  );
+  ac.abort();
+  await keeping;
+});
+
+Deno.test("watchLeases(): etcd lost its memory → listed again, the backend gets the difference", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
+  reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
+  const m = env.manager(reg, NET16);
+  const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24", "added 10.1.9.0/24"]);
+  const lists = reg.calls.filter((c) => c.startsWith("list")).length;
+  const next = takeNext(it); // watching now
+  await new Promise((r) => setTimeout(r, 20));
+  reg.wipe("cluster id changed", [key("10.1.9.0/24")]);
+  reg.put(key("10.1.20.0/24"), value("192.168.0.20"));
+  assert.deepEqual(showEvents(await next), ["added 10.1.20.0/24", "removed 10.1.8.0/24"]);
+  assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, lists + 1);
+  assert.ok(env.lines.some((l) => /Etcd lost its memory \(cluster id changed\): listing/.test(l)));
+  // And it follows the new etcd's revisions from there.
+  reg.del(key("10.1.9.0/24"));
+  assert.deepEqual(showEvents(await takeNext(it)), ["removed 10.1.9.0/24"]);
 });
