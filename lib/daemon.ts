@@ -14,6 +14,7 @@ import { describeInterface, findExternalInterface } from "./extiface.ts";
 import { formatCIDR } from "./ip.ts";
 import { connectEtcd } from "./registry/etcd.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
+import { watchNetworkConfig } from "./subnet/config_watch.ts";
 import { RegistrySubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
 import { writeSubnetFile } from "./subnet/subnet_env.ts";
@@ -113,6 +114,14 @@ export async function runDaemon(opts: Options): Promise<number> {
     const lost = new AbortController();
     const both = AbortSignal.any([signal, lost.signal]);
     let code = 0;
+    const configWatch = watchNetworkConfig(
+      registry,
+      opts.etcdPrefix,
+      config,
+      both,
+      logger("config"),
+    )
+      .catch((err) => log.warn(`Stopped watching the network config: ${errText(err)}`));
     const running = backend.run(both).then(() => {
       if (!both.aborted) throw new Error("The backend stopped by itself");
     }).catch((err) => {
@@ -134,6 +143,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       lost.abort(err);
     }
     await withDeadline(running, STOP_GRACE_MS, "backend");
+    await configWatch;
     return code;
   } catch (err) {
     if (isAbort(err, signal)) return 0;

@@ -66,8 +66,11 @@ export async function waitForNetworkConfig(
   }
 }
 
-/** Returns on the first change of `key` from `fromRevision`, or when the watch ends. */
-async function nextChange(
+/**
+ * Returns on the first change of `key` from `fromRevision`, or when the watch ends (compacted,
+ * or etcd lost its memory: the caller reads the key again either way).
+ */
+export async function nextChange(
   registry: Registry,
   key: string,
   fromRevision: number,
@@ -77,7 +80,7 @@ async function nextChange(
   const both = AbortSignal.any([signal, ac.signal]);
   try {
     for await (const ev of registry.watch(key, { prefix: false, fromRevision }, both)) {
-      if (ev.type === "put" || ev.type === "delete" || ev.type === "compacted") return;
+      if (ev.type !== "reconnected" && ev.type !== "progress") return;
     }
   } finally {
     ac.abort();

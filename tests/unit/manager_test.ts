@@ -20,6 +20,7 @@ import {
 import { RegistrySubnetManager } from "../../lib/subnet/manager.ts";
 import { LeaseLostError } from "../../lib/subnet/mod.ts";
 import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";
+import { watchNetworkConfig } from "../../lib/subnet/config_watch.ts";
 import { writeSubnetFile } from "../../lib/subnet/subnet_env.ts";
 
 const P = "/coreos.com/network";
@@ -923,4 +924,71 @@ Deno.test("watchLeases(): etcd lost its memory → listed again, the backend get
   // And it follows the new etcd's revisions from there.
   reg.del(key("10.1.9.0/24"));
   assert.deepEqual(showEvents(await takeNext(it)), ["removed 10.1.9.0/24"]);
+});
+
+Deno.test("watchNetworkConfig(): one line per change: invalid, different (key by key), deleted, back again", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const running = '{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan"}}';
+  reg.put(`${P}/config`, running, null);
+  const log = new Logger("config");
+  const ac = new AbortController();
+  const watching = watchNetworkConfig(reg, P, parseNetworkConfig(running), ac.signal, log);
+  const said = () =>
+    env.lines.filter((l) => l.includes("config]")).map((l) => l.replace(/^.*\] /, "").trim());
+  const settle = () => new Promise((r) => setTimeout(r, 20));
+  await settle();
+  assert.deepEqual(said(), [], "the running config itself says nothing");
+  reg.put(`${P}/config`, ' {"Network": "10.1.0.0/16", "Backend": {"Type": "VXLAN"}}', null);
+  await settle();
+  assert.deepEqual(said(), [], "the same config rewritten says nothing");
+  reg.put(`${P}/config`, '{"Network":"10.1.0.0/16","SubnetLen":33}', null);
+  await settle();
+  reg.put(`${P}/config`, '{"Network":"10.2.0.0/16","Backend":{"Type":"vxlan","VNI":2}}', null);
+  await settle();
+  reg.del(`${P}/config`);
+  await settle();
+  reg.put(`${P}/config`, running, null);
+  await settle();
+  ac.abort();
+  await within(watching, 500);
+  const K = `${P}/config`;
+  assert.deepEqual(said(), [
+    `Network config at ${K} changed: keeping the running config, the new one is invalid: SubnetLen 33 is not between 17 and 30`,
+    `Network config at ${K} changed (Network 10.1.0.0/16 → 10.2.0.0/16, SubnetMin 10.1.1.0 → 10.2.1.0, ` +
+    `SubnetMax 10.1.255.0 → 10.2.255.0, Backend.VNI 1 → 2): it takes effect on restart, the running config stays in use until then`,
+    `Network config at ${K} was deleted: the running config stays in use (a restart would wait for a new one)`,
+    `Network config at ${K} matches the running config again`,
+  ]);
+  assert.match(env.lines.find((l) => l.includes("is invalid"))!, /^E/);
+});
+
+Deno.test("watchNetworkConfig(): a config changed before the watch started, and a reset, are reported once", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(`${P}/config`, '{"Network":"10.1.0.0/16","Backend":{"Type":"host-gw"}}', null);
+  const ac = new AbortController();
+  const watching = watchNetworkConfig(
+    reg,
+    P,
+    parseNetworkConfig(NET16),
+    ac.signal,
+    new Logger("config"),
+  );
+  await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 20; i++) reg.put(`${P}/other`, String(i));
+  reg.wipe("cluster id changed");
+  await new Promise((r) => setTimeout(r, 20));
+  reg.put(`${P}/config`, NET16, null);
+  await new Promise((r) => setTimeout(r, 20));
+  ac.abort();
+  await within(watching, 500);
+  const lines = env.lines.filter((l) => l.includes("Network config at"));
+  assert.equal(lines.length, 3, lines.join(""));
+  assert.match(
+    lines[0],
+    /changed \(Backend\.Type udp → host-gw, Backend\.Port 8285 → \(none\), Backend\.Offload true → \(none\)\)/,
+  );
+  assert.match(lines[1], /was deleted/);
+  assert.match(lines[2], /matches the running config again/);
 });
