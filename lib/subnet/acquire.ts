@@ -30,7 +30,7 @@ import { abortable, Backoff, sleep } from "../async.ts";
 import { errText } from "../log.ts";
 import { RegistryUnavailableError } from "../registry/mod.ts";
 import { candidateSubnets, fitsConfig } from "./candidates.ts";
-import { leaseOf, readEntry, type SubnetEntry } from "./entry.ts";
+import { buildLease, readEntry, type SubnetEntry } from "./entry.ts";
 import { readSubnetFile } from "./subnet_env.ts";
 import type { Acquired, LeaseSnapshot } from "./mod.ts";
 import type { SubnetContext } from "./context.ts";
@@ -46,7 +46,7 @@ export interface AcquireContext extends SubnetContext {
 }
 
 /** The network has no free subnet for us. */
-export class NoFreeSubnetError extends Error {
+class NoFreeSubnetError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "NoFreeSubnetError";
@@ -195,7 +195,7 @@ async function reuse(
     );
     if (!w) return null;
     ctx.log.info(`Using reservation ${cidr} (attributes updated, still without TTL)`);
-    return leaseOf(old.subnet, attrs, w, null);
+    return buildLease(old.subnet, attrs, w, null);
   }
   // The listing asked etcd for the time left: an expiration in the past means it ran out (or
   // its TTL could not be read) between listing and TTL query.
@@ -212,7 +212,7 @@ async function reuse(
   );
   if (!w) return null;
   ctx.log.info(`Reusing lease ${cidr} (attributes updated)`);
-  return leaseOf(old.subnet, attrs, w, w.ttlSeconds);
+  return buildLease(old.subnet, attrs, w, w.ttlSeconds);
 }
 
 async function create(
@@ -225,7 +225,7 @@ async function create(
     ctx.registry.create(subnetKey(ctx.prefix, subnet), encodeLeaseValue(attrs), ctx.ttlSeconds),
     signal,
   );
-  return w ? leaseOf(subnet, attrs, w, w.ttlSeconds) : null;
+  return w ? buildLease(subnet, attrs, w, w.ttlSeconds) : null;
 }
 
 function describeRange(ctx: SubnetContext): string {

@@ -27,7 +27,7 @@ const BACKEND_NAMES: Record<string, string> = {
 };
 
 /** `config` as config-key → value text, every default filled in. */
-export function configFields(config: NetworkConfig): Map<string, string> {
+function configFields(config: NetworkConfig): Map<string, string> {
   const m = new Map<string, string>([
     ["Network", formatCIDR(config.network)],
     ["SubnetLen", String(config.subnetLen)],
@@ -40,21 +40,8 @@ export function configFields(config: NetworkConfig): Map<string, string> {
   return m;
 }
 
-/**
- * What differs from `running` to `next`, key by key (`Network 10.1.0.0/16 → 10.2.0.0/16`);
- * empty when they are the same.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { parseNetworkConfig } from "../config.ts";
- *
- * const a = parseNetworkConfig('{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan"}}');
- * const b = parseNetworkConfig('{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan","VNI":2}}');
- * assert.deepEqual(configDiff(a, b), ["Backend.VNI 1 → 2"]);
- * ```
- */
-export function configDiff(running: NetworkConfig, next: NetworkConfig): string[] {
+/** What differs from `running` to `next`, key by key (`Network 10.1.0.0/16 → 10.2.0.0/16`). */
+function configDiff(running: NetworkConfig, next: NetworkConfig): string[] {
   const a = configFields(running);
   const b = configFields(next);
   const out: string[] = [];

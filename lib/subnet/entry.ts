@@ -25,7 +25,7 @@ export interface SubnetEntry {
  * The lease a key holds. `ttlSeconds` is the time left on its etcd lease when known (a listing
  * or a write), else an estimate (the configured TTL); ignored for a reservation (no etcd lease).
  */
-export function leaseOf(
+export function buildLease(
   subnet: IPNet,
   attrs: LeaseAttrs,
   stored: { readonly modRevision: number; readonly leaseId: string | null },
@@ -41,7 +41,7 @@ export function leaseOf(
   };
 }
 
-/** Parses a listed or watched key-value (see {@link leaseOf} for `ttlSeconds`). */
+/** Parses a listed or watched key-value (see {@link buildLease} for `ttlSeconds`). */
 export function readEntry(
   kv: KeyValue,
   ttlSeconds: number | null,
@@ -52,5 +52,5 @@ export function readEntry(
   if (typeof subnet === "string") return { ...base, subnet: null, lease: null, problem: subnet };
   const attrs = decodeLeaseValue(kv.value);
   if (typeof attrs === "string") return { ...base, subnet, lease: null, problem: attrs };
-  return { ...base, subnet, lease: leaseOf(subnet, attrs, kv, ttlSeconds, now), problem: null };
+  return { ...base, subnet, lease: buildLease(subnet, attrs, kv, ttlSeconds, now), problem: null };
 }

@@ -11,7 +11,7 @@ import { abortable, sleep } from "../async.ts";
 import { errText } from "../log.ts";
 import { attrsEqual } from "./acquire.ts";
 import { retry, type SubnetContext } from "./context.ts";
-import { leaseOf } from "./entry.ts";
+import { buildLease } from "./entry.ts";
 import { LeaseLostError } from "./mod.ts";
 
 /** What keeping needs beyond the shared context. */
@@ -74,7 +74,7 @@ async function renewLoop(ctx: KeepContext, state: KeepState, signal: AbortSignal
         signal,
       );
       if (w) {
-        state.lease = leaseOf(l.subnet, l.attrs, w, w.ttlSeconds);
+        state.lease = buildLease(l.subnet, l.attrs, w, w.ttlSeconds);
         ctx.log.info(`Renewed lease ${cidr} (expires ${state.lease.expiration!.toISOString()})`);
         continue;
       }
@@ -177,7 +177,7 @@ async function recreate(
   while (true) {
     const w = await retry(ctx, () => ctx.registry.create(key, value, ctx.ttlSeconds), signal);
     if (w) {
-      state.lease = leaseOf(l.subnet, l.attrs, w, w.ttlSeconds);
+      state.lease = buildLease(l.subnet, l.attrs, w, w.ttlSeconds);
       state.wake?.();
       ctx.log.info(`Re-created lease ${cidr} (expires ${state.lease.expiration!.toISOString()})`);
       return w.modRevision;
@@ -199,14 +199,14 @@ async function recreate(
         signal,
       );
       if (!u) continue;
-      state.lease = leaseOf(l.subnet, l.attrs, u, u.ttlSeconds);
+      state.lease = buildLease(l.subnet, l.attrs, u, u.ttlSeconds);
       state.wake?.();
       ctx.log.info(`Rewrote lease ${cidr} found in the restored etcd (attributes updated)`);
       return u.modRevision;
     }
     const id = kv.leaseId;
     const ttl = id === null ? null : await retry(ctx, () => ctx.registry.leaseTTL(id), signal);
-    state.lease = leaseOf(l.subnet, l.attrs, kv, ttl);
+    state.lease = buildLease(l.subnet, l.attrs, kv, ttl);
     state.wake?.();
     ctx.log.info(`Found lease ${cidr} in the restored etcd: keeping it`);
     return cur.revision;

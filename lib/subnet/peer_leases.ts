@@ -22,7 +22,7 @@ import type { SubnetEntry } from "./entry.ts";
 import type { LeaseEvent } from "./mod.ts";
 
 /** Why a peer subnet can never be used under `config`; null when it can. */
-export function scopeProblem(config: NetworkConfig, subnet: IPNet): string | null {
+function scopeProblem(config: NetworkConfig, subnet: IPNet): string | null {
   const cidr = formatCIDR(subnet);
   const network = formatCIDR(config.network);
   if (!containsNet(config.network, subnet)) return `${cidr} is not inside Network ${network}`;
@@ -61,11 +61,6 @@ export class PeerLeases {
     this.#own = own;
     this.#ownKey = ownKey;
     this.#log = log;
-  }
-
-  /** The leases handed on now, by key. */
-  get handed(): ReadonlyMap<string, Lease> {
-    return this.#handed;
   }
 
   /**
