@@ -33,12 +33,14 @@ export interface RegistrySubnetManagerOptions {
   noFreeSubnetRetryMs?: number;
   /** Random source for the candidate pick (tests). */
   random?: () => number;
+  /** After etcd lost its memory, wait this long before listing the peers again, default 3 s. */
+  resetSettleMs?: number;
 }
 
 /** Subnet leases in a {@link Registry}. */
 export class RegistrySubnetManager implements SubnetManager {
   readonly config: NetworkConfig;
-  readonly #ctx: AcquireContext & KeepContext;
+  readonly #ctx: AcquireContext & KeepContext & { readonly resetSettleMs: number };
 
   constructor(opts: RegistrySubnetManagerOptions) {
     this.config = opts.config;
@@ -64,6 +66,7 @@ export class RegistrySubnetManager implements SubnetManager {
       random: opts.random ?? Math.random,
       renewMarginMs,
       renewRetryMs: opts.renewRetryMs ?? 60_000,
+      resetSettleMs: opts.resetSettleMs ?? 3_000,
     };
   }
 
