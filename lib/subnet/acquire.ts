@@ -10,15 +10,7 @@
  * a reservation's value alone; this is a deliberate difference.
  */
 
-import {
-  containsNet,
-  formatCIDR,
-  formatIPv4,
-  type IPNet,
-  overlaps,
-  prefixSize,
-  sameNet,
-} from "../ip.ts";
+import { type IPNet, prefixSize } from "../ip.ts";
 import {
   encodeLeaseValue,
   type Lease,
@@ -116,17 +108,17 @@ async function tryAcquire(
   const done = (lease: Lease | null) => lease ? { lease, peers } : null;
 
   // 1. Ours by PublicIP. A reservation wins over a lease.
-  const mine = entries.filter((e) => e.lease?.attrs.publicIP === attrs.publicIP);
+  const mine = entries.filter((e) => e.lease?.attrs.publicIP.equals(attrs.publicIP));
   const deleted = new Set<string>();
   const isLease = (e: SubnetEntry) => e.lease!.etcdLeaseId === null ? 0 : 1;
   mine.sort((a, b) => isLease(a) - isLease(b));
   for (const e of mine) {
     const lease = e.lease!;
-    const cidr = formatCIDR(lease.subnet);
+    const cidr = lease.subnet.toString();
     if (!fitsConfig(ctx.config, lease.subnet)) {
       if (lease.etcdLeaseId === null) {
         ctx.log.warn(
-          `Reservation ${cidr} for ${formatIPv4(attrs.publicIP)} does not fit the network ` +
+          `Reservation ${cidr} for ${attrs.publicIP} does not fit the network ` +
             `config (${describeRange(ctx)}): ignored`,
         );
         continue;
@@ -146,19 +138,19 @@ async function tryAcquire(
   // (an older config). Keys outside the Network, or the whole Network, are never used by any
   // host (see peer_leases.ts): counted as taken, `0.0.0.0-0` would block every acquisition.
   const taken = entries.filter((e) =>
-    !deleted.has(e.key) && containsNet(ctx.config.network, e.subnet!) &&
-    !sameNet(ctx.config.network, e.subnet!)
+    !deleted.has(e.key) && ctx.config.network.containsNet(e.subnet!) &&
+    !ctx.config.network.equals(e.subnet!)
   ).map((e) => e.subnet!);
 
   // 2. The subnet in the previous subnet.env, when free and fitting.
   const prev = (await readSubnetFile(ctx.subnetFile)).subnet;
-  if (prev && fitsConfig(ctx.config, prev) && !taken.some((t) => overlaps(t, prev))) {
+  if (prev && fitsConfig(ctx.config, prev) && !taken.some((t) => t.overlaps(prev))) {
     const lease = await create(ctx, prev, attrs, signal);
     if (lease) {
-      ctx.log.info(`Acquired lease ${formatCIDR(prev)} (the subnet of ${ctx.subnetFile})`);
+      ctx.log.info(`Acquired lease ${prev} (the subnet of ${ctx.subnetFile})`);
       return done(lease);
     }
-    ctx.log.info(`Subnet ${formatCIDR(prev)} was taken meanwhile by another host: retrying`);
+    ctx.log.info(`Subnet ${prev} was taken meanwhile by another host: retrying`);
     return null;
   }
 
@@ -168,10 +160,10 @@ async function tryAcquire(
   const pick = free[Math.min(free.length - 1, Math.floor(ctx.random() * free.length))];
   const lease = await create(ctx, pick, attrs, signal);
   if (lease) {
-    ctx.log.info(`Acquired lease ${formatCIDR(pick)}`);
+    ctx.log.info(`Acquired lease ${pick}`);
     return done(lease);
   }
-  ctx.log.info(`Subnet ${formatCIDR(pick)} was taken meanwhile by another host: retrying`);
+  ctx.log.info(`Subnet ${pick} was taken meanwhile by another host: retrying`);
   return null;
 }
 
@@ -183,7 +175,7 @@ async function reuse(
   attrs: LeaseAttrs,
   signal: AbortSignal,
 ): Promise<Lease | null> {
-  const cidr = formatCIDR(old.subnet);
+  const cidr = old.subnet.toString();
   if (old.etcdLeaseId === null) {
     if (attrsEqual(old.attrs, attrs)) {
       ctx.log.info(`Using reservation ${cidr}`);
@@ -230,15 +222,13 @@ async function create(
 
 function describeRange(ctx: SubnetContext): string {
   const c = ctx.config;
-  return `${formatCIDR(c.network)} between ${formatIPv4(c.subnetMin)} and ${
-    formatIPv4(c.subnetMax)
-  }, SubnetLen ${c.subnetLen}`;
+  return `${c.network} between ${c.subnetMin} and ${c.subnetMax}, SubnetLen ${c.subnetLen}`;
 }
 
 function noFreeMessage(ctx: SubnetContext): string {
   const c = ctx.config;
-  const n = Math.floor((c.subnetMax - c.subnetMin) / prefixSize(c.subnetLen)) + 1;
-  return `No free subnet in ${formatCIDR(c.network)} between ${formatIPv4(c.subnetMin)} and ${
-    formatIPv4(c.subnetMax)
-  } (SubnetLen ${c.subnetLen}): all ${n} are leased or reserved`;
+  const span = c.subnetMax.toBigInt() - c.subnetMin.toBigInt();
+  const n = span / prefixSize(c.subnetLen, c.subnetMin.family) + 1n;
+  return `No free subnet in ${c.network} between ${c.subnetMin} and ${c.subnetMax} ` +
+    `(SubnetLen ${c.subnetLen}): all ${n} are leased or reserved`;
 }

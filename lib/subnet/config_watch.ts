@@ -6,7 +6,6 @@
  */
 
 import { ConfigError, type NetworkConfig, parseNetworkConfig } from "../config.ts";
-import { formatCIDR, formatIPv4 } from "../ip.ts";
 import { configKey } from "../lease.ts";
 import { errText, type Logger } from "../log.ts";
 import { abortable, Backoff, sleep } from "../async.ts";
@@ -29,10 +28,10 @@ const BACKEND_NAMES: Record<string, string> = {
 /** `config` as config-key → value text, every default filled in. */
 function configFields(config: NetworkConfig): Map<string, string> {
   const m = new Map<string, string>([
-    ["Network", formatCIDR(config.network)],
+    ["Network", config.network.toString()],
     ["SubnetLen", String(config.subnetLen)],
-    ["SubnetMin", formatIPv4(config.subnetMin)],
-    ["SubnetMax", formatIPv4(config.subnetMax)],
+    ["SubnetMin", config.subnetMin.toString()],
+    ["SubnetMax", config.subnetMax.toString()],
   ]);
   for (const [k, v] of Object.entries(config.backend)) {
     m.set(`Backend.${BACKEND_NAMES[k] ?? k}`, v === null ? "(auto)" : String(v));

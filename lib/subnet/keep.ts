@@ -5,7 +5,6 @@
  * no other host holds the key).
  */
 
-import { formatCIDR, formatIPv4 } from "../ip.ts";
 import { decodeLeaseValue, encodeLeaseValue, type Lease, subnetKey } from "../lease.ts";
 import { abortable, sleep } from "../async.ts";
 import { errText } from "../log.ts";
@@ -53,7 +52,7 @@ export async function keepLease(
 
 async function renewLoop(ctx: KeepContext, state: KeepState, signal: AbortSignal): Promise<void> {
   const key = subnetKey(ctx.prefix, state.lease.subnet);
-  const cidr = formatCIDR(state.lease.subnet);
+  const cidr = state.lease.subnet.toString();
   while (!signal.aborted) {
     const l = state.lease;
     if (l.etcdLeaseId === null || l.expiration === null) {
@@ -101,7 +100,7 @@ async function renewLoop(ctx: KeepContext, state: KeepState, signal: AbortSignal
 /** Watches our own key; rejects with LeaseLostError when it is deleted or taken. */
 async function watchOwn(ctx: KeepContext, state: KeepState, signal: AbortSignal): Promise<void> {
   const key = subnetKey(ctx.prefix, state.lease.subnet);
-  const cidr = formatCIDR(state.lease.subnet);
+  const cidr = state.lease.subnet.toString();
   let from = state.lease.modRevision + 1;
   while (!signal.aborted) {
     let ended: { type: "compacted" } | { type: "reset"; reason: string } | null = null;
@@ -142,7 +141,7 @@ function observe(
 ): void {
   if (modRevision <= state.lease.modRevision) return;
   const attrs = decodeLeaseValue(value);
-  if (typeof attrs === "string" || attrs.publicIP !== state.lease.attrs.publicIP) {
+  if (typeof attrs === "string" || !attrs.publicIP.equals(state.lease.attrs.publicIP)) {
     throw new LeaseLostError(`Lease ${cidr} is now held by ${holder(attrs)}`);
   }
   const l = state.lease;
@@ -154,7 +153,7 @@ function observe(
 }
 
 function holder(attrs: ReturnType<typeof decodeLeaseValue>): string {
-  return typeof attrs === "string" ? "an unreadable value" : formatIPv4(attrs.publicIP);
+  return typeof attrs === "string" ? "an unreadable value" : attrs.publicIP.toString();
 }
 
 /**
@@ -171,7 +170,7 @@ async function recreate(
 ): Promise<number> {
   const l = state.lease;
   const key = subnetKey(ctx.prefix, l.subnet);
-  const cidr = formatCIDR(l.subnet);
+  const cidr = l.subnet.toString();
   const value = encodeLeaseValue(l.attrs);
   ctx.log.warn(`Etcd lost its memory (${reason}): re-creating lease ${cidr}`);
   while (true) {
@@ -186,7 +185,7 @@ async function recreate(
     const kv = cur.kv;
     if (!kv) continue; // gone again since the create: try again
     const attrs = decodeLeaseValue(kv.value);
-    if (typeof attrs === "string" || attrs.publicIP !== l.attrs.publicIP) {
+    if (typeof attrs === "string" || !attrs.publicIP.equals(l.attrs.publicIP)) {
       throw new LeaseLostError(
         `Lease ${cidr} is now held by ${holder(attrs)} (etcd lost its memory: ${reason})`,
       );

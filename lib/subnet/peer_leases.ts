@@ -14,7 +14,7 @@
  */
 
 import type { NetworkConfig } from "../config.ts";
-import { containsNet, formatCIDR, formatIPv4, type IPNet, sameNet } from "../ip.ts";
+import type { IPNet } from "../ip.ts";
 import type { Lease } from "../lease.ts";
 import type { Logger } from "../log.ts";
 import { attrsEqual } from "./acquire.ts";
@@ -23,10 +23,10 @@ import type { LeaseEvent } from "./mod.ts";
 
 /** Why a peer subnet can never be used under `config`; null when it can. */
 function scopeProblem(config: NetworkConfig, subnet: IPNet): string | null {
-  const cidr = formatCIDR(subnet);
-  const network = formatCIDR(config.network);
-  if (!containsNet(config.network, subnet)) return `${cidr} is not inside Network ${network}`;
-  if (sameNet(subnet, config.network)) return `${cidr} is the whole Network`;
+  const cidr = subnet.toString();
+  const network = config.network.toString();
+  if (!config.network.containsNet(subnet)) return `${cidr} is not inside Network ${network}`;
+  if (subnet.equals(config.network)) return `${cidr} is the whole Network`;
   if (subnet.prefix !== config.subnetLen) {
     return `${cidr} is not of SubnetLen ${config.subnetLen}`;
   }
@@ -99,7 +99,7 @@ export class PeerLeases {
     if (old) this.#drop(entry.key, old);
     const group = this.#take(entry);
     if (group !== null) this.#settle(group);
-    const oldGroup = old ? formatCIDR(old.lease.subnet) : null;
+    const oldGroup = old ? old.lease.subnet.toString() : null;
     if (oldGroup !== null && oldGroup !== group) this.#settle(oldGroup);
   }
 
@@ -109,7 +109,7 @@ export class PeerLeases {
     const old = this.#held.get(key);
     if (!old) return;
     this.#drop(key, old);
-    this.#settle(formatCIDR(old.lease.subnet));
+    this.#settle(old.lease.subnet.toString());
   }
 
   /** The events since the last flush (one etcd response): removals first, then additions. */
@@ -137,7 +137,7 @@ export class PeerLeases {
       this.#warn(e, this.#ignoring(e, e.lease, why));
       return null;
     }
-    const group = formatCIDR(e.subnet);
+    const group = e.subnet.toString();
     this.#held.set(e.key, { entry: e, lease: e.lease });
     let keys = this.#groups.get(group);
     if (!keys) this.#groups.set(group, keys = new Set());
@@ -147,7 +147,7 @@ export class PeerLeases {
 
   #drop(key: string, h: Held): void {
     this.#held.delete(key);
-    const group = formatCIDR(h.lease.subnet);
+    const group = h.lease.subnet.toString();
     const keys = this.#groups.get(group);
     keys?.delete(key);
     if (keys?.size === 0) this.#groups.delete(group);
@@ -159,7 +159,7 @@ export class PeerLeases {
     const keys = this.#groups.get(group);
     if (!keys) return;
     const holders = [...keys].map((k) => this.#held.get(k)!);
-    const ours = sameNet(holders[0].lease.subnet, this.#own);
+    const ours = holders[0].lease.subnet.equals(this.#own);
     let first: Held | null = null;
     if (!ours) {
       for (const h of holders) {
@@ -192,9 +192,7 @@ export class PeerLeases {
   }
 
   #ignoring(e: SubnetEntry, lease: Lease, why: string): string {
-    return `Ignoring lease ${e.key} (revision ${e.modRevision}, PublicIP ${
-      formatIPv4(lease.attrs.publicIP)
-    }): ${why}`;
+    return `Ignoring lease ${e.key} (revision ${e.modRevision}, PublicIP ${lease.attrs.publicIP.toString()}): ${why}`;
   }
 
   #warn(e: SubnetEntry, line: string): void {

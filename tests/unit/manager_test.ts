@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { showEvents, takeNext } from "../helpers.ts";
 import { parseNetworkConfig } from "../../lib/config.ts";
-import { formatCIDR, type IPNet, parseCIDR, parseIPv4 } from "../../lib/ip.ts";
+import { type IPNet, parseCIDR, parseIPv4 } from "../../lib/ip.ts";
 import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
 import { Logger, setSink } from "../../lib/log.ts";
 import {
@@ -259,8 +259,8 @@ Deno.test("acquireLease() reuses our lease by PublicIP (no write when attrs are 
   reg.put(key("10.1.7.0/24"), value("192.168.0.2"), 5000);
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
   const m = env.manager(reg, NET16);
-  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(formatCIDR(lease.subnet), "10.1.7.0/24");
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  assert.equal(lease.subnet.toString(), "10.1.7.0/24");
   assert.ok(lease.expiration && Math.abs(lease.expiration.getTime() - Date.now() - 5e6) < 5000);
   assert.deepEqual(reg.calls.filter((c) => /create|update|delete/.test(c)), []);
 });
@@ -277,8 +277,8 @@ Deno.test("acquireLease() rewrites our lease's attrs guarded by its revision (ne
     backendType: "vxlan",
     backendData: { VtepMAC: "bb:bb:bb:bb:bb:bb" },
   });
-  const { lease: lease } = await m.acquireLease(want, env.ac.signal);
-  assert.equal(formatCIDR(lease.subnet), "10.1.7.0/24");
+  const { lease } = await m.acquireLease(want, env.ac.signal);
+  assert.equal(lease.subnet.toString(), "10.1.7.0/24");
   assert.ok(reg.calls.includes(`update ${key("10.1.7.0/24")}@${rev}`));
   assert.equal(reg.kv.get(key("10.1.7.0/24"))!.value, encodeLeaseValue(want));
   assert.equal(lease.modRevision, reg.kv.get(key("10.1.7.0/24"))!.modRevision);
@@ -292,7 +292,7 @@ Deno.test("acquireLease() deletes our lease that no longer fits and picks a new 
   const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(reg.kv.has(key("10.1.7.0/24")), false);
   assert.equal(lease.subnet.prefix, 25);
-  assert.equal(formatCIDR(lease.subnet), "10.1.0.128/25"); // random() = 0: first candidate
+  assert.equal(lease.subnet.toString(), "10.1.0.128/25"); // random() = 0: first candidate
   assert.ok(env.lines.some((l) => l.includes("Deleting lease 10.1.7.0/24")));
 });
 
@@ -307,7 +307,7 @@ Deno.test("acquireLease() takes the subnet.env subnet when free and fitting, els
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16);
   const { lease: a } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(formatCIDR(a.subnet), "10.1.42.0/24");
+  assert.equal(a.subnet.toString(), "10.1.42.0/24");
 
   // Held by someone else now: a random pick among the first free ones instead.
   const reg2 = new FakeRegistry();
@@ -315,7 +315,7 @@ Deno.test("acquireLease() takes the subnet.env subnet when free and fitting, els
   reg2.put(key("10.1.1.0/24"), value("192.168.0.4"));
   const m2 = env.manager(reg2, NET16, { random: () => 0.999 });
   const { lease: b } = await m2.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(formatCIDR(b.subnet), "10.1.102.0/24"); // 100th free: 10.1.2..102 minus 42
+  assert.equal(b.subnet.toString(), "10.1.102.0/24"); // 100th free: 10.1.2..102 minus 42
 });
 
 Deno.test("acquireLease() uses our reservation as is and never allocates another's", async () => {
@@ -324,15 +324,15 @@ Deno.test("acquireLease() uses our reservation as is and never allocates another
   reg.put(key("10.1.1.0/24"), value("192.168.0.9"), null); // someone else's reservation
   reg.put(key("10.1.5.0/24"), value("192.168.0.2"), null); // ours
   const m = env.manager(reg, NET16);
-  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(formatCIDR(lease.subnet), "10.1.5.0/24");
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  assert.equal(lease.subnet.toString(), "10.1.5.0/24");
   assert.equal(lease.expiration, null);
   assert.equal(lease.etcdLeaseId, null);
   assert.deepEqual(reg.calls.filter((c) => /create|update|delete/.test(c)), []);
 
   const m2 = env.manager(reg, NET16);
   const { lease: other } = await m2.acquireLease(attrs("192.168.0.3"), env.ac.signal);
-  assert.equal(formatCIDR(other.subnet), "10.1.2.0/24"); // 10.1.1.0 is reserved
+  assert.equal(other.subnet.toString(), "10.1.2.0/24"); // 10.1.1.0 is reserved
   // keepLease on a reservation never renews it.
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
@@ -349,8 +349,8 @@ Deno.test("acquireLease() rewrites a reservation's stale attrs, keeping it witho
   reg.put(key("10.1.5.0/24"), value("192.168.0.2"), null);
   const m = env.manager(reg, NET16);
   const want = attrs("192.168.0.2", { backendType: "host-gw" });
-  const { lease: lease } = await m.acquireLease(want, env.ac.signal);
-  assert.equal(formatCIDR(lease.subnet), "10.1.5.0/24");
+  const { lease } = await m.acquireLease(want, env.ac.signal);
+  assert.equal(lease.subnet.toString(), "10.1.5.0/24");
   const s = reg.kv.get(key("10.1.5.0/24"))!;
   assert.equal(s.value, encodeLeaseValue(want));
   assert.equal(s.leaseId, null);
@@ -365,8 +365,8 @@ Deno.test("acquireLease() retries a lost create race with a fresh listing", asyn
     if (raced++ < 2) reg.put(k, value(`192.168.1.${raced}`)); // another host wins
   };
   const m = env.manager(reg, NET16);
-  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(formatCIDR(lease.subnet), "10.1.3.0/24");
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  assert.equal(lease.subnet.toString(), "10.1.3.0/24");
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 3);
   assert.equal(env.lines.filter((l) => l.includes("was taken meanwhile")).length, 2);
 });
@@ -387,7 +387,7 @@ Deno.test("acquireLease() on a full network logs a clear error, retries, succeed
   );
   reg.del(key("10.1.2.0/24"));
   const { lease } = await p;
-  assert.equal(formatCIDR(lease.subnet), "10.1.2.0/24");
+  assert.equal(lease.subnet.toString(), "10.1.2.0/24");
 });
 
 Deno.test("acquireLease() retries while the registry is unreachable", async () => {
@@ -395,8 +395,8 @@ Deno.test("acquireLease() retries while the registry is unreachable", async () =
   const reg = new FakeRegistry();
   reg.failNext = 3;
   const m = env.manager(reg, NET16);
-  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(formatCIDR(lease.subnet), "10.1.1.0/24");
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  assert.equal(lease.subnet.toString(), "10.1.1.0/24");
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 4);
 });
 
@@ -501,7 +501,7 @@ Deno.test("watchLeases(): snapshot from the acquire listing, then added/removed;
   reg.del(key("10.1.8.0/24"));
   const rem = await takeNext(it);
   assert.deepEqual(showEvents(rem), ["removed 10.1.8.0/24"]);
-  assert.equal(rem[0].lease.attrs.publicIP, parseIPv4("192.168.0.8"));
+  assert.deepEqual(rem[0].lease.attrs.publicIP, parseIPv4("192.168.0.8"));
   const warns = env.lines.filter((l) => l.startsWith("W") && l.includes("malformed"));
   assert.equal(warns.length, 3, warns.join("")); // garbage key + two revisions of 10.1.10.0
   assert.ok(warns.some((w) => w.includes(`${P}/subnets/garbage`)));
@@ -587,7 +587,7 @@ Deno.test("waitForNetworkConfig(): retries while unreachable, rejects on abort",
   reg.failNext = 2;
   reg.put(`${P}/config`, NET16, null);
   const cfg = await waitForNetworkConfig(reg, P, env.ac.signal, new Logger("config"));
-  assert.equal(formatCIDR(cfg.network), "10.1.0.0/16");
+  assert.equal(cfg.network.toString(), "10.1.0.0/16");
   const reg2 = new FakeRegistry();
   const ac = new AbortController();
   const p = waitForNetworkConfig(reg2, P, ac.signal, new Logger("config"));
@@ -775,11 +775,11 @@ Deno.test("watchLeases(): of two keys for one subnet the first created wins; the
   reg.put(dual, value("192.168.0.88"));
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(formatCIDR(own.lease.subnet), "10.1.1.0/24");
+  assert.equal(own.lease.subnet.toString(), "10.1.1.0/24");
   const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   const first = await takeNext(it);
   assert.deepEqual(showEvents(first), ["added 10.1.8.0/24"]);
-  assert.equal(first[0].lease.attrs.publicIP, parseIPv4("192.168.0.8"));
+  assert.equal(first[0].lease.attrs.publicIP.toString(), "192.168.0.8");
   assert.ok(env.lines.some((l) =>
     l.includes(
       `Ignoring lease ${dual} (revision 3, PublicIP 192.168.0.88): 10.1.8.0/24 is ` +
@@ -790,11 +790,11 @@ Deno.test("watchLeases(): of two keys for one subnet the first created wins; the
   // The first holder goes: the other is handed on, in the same batch as the removal.
   reg.del(key("10.1.8.0/24"));
   const b = await takeNext(it);
-  assert.deepEqual(b.map((e) => `${e.type} ${formatCIDR(e.lease.subnet)}`), [
+  assert.deepEqual(b.map((e) => `${e.type} ${e.lease.subnet.toString()}`), [
     "removed 10.1.8.0/24",
     "added 10.1.8.0/24",
   ]);
-  assert.equal(b[1].lease.attrs.publicIP, parseIPv4("192.168.0.88"));
+  assert.equal(b[1].lease.attrs.publicIP.toString(), "192.168.0.88");
   assert.ok(env.lines.some((l) => l.includes("10.1.1.0/24 is our own lease")), env.lines.join(""));
   // A rejected key's removal never reaches the backend.
   reg.del(`${P}/subnets/10.1.1.0-24&fc00::-64`);
