@@ -1,7 +1,12 @@
 /** The udp data path's peer table: longest-prefix lookups, replacement, source checks. */
 
 import assert from "node:assert/strict";
-import { endpointIp, endpointPort, packEndpoint, PeerTable } from "../../lib/backend/udp/peers.ts";
+import {
+  endpointIp,
+  endpointPort,
+  EndpointTable,
+  packEndpoint,
+} from "../../lib/backend/udp/endpoints.ts";
 import { parseIPv4 } from "../../lib/ip.ts";
 
 // The data path's peer table works on host-order u32 addresses.
@@ -15,8 +20,8 @@ Deno.test("packEndpoint() round-trips every address and port exactly", () => {
   }
 });
 
-Deno.test("PeerTable routes addresses inside a subnet and nothing else", () => {
-  const t = new PeerTable();
+Deno.test("EndpointTable routes addresses inside a subnet and nothing else", () => {
+  const t = new EndpointTable();
   t.set(ip("10.1.15.0"), 24, ip("192.168.1.2"), 8285);
   assert.equal(t.lookup(ip("10.1.15.77")), packEndpoint(ip("192.168.1.2"), 8285));
   assert.equal(t.lookup(ip("10.1.15.255")), packEndpoint(ip("192.168.1.2"), 8285));
@@ -24,8 +29,8 @@ Deno.test("PeerTable routes addresses inside a subnet and nothing else", () => {
   assert.equal(t.lookup(ip("10.1.14.255")), -1);
 });
 
-Deno.test("PeerTable masks host bits, replaces a route, and tracks sources by reference", () => {
-  const t = new PeerTable();
+Deno.test("EndpointTable masks host bits, replaces a route, and tracks sources by reference", () => {
+  const t = new EndpointTable();
   t.set(ip("10.1.15.9"), 24, ip("192.168.1.2"), 8285);
   assert.equal(t.size, 1);
   assert.ok(t.isPeer(ip("192.168.1.2"), 8285));
@@ -43,16 +48,16 @@ Deno.test("PeerTable masks host bits, replaces a route, and tracks sources by re
   assert.equal(t.lookup(ip("10.1.16.1")), -1);
 });
 
-Deno.test("PeerTable prefers the longest prefix when lengths differ", () => {
-  const t = new PeerTable();
+Deno.test("EndpointTable prefers the longest prefix when lengths differ", () => {
+  const t = new EndpointTable();
   t.set(ip("10.1.0.0"), 16, 1, 1);
   t.set(ip("10.1.15.0"), 24, 2, 2);
   assert.equal(t.lookup(ip("10.1.15.1")), packEndpoint(2, 2));
   assert.equal(t.lookup(ip("10.1.16.1")), packEndpoint(1, 1));
 });
 
-Deno.test("PeerTable lookups stay fast with 10,000 peers", () => {
-  const t = new PeerTable();
+Deno.test("EndpointTable lookups stay fast with 10,000 peers", () => {
+  const t = new EndpointTable();
   for (let i = 0; i < 10000; i++) t.set(ip("10.0.0.0") + i * 256, 24, ip("172.16.0.0") + i, 8285);
   assert.equal(t.size, 10000);
   const n = 1_000_000;
@@ -65,4 +70,27 @@ Deno.test("PeerTable lookups stay fast with 10,000 peers", () => {
   assert.equal(t.lookup(ip("10.0.0.7") + 10000 * 256), -1);
   // A linear scan of 10,000 entries takes tens of microseconds; a Map lookup well under one.
   assert.ok(perLookupNs < 1000, `lookup took ${perLookupNs.toFixed(0)} ns`);
+});
+
+Deno.test("EndpointTable.source() holds exactly the subnets routed to an endpoint", () => {
+  const t = new EndpointTable();
+  const h2 = ip("192.168.1.2");
+  t.set(ip("10.1.15.0"), 24, h2, 8285);
+  const s = t.source(h2, 8285)!;
+  assert.ok(s.holds(ip("10.1.15.0")), "the peer's flannel address (ICMP errors it sends)");
+  assert.ok(s.holds(ip("10.1.15.200")));
+  assert.equal(s.holds(ip("8.8.8.8")), false);
+  assert.equal(s.holds(ip("10.1.16.1")), false, "another peer's subnet");
+  assert.equal(t.source(h2, 8286), undefined);
+  t.set(ip("10.1.16.0"), 24, h2, 8285); // a second subnet for the same host
+  assert.ok(t.source(h2, 8285)!.holds(ip("10.1.16.1")));
+  t.set(ip("10.1.15.0"), 24, ip("192.168.1.3"), 8285); // 10.1.15.0/24 moved to another host
+  assert.equal(t.source(h2, 8285)!.holds(ip("10.1.15.9")), false);
+  assert.ok(t.source(ip("192.168.1.3"), 8285)!.holds(ip("10.1.15.9")));
+  t.delete(ip("10.1.16.0"), 24);
+  assert.equal(t.source(h2, 8285), undefined, "no subnet left: no longer a peer");
+  // High addresses (sign bit set) compare as unsigned.
+  t.set(ip("200.1.0.0"), 16, h2, 8285);
+  assert.ok(t.source(h2, 8285)!.holds(ip("200.1.255.255")));
+  assert.equal(t.source(h2, 8285)!.holds(ip("200.2.0.0")), false);
 });
