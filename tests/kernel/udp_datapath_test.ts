@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, runOk, uniqueTag } from "../harness/netns.ts";
+import { TEST_CHILD_ENV } from "../harness/cleanup.ts";
 import { asRoot } from "./root.ts";
 
 const SELF = new URL(import.meta.url).pathname;
@@ -110,6 +111,8 @@ class HostProc {
   constructor(ns: string, spec: HostSpec) {
     const proc = new Deno.Command("ip", {
       args: ["netns", "exec", ns, Deno.execPath(), "run", "-A", SELF, JSON.stringify(spec)],
+      // The child stops on SIGTERM by itself; the harness's kill cleanup must not exit it first.
+      env: { [TEST_CHILD_ENV]: "1" },
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
