@@ -133,6 +133,8 @@ export const IFLA_VXLAN_PROXY = 11;
 export const IFLA_VXLAN_L2MISS = 13;
 export const IFLA_VXLAN_L3MISS = 14;
 export const IFLA_VXLAN_PORT = 15; // __be16
+export const IFLA_VXLAN_GROUP6 = 16;
+export const IFLA_VXLAN_LOCAL6 = 17;
 export const IFLA_VXLAN_GBP = 23; // flag
 
 // linux/if.h ------------------------------------------------------------------------------------
@@ -187,3 +189,7 @@ const TYPE_NAMES: Record<number, string> = {
 export function msgTypeName(type: number): string {
   return TYPE_NAMES[type] ?? `NLMSG_${type}`;
 }
+
+// linux/if_addr.h
+/** `ifa_flags`: skip duplicate address detection (`ip addr add … nodad`). */
+export const IFA_F_NODAD = 0x02;

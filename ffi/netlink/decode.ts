@@ -17,6 +17,7 @@ import {
 } from "./family.ts";
 import { msgAttrs, type NlMsg } from "./message.ts";
 import {
+  AF_INET6,
   IFA_ADDRESS,
   IFA_LOCAL,
   IFF_UP,
@@ -28,10 +29,12 @@ import {
   IFLA_MTU,
   IFLA_VXLAN_GBP,
   IFLA_VXLAN_GROUP,
+  IFLA_VXLAN_GROUP6,
   IFLA_VXLAN_ID,
   IFLA_VXLAN_LEARNING,
   IFLA_VXLAN_LINK,
   IFLA_VXLAN_LOCAL,
+  IFLA_VXLAN_LOCAL6,
   IFLA_VXLAN_PORT,
   IFLA_VXLAN_TTL,
   NDA_DST,
@@ -50,6 +53,12 @@ import {
 import { IP, IPNet } from "../ip.ts";
 
 const IP_ZERO = IP.fromU32(0);
+const IP6_ZERO = IP.fromBigInt(0n, 6);
+
+/** The zero address of an `AF_*` family (a default route carries no `RTA_DST`). */
+function zeroOf(af: number): IP {
+  return af === AF_INET6 ? IP6_ZERO : IP_ZERO;
+}
 
 /** A network interface, as `ip -d link` shows it. */
 export interface LinkInfo {
@@ -162,12 +171,12 @@ export function decodeLink(m: NlMsg): LinkInfo {
 function decodeVxlan(data: Uint8Array): VxlanInfo {
   const d = parseAttrs(data);
   const id = d.get(IFLA_VXLAN_ID);
-  const local = d.get(IFLA_VXLAN_LOCAL);
+  const local = d.get(IFLA_VXLAN_LOCAL) ?? d.get(IFLA_VXLAN_LOCAL6);
   const link = d.get(IFLA_VXLAN_LINK);
   const port = d.get(IFLA_VXLAN_PORT);
   const learning = d.get(IFLA_VXLAN_LEARNING);
   const ttl = d.get(IFLA_VXLAN_TTL);
-  const group = d.get(IFLA_VXLAN_GROUP);
+  const group = d.get(IFLA_VXLAN_GROUP) ?? d.get(IFLA_VXLAN_GROUP6);
   return {
     vni: id ? getU32(id) : 0,
     local: local ? getIP(local) : null,
@@ -217,7 +226,7 @@ export function decodeRoute(m: NlMsg): RouteInfo {
     if (g) gateway = getIP(g);
   }
   return {
-    dst: IPNet.of(dst ? getIP(dst) : IP_ZERO, h.dstLen),
+    dst: IPNet.of(dst ? getIP(dst) : zeroOf(h.family), h.dstLen),
     gateway,
     oif: oifIndex,
     table: table ? getU32(table) : h.table,
