@@ -14,10 +14,14 @@ export interface ExternalInterface {
   readonly name: string;
   /** Interface index. */
   readonly index: number;
-  /** The IPv4 address on the interface. */
-  readonly ifaceAddr: IP;
-  /** The address advertised to peers (`--public-ip`, else `ifaceAddr`). */
-  readonly publicIP: IP;
+  /** The IPv4 address on the interface; null when the config disables IPv4. */
+  readonly ifaceAddr: IP | null;
+  /** The IPv4 address advertised to peers (`--public-ip`, else `ifaceAddr`). */
+  readonly publicIP: IP | null;
+  /** The IPv6 address on the interface; null unless the config enables IPv6. */
+  readonly ifaceV6Addr: IP | null;
+  /** The IPv6 address advertised to peers (`--public-ipv6`, else `ifaceV6Addr`). */
+  readonly publicIPv6: IP | null;
   /** The interface MTU as the kernel reports it. */
   readonly mtu: number;
 }
