@@ -23,7 +23,7 @@ import {
 import { isErrno } from "../../ffi/errno.ts";
 import { IP, type IPNet } from "../ip.ts";
 import type { Lease } from "../lease.ts";
-import type { LeaseEvent, SubnetManager } from "../subnet/mod.ts";
+import type { LeaseEvent, LeaseSnapshot, SubnetManager } from "../subnet/mod.ts";
 import { errText, type Logger } from "../log.ts";
 
 /** The netlink verbs the peer table uses (a subset of `Netlink`). */
@@ -478,11 +478,12 @@ export async function followLeases(
   table: PeerTable,
   subnets: SubnetManager,
   own: IPNet,
+  from: LeaseSnapshot | null,
   signal: AbortSignal,
   log: Logger,
 ): Promise<void> {
   let first = true;
-  for await (const batch of subnets.watchLeases(own, signal)) {
+  for await (const batch of subnets.watchLeases(own, from, signal)) {
     if (signal.aborted) break;
     if (first) {
       first = false;

@@ -13,7 +13,7 @@ import { untilAborted } from "../../async.ts";
 export function create(ctx: BackendContext): Backend {
   return {
     async init(signal) {
-      const lease = await ctx.subnets.acquireLease(
+      const { lease } = await ctx.subnets.acquireLease(
         { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
         signal,
       );

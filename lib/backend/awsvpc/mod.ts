@@ -27,6 +27,7 @@ import type { Backend, BackendContext } from "../mod.ts";
 import type { AwsVpcBackendConfig } from "../../config.ts";
 import { errText, logger } from "../../log.ts";
 import type { Lease } from "../../lease.ts";
+import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import { isAbort } from "../../async.ts";
 import type { EC2Client, RouteTable } from "@aws-sdk/client-ec2";
 import { ec2Client } from "./client.ts";
@@ -62,6 +63,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
   let routes: VpcRoutes;
   let tableId = "";
   let lease: Lease;
+  let peers: LeaseSnapshot;
   let ownCidr = "";
   let routePending = false;
   let instanceId = "";
@@ -105,10 +107,10 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
         log,
       });
       try {
-        lease = await ctx.subnets.acquireLease(
+        ({ lease, peers } = await ctx.subnets.acquireLease(
           { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
           signal,
-        );
+        ));
         ownCidr = lease.subnet.toString();
         await routes.disableSourceDestCheck(signal);
         log.info(`Disabled the source/destination check of ${id.instanceId}`);
@@ -138,7 +140,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
 
       const watcher = (async () => {
         try {
-          for await (const batch of ctx.subnets.watchLeases(lease.subnet, signal)) {
+          for await (const batch of ctx.subnets.watchLeases(lease.subnet, peers, signal)) {
             for (const ev of batch) {
               const cidr = ev.lease.subnet.toString();
               if (ev.type === "added") {

@@ -18,6 +18,7 @@
 import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/mod.ts";
 import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
+import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import { errText, logger } from "../../log.ts";
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
 import { followLeases, isDirect, type KernelOps, PeerTable } from "../peersync.ts";
@@ -38,6 +39,7 @@ export interface HostGwDeps {
 export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
   let nl: HostGwKernelOps | null = null;
   let lease: Lease | null = null;
+  let peers: LeaseSnapshot | null = null;
   const open = () => nl ??= (deps.netlink ?? Netlink.open)();
 
   return {
@@ -48,10 +50,10 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
             `the address ${ctx.ext.ifaceAddr} of ${ctx.ext.name} (NAT is not supported)`,
         );
       }
-      lease = await ctx.subnets.acquireLease(
+      ({ lease, peers } = await ctx.subnets.acquireLease(
         { publicIP: ctx.ext.publicIP, backendType: "host-gw", backendData: null },
         signal,
-      );
+      ));
       return { lease, mtu: ctx.ext.mtu };
     },
 
@@ -104,7 +106,7 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
       const stop = new AbortController();
       const healing = heal(AbortSignal.any([signal, stop.signal]));
       try {
-        await followLeases(table, ctx.subnets, own.subnet, signal, log);
+        await followLeases(table, ctx.subnets, own.subnet, peers, signal, log);
       } finally {
         stop.abort();
         await healing;

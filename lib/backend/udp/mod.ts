@@ -29,6 +29,7 @@
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
 import type { UdpBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
+import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import { Netlink } from "../../../ffi/netlink/mod.ts";
@@ -93,6 +94,7 @@ class UdpBackendImpl implements UdpBackend {
   #tun: Tun | null = null;
   #sock: Fd | null = null;
   #lease: Lease | null = null;
+  #peers: LeaseSnapshot | null = null;
   #mtu = 0;
   #vnetHdr = false;
   #udpGso = false;
@@ -116,11 +118,12 @@ class UdpBackendImpl implements UdpBackend {
 
   async init(signal: AbortSignal): Promise<BackendReady> {
     const { ext, subnets, config } = this.#ctx;
-    const lease = await subnets.acquireLease(
+    const { lease, peers } = await subnets.acquireLease(
       { publicIP: ext.publicIP, backendType: "", backendData: null },
       signal,
     );
     this.#lease = lease;
+    this.#peers = peers;
     this.#mtu = ext.mtu - ENCAP_OVERHEAD;
     try {
       this.#openTun();
@@ -262,7 +265,7 @@ class UdpBackendImpl implements UdpBackend {
       const port = this.#cfg.port;
       const watch = (async () => {
         let first = true;
-        for await (const batch of this.#ctx.subnets.watchLeases(own, signal)) {
+        for await (const batch of this.#ctx.subnets.watchLeases(own, this.#peers, signal)) {
           const changes: PeerChange[] = [];
           for (const ev of batch) {
             const { subnet, attrs } = ev.lease;

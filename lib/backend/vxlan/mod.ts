@@ -24,6 +24,7 @@ import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/mod.
 import type { VxlanBackendConfig } from "../../config.ts";
 import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
+import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import { errText, logger } from "../../log.ts";
 import { sleep } from "../../async.ts";
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
@@ -59,6 +60,7 @@ class VxlanBackend implements Backend {
   #devIndex = 0;
   #mac = "";
   #lease: Lease | null = null;
+  #peers: LeaseSnapshot | null = null;
   #table: PeerTable | null = null;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #extUp = true;
@@ -96,12 +98,13 @@ class VxlanBackend implements Backend {
     if (!dev.mac) throw new Error(`Device ${this.#spec.name} has no MAC address`);
     this.#devIndex = dev.index;
     this.#mac = dev.mac;
-    const lease = await this.ctx.subnets.acquireLease({
+    const { lease, peers } = await this.ctx.subnets.acquireLease({
       publicIP: this.ctx.ext.publicIP,
       backendType: "vxlan",
       backendData: vxlanLeaseData(this.#cfg.vni, dev.mac),
     }, signal);
     this.#lease = lease;
+    this.#peers = peers;
     ensureAddress(nl, dev.index, lease.subnet.ip, 32, log);
     const mtu = nl.linkGet(dev.index)?.mtu ?? dev.mtu;
     this.#table = new PeerTable(nl, this.#scope(), this.#decider(), log);
@@ -115,7 +118,7 @@ class VxlanBackend implements Backend {
     const stop = new AbortController();
     const healing = this.#heal(table, AbortSignal.any([signal, stop.signal]));
     try {
-      await followLeases(table, this.ctx.subnets, lease.subnet, signal, log);
+      await followLeases(table, this.ctx.subnets, lease.subnet, this.#peers, signal, log);
     } finally {
       stop.abort();
       await healing;
