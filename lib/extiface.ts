@@ -16,7 +16,25 @@
 
 import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from "../ffi/netlink/mod.ts";
 import { type Family, IP } from "./ip.ts";
-import type { ExternalInterface } from "./backend/mod.ts";
+
+/** The interface that carries overlay traffic between hosts. */
+export interface ExternalInterface {
+  /** Interface name, e.g. `eth0`. */
+  readonly name: string;
+  /** Interface index. */
+  readonly index: number;
+  /** The IPv4 address on the interface; null when the config disables IPv4. */
+  readonly ifaceAddr: IP | null;
+  /** The IPv4 address advertised to peers (`--public-ip`, else `ifaceAddr`). */
+  readonly publicIP: IP | null;
+  /** The IPv6 address on the interface; null unless the config enables IPv6. */
+  readonly ifaceV6Addr: IP | null;
+  /** The IPv6 address advertised to peers (`--public-ipv6`, else `ifaceV6Addr`). */
+  readonly publicIPv6: IP | null;
+  /** The interface MTU as the kernel reports it. */
+  readonly mtu: number;
+}
+
 
 /** The rtnetlink reads discovery needs (a subset of ffi/netlink `Netlink`). */
 export interface LinkReader {

@@ -3,10 +3,10 @@ import { SyscallError } from "../../ffi/errno.ts";
 import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig, VxlanBackendConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
-import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
+import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
-import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
-import type { ExternalInterface } from "../../lib/backend/mod.ts";
+import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import type { ExternalInterface } from "../../lib/extiface.ts";
 import { create } from "../../lib/backend/vxlan/mod.ts";
 import {
   type DeviceSpec,
@@ -14,7 +14,7 @@ import {
   ensureDevice,
   incompatibility,
 } from "../../lib/backend/vxlan/device.ts";
-import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
+import { fakeContext, FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
 import { captureLog, ip, logCapture, net } from "../helpers.ts";
 
 const spec: DeviceSpec = {
@@ -169,11 +169,14 @@ class FakeSubnets implements SubnetManager {
   #queue: LeaseEvent[][] = [];
   #wake: (() => void) | null = null;
   constructor(readonly config: NetworkConfig) {}
-  acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
+  acquireLease(attrs: LeaseAttrs): Promise<Lease> {
     this.acquired.push(attrs);
     return Promise.resolve({
-      lease: { subnet: OWN, attrs, expiration: null, modRevision: 1, etcdLeaseId: null },
-      peers: { revision: 1, entries: [] },
+      subnet: OWN,
+      attrs,
+      expiration: null,
+      modRevision: 1,
+      etcdLeaseId: null,
     });
   }
   keepLease(): Promise<void> {
@@ -183,11 +186,7 @@ class FakeSubnets implements SubnetManager {
     this.#queue.push(batch);
     this.#wake?.();
   }
-  async *watchLeases(
-    _own: IPNet,
-    _from: unknown,
-    signal: AbortSignal,
-  ): AsyncIterable<LeaseEvent[]> {
+  async *watchLeases(_own: IPNet, signal: AbortSignal): AsyncIterable<LeaseEvent[]> {
     const onAbort = () => this.#wake?.();
     signal.addEventListener("abort", onAbort);
     try {
@@ -235,14 +234,13 @@ async function until(cond: () => boolean, ms = 1000): Promise<void> {
 Deno.test("vxlan backend: init advertises VNI then VtepMAC, MTU ext − 50, address base/32", async () => {
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config());
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: events([]).source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: events([]).source }),
+  );
   const ac = new AbortController();
   using _log = logCapture();
-  const ready = await backend.init(ac.signal);
-  assert.equal(ready.mtu, 1450);
+  const network = await backend.init(ac.signal);
+  assert.equal(network.mtu, 1450);
   assert.equal(
     encodeLeaseValue(subnets.acquired[0]),
     '{"PublicIP":"192.168.0.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"}}',
@@ -266,10 +264,9 @@ Deno.test("vxlan backend: init advertises VNI then VtepMAC, MTU ext − 50, addr
 Deno.test("vxlan backend: a configured MTU wins over ext − 50", async () => {
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config({ mtu: 1380, vni: 4, port: 4789 }));
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: events([]).source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: events([]).source }),
+  );
   using _log = logCapture();
   assert.equal((await backend.init(new AbortController().signal)).mtu, 1380);
   assert.equal(nl.links[0].name, "flannel.4");
@@ -281,17 +278,16 @@ Deno.test("vxlan backend: run follows leases, heals a deleted device with the sa
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config());
   const ev = events([]);
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: ev.source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: ev.source }),
+  );
   const ac = new AbortController();
   using log = logCapture();
   const lines = log.lines;
-  await backend.init(ac.signal);
+  const network = await backend.init(ac.signal);
   const mac = nl.links[0].mac;
   nl.take();
-  const running = backend.run(ac.signal);
+  const running = network.run(ac.signal);
   subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
   await until(() => nl.routes.length === 1);
   assert.deepEqual(nl.take(), [
@@ -332,16 +328,15 @@ Deno.test("vxlan backend: a resync after lost notifications recreates a vanished
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config());
   const ev = events([]);
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: ev.source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: ev.source }),
+  );
   const ac = new AbortController();
   using log = logCapture();
   const lines = log.lines;
-  await backend.init(ac.signal);
+  const network = await backend.init(ac.signal);
   const mac = nl.links[0].mac;
-  const running = backend.run(ac.signal);
+  const running = network.run(ac.signal);
   subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
   await until(() => nl.routes.length === 1);
   nl.take();
@@ -380,15 +375,14 @@ Deno.test("vxlan backend: DirectRouting routes the kernel flushed with ext come 
   nl.lookups.set("192.168.0.2", routeOf({ dst: net("192.168.0.2/32"), oif: ext.index }));
   const subnets = new FakeSubnets(config({ directRouting: true }));
   const ev = events([]);
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: ev.source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: ev.source }),
+  );
   const ac = new AbortController();
   using log = logCapture();
   const lines = log.lines;
-  await backend.init(ac.signal);
-  const running = backend.run(ac.signal);
+  const network = await backend.init(ac.signal);
+  const running = network.run(ac.signal);
   subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
   await until(() => nl.routes.length === 1);
   nl.take();
@@ -419,17 +413,20 @@ Deno.test("vxlan backend: a failing lease watch ends run() and the repair loop w
     throw new Error("Watch failed: etcd gone");
   };
   let healSignal: AbortSignal | null = null;
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: (s) => {
+  const backend = create(fakeContext({
+    config: subnets.config,
+    ext,
+    subnets,
+    nl,
+    events: (s) => {
       healSignal = s;
       return events([]).source(s);
     },
-  });
+  }));
   const ac = new AbortController();
   using _log = logCapture(); // keep the expected error lines out of the test output
-  await backend.init(ac.signal);
-  await assert.rejects(backend.run(ac.signal), { message: "Watch failed: etcd gone" });
+  const network = await backend.init(ac.signal);
+  await assert.rejects(network.run(ac.signal), { message: "Watch failed: etcd gone" });
   assert.equal((healSignal as AbortSignal | null)?.aborted, true);
   assert.equal(nl.closed, true);
   assert.equal(ac.signal.aborted, false);
