@@ -13,9 +13,11 @@ import { errText, logger, setVerbosity } from "./log.ts";
 import { describeInterface, findExternalInterface } from "./extiface.ts";
 import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
-import { EtcdSubnetManager } from "./subnet/manager.ts";
+import { watchNetworkConfig } from "./subnet/config_watch.ts";
+import { RegistrySubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
-import { writeSubnetFile } from "./subnet/file.ts";
+import { writeSubnetFile } from "./subnet/subnet_env.ts";
+import { describeSubnets } from "./lease.ts";
 import { loadBackend } from "./backend/loaders.ts";
 import type { BackendContext } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
@@ -60,11 +62,10 @@ export async function runDaemon(opts: Options): Promise<number> {
   let nl: Netlink | null = null;
   let registry: ReturnType<typeof connectEtcd> | null = null;
   try {
+    // Fail fast on a missing interface before waiting for etcd; the addresses of the families
+    // the config enables are looked up once the config is known.
     nl = Netlink.open();
-    const ext = findExternalInterface(nl, opts);
-    log.info(describeInterface(ext));
-    nl.close();
-    nl = null;
+    findExternalInterface(nl, opts);
 
     registry = connectEtcd({
       endpoints: opts.etcdEndpoints,
@@ -75,12 +76,21 @@ export async function runDaemon(opts: Options): Promise<number> {
       password: opts.etcdPassword || undefined,
     });
     const config = await waitForNetworkConfig(registry, opts.etcdPrefix, signal, logger("config"));
-    log.info(
-      `Network ${config.network}, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
+    const ranges = [config.ipv4, config.ipv6].filter((r) => r !== null).map((r) =>
+      `${r.network.family === 4 ? "Network" : "IPv6Network"} ${r.network}, ` +
+      `${r.network.family === 4 ? "SubnetLen" : "IPv6SubnetLen"} ${r.subnetLen}`
     );
+    log.info(`${ranges.join(", ")}, backend ${config.backend.type}`);
+    const ext = findExternalInterface(nl, opts, {
+      ipv4: config.ipv4 !== null,
+      ipv6: config.ipv6 !== null,
+    });
+    log.info(describeInterface(ext));
+    nl.close();
+    nl = null;
 
     const create = await loadBackend(config.backend.type);
-    const subnets = new EtcdSubnetManager({
+    const subnets = new RegistrySubnetManager({
       registry,
       config,
       prefix: opts.etcdPrefix,
@@ -98,13 +108,15 @@ export async function runDaemon(opts: Options): Promise<number> {
     const network = await create(ctx).init(signal);
 
     await writeSubnetFile(opts.subnetFile, {
-      network: config.network,
+      network: config.ipv4?.network ?? null,
       subnet: network.lease.subnet,
+      ipv6Network: config.ipv6?.network ?? null,
+      ipv6Subnet: network.lease.ipv6Subnet,
       mtu: network.mtu,
       ipMasq: opts.ipMasq,
     });
     log.info(
-      `Wrote ${opts.subnetFile} (subnet ${network.lease.subnet}, MTU ${network.mtu})`,
+      `Wrote ${opts.subnetFile} (subnet ${describeSubnets(network.lease)}, MTU ${network.mtu})`,
     );
     try {
       if (sdNotify("READY=1")) log.v(1, "Notified systemd: READY=1");
@@ -117,6 +129,14 @@ export async function runDaemon(opts: Options): Promise<number> {
     const lost = new AbortController();
     const both = AbortSignal.any([signal, lost.signal]);
     let code = 0;
+    const configWatch = watchNetworkConfig(
+      registry,
+      opts.etcdPrefix,
+      config,
+      both,
+      logger("config"),
+    )
+      .catch((err) => log.warn(`Stopped watching the network config: ${errText(err)}`));
     const running = network.run(both).then(() => {
       if (!both.aborted) throw new Error("The backend stopped by itself");
     }).catch((err) => {
@@ -138,6 +158,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       lost.abort(err);
     }
     await withDeadline(running, STOP_GRACE_MS, "backend");
+    await configWatch;
     return code;
   } catch (err) {
     if (isAbort(err, signal)) return 0;

@@ -35,7 +35,6 @@ export interface ExternalInterface {
   readonly mtu: number;
 }
 
-
 /** The rtnetlink reads discovery needs (a subset of ffi/netlink `Netlink`). */
 export interface LinkReader {
   linkList(): { index: number; name: string; mtu: number }[];

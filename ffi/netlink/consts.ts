@@ -108,6 +108,7 @@ export const RTA_TABLE = 15;
 export const RTNLGRP_LINK = 1;
 export const RTNLGRP_NEIGH = 3;
 export const RTNLGRP_IPV4_ROUTE = 7;
+export const RTNLGRP_IPV6_ROUTE = 11;
 // IFLA_EXT_MASK values
 export const RTEXT_FILTER_VF = 1;
 export const RTEXT_FILTER_SKIP_STATS = 8;

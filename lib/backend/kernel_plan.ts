@@ -53,9 +53,11 @@ export type PeerDecision =
   | { readonly ok: true; readonly entries: PeerEntries }
   | { readonly ok: false; readonly reason: string };
 
-/** Which kernel entries belong to the backend. */
+/** Which kernel entries belong to the backend (one family's: each family has its own table). */
 export interface Scope {
-  /** The overlay network: managed routes lie inside it. */
+  /** The address family of the routes and neighbours (IPv4 and IPv6 are listed apart). */
+  readonly family: 4 | 6;
+  /** The overlay network (`Network` or `IPv6Network`): managed routes lie inside it. */
   readonly network: IPNet;
   /** Our own subnet: never touched. */
   readonly own: IPNet;
