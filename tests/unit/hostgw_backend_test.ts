@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import type { IP, IPNet } from "../../lib/ip.ts";
-import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
-import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import { encodeLeaseValue, type LeaseAttrs, type LeaseSubnets } from "../../lib/lease.ts";
+import type { Acquired, LeaseEvent, LeaseSnapshot, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
 import { create, planHostGwPeer } from "../../lib/backend/hostgw/mod.ts";
 import { RTPROT_FLANNEL } from "../../lib/backend/kernel_plan.ts";
@@ -14,10 +14,13 @@ const EXT = 2;
 const NETWORK: IPNet = net("10.1.0.0/16");
 const OWN: IPNet = net("10.1.1.0/24");
 const config: NetworkConfig = {
-  network: NETWORK,
-  subnetLen: 24,
-  subnetMin: ip("10.1.1.0"),
-  subnetMax: ip("10.1.255.0"),
+  ipv4: {
+    network: NETWORK,
+    subnetLen: 24,
+    subnetMin: ip("10.1.1.0"),
+    subnetMax: ip("10.1.255.0"),
+  },
+  ipv6: null,
   backend: { type: "host-gw" },
 };
 const ext: ExternalInterface = {
@@ -25,6 +28,8 @@ const ext: ExternalInterface = {
   index: EXT,
   ifaceAddr: ip("192.168.0.1"),
   publicIP: ip("192.168.0.1"),
+  ifaceV6Addr: null,
+  publicIPv6: null,
   mtu: 1500,
 };
 const c = {
@@ -74,20 +79,22 @@ Deno.test("planHostGwPeer", async (t) => {
 class FakeSubnets implements SubnetManager {
   acquired: LeaseAttrs[] = [];
   constructor(readonly config: NetworkConfig, private readonly batches: LeaseEvent[][]) {}
-  acquireLease(attrs: LeaseAttrs): Promise<Lease> {
+  own: LeaseSubnets = { subnet: OWN, ipv6Subnet: null };
+  acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
     this.acquired.push(attrs);
     return Promise.resolve({
-      subnet: OWN,
-      attrs,
-      expiration: null,
-      modRevision: 1,
-      etcdLeaseId: null,
+      lease: { ...this.own, attrs, expiration: null, modRevision: 1, etcdLeaseId: null },
+      peers: { revision: 1, entries: [] },
     });
   }
   keepLease(): Promise<void> {
     return Promise.resolve();
   }
-  async *watchLeases(_own: IPNet, signal: AbortSignal): AsyncIterable<LeaseEvent[]> {
+  async *watchLeases(
+    _own: LeaseSubnets,
+    _from: LeaseSnapshot | null,
+    signal: AbortSignal,
+  ): AsyncIterable<LeaseEvent[]> {
     for (const b of this.batches) yield b;
     await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
   }

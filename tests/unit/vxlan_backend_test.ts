@@ -3,9 +3,9 @@ import { SyscallError } from "../../ffi/errno.ts";
 import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig, VxlanBackendConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
-import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import { encodeLeaseValue, type LeaseAttrs, type LeaseSubnets } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
-import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import type { Acquired, LeaseEvent, LeaseSnapshot, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
 import { create } from "../../lib/backend/vxlan/mod.ts";
 import {
@@ -138,10 +138,13 @@ const OWN: IPNet = net("10.1.1.0/24");
 
 function config(over: Partial<VxlanBackendConfig> = {}): NetworkConfig {
   return {
-    network: NETWORK,
-    subnetLen: 24,
-    subnetMin: ip("10.1.1.0"),
-    subnetMax: ip("10.1.255.0"),
+    ipv4: {
+      network: NETWORK,
+      subnetLen: 24,
+      subnetMin: ip("10.1.1.0"),
+      subnetMax: ip("10.1.255.0"),
+    },
+    ipv6: null,
     backend: {
       type: "vxlan",
       vni: 1,
@@ -160,6 +163,8 @@ const ext: ExternalInterface = {
   index: 2,
   ifaceAddr: ip("192.168.0.1"),
   publicIP: ip("192.168.0.1"),
+  ifaceV6Addr: null,
+  publicIPv6: null,
   mtu: 1500,
 };
 
@@ -169,14 +174,12 @@ class FakeSubnets implements SubnetManager {
   #queue: LeaseEvent[][] = [];
   #wake: (() => void) | null = null;
   constructor(readonly config: NetworkConfig) {}
-  acquireLease(attrs: LeaseAttrs): Promise<Lease> {
+  own: LeaseSubnets = { subnet: OWN, ipv6Subnet: null };
+  acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
     this.acquired.push(attrs);
     return Promise.resolve({
-      subnet: OWN,
-      attrs,
-      expiration: null,
-      modRevision: 1,
-      etcdLeaseId: null,
+      lease: { ...this.own, attrs, expiration: null, modRevision: 1, etcdLeaseId: null },
+      peers: { revision: 1, entries: [] },
     });
   }
   keepLease(): Promise<void> {
@@ -186,7 +189,11 @@ class FakeSubnets implements SubnetManager {
     this.#queue.push(batch);
     this.#wake?.();
   }
-  async *watchLeases(_own: IPNet, signal: AbortSignal): AsyncIterable<LeaseEvent[]> {
+  async *watchLeases(
+    _own: LeaseSubnets,
+    _from: LeaseSnapshot | null,
+    signal: AbortSignal,
+  ): AsyncIterable<LeaseEvent[]> {
     const onAbort = () => this.#wake?.();
     signal.addEventListener("abort", onAbort);
     try {

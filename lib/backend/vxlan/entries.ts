@@ -18,8 +18,8 @@ export interface VxlanLeaseData {
 
 /** What the planner needs to know about this host, for one address family. */
 export interface VxlanPeerContext {
-  /** 4: `flannel.<VNI>` over the IPv4 underlay; 6: `flannel-v6.<VNI>` over the IPv6 underlay. */
-  readonly family: 4 | 6;
+  /** 4 (default): `flannel.<VNI>` over the IPv4 underlay; 6: `flannel-v6.<VNI>` over IPv6. */
+  readonly family?: 4 | 6;
   readonly vni: number;
   /** Index of `flannel.<VNI>` (or `flannel-v6.<VNI>`). */
   readonly devIndex: number;
