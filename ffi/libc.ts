@@ -26,7 +26,7 @@ const CANDIDATES = [
  * The C prototypes, as Deno FFI signatures.
  *
  * `ssize_t` results are declared `i32` and byte counts `u32` on purpose: 64-bit FFI types leave
- * V8's fast call path (see docs/udp-datapath-notes). On x86-64 a 32-bit argument is
+ * V8's fast call path (see docs/udp-datapath-notes.md). On x86-64 a 32-bit argument is
  * zero-extended, and no single read or write here exceeds 2 GiB.
  */
 const SYMBOLS = {

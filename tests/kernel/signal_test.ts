@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, uniqueTag } from "../harness/netns.ts";
+import { asRoot } from "./root.ts";
 
 const SCRIPT_IGNORE = `
 import { keepSignalIgnored } from ${
@@ -59,12 +60,18 @@ async function sendUsr1AndLook(script: string): Promise<{ listening: boolean; al
   }
 }
 
-Deno.test("keepSignalIgnored('SIGUSR1') leaves no inspector listener and the process alive", async () => {
-  const r = await sendUsr1AndLook(SCRIPT_IGNORE);
-  assert.deepEqual(r, { listening: false, alive: true });
-});
+Deno.test(
+  asRoot("keepSignalIgnored('SIGUSR1') leaves no inspector listener and the process alive"),
+  async () => {
+    const r = await sendUsr1AndLook(SCRIPT_IGNORE);
+    assert.deepEqual(r, { listening: false, alive: true });
+  },
+);
 
-Deno.test("control: without it, SIGUSR1 kills Deno early or opens 127.0.0.1:9229", async () => {
-  const r = await sendUsr1AndLook(SCRIPT_PLAIN);
-  assert.ok(r.listening || !r.alive, `expected the hole to exist: ${JSON.stringify(r)}`);
-});
+Deno.test(
+  asRoot("control: without it, SIGUSR1 kills Deno early or opens 127.0.0.1:9229"),
+  async () => {
+    const r = await sendUsr1AndLook(SCRIPT_PLAIN);
+    assert.ok(r.listening || !r.alive, `expected the hole to exist: ${JSON.stringify(r)}`);
+  },
+);

@@ -1,6 +1,6 @@
 /**
  * The udp backend's data path, run as a Worker so that it can make synchronous FFI calls
- * without blocking the daemon's event loop (docs/udp-datapath-notes: a Promise per packet is
+ * without blocking the daemon's event loop (docs/udp-datapath-notes.md: a Promise per packet is
  * 7–8× slower).
  *
  * One loop: `poll` on the TUN and the UDP socket (timeout 100 ms), then up to {@link BATCH} TUN
