@@ -88,7 +88,7 @@ export interface VxlanInfo {
   gbp?: boolean;
 }
 
-/** An IPv4 address on an interface. */
+/** An IPv4 or IPv6 address on an interface. */
 export interface AddrInfo {
   index: number;
   address: IP;
@@ -96,7 +96,7 @@ export interface AddrInfo {
   scope: number;
 }
 
-/** An IPv4 route. */
+/** An IPv4 or IPv6 route. */
 export interface RouteInfo {
   /** 10.1.15.0/24; 0.0.0.0/0 for default. */
   dst: IPNet;
@@ -116,7 +116,7 @@ export interface RouteInfo {
   kernel: boolean;
 }
 
-/** An IPv4 neighbour (ARP) entry. */
+/** A neighbour entry: ARP (IPv4) or NDP (IPv6). */
 export interface NeighInfo {
   index: number;
   /** 0.0.0.0 when the kernel sent no IPv4 `NDA_DST`. */
@@ -249,7 +249,7 @@ export function decodeNeigh(m: NlMsg): NeighInfo {
   const ll = a.get(NDA_LLADDR);
   return {
     index: h.index,
-    ip: dst && dst.length === 4 ? getIP(dst) : IP_ZERO,
+    ip: dst && (dst.length === 4 || dst.length === 16) ? getIP(dst) : zeroOf(h.family),
     mac: ll && ll.length === 6 ? getMac(ll) : null,
     state: h.state,
     flags: h.flags,
@@ -266,7 +266,8 @@ export function decodeFdb(m: NlMsg): FdbInfo {
   return {
     index: h.index,
     mac: ll ? getMac(ll) : "",
-    dst: dst && dst.length === 4 ? getIP(dst) : null,
+    // An IPv4 or IPv6 tunnel destination (vxlan over either underlay).
+    dst: dst && (dst.length === 4 || dst.length === 16) ? getIP(dst) : null,
     state: h.state,
     flags: h.flags,
     permanent: (h.state & NUD_PERMANENT) !== 0,

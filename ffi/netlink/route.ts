@@ -104,7 +104,12 @@ export function routeDel(t: NetlinkTransport, r: RouteSpec): void {
 export function routeGet(t: NetlinkTransport, dst: IP): RouteInfo | null {
   const req = encodeMsg(
     { type: RTM_GETROUTE, flags: NLM_F_REQUEST },
-    encodeRtMsg({ family: afOf(dst), dstLen: dst.bits, flags: RTM_F_LOOKUP_TABLE }),
+    // The kernel refuses RTM_F_LOOKUP_TABLE in an IPv6 get (EINVAL), and iproute2 sends none.
+    encodeRtMsg({
+      family: afOf(dst),
+      dstLen: dst.bits,
+      flags: dst.family === 4 ? RTM_F_LOOKUP_TABLE : 0,
+    }),
     [attrIP(RTA_DST, dst)],
   );
   try {

@@ -511,6 +511,17 @@ Deno.test("IPv6 list verbs send the AF_INET6 dump requests iproute2 sends", asyn
       hex("24000000 1a00 0103", SEQ_PID, "0a 00 00 00 00 00 00 00 00000000", "0800 0f00 fe000000"),
     );
   });
+  await t.step("routeGet: ip route get fd00::7:5 (no RTM_F_LOOKUP_TABLE for IPv6)", () => {
+    assertEquals(
+      sent((nl) => nl.routeGet(ip("fd00::7:5"))),
+      hex(
+        "30000000 1a00 0100", // RTM_GETROUTE REQUEST
+        SEQ_PID,
+        "0a 80 00 00 00 00 00 00 00000000", // rtmsg: AF_INET6, dst_len 128, flags 0
+        "1400 0100 fd000000 00000000 00000000 00070005", // RTA_DST
+      ),
+    );
+  });
   await t.step("neighList(undefined, 6): ip -6 neigh show", () => {
     assertEquals(
       sent((nl) => nl.neighList(undefined, 6)),
