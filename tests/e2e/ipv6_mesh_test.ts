@@ -7,7 +7,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Cluster, type Daemon, ETCD_PREFIX, type Host } from "../harness/cluster.ts";
+import { Cluster, Daemon, ETCD_PREFIX, type Host } from "../harness/cluster.ts";
 import { leaseOf } from "../harness/flannel.ts";
 import { IP } from "../../ffi/ip.ts";
 import { fdbs, linkDetails, waitUntil } from "./mesh_support.ts";
@@ -48,8 +48,12 @@ function base(subnet: string): string {
   return subnet.split("/")[0];
 }
 
-async function start6(host: Host, extra: string[] = []): Promise<Node6> {
-  const daemon = host.startFlannel(extra);
+async function start6(
+  host: Host,
+  extra: string[] = [],
+  spawn = (h: Host) => h.startFlannel(extra),
+): Promise<Node6> {
+  const daemon = spawn(host);
   try {
     await daemon.waitReady(30_000);
   } catch (err) {
@@ -299,4 +303,58 @@ Deno.test("IPv6-only vxlan (EnableIPv4 false): upstream's 0.0.0.0-0& keys, only 
     return true;
   }, 5_000);
   await assertPingMatrix(nodes);
+});
+
+/** Upstream flannel v0.20.2 (built by scripts/setup.sh; speaks etcd v3 with our key layout). */
+const UPSTREAM = "/var/cache/flannel-tests/upstream/flanneld-v0.20.2";
+const haveUpstream = (() => {
+  try {
+    return Deno.statSync(UPSTREAM).isFile;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name:
+    "IPv6 vxlan with upstream v0.20.2: its dual-stack lease read byte for byte, ours read by it, ping and ping6 both ways",
+  ignore: !haveUpstream,
+  fn: async () => {
+    await using cluster = await Cluster.create({ hosts: 2, ipv6: true });
+    await cluster.putConfig(DUAL_VXLAN);
+    const [h1, h2] = cluster.hosts;
+    const up = await start6(h1, [], (h) => {
+      const d = Daemon.spawn({
+        ns: h.ns,
+        cmd: [
+          UPSTREAM,
+          `--etcd-endpoints=${cluster.etcd.endpoints}`,
+          "--iface=eth0",
+          `--subnet-file=${h.subnetFile}`,
+        ],
+        env: { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin:/usr/sbin:/sbin" },
+        cwd: h.dir,
+        logFile: `${h.dir}/flanneld-upstream.log`,
+        subnetFile: h.subnetFile,
+      });
+      h.daemons.push(d);
+      return d;
+    });
+    const ours = await start6(h2);
+    const raw = await cluster.etcd.list(`${ETCD_PREFIX}/subnets/`);
+    // Upstream's key and value, as written by it: the same form ours takes.
+    const upValue = raw[keyOf(up)];
+    assert.ok(upValue, `no upstream key ${keyOf(up)}: ${Object.keys(raw).join(" ")}`);
+    const macs = await vtepMacs(cluster, [up, ours]);
+    const [, upMac6] = macs.get(h1.name)!;
+    const [, ourMac6] = macs.get(h2.name)!;
+    // Ours programmed upstream's IPv6 peer, and upstream ours.
+    await waitUntil("both IPv6 tunnels programmed", async () => {
+      const a = await fdbs(h2, "flannel-v6.1");
+      const b = await fdbs(h1, "flannel-v6.1");
+      return a.some((f) => f.mac === upMac6 && f.dst === h1.ip6) &&
+        b.some((f) => f.mac === ourMac6 && f.dst === h2.ip6);
+    }, 10_000);
+    await assertPingMatrix([up, ours]);
+  },
 });
