@@ -88,6 +88,10 @@ const SYMBOLS = {
   signal: { parameters: ["i32", "pointer"], result: "pointer" },
   // int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact);
   sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int pthread_sigmask(int how, const sigset_t *set, sigset_t *oldset);
+  pthread_sigmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int execve(const char *path, char *const argv[], char *const envp[]);
+  execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
   // int *__errno_location(void);
   __errno_location: { parameters: [], result: "pointer" },
   // pid_t getpid(void);

@@ -116,6 +116,9 @@ Deno.test(
         ttl: 0,
         group: null,
         gbp: false,
+        proxy: false,
+        l2miss: false,
+        l3miss: false,
       });
       assertEquals(link.up, false);
 
