@@ -27,6 +27,9 @@ export interface KeepContext extends SubnetContext {
   readonly renewRetryMs: number;
 }
 
+/** How long a renewal that finds our key gone waits for the watch to re-create it. */
+const RECREATE_GRACE_MS = 2_000;
+
 interface KeepState {
   lease: Lease;
   /** Set while the renew loop sleeps: wakes it to recompute. */
@@ -85,7 +88,13 @@ async function renewLoop(ctx: KeepContext, state: KeepState, signal: AbortSignal
       }
       // The key changed since our last write: whose is it now?
       const cur = await abortable(ctx.registry.get(key), signal);
-      if (!cur.kv) throw new LeaseLostError(`Lease ${cidr} was deleted from etcd`);
+      if (!cur.kv) {
+        // The watch reports a deletion too. But when this renewal was etcd's first answer since
+        // it lost its memory, the watch is re-creating the key right now: give it a moment.
+        await waitOrWake(state, RECREATE_GRACE_MS, signal);
+        if (state.lease !== l) continue;
+        throw new LeaseLostError(`Lease ${cidr} was deleted from etcd`);
+      }
       // Rewritten with our PublicIP (e.g. by an admin) before the watch told us: adopt it as
       // the watch does, etcd lease included. Made a reservation, it is never renewed (a write
       // with a TTL would turn it back into a lease).

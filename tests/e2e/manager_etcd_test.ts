@@ -113,7 +113,7 @@ Deno.test(
     await using ctx = await Ctx.start();
     await ctx.etcd.put(key("10.1.1.0/24"), encodeLeaseValue(attrs("192.168.0.50")));
     const m = ctx.manager({ ttlSeconds: 4, renewMarginMinutes: 3 / 60, random: () => 0 });
-    const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
+    const { lease } = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
     assert.equal(lease.subnet!.toString(), "10.1.2.0/24");
     const ac = new AbortController();
     // Settles as soon as the lease is lost; caught now so that it is never unhandled.
@@ -162,7 +162,8 @@ Deno.test(
     await ctx.etcd.del(key("10.1.9.0/24"));
     await ctx.etcd.put(key("10.1.20.0/24"), encodeLeaseValue(attrs("192.168.0.20")));
     await ctx.etcd.compact(await ctx.etcd.revision());
-    const it2 = m2.watchLeases(own2.lease, own2.peers, ctx.ac.signal)[Symbol.asyncIterator]();
+    const it2 = m2.watchLeases(own2.lease, own2.peers, ctx.ac.signal)
+      [Symbol.asyncIterator]();
     const snap = showEvents(await takeNext(it2, 15_000));
     assert.ok(snap.includes("added 10.1.9.0/24"), snap.join());
     assert.deepEqual(showEvents(await takeNext(it2, 15_000)), [

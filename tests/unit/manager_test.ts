@@ -1007,6 +1007,35 @@ Deno.test("watchNetworkConfig(): a config changed before the watch started, and 
   assert.match(lines[2], /matches the running config again/);
 });
 
+Deno.test("keepLease(): a renewal that is etcd's first answer after a wipe waits for the watch to re-create the key", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  // TTL 3 s, margin 2.9 s: the first renewal is due 100 ms after acquisition.
+  const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.9 / 60 });
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  for (let i = 0; i < 20; i++) reg.put(`${P}/other`, String(i));
+  const k = key("10.1.1.0/24");
+  // The wipe is seen by the renewal's update first; the watch hears of it 50 ms later.
+  const origUpdate = reg.update.bind(reg);
+  let wiped = false;
+  reg.update = (key, value, ttl, rev) => {
+    if (!wiped) {
+      wiped = true;
+      reg.rev = 1;
+      reg.kv.clear();
+      reg.history = [];
+      setTimeout(() => reg.wipe("cluster id changed"), 50);
+    }
+    return origUpdate(key, value, ttl, rev);
+  };
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal).then(() => null, (err) => err);
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(reg.kv.get(k)?.value, value("192.168.0.2"), env.lines.join(""));
+  ac.abort();
+  assert.equal(await keeping, null);
+});
+
 // --- IPv6: both families in one key, upstream's key forms, the peer checks for the IPv6 half
 
 const DUAL =

@@ -1,8 +1,10 @@
 /**
- * etcd wiped under running hosts (issue 10 part 2): killed, its data dir emptied, started again,
- * the config put back. The three running daemons notice within seconds (not at renewal) and
- * re-create their leases with the same subnets; a fourth host whose stale subnet.env names host
- * 1's subnet gets another one; all four reach each other.
+ * etcd that lost its memory under running hosts (issue 10 part 2). Wiped (killed, data dir
+ * emptied, started again, the config put back): the three running daemons notice within seconds
+ * (not at renewal) and re-create their leases with the same subnets; a fourth host whose stale
+ * subnet.env names host 1's subnet gets another one; all four reach each other. Restored from a
+ * snapshot taken before host 3 joined: hosts 1 and 2 keep the leases the snapshot holds, host 3
+ * re-creates its own; all three reach each other.
  */
 
 import assert from "node:assert/strict";
@@ -77,3 +79,30 @@ async function meshWithin(nodes: Node[], ms: number): Promise<void> {
   }, ms).catch(() => {});
   await assertFullMesh(nodes);
 }
+
+Deno.test("etcd restored from an older snapshot: leases it held are kept, the one it lacks is re-created; full mesh", async () => {
+  await using cluster = await Cluster.create({ hosts: 3 });
+  await cluster.putConfig(VXLAN_CONFIG);
+  const [h1, h2, h3] = cluster.hosts;
+  const early = await Promise.all([h1, h2].map((h) => startNode(h)));
+  const server = cluster.etcd.server!;
+  const snap = `${cluster.dir}/etcd.snapshot`;
+  await server.snapshot(snap); // before host 3 joined
+  const n3 = await startNode(h3);
+  const nodes = [...early, n3];
+  await meshWithin(nodes, 10_000);
+
+  await server.restore(snap);
+  await waitUntil("host 3's lease back in etcd", async () => {
+    return (await etcdLeases(cluster))[n3.lease]?.includes(`"PublicIP":"${h3.ip}"`) ?? false;
+  }, 30_000);
+  const leases = await etcdLeases(cluster);
+  assert.equal(Object.keys(leases).length, 3, JSON.stringify(leases));
+  for (const n of nodes) assert.ok(leases[n.lease]?.includes(`"PublicIP":"${n.host.ip}"`), n.lease);
+  for (const n of early) {
+    await n.daemon.waitForLog(/Found lease .* in the restored etcd: keeping it/, 5_000);
+  }
+  await n3.daemon.waitForLog(/Re-created lease /, 5_000);
+  for (const n of nodes) assert.equal(n.daemon.exitCode, null, n.daemon.tail(30));
+  await meshWithin(nodes, 10_000);
+});
