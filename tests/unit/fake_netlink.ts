@@ -59,6 +59,7 @@ export class FakeNetlink {
   lookups = new Map<string, RouteInfo>();
   nextIndex = 10;
   closed = false;
+  #randomMacs = 0;
 
   close(): void {
     this.closed = true;
@@ -76,7 +77,8 @@ export class FakeNetlink {
       name: spec.name,
       kind: "vxlan",
       mtu: spec.mtu ?? 1450,
-      mac: spec.mac ?? "0a:00:00:00:00:01",
+      // Random MACs: 0a:00:00:00:00:01, then :02, … (distinct per device, as the kernel's).
+      mac: spec.mac ?? `0a:00:00:00:00:${(++this.#randomMacs).toString(16).padStart(2, "0")}`,
       flags: 0,
       up: false,
       vxlan: {
