@@ -233,7 +233,7 @@ Deno.test("IPv6 vxlan: three dual-stack hosts, ping and ping6 matrix, restart ke
   await assertPingMatrix([r1, n2]);
 });
 
-Deno.test("IPv6 host-gw: three dual-stack hosts, IPv6 routes via PublicIPv6, ping and ping6 matrix", async () => {
+Deno.test("IPv6 host-gw: three dual-stack hosts, IPv6 routes via PublicIPv6, ping and ping6 matrix, hostile IPv6 keys change nothing, a departed host's route goes", async () => {
   await using cluster = await Cluster.create({ hosts: 3, ipv6: true });
   const nodes = await startAll6(cluster, DUAL_HOSTGW);
   const raw = await cluster.etcd.list(`${ETCD_PREFIX}/subnets/`);
@@ -260,6 +260,52 @@ Deno.test("IPv6 host-gw: three dual-stack hosts, IPv6 routes via PublicIPv6, pin
     );
     assert.equal(await linkDetails(n.host, "flannel-v6.1"), null, "host-gw makes no device");
   }
+  await assertPingMatrix(nodes);
+
+  // Peer checks for the IPv6 half: outside IPv6Network, the whole of it, another length, and a
+  // copy of a host's IPv6 subnet under another key: one warning each, no kernel change anywhere.
+  const hostile: [string, string][] = [
+    ["10.1.250.0-24&fc01::-64", "outside"],
+    ["10.1.251.0-24&::-0", "::/0"],
+    ["10.1.252.0-24&fc00:0:0:fe::-80", "IPv6SubnetLen"],
+    [`10.1.253.0-24&${nodes[0].lease6.replace("/", "-")}`, "already held"],
+  ];
+  for (const [name] of hostile) {
+    await cluster.etcd.put(
+      `${ETCD_PREFIX}/subnets/${name}`,
+      '{"PublicIP":"192.168.100.12","PublicIPv6":"fd00:100::12","BackendType":"host-gw"}',
+    );
+  }
+  for (const n of nodes) {
+    await n.daemon.waitForLog(
+      /W.*Ignoring lease .*10\.1\.250\.0-24&fc01::-64.*not inside IPv6Network/,
+      5_000,
+    );
+    await n.daemon.waitForLog(
+      /W.*Ignoring lease .*10\.1\.251\.0-24&::-0.*not inside IPv6Network/,
+      5_000,
+    );
+    await n.daemon.waitForLog(
+      /W.*Ignoring lease .*10\.1\.252\.0-24&fc00:0:0:fe::-80.*IPv6SubnetLen 64/,
+      5_000,
+    );
+    await n.daemon.waitForLog(
+      /W.*Ignoring lease .*10\.1\.253\.0-24&.*(already held|our own lease)/,
+      5_000,
+    );
+  }
+  for (const n of nodes) {
+    const peers = nodes.filter((p) => p !== n);
+    const got = await n.host.ipJson<Route6[]>(["-6", "route", "show", "table", "main"]);
+    assert.ok(!got.some((r) => r.dst === "default" && r.protocol === "102"), "no default route");
+    assert.deepEqual(
+      (await routes6(n.host)).map((r) => r.dst).sort(),
+      peers.map((p) => p.lease6).sort(),
+      `IPv6 routes on ${n.host.name} after the hostile keys`,
+    );
+    assert.ok(!got.some((r) => r.dst.startsWith("fc01:")));
+  }
+  for (const [name] of hostile) await cluster.etcd.del(`${ETCD_PREFIX}/subnets/${name}`);
   await assertPingMatrix(nodes);
 
   // A departed host's IPv6 route goes.
