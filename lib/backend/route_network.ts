@@ -107,9 +107,9 @@ async function followLeases(
       const leases = batch.filter((e) => e.type === "added").map((e) => e.lease);
       for (const p of planes) {
         const changes = p.table.sync(leases);
-        log.info(
-          `Reconciled ${batch.length} peer leases (IPv${p.family}): ${changes} kernel changes`,
-        );
+        // One family keeps the single-stack line; two say which table each count is for.
+        const which = planes.length > 1 ? ` (IPv${p.family})` : "";
+        log.info(`Reconciled ${batch.length} peer leases${which}: ${changes} kernel changes`);
       }
     } else {
       for (const p of planes) p.table.apply(batch);
