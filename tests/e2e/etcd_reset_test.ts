@@ -26,9 +26,7 @@ Deno.test("etcd wiped under three hosts: leases re-created, same subnets; a four
   const held = new Map(nodes.map((n) => [n.lease, n.host.ip]));
 
   const server = cluster.etcd.server!;
-  await server.kill();
-  await Deno.remove(server.dataDir, { recursive: true });
-  await cluster.etcd.start();
+  await server.wipe(); // killed, data dir removed, started again empty
   const restarted = performance.now();
   // (The daemons may have re-created their leases already: only the config tells it was wiped.)
   assert.equal(await cluster.etcd.get(`${ETCD_PREFIX}/config`), null, "etcd starts empty");
