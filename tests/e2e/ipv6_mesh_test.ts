@@ -404,3 +404,22 @@ Deno.test({
     await assertPingMatrix([up, ours]);
   },
 });
+
+Deno.test("IPv6 alloc: both families leased in one key, subnet.env with both, nothing on the host; udp refuses EnableIPv6", async () => {
+  await using cluster = await Cluster.create({ hosts: 2, ipv6: true });
+  const nodes = await startAll6(cluster, { ...DUAL_VXLAN, Backend: { Type: "alloc" } });
+  const raw = await cluster.etcd.list(`${ETCD_PREFIX}/subnets/`);
+  for (const n of nodes) {
+    assert.equal(raw[keyOf(n)], `{"PublicIP":"${n.host.ip}","PublicIPv6":"${n.host.ip6}"}`);
+    assert.equal(await linkDetails(n.host, "flannel-v6.1"), null);
+    assert.deepEqual(await routes6(n.host), []);
+  }
+  // udp is IPv4 only (as upstream): the config is refused naming the key, the daemon waits.
+  const h3 = await cluster.addHost();
+  await cluster.putConfig({ ...DUAL_VXLAN, Backend: { Type: "udp" } });
+  const d = h3.startFlannel();
+  await d.waitForLog(
+    /Backend\.Type "udp" does not support EnableIPv6 true \(IPv4 only, as upstream\)/,
+    20_000,
+  );
+});
