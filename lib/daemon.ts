@@ -13,15 +13,17 @@ import { errText, logger, setVerbosity } from "./log.ts";
 import { describeInterface, findExternalInterface } from "./extiface.ts";
 import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
-import { EtcdSubnetManager } from "./subnet/manager.ts";
+import { watchNetworkConfig } from "./subnet/config_watch.ts";
+import { RegistrySubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
-import { writeSubnetFile } from "./subnet/file.ts";
+import { writeSubnetFile } from "./subnet/subnet_env.ts";
+import { describeSubnets } from "./lease.ts";
 import { loadBackend } from "./backend/loaders.ts";
 import type { BackendContext } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
 import { Netlink, subscribe } from "../ffi/netlink/mod.ts";
 import { sigusr1Blocked } from "./sigusr1.ts";
-import { setUpHost } from "./host/mod.ts";
+import { type HostSetup, setUpHost } from "./host/mod.ts";
 import { daemonReadiness, startHealth } from "./health/mod.ts";
 import {
   backendReady,
@@ -79,11 +81,10 @@ export async function runDaemon(opts: Options): Promise<number> {
   let health: Promise<void> | null = null;
   let keeping: Promise<void> | null = null;
   try {
+    // Fail fast on a missing interface before waiting for etcd; the addresses of the families
+    // the config enables are looked up once the config is known.
     nl = Netlink.open();
-    const ext = findExternalInterface(nl, opts);
-    log.info(describeInterface(ext));
-    nl.close();
-    nl = null;
+    findExternalInterface(nl, opts);
 
     const etcd = connectEtcd({
       endpoints: opts.etcdEndpoints,
@@ -107,12 +108,21 @@ export async function runDaemon(opts: Options): Promise<number> {
       log.info(`Serving /healthz, /readyz and /metrics on ${opts.healthzIP}:${server.addr.port}`);
     }
     const config = await waitForNetworkConfig(registry, opts.etcdPrefix, signal, logger("config"));
-    log.info(
-      `Network ${config.network}, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
+    const ranges = [config.ipv4, config.ipv6].filter((r) => r !== null).map((r) =>
+      `${r.network.family === 4 ? "Network" : "IPv6Network"} ${r.network}, ` +
+      `${r.network.family === 4 ? "SubnetLen" : "IPv6SubnetLen"} ${r.subnetLen}`
     );
+    log.info(`${ranges.join(", ")}, backend ${config.backend.type}`);
+    const ext = findExternalInterface(nl, opts, {
+      ipv4: config.ipv4 !== null,
+      ipv6: config.ipv6 !== null,
+    });
+    log.info(describeInterface(ext));
+    nl.close();
+    nl = null;
 
     const create = await loadBackend(config.backend.type);
-    const subnets = new EtcdSubnetManager({
+    const subnets = new RegistrySubnetManager({
       registry,
       config,
       prefix: opts.etcdPrefix,
@@ -135,22 +145,28 @@ export async function runDaemon(opts: Options): Promise<number> {
       registerUdpCounters(metrics, read);
     }
 
-    // Kept open until exit: the resync loop re-checks the blackhole route through it.
-    nl = Netlink.open();
-    const host = await setUpHost(opts, config.network, network.lease.subnet, { routes: nl });
-    if (host.firewall) {
+    // Firewall rules and the blackhole route are IPv4 (ip6tables comes with IPv6 host
+    // integration). The handle stays open until exit: the resync loop re-checks the route.
+    let host: HostSetup | null = null;
+    if (config.ipv4 && network.lease.subnet) {
+      nl = Netlink.open();
+      host = await setUpHost(opts, config.ipv4.network, network.lease.subnet, { routes: nl });
       const fw = host.firewall;
-      readiness.firewall = () => fw.installed ? null : "firewall rules not in place";
+      if (fw) readiness.firewall = () => fw.installed ? null : "firewall rules not in place";
+    } else if (opts.ipMasq || opts.ipBlackholeRoute) {
+      log.warn("--ip-masq and --ip-blackhole-route cover IPv4 only: nothing installed");
     }
 
     await writeSubnetFile(opts.subnetFile, {
-      network: config.network,
+      network: config.ipv4?.network ?? null,
       subnet: network.lease.subnet,
+      ipv6Network: config.ipv6?.network ?? null,
+      ipv6Subnet: network.lease.ipv6Subnet,
       mtu: network.mtu,
       ipMasq: opts.ipMasq,
     });
     log.info(
-      `Wrote ${opts.subnetFile} (subnet ${network.lease.subnet}, MTU ${network.mtu})`,
+      `Wrote ${opts.subnetFile} (subnet ${describeSubnets(network.lease)}, MTU ${network.mtu})`,
     );
     backendReady.set(1);
     try {
@@ -164,7 +180,15 @@ export async function runDaemon(opts: Options): Promise<number> {
     const lost = new AbortController();
     const both = AbortSignal.any([signal, lost.signal]);
     let code = 0;
-    keeping = host.keep(both);
+    keeping = host?.keep(both) ?? null;
+    const configWatch = watchNetworkConfig(
+      registry,
+      opts.etcdPrefix,
+      config,
+      both,
+      logger("config"),
+    )
+      .catch((err) => log.warn(`Stopped watching the network config: ${errText(err)}`));
     const running = network.run(both).then(() => {
       if (!both.aborted) throw new Error("The backend stopped by itself");
     }).catch((err) => {
@@ -187,6 +211,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     }
     await withDeadline(running, STOP_GRACE_MS, "backend");
     leaseHeld.set(0);
+    await configWatch;
     return code;
   } catch (err) {
     if (isAbort(err, signal)) return 0;

@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export NO_COLOR=1
+# What an earlier run that was killed left behind (only what its harness marked as its own).
+bash scripts/clean_leftovers.sh
 
 # The layer check (scripts/lint_layers.ts) runs inside `deno lint` as a plugin; the op and resource
 # sanitizers are on for every `deno test` through deno.json's "test" settings.
@@ -20,7 +22,8 @@ deno check main.ts lib/ ffi/ tests/ scripts/
 echo "== demo with an empty DENO_DIR"
 fresh=$(mktemp -d)
 log=$(mktemp)
-trap 'rm -rf "$fresh" "$log"' EXIT
+# Ctrl-C: `deno test` exits at once without the harness's cleanups; remove what it left.
+trap 'rm -rf "$fresh" "$log"; bash scripts/clean_leftovers.sh' EXIT
 DENO_DIR=$fresh bash scripts/demo.sh --hosts=2
 rm -rf "$fresh"
 

@@ -1,5 +1,5 @@
 /**
- * EtcdSubnetManager against a real etcd on 127.0.0.1 (random free ports, temp data dir).
+ * RegistrySubnetManager against a real etcd on 127.0.0.1 (random free ports, temp data dir).
  */
 
 import assert from "node:assert/strict";
@@ -10,25 +10,22 @@ import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
 import { Logger, setSink } from "../../lib/log.ts";
 import { connectEtcd } from "../../lib/registry/etcd/mod.ts";
 import type { Registry } from "../../lib/registry/mod.ts";
-import { EtcdSubnetManager } from "../../lib/subnet/manager.ts";
+import { RegistrySubnetManager } from "../../lib/subnet/manager.ts";
 import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";
 import { LeaseLostError } from "../../lib/subnet/mod.ts";
 import { EtcdServer } from "../harness/etcd.ts";
-
-/**
- * In-process etcd3 clients: grpc-js keeps timers past a client's close() (the process-wide
- * subchannel pool's cleanup interval; channel idle and call-ref timers), and they fire or are
- * cleared during whichever test runs next. The op and resource sanitizers cannot attribute them to
- * a test, so they are off for this file's tests (the daemon e2e tests run etcd3 in child processes
- * and stay sanitized).
- */
-const GRPC_IN_PROCESS = { sanitizeOps: false, sanitizeResources: false };
 
 const P = "/coreos.com/network";
 const NET16 = parseNetworkConfig('{"Network":"10.1.0.0/16"}');
 
 function attrs(ip: string): LeaseAttrs {
-  return { publicIP: parseIPv4(ip)!, backendType: "", backendData: null };
+  return {
+    publicIP: parseIPv4(ip)!,
+    publicIPv6: null,
+    backendType: "",
+    backendData: null,
+    backendV6Data: null,
+  };
 }
 
 function key(cidr: string): string {
@@ -45,12 +42,12 @@ class Ctx implements AsyncDisposable {
     return new Ctx(await EtcdServer.start(), await Deno.makeTempDir({ prefix: "fl-mgr-" }));
   }
   manager(
-    extra: Partial<ConstructorParameters<typeof EtcdSubnetManager>[0]> = {},
+    extra: Partial<ConstructorParameters<typeof RegistrySubnetManager>[0]> = {},
     subnetFile = `${this.dir}/subnet.env`,
-  ): EtcdSubnetManager {
+  ): RegistrySubnetManager {
     const registry = connectEtcd({ endpoints: [this.etcd.endpoint] });
     this.regs.push(registry);
-    return new EtcdSubnetManager({
+    return new RegistrySubnetManager({
       registry,
       config: NET16,
       prefix: P,
@@ -71,10 +68,9 @@ class Ctx implements AsyncDisposable {
 
 Deno.test(
   "manager+etcd: ten hosts at once get ten distinct subnets; a restart reuses by PublicIP",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
-    const leases = await Promise.all(
+    const acquired = await Promise.all(
       Array.from(
         { length: 10 },
         (_, i) =>
@@ -84,30 +80,30 @@ Deno.test(
           ),
       ),
     );
-    const subnets = new Set(leases.map((l) => l.subnet.toString()));
+    const leases = acquired.map((a) => a.lease);
+    const subnets = new Set(leases.map((l) => l.subnet!.toString()));
     assert.equal(subnets.size, 10);
     const stored = await ctx.etcd.list(`${P}/subnets/`);
     assert.equal(Object.keys(stored).length, 10);
     for (const l of leases) {
-      assert.equal(stored[key(l.subnet.toString())], encodeLeaseValue(l.attrs));
+      assert.equal(stored[key(l.subnet!.toString())], encodeLeaseValue(l.attrs));
     }
-    const again = await ctx.manager({}, `${ctx.dir}/h3.env`).acquireLease(
+    const { lease: again } = await ctx.manager({}, `${ctx.dir}/h3.env`).acquireLease(
       attrs("192.168.0.13"),
       ctx.ac.signal,
     );
-    assert.equal(again.subnet.toString(), leases[3].subnet.toString());
+    assert.equal(again.subnet!.toString(), leases[3].subnet!.toString());
   },
 );
 
 Deno.test(
   "manager+etcd: reservation honoured; keepLease renews by revision and loses a taken key",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
     await ctx.etcd.put(key("10.1.1.0/24"), encodeLeaseValue(attrs("192.168.0.50")));
     const m = ctx.manager({ ttlSeconds: 4, renewMarginMinutes: 3 / 60, random: () => 0 });
-    const lease = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
-    assert.equal(lease.subnet.toString(), "10.1.2.0/24");
+    const { lease } = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
+    assert.equal(lease.subnet!.toString(), "10.1.2.0/24");
     const ac = new AbortController();
     // Settles as soon as the lease is lost; caught now so that it is never unhandled.
     const keeping = m.keepLease(lease, ac.signal).then(() => null, (err) => err);
@@ -130,7 +126,6 @@ Deno.test(
 
 Deno.test(
   "manager+etcd: watchLeases resumes after an etcd restart and re-lists after compaction",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
     await ctx.etcd.put(key("10.1.8.0/24"), encodeLeaseValue(attrs("192.168.0.8")), {
@@ -138,7 +133,7 @@ Deno.test(
     });
     const m = ctx.manager({ random: () => 0 });
     const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
-    const it = m.watchLeases(own.subnet, ctx.ac.signal)[Symbol.asyncIterator]();
+    const it = m.watchLeases(own.lease, own.peers, ctx.ac.signal)[Symbol.asyncIterator]();
     assert.deepEqual(showEvents(await takeNext(it, 15_000)), ["added 10.1.8.0/24"]);
 
     await ctx.etcd.stop();
@@ -155,7 +150,8 @@ Deno.test(
     await ctx.etcd.del(key("10.1.9.0/24"));
     await ctx.etcd.put(key("10.1.20.0/24"), encodeLeaseValue(attrs("192.168.0.20")));
     await ctx.etcd.compact(await ctx.etcd.revision());
-    const it2 = m2.watchLeases(own2.subnet, ctx.ac.signal)[Symbol.asyncIterator]();
+    const it2 = m2.watchLeases(own2.lease, own2.peers, ctx.ac.signal)
+      [Symbol.asyncIterator]();
     const snap = showEvents(await takeNext(it2, 15_000));
     assert.ok(snap.includes("added 10.1.9.0/24"), snap.join());
     assert.deepEqual(showEvents(await takeNext(it2, 15_000)), [
@@ -167,7 +163,6 @@ Deno.test(
 
 Deno.test(
   "manager+etcd: 5,000 peer leases: acquire + first watch batch well under 5 s",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
     const seed = connectEtcd({ endpoints: [ctx.etcd.endpoint] });
@@ -191,7 +186,7 @@ Deno.test(
     const m = ctx.manager({ config: cfg });
     const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
     const first = await takeNext(
-      m.watchLeases(own.subnet, ctx.ac.signal)[Symbol.asyncIterator](),
+      m.watchLeases(own.lease, own.peers, ctx.ac.signal)[Symbol.asyncIterator](),
       15_000,
     );
     const ms = performance.now() - t0;
@@ -204,7 +199,6 @@ Deno.test(
 
 Deno.test(
   "config wait+etcd: etcd down at start is retried with one line per attempt, then the config is found",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
     await ctx.etcd.put(`${P}/config`, '{"Network":"10.5.0.0/16","Backend":{"Type":"alloc"}}');
@@ -220,7 +214,7 @@ Deno.test(
     assert.ok(fails.length >= 3 && fails.length <= 8, `${fails.length} attempts`);
     await ctx.etcd.start();
     const cfg = await p;
-    assert.equal(cfg.network.toString(), "10.5.0.0/16");
+    assert.equal(cfg.ipv4?.network.toString(), "10.5.0.0/16");
     assert.equal(cfg.backend.type, "alloc");
   },
 );

@@ -21,6 +21,7 @@
  * ```
  */
 
+import { onKill } from "./cleanup.ts";
 import { Daemon } from "./daemon.ts";
 import { ClusterEtcd, type EtcdHandle } from "./cluster_etcd.ts";
 import {
@@ -55,6 +56,9 @@ export const ETCD_PREFIX = "/coreos.com/network";
 /** The hub bridge's address, where etcd listens. */
 export const HUB_IP = "192.168.100.1";
 
+/** The hub bridge's IPv6 address (with `ipv6: true`): the hosts' IPv6 default gateway. */
+export const HUB_IP6 = "fd00:100::1";
+
 /** Options of {@linkcode Cluster.create}. */
 export interface ClusterOptions {
   /** Hosts created up front (default 1). */
@@ -65,8 +69,17 @@ export interface ClusterOptions {
   startEtcd?: boolean;
   /** Underlay MTU of every host's eth0 (default 1500). */
   mtu?: number;
-  /** Tear the cluster down on Ctrl-C and exit 130 (default false; scripts such as the demo). */
+  /**
+   * Kept for the scripts that pass it: every cluster is now torn down on SIGINT/SIGTERM (and the
+   * process exits 130/143), see `cleanup.ts`.
+   */
   handleSigint?: boolean;
+  /**
+   * Also an IPv6 underlay (default false): br0 gets fd00:100::1/64 and each host's eth0
+   * fd00:100::<10+i>/64 with an IPv6 default route via the hub. Every address is `nodad`, so
+   * it is usable at once (duplicate address detection would hold it tentative for a second).
+   */
+  ipv6?: boolean;
 }
 
 /** Options of {@linkcode Cluster.addHost}. */
@@ -83,6 +96,8 @@ export class Host {
   readonly ns: string;
   /** The underlay address of eth0. */
   readonly ip: string;
+  /** The IPv6 underlay address of eth0; null unless the cluster has `ipv6: true`. */
+  readonly ip6: string | null;
   readonly iface = "eth0" as const;
   /** The underlay MTU of eth0. */
   readonly mtu: number;
@@ -99,6 +114,7 @@ export class Host {
     this.name = `h${index}`;
     this.ns = `${cluster.tag}-${this.name}`;
     this.ip = `192.168.100.${10 + index}`;
+    this.ip6 = cluster.ipv6 ? `fd00:100::${10 + index}` : null;
     this.mtu = mtu;
     this.dir = `${cluster.dir}/${this.name}`;
     this.subnetFile = `${this.dir}/subnet.env`;
@@ -192,6 +208,32 @@ export class Host {
     return ip;
   }
 
+  /**
+   * Puts the IPv6 "container" address — FLANNEL_IPV6_SUBNET's base+1 — as a /128 on `lo`
+   * (`nodad`) and returns it. Idempotent.
+   */
+  async addContainerAddress6(): Promise<string> {
+    const env = await this.readSubnetEnv();
+    const subnet = env?.FLANNEL_IPV6_SUBNET;
+    if (!subnet) throw new Error(`No FLANNEL_IPV6_SUBNET in ${this.subnetFile}`);
+    const ip = subnet.split("/")[0];
+    const r = await run([
+      "ip",
+      "-n",
+      this.ns,
+      "addr",
+      "replace",
+      `${ip}/128`,
+      "dev",
+      "lo",
+      "nodad",
+    ]);
+    if (r.code !== 0) {
+      throw new Error(`Cannot add ${ip}/128 on lo in ${this.ns}: ${r.stderr.trim()}`);
+    }
+    return ip;
+  }
+
   /** Pings `ip` from this host (optionally from a source address); rttMs is the average. */
   async ping(
     ip: string,
@@ -217,39 +259,16 @@ function baseEnv(): Record<string, string> {
   };
 }
 
-const live = new Set<Cluster>();
-let sigintInstalled = false;
-
-function onSigint(): void {
-  // Ctrl-C in the demo: tear everything down synchronously, then exit like a shell would.
-  for (const c of live) c.disposeSync();
-  Deno.exit(130);
-}
-
-function onUnload(): void {
-  for (const c of live) c.disposeSync();
-}
+/** The kill-time teardown of each live cluster (see `cleanup.ts`: SIGTERM, SIGINT, unload). */
+const live = new Map<Cluster, () => void>();
 
 function track(c: Cluster): void {
-  if (live.size === 0) {
-    globalThis.addEventListener("unload", onUnload);
-    if (c.handleSigint) {
-      Deno.addSignalListener("SIGINT", onSigint);
-      sigintInstalled = true;
-    }
-  }
-  live.add(c);
+  live.set(c, onKill(() => c.disposeSync()));
 }
 
 function untrack(c: Cluster): void {
+  live.get(c)?.();
   live.delete(c);
-  if (live.size === 0) {
-    globalThis.removeEventListener("unload", onUnload);
-    if (sigintInstalled) {
-      Deno.removeSignalListener("SIGINT", onSigint);
-      sigintInstalled = false;
-    }
-  }
 }
 
 /** A hub namespace with a bridge and etcd, plus host namespaces attached to it. */
@@ -265,8 +284,10 @@ export class Cluster implements AsyncDisposable {
   readonly hosts: Host[] = [];
   /** The default underlay MTU. */
   readonly mtu: number;
-  /** Whether Ctrl-C tears the cluster down and exits. */
+  /** Whether Ctrl-C tears the cluster down and exits: always (see `cleanup.ts`). */
   readonly handleSigint: boolean;
+  /** Whether the underlay has IPv6 too. */
+  readonly ipv6: boolean;
   #etcd: ClusterEtcd;
   #namespaces: string[] = [];
   #disposed = false;
@@ -278,7 +299,8 @@ export class Cluster implements AsyncDisposable {
     this.mtu = opts.mtu ?? 1500;
     this.#etcd = new ClusterEtcd(this.hub, HUB_IP, opts.etcd === "tls");
     this.etcd = this.#etcd;
-    this.handleSigint = opts.handleSigint ?? false;
+    this.handleSigint = true;
+    this.ipv6 = opts.ipv6 ?? false;
   }
 
   /** Builds the hub, `opts.hosts` hosts and (unless `startEtcd: false`) etcd. */
@@ -288,12 +310,13 @@ export class Cluster implements AsyncDisposable {
     const c = new Cluster(tag, dir, opts);
     track(c);
     try {
-      await createNamespace(c.hub);
+      await createNamespace(c.hub, c.dir);
       c.#namespaces.push(c.hub);
       await runOk(["ip", "-n", c.hub, "-batch", "-"], {
         stdin: [
           "link add br0 type bridge",
           `addr add ${HUB_IP}/24 dev br0`,
+          ...(c.ipv6 ? [`addr add ${HUB_IP6}/64 dev br0 nodad`] : []),
           "link set br0 up",
           "",
         ].join("\n"),
@@ -339,8 +362,10 @@ export class Cluster implements AsyncDisposable {
     await runOk(["ip", "-n", host.ns, "-batch", "-"], {
       stdin: [
         `addr add ${host.ip}/24 dev eth0`,
+        ...(host.ip6 ? [`addr add ${host.ip6}/64 dev eth0 nodad`] : []),
         "link set eth0 up",
         `route add default via ${HUB_IP} dev eth0`,
+        ...(host.ip6 ? [`route add default via ${HUB_IP6} dev eth0`] : []),
         "",
       ].join("\n"),
     });
@@ -392,7 +417,7 @@ export class Cluster implements AsyncDisposable {
         // Already gone.
       }
     }
-    live.delete(this);
+    untrack(this);
   }
 
   #removeAll(): void {

@@ -221,7 +221,7 @@ function fakeRegistry(events: WatchEvent[], failGet: { on: boolean }): Registry 
 Deno.test("instrumentRegistry() counts errors, contact, watch events and reconnects", async () => {
   const fail = { on: true };
   const events: WatchEvent[] = [
-    { type: "put", key: "k", value: "v", modRevision: 6, leaseId: null },
+    { type: "put", key: "k", value: "v", modRevision: 6, createRevision: 6, leaseId: null },
     { type: "progress", revision: 6 },
     { type: "reconnected", revision: 6 },
     { type: "delete", key: "k", modRevision: 7 },

@@ -12,6 +12,7 @@ const DEFAULTS: Options = {
   iface: [],
   ifaceRegex: [],
   publicIP: "",
+  publicIPv6: "",
   subnetFile: "/run/flannel/subnet.env",
   subnetLeaseRenewMargin: 60,
   ipMasq: false,
@@ -59,6 +60,7 @@ Deno.test("parseOptions() sets every flag from the command line", () => {
     "--iface-regex=^en",
     "--iface-regex=^10\\.0\\.",
     "--public-ip=203.0.113.7",
+    "--public-ipv6=2001:db8::7",
     "--subnet-file=/tmp/subnet.env",
     "--subnet-lease-renew-margin=1439",
     "--ip-masq",
@@ -82,6 +84,7 @@ Deno.test("parseOptions() sets every flag from the command line", () => {
     iface: ["eth1", "192.168.1.10"],
     ifaceRegex: ["^en", "^10\\.0\\."],
     publicIP: "203.0.113.7",
+    publicIPv6: "2001:db8::7",
     subnetFile: "/tmp/subnet.env",
     subnetLeaseRenewMargin: 1439,
     ipMasq: true,
@@ -108,6 +111,7 @@ Deno.test("parseOptions() takes every flag from FLANNELD_* when the command line
     FLANNELD_IFACE: "eth0,10.0.0.2",
     FLANNELD_IFACE_REGEX: "^eth,^ens",
     FLANNELD_PUBLIC_IP: "198.51.100.1",
+    FLANNELD_PUBLIC_IPV6: "fd00::1",
     FLANNELD_SUBNET_FILE: "/run/x.env",
     FLANNELD_SUBNET_LEASE_RENEW_MARGIN: "5",
     FLANNELD_IP_MASQ: "true",
@@ -133,6 +137,7 @@ Deno.test("parseOptions() takes every flag from FLANNELD_* when the command line
     iface: ["eth0", "10.0.0.2"],
     ifaceRegex: ["^eth", "^ens"],
     publicIP: "198.51.100.1",
+    publicIPv6: "fd00::1",
     subnetFile: "/run/x.env",
     subnetLeaseRenewMargin: 5,
     ipMasq: true,
@@ -201,15 +206,21 @@ Deno.test("parseOptions() rejects a bad flag with one line naming it", async (t)
     [["--public-ip=10.0.0"], {}, 'invalid value "10.0.0" for flag -public-ip: not an IPv4 address'],
     [["--public-ip=host"], {}, 'invalid value "host" for flag -public-ip: not an IPv4 address'],
     [["--iface=10.1.300.4"], {}, 'invalid value "10.1.300.4" for flag -iface: not an IPv4 address'],
+    [["--iface=fd00::1::2"], {}, 'invalid value "fd00::1::2" for flag -iface: not an IPv6 address'],
+    [
+      ["--public-ipv6=10.0.0.1"],
+      {},
+      'invalid value "10.0.0.1" for flag -public-ipv6: not an IPv6 address',
+    ],
     [
       ["--iface=a-name-that-is-too-long"],
       {},
-      'invalid value "a-name-that-is-too-long" for flag -iface: not an interface name or IPv4 address',
+      'invalid value "a-name-that-is-too-long" for flag -iface: not an interface name or IP address',
     ],
     [
       ["--iface=eth0/1"],
       {},
-      'invalid value "eth0/1" for flag -iface: not an interface name or IPv4 address',
+      'invalid value "eth0/1" for flag -iface: not an interface name or IP address',
     ],
     [
       ["--iface-regex=(eth"],
@@ -333,7 +344,7 @@ Deno.test("parseOptions() refuses bad host-integration values with one line each
     ],
     [
       ["--iface-can-reach=10.1"],
-      'invalid value "10.1" for flag -iface-can-reach: not an IPv4 address',
+      'invalid value "10.1" for flag -iface-can-reach: not an IP address',
     ],
   ];
   for (const [argv, want] of rows) {
