@@ -1,0 +1,307 @@
+/**
+ * The wireguard backend: an encrypted overlay that speaks the real WireGuard protocol, in
+ * userspace (device.ts, worker.ts), so it works on hosts without the kernel module and with
+ * any standard WireGuard peer — upstream flannel's wireguard hosts included.
+ *
+ * Design note.
+ * - Installs: a TUN `flannel-wg` (MTU `MTU`, default external MTU − 80, as upstream), address
+ *   `<own subnet base>/32`, up, the route `<Network> dev flannel-wg`; a UDP socket on the external
+ *   interface's address, port `ListenPort` (51820); the UAPI socket
+ *   `/var/run/wireguard/flannel-wg.sock` (root only, read-only) for `wg show flannel-wg`.
+ * - Keys: the private key in `/run/flannel/wgkey` (`WIREGUARD_KEY_FILE`), generated 0600 on
+ *   first start and kept. The lease carries `BackendType "wireguard"` and BackendData
+ *   `{"PublicKey":"<base64>","Port":<ListenPort>}`, byte for byte as upstream writes it.
+ * - Lease added → a peer: its PublicKey, endpoint PublicIP:Port (a lease without `Port`, from
+ *   upstream before v0.26.6, means our own ListenPort, as upstream reads it), allowed IPs = its
+ *   subnet, the PSK and PersistentKeepaliveInterval of the config. Lease removed → the peer and
+ *   its keys are gone. A lease of another backend type is ignored with a warning (upstream).
+ * - Data path: only packets that authenticate as a peer and whose inner source is in that
+ *   peer's allowed IPs reach the TUN; drops are counted by reason (counters.ts).
+ * - Survives a restart: the key file (so peers keep our public key) and the lease. The TUN,
+ *   its address and route, the sessions and the UAPI socket go with the process; peers
+ *   handshake again on the next packet.
+ * - The seam for a kernel implementation is {@link WireguardDevice}: a device that takes
+ *   peers and answers `dump()`; `createUserspaceDevice` is the one implementation today (this
+ *   kernel has no `wireguard` module to drive or test against).
+ */
+
+import type { Backend, BackendContext, BackendReady } from "../mod.ts";
+import type { WireguardBackendConfig } from "../../config.ts";
+import type { Lease } from "../../lease.ts";
+import { formatCIDR, formatIPv4 } from "../../ip.ts";
+import { errText, logger } from "../../log.ts";
+import type { CounterName } from "./counters.ts";
+import type { PeerBatch, PeerSpec } from "./protocol.ts";
+import { keyFilePath, loadOrCreateKey } from "./keyfile.ts";
+import { parseKey, publicKey, toBase64 } from "./keys.ts";
+import { socketDir, UapiServer } from "./uapi_server.ts";
+import { createUserspaceDevice } from "./userspace.ts";
+
+const log = logger("wireguard");
+
+/** The device name (upstream's). */
+export const DEVICE_NAME = "flannel-wg";
+/** Upstream's MTU overhead: IPv4/IPv6 header room, UDP, WireGuard header and tag. */
+export const OVERHEAD = 80;
+
+/** What a device implementation is given. */
+export interface DeviceSetup {
+  /** The interface name. */
+  readonly name: string;
+  /** Our private key. */
+  readonly privateKey: Uint8Array;
+  /** The UDP port to listen on. */
+  readonly listenPort: number;
+  /** The address to bind (the external interface's). */
+  readonly bindIp: number;
+  /** The interface MTU. */
+  readonly mtu: number;
+  /** The interface address (our subnet's base, as a /32). */
+  readonly address: number;
+  /** The flannel Network, routed to the interface. */
+  readonly network: { readonly ip: number; readonly prefix: number };
+}
+
+/**
+ * A WireGuard interface that flannel configures: the seam between the backend (leases → peers)
+ * and an implementation (userspace today; the kernel module through its generic-netlink API
+ * would be a second one).
+ */
+export interface WireguardDevice {
+  /** The interface name. */
+  readonly name: string;
+  /** Starts moving packets. */
+  start(): Promise<void>;
+  /** Resolves with a message if the device fails while running. */
+  readonly died: Promise<string>;
+  /** Adds, updates or removes peers. */
+  apply(batch: PeerBatch): void;
+  /** The UAPI `get=1` answer. */
+  dump(): Promise<string>;
+  /** Data-path counters. */
+  counters(): Record<CounterName, number>;
+  /** Stops and releases everything that does not outlive the process. */
+  close(): Promise<void>;
+}
+
+/** The lease BackendData, as upstream marshals `wireguardLeaseAttrs`. */
+export interface WireguardLeaseData {
+  /** The host's public key, base64. */
+  readonly PublicKey: string;
+  /** The host's ListenPort (absent from upstream before v0.26.6). */
+  readonly Port?: number;
+}
+
+/**
+ * The peer a lease stands for, or a one-line reason why it cannot be one.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * const lease = {
+ *   subnet: { ip: 0x0a050200, prefix: 24 },
+ *   attrs: {
+ *     publicIP: 0xc0a8640b,
+ *     backendType: "wireguard",
+ *     backendData: { PublicKey: "Oq2vD8xd+uBg3fJ0mZIH8wV0iXt7Pd3BWXlD4xKbPkk=" },
+ *   },
+ *   expiration: null,
+ *   modRevision: 1,
+ *   etcdLeaseId: null,
+ * };
+ * const p = peerFromLease(lease, { port: 51820, psk: null, keepalive: 0 });
+ * assert.ok(typeof p !== "string" && p.port === 51820);
+ * ```
+ */
+export function peerFromLease(
+  lease: Lease,
+  own: { port: number; psk: Uint8Array | null; keepalive: number },
+): PeerSpec | string {
+  if (lease.attrs.backendType !== "wireguard") {
+    return `backend type ${JSON.stringify(lease.attrs.backendType)} is not wireguard`;
+  }
+  const d = lease.attrs.backendData as Record<string, unknown> | null;
+  const key = d !== null && typeof d === "object" ? d["PublicKey"] : undefined;
+  if (typeof key !== "string") return "BackendData has no PublicKey";
+  try {
+    parseKey(key, "PublicKey");
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const rawPort = d!["Port"];
+  let port = own.port;
+  if (rawPort !== undefined && rawPort !== null && rawPort !== 0) {
+    if (
+      typeof rawPort !== "number" || !Number.isInteger(rawPort) || rawPort < 1 || rawPort > 65535
+    ) {
+      return `BackendData Port ${JSON.stringify(rawPort)} is not a port`;
+    }
+    port = rawPort;
+  }
+  return {
+    publicKey: key,
+    presharedKey: own.psk === null ? null : toBase64(own.psk),
+    ip: lease.attrs.publicIP,
+    port,
+    allowedIPs: [{ net: lease.subnet.ip, prefix: lease.subnet.prefix }],
+    persistentKeepalive: own.keepalive,
+  };
+}
+
+/** The wireguard backend object, with its counters for metrics. */
+export interface WireguardBackend extends Backend {
+  /** A snapshot of the data path's counters (zeros before `run`). */
+  counters(): Record<CounterName, number>;
+}
+
+/** Creates the wireguard backend (registered as `"wireguard"`). */
+export function create(
+  ctx: BackendContext,
+  makeDevice: (s: DeviceSetup) => WireguardDevice = createUserspaceDevice,
+): WireguardBackend {
+  return new WireguardBackendImpl(ctx, makeDevice);
+}
+
+class WireguardBackendImpl implements WireguardBackend {
+  readonly #ctx: BackendContext;
+  readonly #cfg: WireguardBackendConfig;
+  readonly #makeDevice: (s: DeviceSetup) => WireguardDevice;
+  #dev: WireguardDevice | null = null;
+  #lease: Lease | null = null;
+  #publicKey = "";
+
+  constructor(ctx: BackendContext, makeDevice: (s: DeviceSetup) => WireguardDevice) {
+    if (ctx.config.backend.type !== "wireguard") {
+      throw new Error(`Backend type ${ctx.config.backend.type} is not wireguard`);
+    }
+    this.#ctx = ctx;
+    this.#cfg = ctx.config.backend;
+    this.#makeDevice = makeDevice;
+  }
+
+  counters(): Record<CounterName, number> {
+    return this.#dev?.counters() ?? ({} as Record<CounterName, number>);
+  }
+
+  async init(signal: AbortSignal): Promise<BackendReady> {
+    const { ext, subnets, config } = this.#ctx;
+    const keyFile = keyFilePath();
+    const { key, created } = await loadOrCreateKey(keyFile);
+    this.#publicKey = toBase64(publicKey(key));
+    log.info(
+      `${
+        created ? "Generated" : "Loaded"
+      } the private key in ${keyFile}; public key ${this.#publicKey}`,
+    );
+    const data: WireguardLeaseData = { PublicKey: this.#publicKey, Port: this.#cfg.listenPort };
+    const lease = await subnets.acquireLease(
+      { publicIP: ext.publicIP, backendType: "wireguard", backendData: data },
+      signal,
+    );
+    this.#lease = lease;
+    const mtu = this.#cfg.mtu ?? ext.mtu - OVERHEAD;
+    this.#dev = this.#makeDevice({
+      name: DEVICE_NAME,
+      privateKey: key,
+      listenPort: this.#cfg.listenPort,
+      bindIp: ext.ifaceAddr,
+      mtu,
+      address: lease.subnet.ip,
+      network: config.network,
+    });
+    log.info(
+      `Device ${DEVICE_NAME} up: ${formatIPv4(lease.subnet.ip)}/32, mtu ${mtu}, route ` +
+        `${formatCIDR(config.network)}; UDP ${formatIPv4(ext.ifaceAddr)}:${this.#cfg.listenPort}`,
+    );
+    return { lease, mtu };
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const dev = this.#dev, lease = this.#lease;
+    if (dev === null || lease === null) {
+      throw new Error("Cannot run the wireguard backend before init");
+    }
+    let uapi: UapiServer | null = null;
+    let failed: string | null = null;
+    try {
+      await dev.start();
+      try {
+        uapi = await UapiServer.start(socketDir(), dev.name, () => dev.dump());
+      } catch (err) {
+        log.warn(`wg show will not work: ${errText(err)}`);
+      }
+      const own = lease.subnet;
+      const cfg = this.#cfg;
+      const ownSpec = {
+        port: cfg.listenPort,
+        psk: cfg.psk,
+        keepalive: cfg.persistentKeepaliveInterval,
+      };
+      // Public key per subnet: a removal event may carry no BackendData we can trust.
+      const keys = new Map<string, string>();
+      const watch = (async () => {
+        let first = true;
+        for await (const batch of this.#ctx.subnets.watchLeases(own, signal)) {
+          const changes: PeerBatch["changes"][number][] = [];
+          for (const ev of batch) {
+            const l = ev.lease;
+            if (l.subnet.ip === own.ip && l.subnet.prefix === own.prefix) continue;
+            const name = formatCIDR(l.subnet);
+            if (ev.type === "removed") {
+              const k = keys.get(name);
+              if (k === undefined) continue;
+              keys.delete(name);
+              // Another subnet may still name the same key (a host that got a new lease).
+              if (![...keys.values()].includes(k)) changes.push({ op: "del", publicKey: k });
+              log.info(`Subnet removed: ${name}`);
+              continue;
+            }
+            const peer = peerFromLease(l, ownSpec);
+            if (typeof peer === "string") {
+              log.warn(`Ignoring the lease of ${name}: ${peer}`);
+              continue;
+            }
+            const old = keys.get(name);
+            if (
+              old !== undefined && old !== peer.publicKey &&
+              ![...keys.entries()].some(([n, v]) => n !== name && v === old)
+            ) {
+              changes.push({ op: "del", publicKey: old });
+            }
+            keys.set(name, peer.publicKey);
+            changes.push({ op: "set", peer });
+            const line = `Subnet added: ${name} via ${formatIPv4(peer.ip)}:${peer.port}`;
+            if (first) log.v(1, line);
+            else log.info(line);
+          }
+          if (first) log.info(`Following ${keys.size} peer leases`);
+          first = false;
+          if (changes.length > 0) dev.apply({ op: "peers", changes });
+        }
+      })();
+      const aborted = new Promise<void>((resolve) => {
+        if (signal.aborted) resolve();
+        else signal.addEventListener("abort", () => resolve(), { once: true });
+      });
+      const watchEnded = watch.then(
+        () => {
+          if (!signal.aborted) failed ??= "Lease watch ended";
+        },
+        (err) => {
+          if (!signal.aborted) failed ??= `Lease watch failed: ${errText(err)}`;
+        },
+      );
+      const died = dev.died.then((m) => {
+        failed ??= m;
+      });
+      await Promise.race([aborted, watchEnded, died]);
+      if (failed) throw new Error(failed);
+    } finally {
+      if (uapi !== null) await uapi[Symbol.asyncDispose]();
+      await dev.close();
+      const c = dev.counters();
+      const parts = Object.entries(c).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`);
+      log.info(`Data path stopped: ${parts.length ? parts.join(" ") : "all zero"}`);
+    }
+  }
+}

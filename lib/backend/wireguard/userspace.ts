@@ -1,0 +1,184 @@
+/**
+ * The userspace WireGuard device: a TUN named `flannel-wg`, a UDP socket on ListenPort, and the
+ * data-path Worker (worker.ts) that runs the protocol (device.ts). The {@link WireguardDevice}
+ * implementation for hosts without the kernel module — which is every host here.
+ */
+
+import { formatCIDR, formatIPv4 } from "../../ip.ts";
+import { logger } from "../../log.ts";
+import { Netlink } from "../../../ffi/netlink/route.ts";
+import { openTun, setTxQueueLen, type Tun } from "../../../ffi/tun.ts";
+import { bind, setBufferSizes, udpSocket, Wakeup } from "../../../ffi/udp.ts";
+import type { Fd } from "../../../ffi/fd.ts";
+import { writeSysctl } from "../../../ffi/sysctl.ts";
+import { type CounterName, newCounterMemory, readCounters } from "./counters.ts";
+import {
+  CTL_PENDING,
+  CTL_STOP,
+  CTL_WORDS,
+  type DumpRequest,
+  type PeerBatch,
+  type WorkerInit,
+  type WorkerReport,
+} from "./protocol.ts";
+import type { DeviceSetup, WireguardDevice } from "./mod.ts";
+
+const log = logger("wireguard");
+const SOCKET_BUFFER = 4 << 20;
+const TXQUEUELEN = 1000;
+const STOP_GRACE_MS = 800;
+
+/** Opens the TUN and the socket and configures the device; the Worker starts with `start()`. */
+export function createUserspaceDevice(setup: DeviceSetup): WireguardDevice {
+  const tun = openTun({ name: setup.name });
+  let sock: Fd | null = null;
+  try {
+    configureLink(tun, setup);
+    sock = udpSocket();
+    bind(sock, setup.bindIp, setup.listenPort);
+    setBufferSizes(sock, SOCKET_BUFFER);
+  } catch (err) {
+    sock?.close();
+    tun.fd.close();
+    throw err;
+  }
+  return new UserspaceDevice(tun, sock, setup);
+}
+
+function configureLink(tun: Tun, setup: DeviceSetup): void {
+  using nl = Netlink.open();
+  const link = nl.linkGet(tun.name);
+  if (link === null) throw new Error(`TUN device ${tun.name} vanished after TUNSETIFF`);
+  nl.linkSetMtu(link.index, setup.mtu);
+  setTxQueueLen(tun.name, TXQUEUELEN);
+  const addr = `${formatIPv4(setup.address)}/32`;
+  if (!nl.addrList(link.index).some((a) => `${a.address}/${a.prefix}` === addr)) {
+    nl.addrAdd(link.index, addr);
+  }
+  try {
+    writeSysctl(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, "1");
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  nl.linkSetUp(link.index);
+  nl.routeReplace({ dst: formatCIDR(setup.network), oif: link.index, scope: 0 });
+}
+
+class UserspaceDevice implements WireguardDevice {
+  readonly name: string;
+  readonly #tun: Tun;
+  readonly #sock: Fd;
+  readonly #setup: DeviceSetup;
+  readonly #counterMem = newCounterMemory();
+  readonly #ctl = new SharedArrayBuffer(CTL_WORDS * 4);
+  readonly #ctlView = new Int32Array(this.#ctl);
+  #wake: Wakeup | null = null;
+  #worker: Worker | null = null;
+  #failed: string | null = null;
+  readonly #died = Promise.withResolvers<string>();
+  readonly #stopped = Promise.withResolvers<void>();
+  readonly #dumps = new Map<number, (text: string) => void>();
+  #nextDump = 1;
+
+  constructor(tun: Tun, sock: Fd, setup: DeviceSetup) {
+    this.name = tun.name;
+    this.#tun = tun;
+    this.#sock = sock;
+    this.#setup = setup;
+  }
+
+  async start(): Promise<void> {
+    const wake = new Wakeup();
+    this.#wake = wake;
+    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+    this.#worker = worker;
+    const ready = Promise.withResolvers<void>();
+    worker.onmessage = (ev: MessageEvent<WorkerReport>) => {
+      const r = ev.data;
+      if (r.type === "ready") ready.resolve();
+      else if (r.type === "stopped") this.#stopped.resolve();
+      else if (r.type === "dump") {
+        this.#dumps.get(r.id)?.(r.text);
+        this.#dumps.delete(r.id);
+      } else if (r.type === "warn") log.warn(r.message);
+      else this.#fail(`Data path failed: ${r.message}`);
+    };
+    worker.onerror = (ev) => {
+      ev.preventDefault();
+      this.#fail(`Data path Worker failed: ${ev.message}`);
+    };
+    const init: WorkerInit = {
+      op: "init",
+      tunFd: this.#tun.fd.fd,
+      udpFd: this.#sock.fd,
+      wakeFd: wake.fd.fd,
+      privateKey: this.#setup.privateKey,
+      listenPort: this.#setup.listenPort,
+      ctl: this.#ctl,
+      counters: this.#counterMem,
+    };
+    worker.postMessage(init);
+    const failed = this.#died.promise.then((m) => Promise.reject(new Error(m)));
+    await Promise.race([ready.promise, failed]);
+  }
+
+  #fail(message: string): void {
+    this.#failed ??= message;
+    this.#died.resolve(message);
+  }
+
+  /** Resolves with the failure message when the data path dies. */
+  get died(): Promise<string> {
+    return this.#died.promise;
+  }
+
+  #post(m: PeerBatch | DumpRequest): void {
+    if (this.#worker === null) throw new Error("The WireGuard data path is not running");
+    this.#worker.postMessage(m);
+    Atomics.add(this.#ctlView, CTL_PENDING, 1);
+    this.#wake!.signal();
+  }
+
+  apply(batch: PeerBatch): void {
+    this.#post(batch);
+  }
+
+  dump(): Promise<string> {
+    const id = this.#nextDump++;
+    const p = new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#dumps.delete(id);
+        reject(new Error("The data path did not answer in 2 s"));
+      }, 2000);
+      this.#dumps.set(id, (t) => {
+        clearTimeout(timer);
+        resolve(t);
+      });
+    });
+    this.#post({ op: "dump", id });
+    return p;
+  }
+
+  counters(): Record<CounterName, number> {
+    return readCounters(this.#counterMem);
+  }
+
+  async close(): Promise<void> {
+    if (this.#worker !== null) {
+      Atomics.store(this.#ctlView, CTL_STOP, 1);
+      this.#wake!.signal();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), STOP_GRACE_MS));
+      const clean = await Promise.race([this.#stopped.promise.then(() => true), grace]);
+      clearTimeout(timer);
+      this.#worker.terminate();
+      this.#worker = null;
+      if (!clean) log.warn("Data path Worker did not stop in time: terminated");
+      this.#wake!.fd.close();
+    }
+    for (const resolve of this.#dumps.values()) resolve("errno=5\n\n");
+    this.#dumps.clear();
+    this.#sock.close();
+    this.#tun.fd.close();
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * The wireguard backend's pieces without privileges: leases → peers (upstream's BackendData,
+ * with and without `Port`), the key file, and the UAPI `get` text.
+ */
+
+import assert from "node:assert/strict";
+import { peerFromLease } from "../../lib/backend/wireguard/mod.ts";
+import { keyFilePath, loadOrCreateKey } from "../../lib/backend/wireguard/keyfile.ts";
+import {
+  generatePrivateKey,
+  parseKey,
+  publicKey,
+  toBase64,
+  toHex,
+} from "../../lib/backend/wireguard/keys.ts";
+import { formatGet, REFUSED } from "../../lib/backend/wireguard/uapi.ts";
+import { Device } from "../../lib/backend/wireguard/device.ts";
+import { PacketAead, randomBytes } from "../../ffi/crypto.ts";
+import type { Lease } from "../../lib/lease.ts";
+
+const PUB = toBase64(publicKey(generatePrivateKey()));
+
+function lease(backendType: string, backendData: unknown): Lease {
+  return {
+    subnet: { ip: 0x0a010200, prefix: 24 },
+    attrs: { publicIP: 0xc0a8640b, backendType, backendData },
+    expiration: null,
+    modRevision: 1,
+    etcdLeaseId: null,
+  } as Lease;
+}
+
+const OWN = { port: 51820, psk: null, keepalive: 0 };
+
+Deno.test("peerFromLease() reads upstream's BackendData; no Port means our ListenPort", () => {
+  assert.deepEqual(peerFromLease(lease("wireguard", { PublicKey: PUB, Port: 40000 }), OWN), {
+    publicKey: PUB,
+    presharedKey: null,
+    ip: 0xc0a8640b,
+    port: 40000,
+    allowedIPs: [{ net: 0x0a010200, prefix: 24 }],
+    persistentKeepalive: 0,
+  });
+  // Upstream before v0.26.6 writes only the key: the peer listens where we do.
+  const old = peerFromLease(lease("wireguard", { PublicKey: PUB }), { ...OWN, port: 5555 });
+  assert.ok(typeof old !== "string");
+  assert.equal(old.port, 5555);
+  const psk = randomBytes(32);
+  const withPsk = peerFromLease(lease("wireguard", { PublicKey: PUB }), {
+    port: 1,
+    psk,
+    keepalive: 25,
+  });
+  assert.ok(typeof withPsk !== "string");
+  assert.equal(withPsk.presharedKey, toBase64(psk));
+  assert.equal(withPsk.persistentKeepalive, 25);
+});
+
+Deno.test("peerFromLease() names what is wrong with a lease it cannot use", () => {
+  assert.equal(peerFromLease(lease("vxlan", {}), OWN), 'backend type "vxlan" is not wireguard');
+  assert.equal(peerFromLease(lease("wireguard", null), OWN), "BackendData has no PublicKey");
+  assert.equal(
+    peerFromLease(lease("wireguard", { PublicKey: "abc" }), OWN),
+    "Invalid PublicKey: not 32 bytes of base64",
+  );
+  assert.equal(
+    peerFromLease(lease("wireguard", { PublicKey: PUB, Port: 70000 }), OWN),
+    "BackendData Port 70000 is not a port",
+  );
+});
+
+Deno.test("loadOrCreateKey() creates a 0600 base64 key once, then reads the same key", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/sub/wgkey`;
+    const a = await loadOrCreateKey(path);
+    assert.ok(a.created);
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    const text = await Deno.readTextFile(path);
+    assert.match(text, /^[A-Za-z0-9+/]{43}=$/);
+    assert.equal(a.key[0] & 7, 0, "clamped");
+    const b = await loadOrCreateKey(path);
+    assert.ok(!b.created);
+    assert.equal(toHex(b.key), toHex(a.key));
+    await Deno.writeTextFile(path, "junk");
+    await assert.rejects(
+      () => loadOrCreateKey(path),
+      {
+        message:
+          `Cannot use WireGuard key file ${path}: Invalid private key: not 32 bytes of base64`,
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.equal(keyFilePath(() => undefined), "/run/flannel/wgkey");
+  assert.equal(keyFilePath((n) => n === "WIREGUARD_KEY_FILE" ? "/tmp/k" : undefined), "/tmp/k");
+});
+
+Deno.test("formatGet() answers get=1 as wireguard-go does (keys in hex, one peer block each)", () => {
+  using aead = new PacketAead(8);
+  const priv = generatePrivateKey();
+  const dev = new Device(priv, {
+    clock: { now: () => 0, wallMs: () => 0 },
+    random: randomBytes,
+    send: () => {},
+  }, aead);
+  const peerPriv = generatePrivateKey();
+  dev.setPeer({
+    publicKey: publicKey(peerPriv),
+    endpoint: { ip: 0xc0a8640c, port: 51820 },
+    allowedIPs: [{ net: 0x0a010300, prefix: 24 }],
+    persistentKeepalive: 0,
+  });
+  assert.equal(
+    formatGet(dev, 51820),
+    `private_key=${toHex(priv)}\nlisten_port=51820\n` +
+      `public_key=${toHex(publicKey(peerPriv))}\npreshared_key=${"0".repeat(64)}\n` +
+      "protocol_version=1\nendpoint=192.168.100.12:51820\n" +
+      "last_handshake_time_sec=0\nlast_handshake_time_nsec=0\ntx_bytes=0\nrx_bytes=0\n" +
+      "persistent_keepalive_interval=0\nallowed_ip=10.1.3.0/24\nerrno=0\n\n",
+  );
+  assert.equal(REFUSED, "errno=1\n\n");
+  assert.equal(toHex(parseKey(toBase64(priv), "k")), toHex(priv));
+});
