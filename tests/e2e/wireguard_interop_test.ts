@@ -14,134 +14,15 @@
 import assert from "node:assert/strict";
 import { Cluster, type Host } from "../harness/cluster.ts";
 import { leaseKey, leaseOf } from "../harness/flannel.ts";
-import { run, runOk } from "../harness/netns.ts";
+import { runOk } from "../harness/netns.ts";
+import { genkey, WgGoHost } from "../harness/wireguard_go.ts";
 import { waitUntil } from "./mesh_support.ts";
 import { countersOf, readPcap, tcpdump } from "./capture_support.ts";
 
 const NETWORK = "10.1.0.0/16";
 const WG_SUBNET = "10.1.99.0/24";
-const WG_DEV = "10.1.99.0", WG_CONTAINER = "10.1.99.1";
+const WG_CONTAINER = "10.1.99.1";
 const PORT = 51820;
-
-async function genkey(): Promise<{ priv: string; pub: string }> {
-  const priv = (await runOk(["wg", "genkey"])).trim();
-  const pub = (await runOk(["wg", "pubkey"], { stdin: priv })).trim();
-  return { priv, pub };
-}
-
-/** An upstream-style WireGuard host made of wireguard-go, in its own mount namespace. */
-class WgGoHost implements AsyncDisposable {
-  readonly #holder: Deno.ChildProcess;
-  readonly #pid: number;
-  private constructor(readonly host: Host, holder: Deno.ChildProcess, pid: number) {
-    this.#holder = holder;
-    this.#pid = pid;
-  }
-
-  static async start(host: Host): Promise<WgGoHost> {
-    const holder = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        host.ns,
-        "unshare",
-        "-m",
-        "sh",
-        "-c",
-        "mount -t tmpfs tmpfs /run && mkdir -m 700 /run/wireguard && echo $$ && exec sleep 100000",
-      ],
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const reader = holder.stdout.pipeThrough(new TextDecoderStream()).getReader();
-    const { value } = await reader.read();
-    reader.releaseLock();
-    const pid = Number(value?.trim());
-    assert.ok(pid > 0, `mount namespace holder pid: ${value}`);
-    return new WgGoHost(host, holder, pid);
-  }
-
-  /** Runs a command in h2's network and mount namespaces. */
-  exec(cmd: string[], stdin?: string) {
-    return run(["nsenter", "-t", String(this.#pid), "-m", "-n", ...cmd], { stdin });
-  }
-
-  async execOk(cmd: string[], stdin?: string): Promise<string> {
-    const r = await this.exec(cmd, stdin);
-    if (r.code !== 0) throw new Error(`${cmd.join(" ")}: ${r.stderr}`);
-    return r.stdout;
-  }
-
-  /** Starts wireguard-go as `flannel-wg` and configures it as upstream flannel would. */
-  async up(
-    opts: { priv: string; peerPub: string; peerIp: string; peerSubnet: string; psk?: string },
-  ) {
-    await this.execOk(["sh", "-c", "wireguard-go flannel-wg >/run/wg-go.log 2>&1"]);
-    await this.execOk([
-      "sh",
-      "-c",
-      "for i in $(seq 100); do [ -S /run/wireguard/flannel-wg.sock ] && exit 0; sleep 0.05; done; exit 1",
-    ]);
-    await this.execOk(["sh", "-c", "umask 077; cat > /run/wgkey"], opts.priv);
-    const args = [
-      "wg",
-      "set",
-      "flannel-wg",
-      "private-key",
-      "/run/wgkey",
-      "listen-port",
-      String(PORT),
-    ];
-    await this.execOk(args);
-    const peer = [
-      "wg",
-      "set",
-      "flannel-wg",
-      "peer",
-      opts.peerPub,
-      "endpoint",
-      `${opts.peerIp}:${PORT}`,
-      "allowed-ips",
-      opts.peerSubnet,
-    ];
-    if (opts.psk) {
-      await this.execOk(["sh", "-c", "umask 077; cat > /run/psk"], opts.psk);
-      peer.push("preshared-key", "/run/psk");
-    }
-    await this.execOk(peer);
-    await this.execOk(["ip", "link", "set", "flannel-wg", "mtu", String(this.host.mtu - 80)]);
-    await this.execOk(["ip", "addr", "replace", `${WG_DEV}/32`, "dev", "flannel-wg"]);
-    await this.execOk(["ip", "link", "set", "flannel-wg", "up"]);
-    await this.execOk(["ip", "route", "replace", NETWORK, "dev", "flannel-wg"]);
-    await this.execOk(["ip", "addr", "replace", `${WG_CONTAINER}/32`, "dev", "lo"]);
-  }
-
-  /** Stops wireguard-go (its device goes with it). */
-  async down(): Promise<void> {
-    await this.exec([
-      "sh",
-      "-c",
-      "pkill -x wireguard-go -n; for i in $(seq 100); do pgrep -x wireguard-go >/dev/null || exit 0; sleep 0.05; done",
-    ]);
-  }
-
-  async dump(): Promise<string[][]> {
-    const out = await this.execOk(["wg", "show", "flannel-wg", "dump"]);
-    return out.trim().split("\n").map((l) => l.split("\t"));
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.down().catch(() => {});
-    try {
-      this.#holder.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-    await this.#holder.stdout.cancel().catch(() => {});
-    await this.#holder.stderr.cancel().catch(() => {});
-    await this.#holder.status;
-  }
-}
 
 async function ping(host: Host, to: string, from: string, count = 3, timeoutS = 2) {
   return await host.exec([
@@ -185,7 +66,14 @@ Deno.test("wireguard: interop with wireguard-go as an upstream host (ping, iperf
   await using wg = await WgGoHost.start(h2);
   const wgKey = await genkey();
   const wgUp = (psk?: string) =>
-    wg.up({ priv: wgKey.priv, peerPub: ourPub, peerIp: h1.ip, peerSubnet: ourLease, psk });
+    wg.up({
+      priv: wgKey.priv,
+      peers: [{ pub: ourPub, ip: h1.ip, allowed: ourLease }],
+      address: "10.1.99.0",
+      route: NETWORK,
+      container: WG_CONTAINER,
+      psk,
+    });
   await wgUp();
   // Its lease, as upstream writes it (with an etcd lease, like a live host).
   await cluster.etcd.put(leaseKey(WG_SUBNET), upstreamLease(h2.ip, wgKey.pub), {
