@@ -130,6 +130,25 @@ Deno.test("wireguard: mesh, lease format, key file, wg show, encrypted wire, rep
   const st = await Deno.stat(`${n1.host.dir}/wg/flannel-wg.sock`);
   assert.equal(st.mode! & 0o777, 0o600, "UAPI socket mode");
   assert.equal((await Deno.stat(`${n1.host.dir}/wg`)).mode! & 0o777, 0o700, "UAPI dir mode");
+  // A non-root user cannot reach the socket (it would answer with the private key).
+  const nobody = await n1.host.exec([
+    "setpriv",
+    "--reuid=65534",
+    "--regid=65534",
+    "--clear-groups",
+    "python3",
+    "-c",
+    `import socket; s = socket.socket(socket.AF_UNIX); s.connect("${n1.host.dir}/wg/flannel-wg.sock"); s.sendall(b"get=1\\n\\n"); print(s.recv(100))`,
+  ]);
+  assert.notEqual(nobody.code, 0, `nobody read the UAPI socket: ${nobody.stdout}`);
+  assert.match(nobody.stderr, /PermissionError|Permission denied/);
+  // set is refused: the peers are flannel's.
+  const set = await n1.host.exec([
+    "python3",
+    "-c",
+    `import socket; s = socket.socket(socket.AF_UNIX); s.connect("${n1.host.dir}/wg/flannel-wg.sock"); s.sendall(b"set=1\\nlisten_port=1\\n\\n"); print(s.recv(100).decode(), end="")`,
+  ]);
+  assert.equal(set.stdout, "errno=1\n\n", set.stderr);
 
   // The underlay carries only WireGuard messages: no inner ICMP in clear; one datagram kept.
   const dir = await Deno.makeTempDir({ prefix: "fl-wg-pcap-" });
