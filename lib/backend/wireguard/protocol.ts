@@ -15,6 +15,10 @@ export interface WorkerInit {
   readonly udpFd: number;
   /** An eventfd the main thread signals after posting messages. */
   readonly wakeFd: number;
+  /** The TUN was opened with `IFF_VNET_HDR` and TSO/checksum offloads are on. */
+  readonly vnetHdr: boolean;
+  /** The TUN MTU (the largest segment cut from a super-packet). */
+  readonly mtu: number;
   /** Our private key. */
   readonly privateKey: Uint8Array;
   /** The UDP port we listen on (for the UAPI's `listen_port`). */

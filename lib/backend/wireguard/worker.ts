@@ -14,9 +14,31 @@
 /// <reference lib="deno.worker" />
 
 import { DatagramBatch, drainEventFd, Poller, sendtoRaw } from "../../../ffi/udp.ts";
-import { PacketSlots } from "../../../ffi/tun.ts";
+import { PacketSlots, writeBuf } from "../../../ffi/tun.ts";
 import { PacketAead, randomBytes } from "../../../ffi/crypto.ts";
-import { POLLIN, POLLOUT } from "../../../ffi/structs.ts";
+import {
+  POLLIN,
+  POLLOUT,
+  VIRTIO_NET_HDR,
+  VIRTIO_NET_HDR_F_NEEDS_CSUM,
+  VIRTIO_NET_HDR_GSO_ECN,
+  VIRTIO_NET_HDR_GSO_NONE,
+  VIRTIO_NET_HDR_GSO_TCPV4,
+} from "../../../ffi/structs.ts";
+import {
+  completeChecksum,
+  finishTcpSuper,
+  segmentCount,
+  tcpCanAppend,
+  tcpCanStartRun,
+  tcpHeaderLength,
+  vnetCsumOffset,
+  vnetCsumStart,
+  vnetFlags,
+  vnetGsoSize,
+  vnetGsoType,
+  writeSegment,
+} from "../udp/segment.ts";
 import { SyscallError } from "../../../ffi/errno.ts";
 import {
   COOKIE_SENT,
@@ -53,6 +75,10 @@ const SLOT = 65536;
 const POLL_MS = 50;
 /** Key slots: two per keypair, three keypairs per peer, for up to 2048 peers. */
 const KEY_SLOTS = 2 * 3 * 2048;
+/** Where the opened packet goes in the receive memory: after a vnet header and a 64 KiB run. */
+const SCRATCH = 65536 + 64;
+/** The largest IPv4 packet: a coalesced run stays below it. */
+const MAX_IP = 65535;
 const EINTR = 4;
 const EAGAIN = 11;
 
@@ -91,8 +117,29 @@ class DataPath {
   readonly #txPayloadIds: number[] = [];
   readonly #rx: DatagramBatch; // received datagrams
   readonly #rxPayloadIds: number[] = [];
-  readonly #plain: PacketSlots; // one opened packet at a time
+  /**
+   * Received plaintext: `[vnet header][run of coalesced TCP segments ≤ 64 KiB]` then, at
+   * {@link SCRATCH}, `[zero vnet header][one opened packet]`. One ArrayBuffer, so a segment is
+   * appended to the run with `copyWithin` (no view per packet).
+   */
+  readonly #rxMem: Uint8Array<ArrayBuffer>;
+  readonly #scratch: Uint8Array<ArrayBuffer>; // the opened packet
+  readonly #scratchOut: Uint8Array<ArrayBuffer>; // the same with its zero vnet header
   readonly #plainId: number;
+  #runSegs = 0; // segments in the run (0: none)
+  #runEnd = 0;
+  #runHdr = 0;
+  #runMss = 0;
+  #runNextSeq = 0;
+  #runClosed = false;
+  #runPsh = false;
+  /** Bytes of virtio_net_hdr before every TUN read and write (0 without offloads). */
+  readonly #vnet: number;
+  readonly #mtu: number;
+  readonly #tunInPkt: Uint8Array[] = []; // the packet after the vnet header, per slot
+  readonly #tunInPktIds: number[] = [];
+  readonly #seg: Uint8Array<ArrayBuffer>; // one segment cut from a TCP super-packet
+  readonly #segId: number;
   #lastTick = 0;
 
   constructor(init: WorkerInit) {
@@ -108,13 +155,24 @@ class DataPath {
     this.#tunIn = new PacketSlots(BATCH, SLOT);
     this.#tx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER);
     this.#rx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER);
-    this.#plain = new PacketSlots(1, SLOT + 2 * TRANSPORT_HEADER);
     for (let i = 0; i < BATCH; i++) {
       this.#tunInIds.push(this.#aead.bind(this.#tunIn.bufs[i]));
       this.#txPayloadIds.push(this.#aead.bind(this.#tx.slots[i].subarray(TRANSPORT_HEADER)));
       this.#rxPayloadIds.push(this.#aead.bind(this.#rx.slots[i].subarray(TRANSPORT_HEADER)));
     }
-    this.#plainId = this.#aead.bind(this.#plain.bufs[0]);
+    this.#vnet = init.vnetHdr ? VIRTIO_NET_HDR.size : 0;
+    this.#mtu = init.mtu;
+    for (let i = 0; i < BATCH; i++) {
+      const v = this.#tunIn.bufs[i].subarray(this.#vnet);
+      this.#tunInPkt.push(v);
+      this.#tunInPktIds.push(this.#aead.bind(v));
+    }
+    this.#seg = new Uint8Array(SLOT);
+    this.#segId = this.#aead.bind(this.#seg);
+    this.#rxMem = new Uint8Array(SCRATCH + SLOT + 2 * TRANSPORT_HEADER);
+    this.#scratch = this.#rxMem.subarray(SCRATCH);
+    this.#scratchOut = this.#rxMem.subarray(SCRATCH - this.#vnet);
+    this.#plainId = this.#aead.bind(this.#scratch);
     const udp = this.#udp;
     const cnt = this.#cnt;
     this.dev = new Device(init.privateKey, {
@@ -155,40 +213,86 @@ class DataPath {
   }
 
   #tunToUdp(): void {
-    const cnt = this.#cnt, tx = this.#tx, tunIn = this.#tunIn, dev = this.dev;
+    const cnt = this.#cnt, tunIn = this.#tunIn, vnet = this.#vnet;
     let k = 0;
     for (let r = 0; r < BATCH; r++) {
-      const n = tunIn.read(this.#tun, k);
-      if (n <= 0) break;
-      const buf = tunIn.bufs[k];
-      if (n < 20 || (buf[0] >> 4) !== 4) {
-        cnt[C.tx_malformed]++;
-        continue;
+      if (k >= BATCH) {
+        this.#send(k);
+        k = 0;
       }
-      const dst = ((buf[16] << 24) | (buf[17] << 16) | (buf[18] << 8) | buf[19]) >>> 0;
-      const len = dev.sealTransport(
-        dst,
-        this.#tunInIds[k],
-        buf,
-        n,
-        tx.slots[k],
-        this.#txPayloadIds[k],
-      );
-      if (len < 0) {
-        if (len === DROP_NO_ROUTE) cnt[C.tx_no_route]++;
-        else if (len === STAGED) cnt[C.tx_staged]++;
-        continue;
+      const n = tunIn.read(this.#tun, r);
+      if (n <= vnet) break;
+      const len = n - vnet;
+      const buf = tunIn.bufs[r];
+      if (vnet !== 0) {
+        const gso = vnetGsoType(buf, 0) & ~VIRTIO_NET_HDR_GSO_ECN;
+        if (gso === VIRTIO_NET_HDR_GSO_TCPV4) {
+          k = this.#segment(r, len, k);
+          continue;
+        }
+        if (
+          gso !== VIRTIO_NET_HDR_GSO_NONE ||
+          ((vnetFlags(buf, 0) & VIRTIO_NET_HDR_F_NEEDS_CSUM) !== 0 &&
+            !completeChecksum(buf, vnet, len, vnetCsumStart(buf, 0), vnetCsumOffset(buf, 0)))
+        ) {
+          cnt[C.tx_malformed]++;
+          continue;
+        }
       }
-      const ep = dev.lastPeer!.endpoint!;
-      tx.setSend(k, len, ep.ip, ep.port);
-      cnt[C.tx_packets]++;
-      cnt[C.tx_bytes] += n;
-      k++;
+      if (this.#seal(this.#tunInPktIds[r], this.#tunInPkt[r], len, k)) k++;
     }
     this.#send(k);
   }
 
+  /** Seals one whole IPv4 packet (buffer `id`, view `pkt`) into datagram slot `k`. */
+  #seal(id: number, pkt: Uint8Array, len: number, k: number): boolean {
+    const cnt = this.#cnt, tx = this.#tx;
+    // Room for the padding and the tag after the packet, in its own buffer.
+    if (len < 20 || (pkt[0] >> 4) !== 4 || len + 16 > pkt.length) {
+      cnt[C.tx_malformed]++;
+      return false;
+    }
+    const dst = ((pkt[16] << 24) | (pkt[17] << 16) | (pkt[18] << 8) | pkt[19]) >>> 0;
+    const n = this.dev.sealTransport(dst, id, pkt, len, tx.slots[k], this.#txPayloadIds[k]);
+    if (n < 0) {
+      if (n === DROP_NO_ROUTE) cnt[C.tx_no_route]++;
+      else if (n === STAGED) cnt[C.tx_staged]++;
+      return false;
+    }
+    const ep = this.dev.lastPeer!.endpoint!;
+    tx.setSend(k, n, ep.ip, ep.port);
+    cnt[C.tx_packets]++;
+    cnt[C.tx_bytes] += len;
+    return true;
+  }
+
+  /**
+   * Cuts the TCP super-packet in TUN slot `r` into MSS-sized packets (segment.ts) and seals
+   * each into the next datagram slot, sending full batches; returns the next free slot.
+   */
+  #segment(r: number, len: number, k: number): number {
+    const buf = this.#tunIn.bufs[r];
+    const vnet = this.#vnet;
+    const hdrLen = tcpHeaderLength(buf, vnet, len);
+    const mss = vnetGsoSize(buf, 0);
+    if (hdrLen === 0 || mss === 0 || hdrLen + mss > this.#mtu) {
+      this.#cnt[C.tx_malformed]++;
+      return k;
+    }
+    const nseg = segmentCount(len, hdrLen, mss);
+    for (let i = 0; i < nseg; i++) {
+      if (k >= BATCH) {
+        this.#send(k);
+        k = 0;
+      }
+      const segLen = writeSegment(buf, vnet, len, hdrLen, mss, i, this.#seg, 0);
+      if (this.#seal(this.#segId, this.#seg, segLen, k)) k++;
+    }
+    return k;
+  }
+
   #send(n: number): void {
+    if (n === 0) return;
     let first = 0;
     let waits = 0;
     while (first < n) {
@@ -208,11 +312,11 @@ class DataPath {
   }
 
   #udpToTun(): void {
-    const cnt = this.#cnt, rx = this.#rx, dev = this.dev, plain = this.#plain;
-    const pbuf = plain.bufs[0];
+    const cnt = this.#cnt, rx = this.#rx, dev = this.dev;
+    const pview = this.#scratch;
     for (let round = 0; round < 4; round++) {
       const got = rx.recv(this.#udp, BATCH);
-      if (got <= 0) return;
+      if (got <= 0) break;
       for (let i = 0; i < got; i++) {
         if (rx.truncated(i)) {
           cnt[C.rx_truncated]++;
@@ -229,14 +333,12 @@ class DataPath {
             rx.addrPort(i),
             this.#rxPayloadIds[i],
             this.#plainId,
-            pbuf,
+            pview,
           );
           if (r > 0) {
-            if (plain.write(this.#tun, 0, r) < 0) cnt[C.rx_tun_errors]++;
-            else {
-              cnt[C.rx_packets]++;
-              cnt[C.rx_bytes] += r;
-            }
+            cnt[C.rx_bytes] += r;
+            if (this.#vnet !== 0) this.#coalesce(r);
+            else this.#writeTun(this.#scratchOut, r, 1);
           } else if (r === 0) cnt[C.rx_keepalives]++;
           else cnt[RX_DROPS[r] ?? C.rx_malformed]++;
           continue;
@@ -253,8 +355,67 @@ class DataPath {
         const r = dev.handshakeMessage(slot.subarray(0, len), rx.addrIp(i), rx.addrPort(i));
         if (r < 0) cnt[HS_DROPS[r] ?? C.hs_refused]++;
       }
-      if (got < BATCH) return;
+      if (got < BATCH) break;
     }
+    this.#flushRun();
+  }
+
+  #writeTun(buf: Uint8Array<ArrayBuffer>, len: number, segs: number): void {
+    if (writeBuf(this.#tun, buf, this.#vnet + len) < 0) this.#cnt[C.rx_tun_errors] += segs;
+    else this.#cnt[C.rx_packets] += segs;
+  }
+
+  /**
+   * Hands the opened packet (`n` bytes at {@link SCRATCH}) to the TUN, merging consecutive
+   * segments of one TCP flow into one GSO super-packet (the udp backend's receive coalescing:
+   * one TUN write and one pass through the kernel's TCP stack per run instead of per segment).
+   * Each segment was authenticated and checked on its own before it gets here.
+   */
+  #coalesce(n: number): void {
+    const b = this.#rxMem, v = this.#vnet, p = SCRATCH;
+    if (this.#runSegs > 0 && !this.#runClosed) {
+      const hdr = this.#runHdr;
+      if (
+        this.#runEnd - v + n - hdr <= MAX_IP &&
+        tcpCanAppend(b, v, p, n, hdr, this.#runMss, this.#runNextSeq)
+      ) {
+        const pay = n - hdr;
+        if ((b[p + ((b[p] & 0x0f) << 2) + 13] & 0x08) !== 0) this.#runPsh = true;
+        b.copyWithin(this.#runEnd, p + hdr, p + n);
+        this.#runEnd += pay;
+        this.#runSegs++;
+        this.#runNextSeq = (this.#runNextSeq + pay) >>> 0;
+        if (pay < this.#runMss || this.#runPsh) this.#runClosed = true;
+        return;
+      }
+    }
+    this.#flushRun();
+    const h = tcpHeaderLength(b, p, n);
+    if (h > 0 && n > h && tcpCanStartRun(b, p)) {
+      b.copyWithin(v, p, p + n);
+      this.#runSegs = 1;
+      this.#runEnd = v + n;
+      this.#runHdr = h;
+      this.#runMss = n - h;
+      const t = v + ((b[v] & 0x0f) << 2);
+      this.#runPsh = (b[t + 13] & 0x08) !== 0;
+      this.#runClosed = this.#runPsh;
+      const seq = ((b[t + 4] << 24) | (b[t + 5] << 16) | (b[t + 6] << 8) | b[t + 7]) >>> 0;
+      this.#runNextSeq = (seq + this.#runMss) >>> 0;
+      return;
+    }
+    this.#writeTun(this.#scratchOut, n, 1);
+  }
+
+  #flushRun(): void {
+    const segs = this.#runSegs;
+    if (segs === 0) return;
+    this.#runSegs = 0;
+    const b = this.#rxMem, v = this.#vnet;
+    const len = this.#runEnd - v;
+    if (segs === 1) b.fill(0, 0, v); // a whole packet: GSO_NONE, checksum complete
+    else finishTcpSuper(b, v, len, this.#runHdr, this.#runMss, this.#runPsh);
+    this.#writeTun(b, len, segs);
   }
 
   /** Applies peer changes from the main thread. */
