@@ -12,7 +12,7 @@ import { VERSION } from "./options.ts";
 import { errText, logger, setVerbosity } from "./log.ts";
 import { describeInterface, findExternalInterface } from "./extiface.ts";
 import { formatCIDR } from "./ip.ts";
-import { connectEtcd } from "./registry/etcd.ts";
+import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
 import { EtcdSubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";

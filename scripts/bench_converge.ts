@@ -2,9 +2,9 @@
  * Convergence benchmark: from a peer lease PUT in etcd to its entries in the kernel.
  *
  * One host runs flannel (vxlan by default). A putter inside the hub namespace writes N peer
- * leases one at a time through the etcd v3 client (npm:etcd3), stamping the wall clock just
- * before each put; `ip -tshort monitor route` in the host namespace stamps each route event.
- * The route is the last of FDB, ARP, route that the backend sets for a peer, so its event marks
+ * leases one at a time through the registry (scripts/bench_converge_putter.ts), stamping the
+ * wall clock just before each put; `ip -tshort monitor route` in the host namespace stamps each
+ * route event. The route is the last of FDB, ARP, route that the backend sets for a peer, so its event marks
  * the peer converged; afterwards the run checks that all N routes, ARP and FDB entries exist.
  * Then the leases are deleted the same way and the route deletions timed.
  *
@@ -32,31 +32,6 @@ const GAP = Number(args.values["gap-ms"]);
 if (BACKEND === "host-gw" && N > 150) {
   throw new Error("Host-gw peers need eth0 addresses: at most 150 leases");
 }
-
-// Runs inside the hub namespace (etcd listens there only). Prints one JSON line per operation.
-const PUTTER = `
-import { Etcd3 } from "npm:etcd3@1.1.2";
-const env = (k) => Deno.env.get(k);
-const client = new Etcd3({ hosts: env("EP") });
-const items = JSON.parse(env("ITEMS"));
-const gap = Number(env("GAP"));
-const now = () => performance.timeOrigin + performance.now();
-await client.get("warmup").string();
-for (const op of ["put", "del"]) {
-  for (const [key, value] of items) {
-    const t0 = now();
-    if (op === "put") await client.put(key).value(value);
-    else await client.delete().key(key);
-    console.log(JSON.stringify({ op, key, t0, t1: now() }));
-    await new Promise((r) => setTimeout(r, gap));
-  }
-  if (op === "put") {
-    console.log(JSON.stringify({ op: "wait" }));
-    await new Promise((r) => setTimeout(r, 1500));
-  }
-}
-client.close();
-`;
 
 function summary(name: string, xs: number[]): string {
   return `${name}: n=${xs.length} p50 ${percentile(xs, 50).toFixed(1)} ms, p99 ${
@@ -119,7 +94,15 @@ const reading = (async () => {
 await new Promise((r) => setTimeout(r, 300));
 
 const putter = new Deno.Command("ip", {
-  args: ["netns", "exec", cluster.hub, Deno.execPath(), "eval", PUTTER],
+  args: [
+    "netns",
+    "exec",
+    cluster.hub,
+    Deno.execPath(),
+    "run",
+    "-A",
+    "scripts/bench_converge_putter.ts",
+  ],
   env: {
     EP: `http://${HUB_IP}:2379`,
     ITEMS: JSON.stringify(items.map(([, k, v]) => [k, v])),

@@ -2,7 +2,7 @@
  * The lease storage interface: raw keys and string values with etcd revisions, no policy.
  *
  * The subnet manager (lib/subnet/manager.ts) and the config wait (lib/subnet/config_wait.ts) are
- * written against this interface; lib/registry/etcd.ts implements it over etcd v3, and the unit
+ * written against this interface; lib/registry/etcd/ implements it over etcd v3, and the unit
  * tests over an in-memory fake.
  */
 
@@ -41,6 +41,12 @@ export interface WriteResult {
  *   no event was lost.
  * - `progress`: every change up to `revision` has been delivered (the end of one etcd watch
  *   response: callers may apply the events before it as one batch).
+ * - `reset`: etcd lost its memory (wiped, or restored from an older snapshot): a (re)connect or
+ *   any other answer showed another cluster id, or a revision or raft term below the highest one
+ *   seen (a lower one confirmed by a linearizable read). Every watch open at that moment yields it once and
+ *   ends, like `compacted`; what the caller knew (its own lease too) may be gone. The caller
+ *   re-lists and starts a new watch from the listing's revision. `reason` is one line naming the
+ *   endpoint and what changed.
  */
 export type WatchEvent =
   | {
@@ -53,7 +59,8 @@ export type WatchEvent =
   | { readonly type: "delete"; readonly key: string; readonly modRevision: number }
   | { readonly type: "compacted" }
   | { readonly type: "reconnected"; readonly revision: number }
-  | { readonly type: "progress"; readonly revision: number };
+  | { readonly type: "progress"; readonly revision: number }
+  | { readonly type: "reset"; readonly reason: string };
 
 /** Thrown when no endpoint of the store could be reached. */
 export class RegistryUnavailableError extends Error {
@@ -104,7 +111,7 @@ export interface Registry {
   /**
    * Watches `key` (or every key under it with `prefix`) from `fromRevision` (inclusive).
    * Reconnects by itself (logging each failed attempt, capped backoff) and resumes from the last
-   * revision seen. Ends after a `compacted` event, or when `signal` aborts.
+   * revision seen. Ends after a `compacted` or `reset` event, or when `signal` aborts.
    */
   watch(
     key: string,

@@ -77,7 +77,7 @@ async function nextChange(
   const both = AbortSignal.any([signal, ac.signal]);
   try {
     for await (const ev of registry.watch(key, { prefix: false, fromRevision }, both)) {
-      if (ev.type === "put" || ev.type === "delete" || ev.type === "compacted") return;
+      if (ev.type !== "reconnected" && ev.type !== "progress") return;
     }
   } finally {
     ac.abort();

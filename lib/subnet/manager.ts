@@ -405,7 +405,7 @@ export class EtcdSubnetManager implements SubnetManager {
     while (!signal.aborted) {
       let compacted = false;
       for await (const ev of this.#reg.watch(key, { prefix: false, fromRevision: from }, signal)) {
-        if (ev.type === "compacted") {
+        if (ev.type === "compacted" || ev.type === "reset") {
           compacted = true;
           break;
         }
@@ -490,7 +490,7 @@ export class EtcdSubnetManager implements SubnetManager {
           pending = [];
           continue;
         }
-        if (ev.type === "compacted") {
+        if (ev.type === "compacted" || ev.type === "reset") {
           compacted = true;
           break;
         }

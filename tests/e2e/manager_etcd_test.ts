@@ -8,7 +8,7 @@ import { parseNetworkConfig } from "../../lib/config.ts";
 import { formatCIDR, parseIPv4 } from "../../lib/ip.ts";
 import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
 import { Logger, setSink } from "../../lib/log.ts";
-import { connectEtcd } from "../../lib/registry/etcd.ts";
+import { connectEtcd } from "../../lib/registry/etcd/mod.ts";
 import type { Registry } from "../../lib/registry/mod.ts";
 import { EtcdSubnetManager } from "../../lib/subnet/manager.ts";
 import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";

@@ -5,13 +5,13 @@
  */
 
 import assert from "node:assert/strict";
-import { connectEtcd } from "../../lib/registry/etcd.ts";
+import { connectEtcd } from "../../lib/registry/etcd/mod.ts";
 import {
   type Registry,
   RegistryUnavailableError,
   type WatchEvent,
 } from "../../lib/registry/mod.ts";
-import { EtcdServer } from "../harness/etcd.ts";
+import { EtcdCluster, EtcdServer } from "../harness/etcd.ts";
 import { makeCerts } from "../harness/certs.ts";
 import { errText, setSink } from "../../lib/log.ts";
 
@@ -514,4 +514,245 @@ Deno.test("registry: a write applied by an endpoint that then timed out is recog
       }
     });
   });
+});
+
+/** Puts `n` keys under `/fill/` through etcdctl (raises the store revision). */
+async function fill(etcd: { put(k: string, v: string): Promise<void> }, n: number) {
+  for (let i = 0; i < n; i++) await etcd.put(`/fill/${i}`, "x");
+}
+
+/** Waits for the first event of `it` that is not progress, with the time it took. */
+async function timed(it: AsyncIterator<WatchEvent>, timeoutMs: number) {
+  const t0 = Date.now();
+  const ev = await next(it, timeoutMs);
+  return { ev, ms: Date.now() - t0 };
+}
+
+Deno.test("registry: etcd wiped and restarted under an open watch: the watch ends with reset within seconds", async () => {
+  await using etcd = await EtcdServer.start();
+  const reg = connectEtcd({ endpoints: [etcd.endpoint] });
+  const ac = new AbortController();
+  try {
+    await withLogs(async (logs) => {
+      await fill(etcd, 20);
+      const start = await reg.list("/w/");
+      const it = reg.watch("/w/", { prefix: true, fromRevision: start.revision + 1 }, ac.signal)
+        [Symbol.asyncIterator]();
+      await etcd.put("/w/a", "1");
+      assert.equal((await next(it)).type, "put");
+      await etcd.wipe();
+      await etcd.put("/coreos.com/network/config", "{}");
+      const { ev, ms } = await timed(it, 15_000);
+      assert.equal(ev.type, "reset", JSON.stringify(ev));
+      assert.ok(
+        ev.type === "reset" && /revision \d+, below revision \d+/.test(ev.reason),
+        ev.reason,
+      );
+      assert.ok(ms < 10_000, `reset after ${ms} ms`);
+      assert.equal((await it.next()).done, true, "the watch ends after reset");
+      assert.ok(logs.some((l) => l.includes("Etcd lost its memory")), logs.join(""));
+      // The caller re-lists and watches again: the new store is the new normal.
+      const again = await reg.list("/w/");
+      assert.deepEqual(again.entries, []);
+      const it2 = reg.watch("/w/", { prefix: true, fromRevision: again.revision + 1 }, ac.signal)
+        [Symbol.asyncIterator]();
+      await etcd.put("/w/b", "2");
+      const ev2 = await next(it2);
+      assert.ok(ev2.type === "put" && ev2.key === "/w/b", JSON.stringify(ev2));
+    });
+  } finally {
+    ac.abort();
+    reg.close();
+  }
+});
+
+Deno.test("registry: etcd restored from an older snapshot under an open watch: reset", async () => {
+  await using etcd = await EtcdServer.start();
+  const reg = connectEtcd({ endpoints: [etcd.endpoint] });
+  const ac = new AbortController();
+  const snap = `${etcd.tmpDir}/backup.db`;
+  try {
+    await withLogs(async () => {
+      await fill(etcd, 5);
+      await etcd.snapshot(snap);
+      const start = await reg.list("/w/");
+      const it = reg.watch("/w/", { prefix: true, fromRevision: start.revision + 1 }, ac.signal)
+        [Symbol.asyncIterator]();
+      for (let i = 0; i < 10; i++) await etcd.put(`/w/${i}`, "v");
+      for (let i = 0; i < 10; i++) assert.equal((await next(it)).type, "put");
+      await etcd.restore(snap);
+      const { ev, ms } = await timed(it, 15_000);
+      assert.equal(ev.type, "reset", JSON.stringify(ev));
+      assert.ok(ms < 10_000, `reset after ${ms} ms`);
+      assert.equal((await it.next()).done, true);
+      // What the snapshot did not hold is gone; what it held is there.
+      assert.equal(await etcd.get("/w/0"), null);
+      assert.equal(await etcd.get("/fill/0"), "x");
+    });
+  } finally {
+    ac.abort();
+    reg.close();
+  }
+});
+
+Deno.test("registry: etcd wiped and written past our revision before the watch reconnects: reset by raft term", async () => {
+  await using etcd = await EtcdServer.start();
+  // One restart first: the raft term is 3 now, a wiped store starts again at 2.
+  await etcd.stop();
+  await etcd.start();
+  const reg = connectEtcd({ endpoints: [etcd.endpoint] });
+  const ac = new AbortController();
+  try {
+    await withLogs(async () => {
+      const start = await reg.list("/w/");
+      const it = reg.watch("/w/", { prefix: true, fromRevision: start.revision + 1 }, ac.signal)
+        [Symbol.asyncIterator]();
+      await etcd.put("/w/a", "1");
+      const first = await next(it);
+      assert.equal(first.type, "put");
+      // Nobody reads the watch while etcd is wiped and the new store passes our revision.
+      await etcd.wipe();
+      await fill(etcd, 10);
+      assert.ok(await etcd.revision() > (first.type === "put" ? first.modRevision : 0));
+      await etcd.put("/w/new", "x");
+      const { ev } = await timed(it, 15_000);
+      assert.equal(ev.type, "reset", JSON.stringify(ev));
+      assert.ok(ev.type === "reset" && /raft term 2, below term \d+/.test(ev.reason), ev.reason);
+    });
+  } finally {
+    ac.abort();
+    reg.close();
+  }
+});
+
+Deno.test("registry: a plain etcd restart with its data kept is no reset and loses no event", async () => {
+  await using etcd = await EtcdServer.start();
+  const reg = connectEtcd({ endpoints: [etcd.endpoint] });
+  const ac = new AbortController();
+  try {
+    await withLogs(async (logs) => {
+      await fill(etcd, 20);
+      const start = await reg.list("/w/");
+      const it = reg.watch("/w/", { prefix: true, fromRevision: start.revision + 1 }, ac.signal)
+        [Symbol.asyncIterator]();
+      await etcd.put("/w/a", "1");
+      assert.equal((await next(it)).type, "put");
+      for (const how of ["stop", "kill"] as const) {
+        await etcd[how]();
+        await etcd.start();
+        await etcd.put(`/w/${how}`, "2");
+        // Unary calls after the restart compare headers too.
+        assert.equal((await reg.get(`/w/${how}`)).kv?.value, "2");
+        let ev = await next(it, 20_000);
+        if (ev.type === "reconnected") ev = await next(it, 20_000);
+        assert.ok(ev.type === "put" && ev.key === `/w/${how}`, JSON.stringify(ev));
+      }
+      assert.ok(!logs.some((l) => l.includes("lost its memory")), logs.join(""));
+    });
+  } finally {
+    ac.abort();
+    reg.close();
+  }
+});
+
+Deno.test("registry: a client certificate the server rejects is named in the error", async () => {
+  await using etcd = await EtcdServer.start({ clientCertAuth: true });
+  const dir = await Deno.makeTempDir({ prefix: "fl-certs-" });
+  try {
+    // The server's CA verifies the server; the client pair comes from another CA.
+    const other = await makeCerts(`${dir}/other`);
+    const reg = connectEtcd({
+      endpoints: [etcd.endpoint],
+      caFile: etcd.tlsFiles!.caFile,
+      certFile: other.clientCertFile,
+      keyFile: other.clientKeyFile,
+    });
+    await withLogs(async (logs) => {
+      const err = await reg.get("/k").then(() => null, (e) => e);
+      assert.ok(err instanceof RegistryUnavailableError, String(err));
+      const hint = `the server may have rejected the client certificate ${other.clientCertFile}`;
+      assert.ok(errText(err).includes(hint), errText(err));
+      assert.ok(logs.some((l) => l.includes(hint)), logs.join(""));
+    }).finally(() => reg.close());
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("registry: a frozen endpoint (SIGSTOP) under an open watch is given up within ~10 s, the next one used", async () => {
+  await using cluster = await EtcdCluster.start();
+  const [m1, m2] = cluster.members;
+  const reg = connectEtcd({ endpoints: [m1.endpoint, m2.endpoint] });
+  const ac = new AbortController();
+  try {
+    await withLogs(async (logs) => {
+      const start = await reg.list("/w/");
+      const it = reg.watch("/w/", { prefix: true, fromRevision: start.revision + 1 }, ac.signal)
+        [Symbol.asyncIterator]();
+      await m2.put("/w/a", "1");
+      assert.equal((await next(it)).type, "put");
+      m1.pause();
+      const t0 = Date.now();
+      const pending = next(it, 40_000);
+      pending.catch(() => {}); // awaited below; an early assertion must not leave it unhandled
+      // Retried: when m1 led, the other two elect a new leader first.
+      while ((await m2.etcdctl(["put", "/w/b", "2"], true)).code !== 0) {
+        assert.ok(Date.now() - t0 < 20_000, "no put through m2 in 20 s");
+      }
+      let ev = await pending;
+      if (ev.type === "reconnected") ev = await next(it, 10_000);
+      const ms = Date.now() - t0;
+      assert.ok(ev.type === "put" && ev.key === "/w/b", JSON.stringify(ev));
+      // Keepalive gives m1 up 6 + 3 s after the freeze at most (10 s measured); the bound leaves
+      // room for a loaded machine and is half of the 30 + 10 s it took before.
+      assert.ok(ms < 20_000, `event after ${ms} ms`);
+      assert.ok(
+        logs.some((l) => l.includes(`Failed to reach etcd at ${m1.endpoint}`)),
+        logs.join(""),
+      );
+    });
+  } finally {
+    m1.resume();
+    ac.abort();
+    reg.close();
+  }
+});
+
+Deno.test("registry: a watch on a member that lost its quorum ends (require-leader) instead of going silent", async () => {
+  await using cluster = await EtcdCluster.start();
+  const [m1, m2, m3] = cluster.members;
+  const reg = connectEtcd({ endpoints: [m1.endpoint] });
+  const ac = new AbortController();
+  try {
+    await withLogs(async (logs) => {
+      const start = await reg.list("/w/");
+      const it = reg.watch("/w/", { prefix: true, fromRevision: start.revision + 1 }, ac.signal)
+        [Symbol.asyncIterator]();
+      await m1.put("/w/a", "1");
+      assert.equal((await next(it)).type, "put");
+      // m1 alone: alive and answering pings, but without a leader.
+      m2.pause();
+      m3.pause();
+      const t0 = Date.now();
+      // The watch runs while someone waits on it.
+      const pending = next(it, 60_000);
+      pending.catch(() => {}); // awaited below; an early assertion must not leave it unhandled
+      while (!logs.some((l) => l.includes(`Failed to reach etcd at ${m1.endpoint}`))) {
+        assert.ok(Date.now() - t0 < 20_000, `no failure logged in 20 s: ${logs.join("")}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.ok(logs.some((l) => /no leader/.test(l)), logs.join(""));
+      m2.resume();
+      m3.resume();
+      await m2.put("/w/b", "2");
+      let ev = await pending;
+      if (ev.type === "reconnected") ev = await next(it, 10_000);
+      assert.ok(ev.type === "put" && ev.key === "/w/b", JSON.stringify(ev));
+    });
+  } finally {
+    m2.resume();
+    m3.resume();
+    ac.abort();
+    reg.close();
+  }
 });

@@ -1,7 +1,9 @@
 /**
  * A real etcd for tests: one member, temp data dir, free ports, optional TLS (client certificates)
- * and user/password auth, optionally inside a network namespace. Keys are read and written through
- * `etcdctl` so tests check what a user would see.
+ * and user/password auth, optionally inside a network namespace; or a cluster of three members
+ * ({@link EtcdCluster}). Keys are read and written through `etcdctl` so tests check what a user
+ * would see. Members can be stopped, killed, frozen (SIGSTOP), wiped, and restored from a
+ * snapshot.
  */
 
 import { type CertFiles, makeCerts } from "./certs.ts";
@@ -22,6 +24,12 @@ export interface EtcdServerOptions {
   auth?: { user: string; password: string };
   /** Use these certificates instead of making new ones (implies `tls`). */
   certs?: CertFiles;
+  /** Peer port; 0 (default) picks a free one. */
+  peerPort?: number;
+  /** Member of a cluster (see {@link EtcdCluster}); default a one-member cluster. */
+  member?: { name: string; initialCluster: string; token: string };
+  /** Run etcd under this user id (its own uid lets iptables tell its packets apart). */
+  uid?: number;
 }
 
 const dec = new TextDecoder();
@@ -77,13 +85,13 @@ export class EtcdServer implements AsyncDisposable {
     const tmpDir = await Deno.makeTempDir({ prefix: "fl-etcd-" });
     try {
       let port = opts.port ?? 0;
-      let peerPort: number;
+      let peerPort = opts.peerPort ?? 0;
       if (opts.netns) {
         if (port === 0) port = randomPort();
-        do peerPort = randomPort(); while (peerPort === port);
+        while (peerPort === 0 || peerPort === port) peerPort = randomPort();
       } else {
         if (port === 0) port = freePort(host);
-        do peerPort = freePort("127.0.0.1"); while (peerPort === port);
+        while (peerPort === 0 || peerPort === port) peerPort = freePort("127.0.0.1");
       }
       const tls = opts.tls || opts.clientCertAuth || opts.certs;
       const certs = opts.certs ??
@@ -91,7 +99,9 @@ export class EtcdServer implements AsyncDisposable {
           ? await makeCerts(`${tmpDir}/certs`, { ips: host === "127.0.0.1" ? [] : [host] })
           : undefined);
       const s = new EtcdServer(tmpDir, opts, host, port, peerPort, certs);
-      await s.start();
+      s.#spawn();
+      if (opts.member) return s;
+      await s.waitHealthy();
       if (opts.auth) await s.#enableAuth(opts.auth);
       return s;
     } catch (err) {
@@ -109,14 +119,37 @@ export class EtcdServer implements AsyncDisposable {
     return this.opts.netns ? ["ip", "netns", "exec", this.opts.netns, ...argv] : argv;
   }
 
+  /** The peer URL. */
+  get peerUrl(): string {
+    return `http://127.0.0.1:${this.peerPort}`;
+  }
+
+  get #name(): string {
+    return this.opts.member?.name ?? "default";
+  }
+
+  get #initialCluster(): string {
+    return this.opts.member?.initialCluster ?? `default=${this.peerUrl}`;
+  }
+
+  /** The process id of etcd while it runs. */
+  get pid(): number | null {
+    return this.#proc?.pid ?? null;
+  }
+
   /** (Re)starts etcd on the same data dir and ports. */
   async start(): Promise<void> {
     if (this.#proc) return;
-    const peer = `http://127.0.0.1:${this.peerPort}`;
+    this.#spawn();
+    await this.waitHealthy();
+  }
+
+  #spawn(): void {
+    const peer = this.peerUrl;
     const args = [
       "etcd",
       "--name",
-      "default",
+      this.#name,
       "--data-dir",
       this.dataDir,
       "--listen-client-urls",
@@ -128,10 +161,11 @@ export class EtcdServer implements AsyncDisposable {
       "--initial-advertise-peer-urls",
       peer,
       "--initial-cluster",
-      `default=${peer}`,
+      this.#initialCluster,
       "--logger",
       "zap",
     ];
+    if (this.opts.member) args.push("--initial-cluster-token", this.opts.member.token);
     if (this.certs) {
       args.push(
         "--cert-file",
@@ -144,7 +178,12 @@ export class EtcdServer implements AsyncDisposable {
       if (this.opts.clientCertAuth) args.push("--client-cert-auth");
     }
     const quoted = args.map((a) => `'${a}'`).join(" ");
-    const argv = this.#wrap(["sh", "-c", `exec ${quoted} >>etcd.log 2>&1`]);
+    const uid = this.opts.uid;
+    const asUser = uid === undefined
+      ? []
+      : ["setpriv", `--reuid=${uid}`, `--regid=${uid}`, "--clear-groups"];
+    if (uid !== undefined) Deno.chownSync(this.tmpDir, uid, uid);
+    const argv = this.#wrap([...asUser, "sh", "-c", `exec ${quoted} >>etcd.log 2>&1`]);
     this.#proc = new Deno.Command(argv[0], {
       args: argv.slice(1),
       cwd: this.tmpDir,
@@ -152,6 +191,10 @@ export class EtcdServer implements AsyncDisposable {
       stdout: "null",
       stderr: "null",
     }).spawn();
+  }
+
+  /** Waits until `etcdctl endpoint health` passes (20 s at most). */
+  async waitHealthy(): Promise<void> {
     const deadline = Date.now() + 20_000;
     while (true) {
       const r = await this.etcdctl(["endpoint", "health"], true);
@@ -163,6 +206,56 @@ export class EtcdServer implements AsyncDisposable {
     }
   }
 
+  /** Freezes etcd (SIGSTOP): its sockets stay open, nothing answers. */
+  pause(): void {
+    this.#proc?.kill("SIGSTOP");
+  }
+
+  /** Thaws a frozen etcd (SIGCONT). */
+  resume(): void {
+    this.#proc?.kill("SIGCONT");
+  }
+
+  /** Kills etcd, deletes its data dir and starts it again empty (same ports, same name). */
+  async wipe(): Promise<void> {
+    await this.kill();
+    await Deno.remove(this.dataDir, { recursive: true });
+    await this.start();
+  }
+
+  /** Writes a snapshot of the store to `path` (`etcdctl snapshot save`). */
+  async snapshot(path: string): Promise<void> {
+    await this.etcdctl(["snapshot", "save", path]);
+  }
+
+  /**
+   * Kills etcd, replaces its data dir by the snapshot at `path` (`etcdctl snapshot restore`, as an
+   * operator restores a backup) and starts it again.
+   */
+  async restore(path: string): Promise<void> {
+    await this.kill();
+    await Deno.remove(this.dataDir, { recursive: true });
+    const out = await new Deno.Command("etcdctl", {
+      args: [
+        "snapshot",
+        "restore",
+        path,
+        `--data-dir=${this.dataDir}`,
+        `--name=${this.#name}`,
+        `--initial-cluster=${this.#initialCluster}`,
+        `--initial-advertise-peer-urls=${this.peerUrl}`,
+        ...(this.opts.member ? [`--initial-cluster-token=${this.opts.member.token}`] : []),
+      ],
+      env: { ETCDCTL_API: "3" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(`etcdctl snapshot restore failed: ${dec.decode(out.stderr).trim()}`);
+    }
+    await this.start();
+  }
+
   /** Stops etcd with SIGTERM and waits for it to exit. */
   async stop(): Promise<void> {
     const p = this.#proc;
@@ -170,6 +263,7 @@ export class EtcdServer implements AsyncDisposable {
     this.#proc = null;
     try {
       p.kill("SIGTERM");
+      p.kill("SIGCONT");
     } catch { /* already gone */ }
     await p.status;
   }
@@ -181,6 +275,7 @@ export class EtcdServer implements AsyncDisposable {
     this.#proc = null;
     try {
       p.kill("SIGKILL");
+      p.kill("SIGCONT");
     } catch { /* already gone */ }
     await p.status;
   }
@@ -279,6 +374,181 @@ export class EtcdServer implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.kill();
     await Deno.remove(this.tmpDir, { recursive: true }).catch(() => {});
+  }
+}
+
+/** Options of {@link EtcdCluster.start}. */
+export interface EtcdClusterOptions {
+  /** Run the members (and etcdctl) inside this network namespace. */
+  netns?: string;
+  /** Listen IP of every member's client port, default 127.0.0.1. */
+  host?: string;
+  /** Number of members, default 3. */
+  size?: number;
+}
+
+/** The connection mark of an isolated member's peer connections (see {@link EtcdCluster.isolate}). */
+const ISOLATED_MARK = "0x7e7c";
+
+/**
+ * A real etcd cluster of three members (plain HTTP), each with its own data dir and ports; the
+ * peers talk over 127.0.0.1 of the namespace.
+ */
+export class EtcdCluster implements AsyncDisposable {
+  readonly #isolated = new Set<EtcdServer>();
+  private constructor(readonly members: EtcdServer[], readonly opts: EtcdClusterOptions) {}
+
+  /** Starts every member and waits until each one is healthy (has a leader). */
+  static async start(opts: EtcdClusterOptions = {}): Promise<EtcdCluster> {
+    const n = opts.size ?? 3;
+    const host = opts.host ?? "127.0.0.1";
+    const ports = new Set<number>();
+    const pick = () => {
+      let p: number;
+      do p = opts.netns
+        ? randomPort()
+        : freePort(host === "127.0.0.1" ? host : "127.0.0.1"); while (ports.has(p));
+      ports.add(p);
+      return p;
+    };
+    const plan = Array.from({ length: n }, (_, i) => ({
+      name: `m${i + 1}`,
+      port: pick(),
+      peerPort: pick(),
+    }));
+    const initialCluster = plan.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(",");
+    const token = `fl-${crypto.randomUUID()}`;
+    const members: EtcdServer[] = [];
+    const c = new EtcdCluster(members, opts);
+    try {
+      for (const m of plan) {
+        members.push(
+          await EtcdServer.start({
+            netns: opts.netns,
+            host,
+            port: m.port,
+            peerPort: m.peerPort,
+            member: { name: m.name, initialCluster, token },
+            // Own uids in a namespace, so that isolate() can tell each member's packets apart.
+            ...(opts.netns ? { uid: 40_001 + members.length } : {}),
+          }),
+        );
+      }
+      await Promise.all(members.map((m) => m.waitHealthy()));
+      return c;
+    } catch (err) {
+      await c[Symbol.asyncDispose]();
+      throw err;
+    }
+  }
+
+  /** Every member's client URL, comma-separated (the value for `--etcd-endpoints`). */
+  get endpoints(): string {
+    return this.members.map((m) => m.endpoint).join(",");
+  }
+
+  /** Runs etcdctl against every running member not isolated (it fails over among them). */
+  async etcdctl(
+    args: string[],
+    allowFail = false,
+  ): Promise<{ code: number; stdout: string; stderr: string }> {
+    const up = this.members.filter((m) => m.pid !== null && !this.#isolated.has(m));
+    if (up.length === 0) throw new Error("No etcd member is running");
+    return await up[0].etcdctl(
+      [`--endpoints=${up.map((m) => m.endpoint).join(",")}`, ...args],
+      allowFail,
+    );
+  }
+
+  /** The member that is the raft leader now (asked of every running member). */
+  async leader(): Promise<EtcdServer> {
+    for (const m of this.members) {
+      if (m.pid === null) continue;
+      const r = await m.etcdctl(["endpoint", "status", "-w", "json"], true);
+      if (r.code !== 0) continue;
+      const [st] = JSON.parse(r.stdout) as {
+        Status: { header: { member_id: number }; leader: number };
+      }[];
+      if (st.Status.leader === 0) continue;
+      const list = await m.etcdctl(["member", "list", "-w", "json"]);
+      const ms = (JSON.parse(list.stdout).members ?? []) as { ID: number; name: string }[];
+      const name = ms.find((x) => x.ID === st.Status.leader)?.name;
+      const leader = this.members.find((x) => x.opts.member?.name === name);
+      if (leader) return leader;
+    }
+    throw new Error("No etcd member knows a leader");
+  }
+
+  /**
+   * Cuts `member` off from the other members (its client port stays reachable): iptables in the
+   * cluster's namespace drops its peer traffic, told apart by its uid and a connection mark.
+   * Only in a namespace of the test's own.
+   */
+  async isolate(member: EtcdServer): Promise<void> {
+    for (const rule of this.#isolation(member)) await this.#iptables(["-A", ...rule]);
+    this.#isolated.add(member);
+  }
+
+  /** Undoes {@link isolate}. */
+  async heal(member: EtcdServer): Promise<void> {
+    for (const rule of this.#isolation(member)) await this.#iptables(["-D", ...rule]);
+    this.#isolated.delete(member);
+  }
+
+  #isolation(m: EtcdServer): string[][] {
+    if (!this.opts.netns || m.opts.uid === undefined) {
+      throw new Error("isolate() needs a cluster in a namespace of the test's own");
+    }
+    const mark = ["-m", "connmark", "--mark", ISOLATED_MARK, "-j", "DROP"];
+    return [
+      // Every connection of the member but its client port's gets the mark…
+      [
+        "OUTPUT",
+        ...["-p", "tcp", "-m", "owner", "--uid-owner", String(m.opts.uid)],
+        ...["!", "--sport", String(m.port), "-j", "CONNMARK", "--set-mark", ISOLATED_MARK],
+      ],
+      // …and its packets are dropped both ways; so are new connections to its peer port.
+      ["OUTPUT", ...mark],
+      ["INPUT", ...mark],
+      ["INPUT", "-p", "tcp", "--dport", String(m.peerPort), "-j", "DROP"],
+    ];
+  }
+
+  async #iptables(args: string[]): Promise<void> {
+    const out = await new Deno.Command("ip", {
+      args: ["netns", "exec", this.opts.netns!, "iptables", "-w", ...args],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(`iptables ${args.join(" ")} failed: ${dec.decode(out.stderr).trim()}`);
+    }
+  }
+
+  /** Puts `key` through any running member. */
+  async put(key: string, value: string): Promise<void> {
+    await this.etcdctl(["put", "--", key, value]);
+  }
+
+  /** The value of `key`, null when absent. */
+  async get(key: string): Promise<string | null> {
+    const r = await this.etcdctl(["get", "-w", "json", "--", key]);
+    const kvs = JSON.parse(r.stdout).kvs as { value: string }[] | undefined;
+    return kvs?.length ? b64(kvs[0].value) : null;
+  }
+
+  /** Every key under `prefix` with its value. */
+  async list(prefix: string): Promise<Record<string, string>> {
+    const r = await this.etcdctl(["get", "--prefix", "-w", "json", "--", prefix]);
+    const kvs = (JSON.parse(r.stdout).kvs ?? []) as { key: string; value: string }[];
+    const out: Record<string, string> = {};
+    for (const kv of kvs) out[b64(kv.key)] = b64(kv.value);
+    return out;
+  }
+
+  /** Kills every member and removes their temp dirs. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.all(this.members.map((m) => m[Symbol.asyncDispose]()));
   }
 }
 
