@@ -32,12 +32,14 @@ import {
   MSG_TRANSPORT,
   peerKeys,
   tai64n,
+  writeMacs,
 } from "../../lib/backend/wireguard/noise.ts";
-import { generatePrivateKey, toHex } from "../../lib/backend/wireguard/keys.ts";
+import { clamp, generatePrivateKey, toHex } from "../../lib/backend/wireguard/keys.ts";
 import {
   KEEPALIVE_TIMEOUT,
   MAX_TIMER_HANDSHAKES,
   REJECT_AFTER_TIME,
+  REKEY_AFTER_MESSAGES,
   REKEY_AFTER_TIME,
   REKEY_TIMEOUT,
 } from "../../lib/backend/wireguard/timers.ts";
@@ -218,6 +220,59 @@ Deno.test("Noise_IKpsk2: initiator and responder derive crosswise transport keys
   // A responder with another PSK makes a response the initiator cannot consume.
   const wrong = createResponse(peerKeys(ib, ia.pub, randomBytes(32)), got.init, 1)!;
   assert.equal(consumeResponse(ia, aToB, init.state, wrong.msg), null);
+});
+
+Deno.test("a full handshake transcript matches an independent implementation byte for byte", () => {
+  // Fixed keys, ephemerals, indices, time and PSK; the expected bytes come from
+  // tests/fixtures/wireguard/transcript.py (Python, cryptography + hashlib, no shared code).
+  const k = (seed: number) =>
+    clamp(Uint8Array.from({ length: 32 }, (_, i) => (i * 7 + seed) & 255));
+  const ia = identity(k(1)), ib = identity(k(2));
+  const psk = Uint8Array.from({ length: 32 }, (_, i) => 255 - i);
+  const ab = peerKeys(ia, ib.pub, psk), ba = peerKeys(ib, ia.pub, psk);
+  const init = createInitiation(ia, ab, 0x01020304, 1_700_000_000_123, k(3))!;
+  writeMacs(init.msg, ab.mac1Key, null);
+  assert.equal(
+    toHex(init.msg),
+    "0100000004030201bb50ff9e82a574cfbf820e97f60fb9c143ec7415cf514f8cfd98eff59e0596149c8012d1" +
+      "93b4aa851af47ce34a5618c7c0673c2dccf004ae5a2c863e7f8f9187d0f07eebcb322940999de3c569990484" +
+      "d08d25afb2d92d0d5067094557c0bb839c5a6483419b0b22ff30b2a27e3059c77080c2c32b4ebfe5e7cc0d7b" +
+      "00000000000000000000000000000000",
+  );
+  const got = consumeInitiation(ib, init.msg, () => ba);
+  assert.ok(got !== null && got !== "unknown-peer");
+  const resp = createResponse(ba, got.init, 0x0a0b0c0d, k(4))!;
+  writeMacs(resp.msg, ba.mac1Key, null);
+  assert.equal(
+    toHex(resp.msg),
+    "020000000d0c0b0a04030201f74e5bb7515d565274967af75d88497dc6fc7fcd607da9dd91a617db86ad0110" +
+      "80e6ea91ec8a8f525c64fe0e7ee4aa6fe5e9874476305819fcb30979bcc7b09f000000000000000000000000" +
+      "00000000",
+  );
+  const keys = consumeResponse(ia, ab, init.state, resp.msg)!;
+  assert.equal(
+    toHex(keys.send),
+    "3be452662adb69bf6f0bc1b933fae805ea88bf2940c03c6ca255a32ef8e1b165",
+  );
+  assert.equal(
+    toHex(keys.recv),
+    "94f7f2734d62e3bc80610c3b59f3b86c8ebc1635a4dde95ea1b2ee7ed939bfda",
+  );
+  assert.equal(toHex(resp.keys.recv), toHex(keys.send));
+});
+
+Deno.test("timers: REKEY_AFTER_MESSAGES sent on a keypair starts a handshake on the next send", () => {
+  using p = pair();
+  const { a, b, pa, clock } = p;
+  a.send(NET_A + 1, NET_B + 1);
+  pump(a, b);
+  a.outbox.length = 0;
+  clock.advance(REKEY_TIMEOUT + 1); // past the one-initiation-per-REKEY_TIMEOUT limit
+  assert.ok(a.send(NET_A + 1, NET_B + 1) instanceof Uint8Array);
+  assert.deepEqual(types(a), [], "no rekey below the limit");
+  a.dev.keypairs(pa).current!.sendCounter = REKEY_AFTER_MESSAGES;
+  assert.ok(a.send(NET_A + 1, NET_B + 1) instanceof Uint8Array, "still sent on the old keypair");
+  assert.deepEqual(types(a), [MSG_INITIATION]);
 });
 
 Deno.test("Device pair: staged packet → handshake → both sides decrypt each other's data", () => {

@@ -683,7 +683,7 @@ export class Device {
     }
     // Keep the key fresh (sending side).
     if (
-      kp.sendCounter > REKEY_AFTER_MESSAGES ||
+      kp.sendCounter >= REKEY_AFTER_MESSAGES || // ≥: a double cannot count past 2^53
       (kp.keys.isInitiator && now - kp.created > REKEY_AFTER_TIME)
     ) {
       this.#initiate(peer, false);
