@@ -301,7 +301,8 @@ export class Device {
   /**
    * Seals the `len`-byte IPv4 packet in buffer `src` (an {@link PacketAead} id whose view is
    * `srcView`; room for padding after it) for the peer that routes `dst`, into the datagram view
-   * `out` (header at 0) whose payload (at 16) is buffer `outPayload`. Returns the datagram length
+   * `out` (header at `outOff`) whose payload (at 16) is buffer `outPayload` (ciphertext at
+   * `outOff` of it). Returns the datagram length
    * and sets {@link Device.lastPeer}, or a negative result: {@link DROP_NO_ROUTE}, {@link STAGED}.
    */
   sealTransport(
@@ -311,6 +312,7 @@ export class Device {
     len: number,
     out: Uint8Array,
     outPayload: number,
+    outOff = 0,
   ): number {
     const peer = this.route(dst);
     if (peer === undefined) return DROP_NO_ROUTE;
@@ -322,7 +324,7 @@ export class Device {
       return STAGED;
     }
     this.lastPeer = peer;
-    return this.#seal(peer, kp, src, srcView, len, out, outPayload);
+    return this.#seal(peer, kp, src, srcView, len, out, outPayload, outOff);
   }
 
   /** The peer of the last successful {@link Device.sealTransport} or {@link Device.openTransport}. */
@@ -346,30 +348,31 @@ export class Device {
     len: number,
     out: Uint8Array,
     outPayload: number,
+    o = 0,
   ): number {
     // Pad to a multiple of 16 (whitepaper §5.4.6); the MTU is enforced by the TUN already.
     const padded = (len + 15) & ~15;
     srcView.fill(0, len, padded);
     const counter = kp.sendCounter++;
-    out[0] = MSG_TRANSPORT;
-    out[1] = 0;
-    out[2] = 0;
-    out[3] = 0;
+    out[o + 0] = MSG_TRANSPORT;
+    out[o + 1] = 0;
+    out[o + 2] = 0;
+    out[o + 3] = 0;
     const r = kp.keys.remoteIndex;
-    out[4] = r & 255;
-    out[5] = (r >>> 8) & 255;
-    out[6] = (r >>> 16) & 255;
-    out[7] = (r >>> 24) & 255;
+    out[o + 4] = r & 255;
+    out[o + 5] = (r >>> 8) & 255;
+    out[o + 6] = (r >>> 16) & 255;
+    out[o + 7] = (r >>> 24) & 255;
     const lo = counter >>> 0, hi = Math.floor(counter / 0x1_0000_0000);
-    out[8] = lo & 255;
-    out[9] = (lo >>> 8) & 255;
-    out[10] = (lo >>> 16) & 255;
-    out[11] = lo >>> 24;
-    out[12] = hi & 255;
-    out[13] = (hi >>> 8) & 255;
-    out[14] = (hi >>> 16) & 255;
-    out[15] = hi >>> 24;
-    this.#aead.seal(kp.sendSlot, counter, src, padded, outPayload);
+    out[o + 8] = lo & 255;
+    out[o + 9] = (lo >>> 8) & 255;
+    out[o + 10] = (lo >>> 16) & 255;
+    out[o + 11] = lo >>> 24;
+    out[o + 12] = hi & 255;
+    out[o + 13] = (hi >>> 8) & 255;
+    out[o + 14] = (hi >>> 16) & 255;
+    out[o + 15] = hi >>> 24;
+    this.#aead.seal(kp.sendSlot, counter, src, padded, outPayload, o);
     const total = TRANSPORT_HEADER + padded + 16;
     peer.txBytes += total;
     this.#sentData(peer, kp, len);
@@ -377,8 +380,9 @@ export class Device {
   }
 
   /**
-   * Opens the transport datagram in view `dgram` (`len` bytes; its ciphertext at 16 is buffer
-   * `cipher`) from `ip:port` into buffer `plain` (view `plainView`). Returns the inner packet's
+   * Opens the transport datagram at byte `off` of view `dgram` (`len` bytes; its ciphertext,
+   * 16 bytes further, is at `off` of buffer `cipher`) from `ip:port` into buffer `plain` (view
+   * `plainView`). Returns the inner packet's
    * length (0 for a keepalive) and sets {@link Device.lastPeer}, or a negative drop reason.
    */
   openTransport(
@@ -389,17 +393,18 @@ export class Device {
     cipher: number,
     plain: number,
     plainView: Uint8Array,
+    off = 0,
   ): number {
     if (len < TRANSPORT_MIN) return DROP_MALFORMED;
-    const entry = this.#indices.get(readIndex(dgram, 4));
+    const entry = this.#indices.get(readIndex(dgram, off + 4));
     const kp = entry?.keypair;
     if (kp === undefined) return DROP_UNKNOWN_INDEX;
-    const hi = readIndex(dgram, 12);
+    const hi = readIndex(dgram, off + 12);
     if (hi >= 0x200000) return DROP_REPLAY; // ≥ 2^53: never sent by a peer that rekeys
-    const counter = hi * 0x1_0000_0000 + readIndex(dgram, 8);
+    const counter = hi * 0x1_0000_0000 + readIndex(dgram, off + 8);
     const now = this.#env.clock.now();
     if (now - kp.created >= REJECT_AFTER_TIME) return DROP_EXPIRED;
-    if (!this.#aead.open(kp.recvSlot, counter, cipher, len - TRANSPORT_HEADER, plain)) {
+    if (!this.#aead.open(kp.recvSlot, counter, cipher, len - TRANSPORT_HEADER, plain, off)) {
       return DROP_BAD_MAC;
     }
     if (!kp.replay.validate(counter)) return DROP_REPLAY;

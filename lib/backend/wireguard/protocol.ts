@@ -17,6 +17,10 @@ export interface WorkerInit {
   readonly wakeFd: number;
   /** The TUN was opened with `IFF_VNET_HDR` and TSO/checksum offloads are on. */
   readonly vnetHdr: boolean;
+  /** UDP GSO (`UDP_SEGMENT`) may be used to send. */
+  readonly udpGso: boolean;
+  /** `UDP_GRO` is on for the socket. */
+  readonly udpGro: boolean;
   /** The TUN MTU (the largest segment cut from a super-packet). */
   readonly mtu: number;
   /** Our private key. */

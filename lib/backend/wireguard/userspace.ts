@@ -16,7 +16,16 @@ import {
   TUN_F_TSO_ECN,
   tunSetOffload,
 } from "../../../ffi/tun.ts";
-import { bind, setBufferSizes, udpSocket, Wakeup } from "../../../ffi/udp.ts";
+import {
+  bind,
+  setBufferSizes,
+  setsockoptInt,
+  SOL_UDP,
+  UDP_GRO,
+  UDP_SEGMENT,
+  udpSocket,
+  Wakeup,
+} from "../../../ffi/udp.ts";
 import type { Fd } from "../../../ffi/fd.ts";
 import { writeSysctl } from "../../../ffi/sysctl.ts";
 import { type CounterName, newCounterMemory, readCounters } from "./counters.ts";
@@ -50,7 +59,21 @@ export function createUserspaceDevice(setup: DeviceSetup): WireguardDevice {
     tun.fd.close();
     throw err;
   }
-  return new UserspaceDevice(tun, vnetHdr, sock, setup);
+  const gso = vnetHdr && probe(sock, UDP_SEGMENT, 0, "UDP GSO");
+  const gro = vnetHdr && probe(sock, UDP_GRO, 1, "UDP GRO");
+  return new UserspaceDevice(tun, { vnetHdr, gso, gro }, sock, setup);
+}
+
+/** Sets a UDP socket option; false (with a warning) when the kernel refuses it. */
+function probe(sock: Fd, opt: number, value: number, what: string): boolean {
+  try {
+    // UDP_SEGMENT 0 sets no default segment size but proves the kernel knows the option.
+    setsockoptInt(sock, SOL_UDP, opt, value);
+    return true;
+  } catch (err) {
+    log.warn(`${what} refused, continuing without: ${errText(err)}`);
+    return false;
+  }
 }
 
 /**
@@ -105,12 +128,17 @@ class UserspaceDevice implements WireguardDevice {
   readonly #dumps = new Map<number, (text: string) => void>();
   #nextDump = 1;
 
-  readonly #vnetHdr: boolean;
+  readonly #offloads: { vnetHdr: boolean; gso: boolean; gro: boolean };
 
-  constructor(tun: Tun, vnetHdr: boolean, sock: Fd, setup: DeviceSetup) {
+  constructor(
+    tun: Tun,
+    offloads: { vnetHdr: boolean; gso: boolean; gro: boolean },
+    sock: Fd,
+    setup: DeviceSetup,
+  ) {
     this.name = tun.name;
     this.#tun = tun;
-    this.#vnetHdr = vnetHdr;
+    this.#offloads = offloads;
     this.#sock = sock;
     this.#setup = setup;
   }
@@ -140,7 +168,9 @@ class UserspaceDevice implements WireguardDevice {
       tunFd: this.#tun.fd.fd,
       udpFd: this.#sock.fd,
       wakeFd: wake.fd.fd,
-      vnetHdr: this.#vnetHdr,
+      vnetHdr: this.#offloads.vnetHdr,
+      udpGso: this.#offloads.gso,
+      udpGro: this.#offloads.gro,
       mtu: this.#setup.mtu,
       privateKey: this.#setup.privateKey,
       listenPort: this.#setup.listenPort,

@@ -80,7 +80,13 @@ const SCRATCH = 65536 + 64;
 /** The largest IPv4 packet: a coalesced run stays below it. */
 const MAX_IP = 65535;
 const EINTR = 4;
+const EIO = 5;
 const EAGAIN = 11;
+const EINVAL = 22;
+/** The kernel's limit of segments per UDP GSO send (UDP_MAX_SEGMENTS). */
+const GSO_MAX_SEGMENTS = 64;
+/** Bytes per GSO send: below the 65507-byte UDP limit. */
+const GSO_MAX_BYTES = 65000;
 
 const RX_DROPS: Record<number, number> = {
   [DROP_UNKNOWN_INDEX]: C.rx_unknown_index,
@@ -141,6 +147,9 @@ class DataPath {
   readonly #seg: Uint8Array<ArrayBuffer>; // one segment cut from a TCP super-packet
   readonly #segId: number;
   #lastTick = 0;
+  #udpGso: boolean;
+  readonly #udpGro: boolean;
+  readonly #txSegs = new Int32Array(BATCH); // inner packets per datagram slot (GSO: several)
 
   constructor(init: WorkerInit) {
     this.#cnt = new Float64Array(init.counters);
@@ -162,6 +171,8 @@ class DataPath {
     }
     this.#vnet = init.vnetHdr ? VIRTIO_NET_HDR.size : 0;
     this.#mtu = init.mtu;
+    this.#udpGso = init.udpGso;
+    this.#udpGro = init.udpGro;
     for (let i = 0; i < BATCH; i++) {
       const v = this.#tunIn.bufs[i].subarray(this.#vnet);
       this.#tunInPkt.push(v);
@@ -261,6 +272,7 @@ class DataPath {
     }
     const ep = this.dev.lastPeer!.endpoint!;
     tx.setSend(k, n, ep.ip, ep.port);
+    this.#txSegs[k] = 1;
     cnt[C.tx_packets]++;
     cnt[C.tx_bytes] += len;
     return true;
@@ -280,13 +292,57 @@ class DataPath {
       return k;
     }
     const nseg = segmentCount(len, hdrLen, mss);
-    for (let i = 0; i < nseg; i++) {
+    if (!this.#udpGso) {
+      for (let i = 0; i < nseg; i++) {
+        if (k >= BATCH) {
+          this.#send(k);
+          k = 0;
+        }
+        const segLen = writeSegment(buf, vnet, len, hdrLen, mss, i, this.#seg, 0);
+        if (this.#seal(this.#segId, this.#seg, segLen, k)) k++;
+      }
+      return k;
+    }
+    // UDP GSO: the sealed segments back to back in one slot, one send for up to 64 of them
+    // (all the same size but the last, as GSO wants; the wire still has one per datagram).
+    const cnt = this.#cnt, tx = this.#tx, dev = this.dev;
+    const dgLen = 32 + ((hdrLen + mss + 15) & ~15);
+    const perSend = Math.min(GSO_MAX_SEGMENTS, Math.floor(GSO_MAX_BYTES / dgLen));
+    const dst = ((buf[vnet + 16] << 24) | (buf[vnet + 17] << 16) | (buf[vnet + 18] << 8) |
+      buf[vnet + 19]) >>> 0;
+    let i = 0;
+    while (i < nseg) {
       if (k >= BATCH) {
         this.#send(k);
         k = 0;
       }
-      const segLen = writeSegment(buf, vnet, len, hdrLen, mss, i, this.#seg, 0);
-      if (this.#seal(this.#segId, this.#seg, segLen, k)) k++;
+      let off = 0, count = 0;
+      for (; count < perSend && i < nseg; i++) {
+        const segLen = writeSegment(buf, vnet, len, hdrLen, mss, i, this.#seg, 0);
+        const n = dev.sealTransport(
+          dst,
+          this.#segId,
+          this.#seg,
+          segLen,
+          tx.slots[k],
+          this.#txPayloadIds[k],
+          off,
+        );
+        if (n < 0) {
+          if (n === DROP_NO_ROUTE) cnt[C.tx_no_route]++;
+          else if (n === STAGED) cnt[C.tx_staged]++;
+          continue;
+        }
+        off += n;
+        count++;
+        cnt[C.tx_packets]++;
+        cnt[C.tx_bytes] += segLen;
+      }
+      if (count === 0) continue;
+      const ep = dev.lastPeer!.endpoint!;
+      tx.setSend(k, off, ep.ip, ep.port, count > 1 ? dgLen : 0);
+      this.#txSegs[k] = count;
+      k++;
     }
     return k;
   }
@@ -301,63 +357,89 @@ class DataPath {
         first += r;
         continue;
       }
-      if (r === -EAGAIN && waits < 3) {
-        waits++;
-        this.#pollOut.poll(5);
-        continue;
+      if (r === -EAGAIN) {
+        if (waits++ < 3) {
+          this.#pollOut.poll(5);
+          continue;
+        }
+        for (let i = first; i < n; i++) this.#cnt[C.tx_send_errors] += this.#txSegs[i];
+        return;
       }
-      this.#cnt[C.tx_send_errors] += n - first;
-      return;
+      // The datagram at `first` is refused. A GSO send the device cannot take (EIO, EINVAL):
+      // no more GSO from now on.
+      if (this.#txSegs[first] > 1 && this.#udpGso && (r === -EIO || r === -EINVAL)) {
+        this.#udpGso = false;
+        self.postMessage({
+          type: "warn",
+          message: `UDP GSO send refused (errno ${-r}): one datagram per segment from now on`,
+        });
+      }
+      this.#cnt[C.tx_send_errors] += this.#txSegs[first];
+      first++;
     }
   }
 
   #udpToTun(): void {
-    const cnt = this.#cnt, rx = this.#rx, dev = this.dev;
-    const pview = this.#scratch;
+    const cnt = this.#cnt, rx = this.#rx;
     for (let round = 0; round < 4; round++) {
-      const got = rx.recv(this.#udp, BATCH);
+      const got = rx.recv(this.#udp, BATCH, this.#udpGro);
       if (got <= 0) break;
       for (let i = 0; i < got; i++) {
         if (rx.truncated(i)) {
           cnt[C.rx_truncated]++;
           continue;
         }
-        const len = rx.len(i);
+        const total = rx.len(i);
         const slot = rx.slots[i];
-        const type = slot[0];
-        if (type === 4) {
-          const r = dev.openTransport(
-            slot,
-            len,
-            rx.addrIp(i),
-            rx.addrPort(i),
-            this.#rxPayloadIds[i],
-            this.#plainId,
-            pview,
-          );
-          if (r > 0) {
-            cnt[C.rx_bytes] += r;
-            if (this.#vnet !== 0) this.#coalesce(r);
-            else this.#writeTun(this.#scratchOut, r, 1);
-          } else if (r === 0) cnt[C.rx_keepalives]++;
-          else cnt[RX_DROPS[r] ?? C.rx_malformed]++;
-          continue;
+        const gro = this.#udpGro ? rx.groSize(i) : 0;
+        const step = gro > 0 && gro < total ? gro : total; // UDP_GRO: equal datagrams back to back
+        for (let off = 0; off < total; off += step) {
+          this.#datagram(slot, off, Math.min(step, total - off), i);
         }
-        // Handshake messages have exact sizes; anything else is dropped before any work.
-        if (
-          !(type === 1 && len === INITIATION_SIZE) && !(type === 2 && len === RESPONSE_SIZE) &&
-          !(type === 3 && len === COOKIE_SIZE)
-        ) {
-          cnt[C.rx_malformed]++;
-          continue;
-        }
-        cnt[C.hs_received]++;
-        const r = dev.handshakeMessage(slot.subarray(0, len), rx.addrIp(i), rx.addrPort(i));
-        if (r < 0) cnt[HS_DROPS[r] ?? C.hs_refused]++;
       }
       if (got < BATCH) break;
     }
     this.#flushRun();
+  }
+
+  /** One received datagram: `len` bytes at `off` of receive slot `i`. */
+  #datagram(slot: Uint8Array<ArrayBuffer>, off: number, len: number, i: number): void {
+    const cnt = this.#cnt, rx = this.#rx;
+    const type = slot[off];
+    if (type === 4) {
+      const r = this.dev.openTransport(
+        slot,
+        len,
+        rx.addrIp(i),
+        rx.addrPort(i),
+        this.#rxPayloadIds[i],
+        this.#plainId,
+        this.#scratch,
+        off,
+      );
+      if (r > 0) {
+        cnt[C.rx_bytes] += r;
+        if (this.#vnet !== 0) this.#coalesce(r);
+        else this.#writeTun(this.#scratchOut, r, 1);
+      } else if (r === 0) cnt[C.rx_keepalives]++;
+      else cnt[RX_DROPS[r] ?? C.rx_malformed]++;
+      return;
+    }
+    // Handshake messages have exact sizes; anything else is dropped before any work.
+    if (
+      !(type === 1 && len === INITIATION_SIZE) && !(type === 2 && len === RESPONSE_SIZE) &&
+      !(type === 3 && len === COOKIE_SIZE)
+    ) {
+      cnt[C.rx_malformed]++;
+      return;
+    }
+    cnt[C.hs_received]++;
+    const r = this.dev.handshakeMessage(
+      slot.subarray(off, off + len),
+      rx.addrIp(i),
+      rx.addrPort(i),
+    );
+    if (r < 0) cnt[HS_DROPS[r] ?? C.hs_refused]++;
   }
 
   #writeTun(buf: Uint8Array<ArrayBuffer>, len: number, segs: number): void {
