@@ -115,6 +115,41 @@ Deno.test("wireguard: mesh, lease format, key file, wg show, encrypted wire, rep
   await meshConverged(nodes);
   await assertFullMesh(nodes);
 
+  // iperf3 TCP h1 → h2 (TSO segments sealed and sent with UDP GSO, received with UDP_GRO and
+  // coalesced back into one TUN write per run).
+  const server = new Deno.Command("ip", {
+    args: ["netns", "exec", n2.host.ns, "iperf3", "-s", "-1", "-B", n2.container],
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  try {
+    await waitUntil("iperf3 server listening", async () => {
+      const ss = await n2.host.exec(["ss", "-Hltn", "sport", "=", ":5201"]);
+      return ss.stdout.trim() !== "";
+    }, 10_000);
+    const r = await n1.host.exec([
+      "iperf3",
+      "-c",
+      n2.container,
+      "-B",
+      n1.container,
+      "-t",
+      "3",
+      "-J",
+    ]);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    const bps = JSON.parse(r.stdout).end.sum_received.bits_per_second;
+    console.log(`iperf3 TCP h1 → h2: ${(bps / 1e9).toFixed(2)} Gbit/s`);
+    assert.ok(bps > 100e6, `only ${bps} bit/s`);
+  } finally {
+    try {
+      server.kill("SIGTERM");
+    } catch {
+      // exited
+    }
+    await server.status;
+  }
+
   // wg show: our key, both peers with their endpoints, allowed IPs and a handshake.
   const dump = (await wgShow(n1.host)).trim().split("\n").map((l) => l.split("\t"));
   assert.equal(dump[0][1], pubs[0], "our public key");

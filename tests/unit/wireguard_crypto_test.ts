@@ -139,6 +139,19 @@ Deno.test("PacketAead (libcrypto) agrees with libsodium on WireGuard nonces, in 
     assert.deepEqual(toHex(mem.subarray(0, len)), toHex(pt));
   }
   assert.ok(!aead.open(1, 0, a, 15, b), "shorter than a tag");
+  // At an offset inside the destination (GSO: sealed datagrams back to back) and back.
+  const pt = randomBytes(100);
+  mem.set(pt, 0);
+  aead.seal(1, 7, a, 100, b, 300);
+  const nonce = new Uint8Array(12);
+  nonce[4] = 7;
+  assert.equal(
+    toHex(mem.subarray(2064 + 300, 2064 + 300 + 116)),
+    toHex(aeadSeal(key, nonce, pt, new Uint8Array(0))),
+  );
+  mem.fill(0, 0, 2048);
+  assert.ok(aead.open(1, 7, b, 116, a, 300));
+  assert.equal(toHex(mem.subarray(0, 100)), toHex(pt));
 });
 
 Deno.test("blake2s() matches RFC 7693 Appendix B and python3's hashlib", () => {
