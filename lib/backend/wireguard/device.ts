@@ -12,7 +12,7 @@
  */
 
 import type { PacketAead } from "../../../ffi/crypto.ts";
-import { CookieChecker, CookieJar } from "./cookie.ts";
+import { CookieChecker } from "./cookie.ts";
 import {
   checkMac1,
   compareTai64n,
@@ -27,7 +27,6 @@ import {
   MSG_INITIATION,
   MSG_RESPONSE,
   MSG_TRANSPORT,
-  type PeerKeys,
   peerKeys,
   readIndex,
   responseIndices,
@@ -36,7 +35,8 @@ import {
   TRANSPORT_MIN,
   writeMacs,
 } from "./noise.ts";
-import { REJECT_AFTER_MESSAGES, ReplayWindow } from "./replay.ts";
+import { REJECT_AFTER_MESSAGES } from "./replay.ts";
+import { Keypair, Peer, type PeerConfig } from "./peer.ts";
 import {
   type Clock,
   INITIATIONS_PER_SECOND,
@@ -80,20 +80,6 @@ export const DROP_NO_ROUTE = -11;
 /** No usable keypair yet: the packet was staged and a handshake started (send side). */
 export const STAGED = -12;
 
-/** A peer as configured (from a lease, or through the UAPI). */
-export interface PeerConfig {
-  /** The peer's public key. */
-  readonly publicKey: Uint8Array;
-  /** The preshared key; absent means none (all zeros). */
-  readonly presharedKey?: Uint8Array;
-  /** Where to send (host-order IPv4 and port); null until known. */
-  readonly endpoint: { readonly ip: number; readonly port: number } | null;
-  /** Allowed IPs: inner sources accepted from this peer, destinations routed to it. */
-  readonly allowedIPs: readonly { readonly net: number; readonly prefix: number }[];
-  /** Persistent keepalive interval in seconds; 0 = off. */
-  readonly persistentKeepalive: number;
-}
-
 /** What the device needs from its host. */
 export interface DeviceEnv {
   /** The clock. */
@@ -102,86 +88,6 @@ export interface DeviceEnv {
   readonly random: (n: number) => Uint8Array;
   /** Sends a datagram the device made by itself. */
   readonly send: (datagram: Uint8Array, ip: number, port: number) => void;
-}
-
-/** A keypair from one handshake. */
-export class Keypair {
-  /** Next send counter. */
-  sendCounter = 0;
-  /** The receive replay window. */
-  readonly replay = new ReplayWindow();
-  constructor(
-    readonly peer: Peer,
-    readonly keys: SessionKeys,
-    readonly sendSlot: number,
-    readonly recvSlot: number,
-    readonly created: number,
-  ) {}
-}
-
-/** A peer's state. */
-export class Peer {
-  /** Precomputed keys. */
-  keys: PeerKeys;
-  /** The endpoint: from config, then roaming to the last authenticated source. */
-  endpoint: { ip: number; port: number } | null;
-  /** Allowed IPs. */
-  allowedIPs: readonly { readonly net: number; readonly prefix: number }[];
-  /** Persistent keepalive, seconds. */
-  persistentKeepalive: number;
-  /** Cookie state for our initiations to this peer. */
-  cookies: CookieJar;
-  /** Our handshake in flight (initiator) or none. */
-  handshake: HandshakeState | null = null;
-  /** The newest initiation timestamp consumed from this peer (replay protection). */
-  latestTimestamp: Uint8Array = new Uint8Array(12);
-  /** When we last consumed an initiation from this peer (flood protection). */
-  lastInitiationConsumed = -Infinity;
-  /** When we last sent an initiation. */
-  lastInitiationSent = -Infinity;
-  /** Keypairs. */
-  previous: Keypair | null = null;
-  /** The keypair we send with. */
-  current: Keypair | null = null;
-  /** Responder side: derived, not yet confirmed by the initiator's first data. */
-  next: Keypair | null = null;
-  /** Packets waiting for a keypair. */
-  staged: Uint8Array[] = [];
-  /** Timer deadlines (monotonic ms), 0 = not armed. */
-  retransmitAt = 0;
-  /** Send a keepalive (we received data and sent nothing back). */
-  keepaliveAt = 0;
-  /** Start a new handshake (we sent data and heard nothing back). */
-  newHandshakeAt = 0;
-  /** Erase all key material. */
-  zeroKeysAt = 0;
-  /** The persistent keepalive. */
-  persistentAt = 0;
-  /** Initiations sent in the current attempt. */
-  handshakeAttempts = 0;
-  /** Another keepalive is due when the pending one fires. */
-  needAnotherKeepalive = false;
-  /** The "last minute" rekey before REJECT_AFTER_TIME was sent. */
-  sentLastMinuteHandshake = false;
-  /** Counters for `wg show`. */
-  rxBytes = 0;
-  /** Bytes sent (datagram payloads). */
-  txBytes = 0;
-  /** Wall-clock ms of the last completed handshake; 0 = never. */
-  lastHandshakeWallMs = 0;
-
-  constructor(id: Identity, cfg: PeerConfig) {
-    this.keys = peerKeys(id, cfg.publicKey, cfg.presharedKey);
-    this.endpoint = cfg.endpoint === null ? null : { ...cfg.endpoint };
-    this.allowedIPs = cfg.allowedIPs;
-    this.persistentKeepalive = cfg.persistentKeepalive;
-    this.cookies = new CookieJar(this.keys.cookieKey);
-  }
-
-  /** The peer's public key, hex (the peer table's key). */
-  get id(): string {
-    return toHex(this.keys.pub);
-  }
 }
 
 type IndexEntry =
@@ -193,6 +99,8 @@ interface Bucket {
   tokens: number;
   at: number;
 }
+
+export { Keypair, Peer, type PeerConfig };
 
 /** The WireGuard device. */
 export class Device {
