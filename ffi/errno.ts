@@ -53,6 +53,13 @@ const ERRNO: Record<number, [string, string]> = {
   115: ["EINPROGRESS", "Operation now in progress"],
 };
 
+/** `EINTR` (asm-generic/errno-base.h). */
+export const EINTR = 4;
+/** `EAGAIN` (asm-generic/errno-base.h): a non-blocking call would block. */
+export const EAGAIN = 11;
+/** `EMSGSIZE` (asm-generic/errno.h). */
+export const EMSGSIZE = 90;
+
 /** The symbolic name of an errno value, e.g. `errnoName(17) === "EEXIST"`. */
 export function errnoName(errno: number): string {
   return ERRNO[errno]?.[0] ?? `E${errno}`;

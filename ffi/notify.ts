@@ -5,14 +5,10 @@
 
 import { check, sym } from "./libc.ts";
 import { Fd } from "./fd.ts";
-import { AF_UNIX } from "./structs.ts";
+import { AF_UNIX, MSG_NOSIGNAL, SOCK_CLOEXEC, SOCK_DGRAM } from "./consts.ts";
 
 /** `struct sockaddr_un` (sys/un.h): family (u16) + 108-byte path. */
 const SOCKADDR_UN = { size: 110, family: 0, path: 2, pathMax: 108 } as const;
-
-const SOCK_DGRAM = 2; // bits/socket_type.h
-const SOCK_CLOEXEC = 0o2000000;
-const MSG_NOSIGNAL = 0x4000;
 
 /** Encodes a `sockaddr_un`; a leading `@` names an abstract socket. Returns the bytes and length. */
 export function encodeSockaddrUn(path: string): { addr: Uint8Array<ArrayBuffer>; len: number } {

@@ -5,6 +5,8 @@
  * (little-endian here). Each codec is tested against its C size in tests/unit/ffi_structs_test.ts.
  */
 
+import { AF_INET, AF_NETLINK } from "./consts.ts";
+
 /** `struct sockaddr_in` (netinet/in.h): 16 bytes. */
 export const SOCKADDR_IN = {
   size: 16,
@@ -13,15 +15,6 @@ export const SOCKADDR_IN = {
   addr: 4, // struct in_addr sin_addr (u32, network order)
   // 8..16: sin_zero
 } as const;
-
-/** AF_INET, from sys/socket.h. */
-export const AF_INET = 2;
-/** AF_NETLINK, from sys/socket.h. */
-export const AF_NETLINK = 16;
-/** AF_UNIX, from sys/socket.h. */
-export const AF_UNIX = 1;
-/** AF_BRIDGE (PF_BRIDGE), from sys/socket.h. */
-export const AF_BRIDGE = 7;
 
 /** Encodes a `sockaddr_in` for an IPv4 address given as a host-order u32. */
 export function encodeSockaddrIn(ip: number, port: number): Uint8Array<ArrayBuffer> {

@@ -9,7 +9,17 @@
 import { check, cstr, errno, sym } from "./libc.ts";
 import { SyscallError } from "./errno.ts";
 import { Fd } from "./fd.ts";
-import { AF_INET, decodeIfreqName, encodeIfreq, IFREQ } from "./structs.ts";
+import {
+  AF_INET,
+  F_GETFL,
+  F_SETFL,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  O_RDWR,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+} from "./consts.ts";
+import { decodeIfreqName, encodeIfreq, IFREQ } from "./structs.ts";
 
 /** TUN ioctls and flags (linux/if_tun.h). `_IOW('T', nr, int)` = 0x400454xx. */
 export const TUNSETIFF = 0x400454ca;
@@ -44,16 +54,8 @@ export const TUN_F_USO6 = 0x40;
 const SIOCSIFTXQLEN = 0x8943;
 /** `SIOCGIFTXQLEN` (linux/sockios.h). */
 const SIOCGIFTXQLEN = 0x8942;
-const O_RDWR = 0x2;
-const O_NONBLOCK = 0x800;
-const O_CLOEXEC = 0x80000;
-const F_GETFL = 3;
-const F_SETFL = 4;
-const SOCK_DGRAM = 2;
-const SOCK_CLOEXEC = 0x80000;
-
-/** The errno value of EAGAIN, which the non-blocking hot path returns as `-EAGAIN`. */
-export const EAGAIN = 11;
+/** The errno value the non-blocking hot path returns as `-EAGAIN` (from ./errno.ts). */
+export { EAGAIN } from "./errno.ts";
 
 /** Options for {@link openTun}. */
 export interface TunOptions {

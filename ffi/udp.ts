@@ -9,10 +9,22 @@
  */
 
 import { check, errno, sym } from "./libc.ts";
-import { SyscallError } from "./errno.ts";
+import { EAGAIN, SyscallError } from "./errno.ts";
 import { Fd } from "./fd.ts";
 import {
   AF_INET,
+  MSG_DONTWAIT,
+  MSG_TRUNC,
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
+  SO_SNDBUF,
+  SO_SNDBUFFORCE,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOL_SOCKET,
+} from "./consts.ts";
+import {
   CMSGHDR,
   cmsgLen,
   cmsgSpace,
@@ -25,24 +37,9 @@ import {
   SOCKADDR_IN,
 } from "./structs.ts";
 
-/** Socket constants (sys/socket.h, netinet/in.h, linux/udp.h). */
-export const SOCK_DGRAM = 2;
-/** `SOCK_NONBLOCK` (sys/socket.h). */
-export const SOCK_NONBLOCK = 0x800;
-/** `SOCK_CLOEXEC` (sys/socket.h). */
-export const SOCK_CLOEXEC = 0x80000;
-/** `SOL_SOCKET` (sys/socket.h). */
-export const SOL_SOCKET = 1;
-/** `SO_REUSEADDR` (sys/socket.h). */
-export const SO_REUSEADDR = 2;
-/** `SO_SNDBUF` (sys/socket.h). */
-export const SO_SNDBUF = 7;
-/** `SO_RCVBUF` (sys/socket.h). */
-export const SO_RCVBUF = 8;
-/** `SO_SNDBUFFORCE` (sys/socket.h). */
-export const SO_SNDBUFFORCE = 32;
-/** `SO_RCVBUFFORCE` (sys/socket.h). */
-export const SO_RCVBUFFORCE = 33;
+// The generic socket constants live in ./consts.ts; these callers set socket options with them.
+export { SO_RCVBUF, SO_SNDBUF, SOL_SOCKET } from "./consts.ts";
+
 /** `IPPROTO_IP` (netinet/in.h). */
 export const IPPROTO_IP = 0;
 /** `IPPROTO_UDP` (netinet/in.h). */
@@ -59,12 +56,6 @@ export const IP_MTU_DISCOVER = 10;
 export const IP_PMTUDISC_DONT = 0;
 /** `IP_PMTUDISC_DO` (netinet/in.h). */
 export const IP_PMTUDISC_DO = 2;
-/** `MSG_TRUNC` (sys/socket.h). */
-export const MSG_TRUNC = 0x20;
-/** `MSG_DONTWAIT` (sys/socket.h). */
-export const MSG_DONTWAIT = 0x40;
-/** `MSG_CTRUNC` (sys/socket.h). */
-export const MSG_CTRUNC = 0x08;
 
 /** Creates an `AF_INET`/`SOCK_DGRAM` socket, non-blocking unless told otherwise. */
 export function udpSocket(opts: { nonBlocking?: boolean } = {}): Fd {
@@ -159,41 +150,15 @@ export function recvfrom(
   const n = sym.recvfrom(fd.fd, buf, buf.length, flags | MSG_TRUNC, sa, new Uint8Array(len.buffer));
   if (n < 0) {
     const e = errno();
-    if (e === 11) return null;
+    if (e === EAGAIN) return null;
     throw new SyscallError("recvfrom", e);
   }
   const { ip, port } = decodeSockaddrIn(sa);
   return { length: n, truncated: n > buf.length, ip, port };
 }
 
-const EFD_NONBLOCK = 0x800;
-const EFD_CLOEXEC = 0x80000;
-
-/**
- * An eventfd that wakes a `poll` in another thread (the data-path Worker polls it beside its
- * sockets): {@link Wakeup.signal} makes it readable, {@link drainEventFd} resets it.
- */
-export class Wakeup implements Disposable {
-  /** The eventfd, to poll (in the Worker: its raw number). */
-  readonly fd: Fd;
-  readonly #one = new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0]); // u64 1, little-endian
-  constructor() {
-    this.fd = new Fd(check(sym.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd"), "eventfd");
-  }
-  /** Makes the fd readable (never blocks; a saturated counter just stays readable). */
-  signal(): void {
-    if (!this.fd.closed) sym.write(this.fd.fd, this.#one, 8);
-  }
-  /** Closes the eventfd. */
-  [Symbol.dispose](): void {
-    this.fd.close();
-  }
-}
-
-/** Resets an eventfd's counter (on a raw fd, e.g. inside a Worker); `buf` holds 8 bytes. */
-export function drainEventFd(fd: number, buf: Uint8Array<ArrayBuffer>): void {
-  sym.read(fd, buf, 8);
-}
+// The eventfd wake-up of the data-path Worker's poll is ./eventfd.ts.
+export { drainEventFd, Wakeup } from "./eventfd.ts";
 
 /** One `poll(2)` over up to a few fds with preallocated memory. */
 export class Poller {

@@ -4,16 +4,7 @@
  * Key names match case-insensitively, as Go's encoding/json does upstream.
  */
 
-import {
-  contains,
-  formatCIDR,
-  formatIPv4,
-  type IPNet,
-  netmask,
-  parseCIDR,
-  parseIPv4,
-  prefixSize,
-} from "./ip.ts";
+import { addIP, type IP, type IPNet, isAligned, parseCIDR, parseIPv4, prefixSize } from "./ip.ts";
 import { getFold } from "./lease.ts";
 
 export interface UdpBackendConfig {
@@ -79,10 +70,10 @@ export type BackendConfig =
 export interface NetworkConfig {
   readonly network: IPNet;
   readonly subnetLen: number;
-  /** First allocatable subnet base (host-order u32). */
-  readonly subnetMin: number;
-  /** Last allocatable subnet base (host-order u32). */
-  readonly subnetMax: number;
+  /** First allocatable subnet base. */
+  readonly subnetMin: IP;
+  /** Last allocatable subnet base. */
+  readonly subnetMax: IP;
   readonly backend: BackendConfig;
 }
 
@@ -109,12 +100,11 @@ const MAX_SUBNET_LEN = 30;
  * @example
  * ```ts
  * import assert from "node:assert/strict";
- * import { formatIPv4 } from "./ip.ts";
  *
  * const c = parseNetworkConfig('{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan"}}');
  * assert.equal(c.subnetLen, 24);
- * assert.equal(formatIPv4(c.subnetMin), "10.1.1.0"); // the first subnet is skipped
- * assert.equal(formatIPv4(c.subnetMax), "10.1.255.0");
+ * assert.equal(c.subnetMin.toString(), "10.1.1.0"); // the first subnet is skipped
+ * assert.equal(c.subnetMax.toString(), "10.1.255.0");
  * assert.equal(c.backend.type === "vxlan" && c.backend.vni, 1);
  * assert.throws(() => parseNetworkConfig('{"Network":"10.1.0.0/16","SubnetLen":33}'), {
  *   name: "ConfigError",
@@ -137,13 +127,13 @@ export function parseNetworkConfig(text: string): NetworkConfig {
   const subnetLen = parseSubnetLen(getFold(doc, "SubnetLen"), network);
   const size = prefixSize(subnetLen);
   const first = network.ip;
-  const last = network.ip + prefixSize(network.prefix) - size;
+  const last = addIP(network.ip, network.size() - size);
   const subnetMin = parseBound("SubnetMin", getFold(doc, "SubnetMin"), network, subnetLen) ??
-    first + size;
+    addIP(first, size);
   const subnetMax = parseBound("SubnetMax", getFold(doc, "SubnetMax"), network, subnetLen) ?? last;
-  if (subnetMin > subnetMax) {
+  if (subnetMin.compare(subnetMax) > 0) {
     throw new ConfigError(
-      `SubnetMin ${formatIPv4(subnetMin)} is greater than SubnetMax ${formatIPv4(subnetMax)}`,
+      `SubnetMin ${subnetMin} is greater than SubnetMax ${subnetMax}`,
     );
   }
   const backend = parseBackend(getFold(doc, "Backend"));
@@ -181,16 +171,16 @@ function parseSubnetLen(v: unknown, network: IPNet): number {
   return v;
 }
 
-function parseBound(key: string, v: unknown, network: IPNet, subnetLen: number): number | null {
+function parseBound(key: string, v: unknown, network: IPNet, subnetLen: number): IP | null {
   if (v === undefined || v === null) return null;
   if (typeof v !== "string") throw new ConfigError(`${key} ${show(v)} is not a string`);
   const ip = parseIPv4(v);
   if (ip === null) throw new ConfigError(`${key} ${show(v)} is not an IPv4 address`);
-  if (!contains(network, ip)) {
-    throw new ConfigError(`${key} ${formatIPv4(ip)} is not inside Network ${formatCIDR(network)}`);
+  if (!network.contains(ip)) {
+    throw new ConfigError(`${key} ${ip} is not inside Network ${network}`);
   }
-  if (((ip & netmask(subnetLen)) >>> 0) !== ip) {
-    throw new ConfigError(`${key} ${formatIPv4(ip)} is not aligned to SubnetLen ${subnetLen}`);
+  if (!isAligned(ip, subnetLen)) {
+    throw new ConfigError(`${key} ${ip} is not aligned to SubnetLen ${subnetLen}`);
   }
   return ip;
 }

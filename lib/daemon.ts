@@ -11,7 +11,6 @@ import type { Options } from "./options.ts";
 import { VERSION } from "./options.ts";
 import { errText, logger, setVerbosity } from "./log.ts";
 import { describeInterface, findExternalInterface } from "./extiface.ts";
-import { formatCIDR } from "./ip.ts";
 import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
 import { EtcdSubnetManager } from "./subnet/manager.ts";
@@ -20,7 +19,7 @@ import { writeSubnetFile } from "./subnet/file.ts";
 import { backendFactory } from "./backend/registry.ts";
 import type { Backend } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
-import { Netlink } from "../ffi/netlink/route.ts";
+import { Netlink } from "../ffi/netlink/mod.ts";
 import { keepSignalIgnored } from "../ffi/signal.ts";
 import { sdNotify } from "../ffi/notify.ts";
 
@@ -77,9 +76,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     });
     const config = await waitForNetworkConfig(registry, opts.etcdPrefix, signal, logger("config"));
     log.info(
-      `Network ${
-        formatCIDR(config.network)
-      }, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
+      `Network ${config.network}, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
     );
 
     const factory = await backendFactory(config.backend.type);
@@ -100,7 +97,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       ipMasq: opts.ipMasq,
     });
     log.info(
-      `Wrote ${opts.subnetFile} (subnet ${formatCIDR(ready.lease.subnet)}, MTU ${ready.mtu})`,
+      `Wrote ${opts.subnetFile} (subnet ${ready.lease.subnet}, MTU ${ready.mtu})`,
     );
     try {
       if (sdNotify("READY=1")) log.v(1, "Notified systemd: READY=1");

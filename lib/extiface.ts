@@ -7,14 +7,15 @@
  * addresses; else the interface of the default IPv4 route.
  */
 
-import { formatIPv4, parseIPv4 } from "./ip.ts";
+import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from "../ffi/netlink/mod.ts";
+import { type IP, parseIPv4 } from "./ip.ts";
 import type { ExternalInterface } from "./backend/mod.ts";
 
 /** The rtnetlink reads discovery needs (a subset of ffi/netlink `Netlink`). */
 export interface LinkReader {
   linkList(): { index: number; name: string; mtu: number }[];
-  addrList(index?: number): { index: number; address: string; prefix: number; scope: number }[];
-  defaultRoute(): { index: number; gateway: string | null } | null;
+  addrList(index?: number): { index: number; address: IP; prefix: number; scope: number }[];
+  defaultRoute(): { index: number; gateway: IP | null } | null;
 }
 
 /** What the command line says about the external interface. */
@@ -32,9 +33,6 @@ export class InterfaceError extends Error {
   }
 }
 
-const RT_SCOPE_UNIVERSE = 0; // rtnetlink.h: global addresses
-const RT_SCOPE_LINK = 253;
-
 /** Finds the external interface; throws {@link InterfaceError} with a clear message. */
 export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): ExternalInterface {
   const links = nl.linkList().sort((a, b) => a.index - b.index);
@@ -42,13 +40,13 @@ export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): Exter
   const addrsOf = (index: number) => addrs.filter((a) => a.index === index);
 
   let chosen: { index: number; name: string; mtu: number } | undefined;
-  let ifaceAddr: number | null = null;
+  let ifaceAddr: IP | null = null;
 
   if (opts.iface.length > 0) {
     for (const want of opts.iface) {
       const ip = parseIPv4(want);
       if (ip !== null) {
-        const a = addrs.find((x) => parseIPv4(x.address) === ip);
+        const a = addrs.find((x) => x.address.equals(ip));
         if (a) {
           chosen = links.find((l) => l.index === a.index);
           ifaceAddr = ip;
@@ -72,10 +70,10 @@ export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): Exter
           chosen = l;
           break;
         }
-        const a = addrsOf(l.index).find((x) => re.test(x.address));
+        const a = addrsOf(l.index).find((x) => re.test(x.address.toString()));
         if (a) {
           chosen = l;
-          ifaceAddr = parseIPv4(a.address);
+          ifaceAddr = a.address;
           break;
         }
       }
@@ -103,8 +101,8 @@ export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): Exter
     const linkLocal = own.findLast((a) => a.scope === RT_SCOPE_LINK);
     const pick = global ?? linkLocal;
     if (!pick) throw new InterfaceError(`Failed to find IPv4 address for interface ${chosen.name}`);
-    ifaceAddr = parseIPv4(pick.address);
-    if (ifaceAddr === null) {
+    ifaceAddr = pick.address;
+    if (ifaceAddr.family !== 4) {
       throw new InterfaceError(`Interface ${chosen.name} has a malformed address ${pick.address}`);
     }
   }
@@ -123,8 +121,6 @@ export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): Exter
 
 /** One line describing the interface for the log. */
 export function describeInterface(ext: ExternalInterface): string {
-  const pub = ext.publicIP === ext.ifaceAddr ? "" : `, public IP ${formatIPv4(ext.publicIP)}`;
-  return `Using interface ${ext.name} (index ${ext.index}) with address ${
-    formatIPv4(ext.ifaceAddr)
-  }${pub}, MTU ${ext.mtu}`;
+  const pub = ext.publicIP.equals(ext.ifaceAddr) ? "" : `, public IP ${ext.publicIP}`;
+  return `Using interface ${ext.name} (index ${ext.index}) with address ${ext.ifaceAddr}${pub}, MTU ${ext.mtu}`;
 }

@@ -1,46 +1,27 @@
 /**
- * IPv4 arithmetic on host-order unsigned 32-bit numbers.
+ * The network arithmetic the daemon needs, over the one address type of `ffi/ip.ts`, and MAC
+ * helpers. Sizes and offsets are `bigint` so the same code serves IPv4 and IPv6.
  *
- * An address is a `number` in 0..2^32-1; a network is `{ ip, prefix }` with no host bits set.
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { IPNet, nextSubnet, subnetAt } from "./ip.ts";
+ * const net = IPNet.mustParse("10.1.0.0/16");
+ * assert.equal(subnetAt(net, 24, 7n).toString(), "10.1.7.0/24");
+ * assert.equal(nextSubnet(IPNet.mustParse("10.1.7.0/24"))?.toString(), "10.1.8.0/24");
+ * ```
+ *
+ * @module
  */
 
-/** An IPv4 network: base address (host-order u32) and prefix length. */
-export interface IPNet {
-  readonly ip: number;
-  readonly prefix: number;
-}
+import { familyBits, IP, IPNet } from "../ffi/ip.ts";
 
-const DOTTED = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+export { type Family, familyBits, IP, IPNet } from "../ffi/ip.ts";
 
-/** Parses a dotted quad; null when `s` is not one. */
-export function parseIPv4(s: string): number | null {
-  const m = DOTTED.exec(s.trim());
-  if (!m) return null;
-  let n = 0;
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i];
-    if (part.length > 1 && part[0] === "0") return null; // no octal-looking parts
-    const o = Number(part);
-    if (o > 255) return null;
-    n = n * 256 + o;
-  }
-  return n;
-}
-
-/** Formats a host-order u32 as a dotted quad. */
-export function formatIPv4(ip: number): string {
-  ip = ip >>> 0;
-  return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
-}
-
-/** The netmask of a prefix length, as a u32 (`/0` → 0). */
-export function netmask(prefix: number): number {
-  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-}
-
-/** The number of addresses in a prefix (`/24` → 256). */
-export function prefixSize(prefix: number): number {
-  return 2 ** (32 - prefix);
+/** Parses a dotted quad (surrounding blanks allowed); null when `s` is not one. */
+export function parseIPv4(s: string): IP | null {
+  const ip = IP.parse(s.trim());
+  return ip?.family === 4 ? ip : null;
 }
 
 /**
@@ -55,40 +36,41 @@ export function parseCIDR(s: string, strict = true): IPNet | string {
   if (ip === null || !/^\d{1,2}$/.test(lenText) || Number(lenText) > 32) {
     return `${JSON.stringify(s)} is not an IPv4 CIDR`;
   }
-  const prefix = Number(lenText);
-  const base = (ip & netmask(prefix)) >>> 0;
-  if (strict && base !== ip) {
-    return `${JSON.stringify(s)} has host bits set (network address is ${
-      formatIPv4(base)
-    }/${prefix})`;
+  const net = IPNet.of(ip, Number(lenText));
+  if (strict && !net.ip.equals(ip)) {
+    return `${JSON.stringify(s)} has host bits set (network address is ${net})`;
   }
-  return { ip: base, prefix };
+  return net;
 }
 
-/** Formats a network as `a.b.c.d/len`. */
-export function formatCIDR(n: IPNet): string {
-  return `${formatIPv4(n.ip)}/${n.prefix}`;
+/** The number of addresses in a prefix of `family` (`/24` → 256n). */
+export function prefixSize(prefix: number, family: 4 | 6 = 4): bigint {
+  return 1n << BigInt(familyBits(family) - prefix);
 }
 
-/** True when `ip` lies inside `net`. */
-export function contains(net: IPNet, ip: number): boolean {
-  return ((ip & netmask(net.prefix)) >>> 0) === net.ip;
+/** `ip` + `delta`; throws RangeError when the result leaves the family's range. */
+export function addIP(ip: IP, delta: bigint): IP {
+  return IP.fromBigInt(ip.toBigInt() + delta, ip.family);
 }
 
-/** True when `inner` lies wholly inside `outer`. */
-export function containsNet(outer: IPNet, inner: IPNet): boolean {
-  return inner.prefix >= outer.prefix && contains(outer, inner.ip);
+/** True when `ip` is the base address of a `/len` network (no host bits below `len`). */
+export function isAligned(ip: IP, len: number): boolean {
+  return (ip.toBigInt() & (prefixSize(len, ip.family) - 1n)) === 0n;
 }
 
-/** True when two networks share any address (mask both with the shorter prefix and compare). */
-export function overlaps(a: IPNet, b: IPNet): boolean {
-  const m = netmask(Math.min(a.prefix, b.prefix));
-  return ((a.ip & m) >>> 0) === ((b.ip & m) >>> 0);
+/** The `n`-th (from 0) subnet of length `len` inside `net`; RangeError when out of range. */
+export function subnetAt(net: IPNet, len: number, n: bigint): IPNet {
+  if (len < net.prefix || n < 0n || n >= 1n << BigInt(len - net.prefix)) {
+    throw new RangeError(`${net} has no subnet /${len} number ${n}`);
+  }
+  return new IPNet(addIP(net.ip, n * prefixSize(len, net.family)), len);
 }
 
-/** True when two networks are the same. */
-export function sameNet(a: IPNet, b: IPNet): boolean {
-  return a.ip === b.ip && a.prefix === b.prefix;
+/** The network of the same length that follows `n`, or null at the end of the address space. */
+export function nextSubnet(n: IPNet): IPNet | null {
+  const next = n.ip.toBigInt() + n.size();
+  if (next >> BigInt(n.ip.bits) !== 0n) return null;
+  return new IPNet(IP.fromBigInt(next, n.family), n.prefix);
 }
 
 /** Parses a MAC address `aa:bb:cc:dd:ee:ff` (any case) to 6 bytes; null when malformed. */

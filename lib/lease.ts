@@ -6,12 +6,12 @@
  * `BackendType` and `BackendData` omitted when empty (Go `omitempty`).
  */
 
-import { formatIPv4, type IPNet, parseIPv4 } from "./ip.ts";
+import { type IP, IPNet, isAligned, parseIPv4 } from "./ip.ts";
 
 /** What a host advertises with its lease. */
 export interface LeaseAttrs {
-  /** The address peers send to (host-order u32). */
-  readonly publicIP: number;
+  /** The address peers send to. */
+  readonly publicIP: IP;
   /** `""` for udp, alloc and aws-vpc (omitted on the wire), `"vxlan"`, `"host-gw"`. */
   readonly backendType: string;
   /** Backend-specific JSON, e.g. `{"VNI":1,"VtepMAC":"…"}`; null when absent. */
@@ -32,7 +32,7 @@ export interface Lease {
 
 /** The etcd key of a subnet. */
 export function subnetKey(prefix: string, subnet: IPNet): string {
-  return `${trimSlash(prefix)}/subnets/${formatIPv4(subnet.ip)}-${subnet.prefix}`;
+  return `${trimSlash(prefix)}/subnets/${subnet.ip}-${subnet.prefix}`;
 }
 
 /** The etcd key of the network config. */
@@ -60,16 +60,15 @@ export function parseSubnetKey(key: string): IPNet | string {
   const ip = parseIPv4(m[1]);
   const prefix = Number(m[2]);
   if (ip === null || prefix > 32) return `key ${JSON.stringify(key)} holds no valid IPv4 subnet`;
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
-  if (((ip & mask) >>> 0) !== ip) {
+  if (!isAligned(ip, prefix)) {
     return `key ${JSON.stringify(key)} has host bits set in its subnet`;
   }
-  return { ip, prefix };
+  return new IPNet(ip, prefix);
 }
 
 /** Encodes lease attrs as upstream's JSON (field order matters to byte-compare with upstream). */
 export function encodeLeaseValue(attrs: LeaseAttrs): string {
-  const obj: Record<string, unknown> = { PublicIP: formatIPv4(attrs.publicIP), PublicIPv6: null };
+  const obj: Record<string, unknown> = { PublicIP: attrs.publicIP.toString(), PublicIPv6: null };
   if (attrs.backendType) obj.BackendType = attrs.backendType;
   if (attrs.backendData !== null && attrs.backendData !== undefined) {
     obj.BackendData = attrs.backendData;

@@ -1,6 +1,6 @@
 /**
  * Netlink benchmark: route replaces per second, and the time to install 5,000 routes, through
- * `Netlink` (ffi/netlink/route.ts), against iproute2 doing the same in one `ip -batch` process as
+ * `Netlink` (ffi/netlink/mod.ts), against iproute2 doing the same in one `ip -batch` process as
  * the baseline measured in the same run ("speed" > 1 means faster than iproute2). Everything
  * happens in a namespace `fl<hex>-bn` that the script creates and removes; the measuring half
  * re-runs this file inside it (`--inner`).
@@ -8,7 +8,8 @@
  * Usage (root): deno run -A scripts/bench_netlink.ts
  */
 
-import { Netlink } from "../ffi/netlink/route.ts";
+import { IP, IPNet } from "../ffi/ip.ts";
+import { Netlink } from "../ffi/netlink/mod.ts";
 
 const INSTALL = 5_000;
 const REPLACES = 20_000;
@@ -23,17 +24,18 @@ function inner(): Figures {
   using nl = Netlink.open();
   const v0 = nl.linkGet("v0");
   if (!v0) throw new Error("Cannot find v0 in the benchmark namespace");
-  const dst = (i: number) => `10.210.${i >> 8}.${i & 255}/32`;
+  const dst = (i: number) => IPNet.mustParse(`10.210.${i >> 8}.${i & 255}/32`);
+  const gateway = IP.mustParse("10.0.0.2");
   let t0 = performance.now();
   for (let i = 0; i < INSTALL; i++) nl.routeReplace({ dst: dst(i), oif: v0.index });
   const installSeconds = (performance.now() - t0) / 1000;
   // Replacing existing routes: the steady-state cost of a reconcile loop.
   t0 = performance.now();
   for (let i = 0; i < REPLACES; i++) {
-    nl.routeReplace({ dst: dst(i % INSTALL), gateway: "10.0.0.2", oif: v0.index });
+    nl.routeReplace({ dst: dst(i % INSTALL), gateway, oif: v0.index });
   }
   const replacesPerSecond = REPLACES / ((performance.now() - t0) / 1000);
-  const routesAfter = nl.routeList().filter((r) => r.dst.startsWith("10.210.")).length;
+  const routesAfter = nl.routeList().filter((r) => r.dst.toString().startsWith("10.210.")).length;
   return { installSeconds, replacesPerSecond, routesAfter };
 }
 

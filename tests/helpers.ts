@@ -1,6 +1,6 @@
 /** Helpers shared by unit and end-to-end tests (no privileges, no I/O). */
 
-import { formatCIDR } from "../lib/ip.ts";
+import { IP, IPNet } from "../ffi/ip.ts";
 import { setSink } from "../lib/log.ts";
 import type { LeaseEvent } from "../lib/subnet/mod.ts";
 
@@ -38,5 +38,15 @@ export async function takeNext<T>(it: AsyncIterator<T>, ms = 2000): Promise<T> {
 
 /** A lease-event batch as sorted `"added 10.1.8.0/24"` lines, for comparisons. */
 export function showEvents(batch: LeaseEvent[]): string[] {
-  return batch.map((e) => `${e.type} ${formatCIDR(e.lease.subnet)}`).sort();
+  return batch.map((e) => `${e.type} ${e.lease.subnet}`).sort();
+}
+
+/** An address from test text (throws on a typo). */
+export function ip(s: string): IP {
+  return IP.mustParse(s);
+}
+
+/** A network from test text, host bits not allowed (throws on a typo). */
+export function net(s: string): IPNet {
+  return IPNet.mustParse(s);
 }

@@ -9,11 +9,12 @@
  * @module
  */
 
-import { SyscallError } from "../errno.ts";
+import { EAGAIN, EINTR, EMSGSIZE, SyscallError } from "../errno.ts";
 import { Fd } from "../fd.ts";
 import { check, errno, sym } from "../libc.ts";
 import { decodeSockaddrNl, encodeSockaddrNl, SOCKADDR_NL } from "../structs.ts";
-import { decodeError, type NlMsg, NLMSG_HDRLEN, parseMsgs, setSeqPid } from "./codec.ts";
+import { NLMSG_HDRLEN } from "./align.ts";
+import { decodeError, type NlMsg, parseMsgs, setSeqPid } from "./message.ts";
 import {
   AF_NETLINK,
   MSG_TRUNC,
@@ -37,9 +38,6 @@ import {
   SOL_SOCKET,
 } from "./consts.ts";
 
-const EINTR = 4;
-const EAGAIN = 11;
-const EMSGSIZE = 90;
 /** How often a dump interrupted by a concurrent change (`NLM_F_DUMP_INTR`) is restarted. */
 const DUMP_RETRIES = 5;
 

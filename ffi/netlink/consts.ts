@@ -41,18 +41,20 @@ export const NETLINK_EXT_ACK = 11;
 export const NETLINK_GET_STRICT_CHK = 12;
 
 // linux/socket.h, asm-generic/socket.h, bits/socket_type.h, bits/socket.h -----------------------
-export const SOL_SOCKET = 1;
 export const SOL_NETLINK = 270;
-export const SO_SNDBUF = 7;
-export const SO_RCVBUF = 8;
-export const SO_RCVTIMEO = 20; // SO_RCVTIMEO_OLD: struct timeval (16 bytes on x86-64)
-export const SO_RCVBUFFORCE = 33;
-export const SOCK_RAW = 3;
-export const SOCK_NONBLOCK = 0x800;
-export const SOCK_CLOEXEC = 0x80000;
-export const MSG_PEEK = 0x02;
-export const MSG_TRUNC = 0x20;
-export const MSG_DONTWAIT = 0x40;
+// The generic socket constants are defined once, in ffi/consts.ts.
+export {
+  MSG_DONTWAIT,
+  MSG_TRUNC,
+  SO_RCVBUF,
+  SO_RCVBUFFORCE,
+  SO_RCVTIMEO,
+  SO_SNDBUF,
+  SOCK_CLOEXEC,
+  SOCK_NONBLOCK,
+  SOCK_RAW,
+  SOL_SOCKET,
+} from "../consts.ts";
 
 // linux/rtnetlink.h -----------------------------------------------------------------------------
 export const RTM_NEWLINK = 16;
@@ -159,11 +161,7 @@ export const NTF_SELF = 0x02;
 export const NTF_MASTER = 0x04;
 
 // linux/socket.h --------------------------------------------------------------------------------
-export const AF_UNSPEC = 0;
-export const AF_INET = 2;
-export const AF_BRIDGE = 7;
-export const AF_NETLINK = 16;
-export const AF_PACKET = 17;
+export { AF_BRIDGE, AF_INET, AF_INET6, AF_NETLINK, AF_PACKET } from "../consts.ts";
 
 const TYPE_NAMES: Record<number, string> = {
   [NLMSG_NOOP]: "NLMSG_NOOP",

@@ -4,25 +4,18 @@
  * @module
  */
 
+import { getIP, getMac, getString, getU16be, getU32, getU8, parseAttrs } from "./attr.ts";
 import {
   decodeIfAddrMsg,
   decodeIfInfoMsg,
   decodeNdMsg,
   decodeRtMsg,
-  getIPv4,
-  getMac,
-  getString,
-  getU16be,
-  getU32,
-  getU8,
   IFADDRMSG_SIZE,
   IFINFOMSG_SIZE,
-  msgAttrs,
   NDMSG_SIZE,
-  type NlMsg,
-  parseAttrs,
   RTMSG_SIZE,
-} from "./codec.ts";
+} from "./family.ts";
+import { msgAttrs, type NlMsg } from "./message.ts";
 import {
   IFA_ADDRESS,
   IFA_LOCAL,
@@ -43,6 +36,7 @@ import {
   IFLA_VXLAN_TTL,
   NDA_DST,
   NDA_LLADDR,
+  NUD_PERMANENT,
   RTA_DST,
   RTA_GATEWAY,
   RTA_MULTIPATH,
@@ -50,7 +44,12 @@ import {
   RTA_PREFSRC,
   RTA_PRIORITY,
   RTA_TABLE,
+  RTNH_F_ONLINK,
+  RTPROT_KERNEL,
 } from "./consts.ts";
+import { IP, IPNet } from "../ip.ts";
+
+const IP_ZERO = IP.fromU32(0);
 
 /** A network interface, as `ip -d link` shows it. */
 export interface LinkInfo {
@@ -70,12 +69,12 @@ export interface LinkInfo {
 /** The vxlan attributes of a link (`IFLA_INFO_DATA` of kind "vxlan"). */
 export interface VxlanInfo {
   vni: number;
-  local: string | null;
+  local: IP | null;
   lowerIndex: number | null;
   port: number;
   learning: boolean;
   ttl: number;
-  group: string | null;
+  group: IP | null;
   /** `IFLA_VXLAN_GBP` is set (an extension of the design's shape, hence optional). */
   gbp?: boolean;
 }
@@ -83,16 +82,16 @@ export interface VxlanInfo {
 /** An IPv4 address on an interface. */
 export interface AddrInfo {
   index: number;
-  address: string;
+  address: IP;
   prefix: number;
   scope: number;
 }
 
 /** An IPv4 route. */
 export interface RouteInfo {
-  /** "10.1.15.0/24"; "0.0.0.0/0" for default. */
-  dst: string;
-  gateway: string | null;
+  /** 10.1.15.0/24; 0.0.0.0/0 for default. */
+  dst: IPNet;
+  gateway: IP | null;
   oif: number | null;
   table: number;
   protocol: number;
@@ -100,26 +99,35 @@ export interface RouteInfo {
   type: number;
   /** `rtm_flags`; `RTNH_F_ONLINK` = 4. */
   flags: number;
-  prefsrc: string | null;
+  prefsrc: IP | null;
   priority: number | null;
+  /** `RTNH_F_ONLINK` is set: the gateway counts as on the link. */
+  onlink: boolean;
+  /** Installed by the kernel itself (`RTPROT_KERNEL`: a connected route). */
+  kernel: boolean;
 }
 
 /** An IPv4 neighbour (ARP) entry. */
 export interface NeighInfo {
   index: number;
-  ip: string;
+  /** 0.0.0.0 when the kernel sent no IPv4 `NDA_DST`. */
+  ip: IP;
   mac: string | null;
   state: number;
   flags: number;
+  /** `NUD_PERMANENT` is set: a static entry, never aged out. */
+  permanent: boolean;
 }
 
 /** A bridge forwarding (FDB) entry, e.g. vxlan MAC → remote VTEP. */
 export interface FdbInfo {
   index: number;
   mac: string;
-  dst: string | null;
+  dst: IP | null;
   state: number;
   flags: number;
+  /** `NUD_PERMANENT` is set. */
+  permanent: boolean;
 }
 
 /** Decodes an `RTM_NEWLINK`/`RTM_DELLINK` message. */
@@ -162,12 +170,12 @@ function decodeVxlan(data: Uint8Array): VxlanInfo {
   const group = d.get(IFLA_VXLAN_GROUP);
   return {
     vni: id ? getU32(id) : 0,
-    local: local ? getIPv4(local) : null,
+    local: local ? getIP(local) : null,
     lowerIndex: link ? getU32(link) : null,
     port: port ? getU16be(port) : 0,
     learning: learning ? getU8(learning) !== 0 : true,
     ttl: ttl ? getU8(ttl) : 0,
-    group: group && group.some((x) => x !== 0) ? getIPv4(group) : null,
+    group: group && group.some((x) => x !== 0) ? getIP(group) : null,
     gbp: d.has(IFLA_VXLAN_GBP),
   };
 }
@@ -180,7 +188,7 @@ export function decodeAddr(m: NlMsg): AddrInfo {
   const addr = a.get(IFA_LOCAL) ?? a.get(IFA_ADDRESS);
   return {
     index: h.index,
-    address: addr ? getIPv4(addr) : "0.0.0.0",
+    address: addr ? getIP(addr) : IP_ZERO,
     prefix: h.prefixlen,
     scope: h.scope,
   };
@@ -196,7 +204,7 @@ export function decodeRoute(m: NlMsg): RouteInfo {
   const table = a.get(RTA_TABLE);
   const prefsrc = a.get(RTA_PREFSRC);
   const prio = a.get(RTA_PRIORITY);
-  let gateway = gw ? getIPv4(gw) : null;
+  let gateway = gw ? getIP(gw) : null;
   let oifIndex = oif ? getU32(oif) : null;
   const mp = a.get(RTA_MULTIPATH);
   if (mp && mp.length >= 8 && gateway === null && oifIndex === null) {
@@ -206,10 +214,10 @@ export function decodeRoute(m: NlMsg): RouteInfo {
     oifIndex = v.getInt32(4, true);
     const nha = parseAttrs(mp.subarray(8, Math.min(len, mp.length)));
     const g = nha.get(RTA_GATEWAY);
-    if (g) gateway = getIPv4(g);
+    if (g) gateway = getIP(g);
   }
   return {
-    dst: `${dst ? getIPv4(dst) : "0.0.0.0"}/${h.dstLen}`,
+    dst: IPNet.of(dst ? getIP(dst) : IP_ZERO, h.dstLen),
     gateway,
     oif: oifIndex,
     table: table ? getU32(table) : h.table,
@@ -217,8 +225,10 @@ export function decodeRoute(m: NlMsg): RouteInfo {
     scope: h.scope,
     type: h.type,
     flags: h.flags,
-    prefsrc: prefsrc ? getIPv4(prefsrc) : null,
+    prefsrc: prefsrc ? getIP(prefsrc) : null,
     priority: prio ? getU32(prio) : null,
+    onlink: (h.flags & RTNH_F_ONLINK) !== 0,
+    kernel: h.protocol === RTPROT_KERNEL,
   };
 }
 
@@ -230,10 +240,11 @@ export function decodeNeigh(m: NlMsg): NeighInfo {
   const ll = a.get(NDA_LLADDR);
   return {
     index: h.index,
-    ip: dst && dst.length === 4 ? getIPv4(dst) : "",
+    ip: dst && dst.length === 4 ? getIP(dst) : IP_ZERO,
     mac: ll && ll.length === 6 ? getMac(ll) : null,
     state: h.state,
     flags: h.flags,
+    permanent: (h.state & NUD_PERMANENT) !== 0,
   };
 }
 
@@ -246,8 +257,9 @@ export function decodeFdb(m: NlMsg): FdbInfo {
   return {
     index: h.index,
     mac: ll ? getMac(ll) : "",
-    dst: dst && dst.length === 4 ? getIPv4(dst) : null,
+    dst: dst && dst.length === 4 ? getIP(dst) : null,
     state: h.state,
     flags: h.flags,
+    permanent: (h.state & NUD_PERMANENT) !== 0,
   };
 }

@@ -8,10 +8,10 @@
  */
 
 import { isErrno } from "../errno.ts";
-import { Fd } from "../fd.ts";
-import { check, sym } from "../libc.ts";
+import { Wakeup } from "../eventfd.ts";
+import { sym } from "../libc.ts";
 import { POLLFD, POLLIN } from "../structs.ts";
-import type { NlMsg } from "./codec.ts";
+import type { NlMsg } from "./message.ts";
 import { NetlinkConn } from "./conn.ts";
 import {
   AF_INET,
@@ -42,8 +42,6 @@ export type NetlinkEvent =
   | { kind: "resync" };
 
 const GROUPS = { link: RTNLGRP_LINK, route: RTNLGRP_IPV4_ROUTE, neigh: RTNLGRP_NEIGH } as const;
-const EFD_NONBLOCK = 0x800; // sys/eventfd.h
-const EFD_CLOEXEC = 0x80000; // sys/eventfd.h
 
 /** Turns a multicast message into an event; null for what the subscriber did not ask about. */
 export function decodeEvent(m: NlMsg): NetlinkEvent | null {
@@ -95,7 +93,7 @@ export interface SubscribeOptions {
 class Subscription implements AsyncIterable<NetlinkEvent> {
   readonly #signal: AbortSignal;
   #conn: NetlinkConn | null = null;
-  #wake: Fd | null = null;
+  #wake: Wakeup | null = null;
   #polling = false;
   readonly #pollfds = new Uint8Array(2 * POLLFD.size);
 
@@ -104,7 +102,7 @@ class Subscription implements AsyncIterable<NetlinkEvent> {
     if (signal.aborted) return;
     const conn = NetlinkConn.open({ groups, nonBlocking: true, rcvbuf: opts.rcvbuf });
     try {
-      this.#wake = new Fd(check(sym.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC), "eventfd"), "eventfd");
+      this.#wake = new Wakeup();
     } catch (err) {
       conn.close();
       throw err;
@@ -113,16 +111,15 @@ class Subscription implements AsyncIterable<NetlinkEvent> {
     const v = new DataView(this.#pollfds.buffer);
     v.setInt32(POLLFD.fd, conn.fd, true);
     v.setInt16(POLLFD.events, POLLIN, true);
-    v.setInt32(POLLFD.size + POLLFD.fd, this.#wake.fd, true);
+    v.setInt32(POLLFD.size + POLLFD.fd, this.#wake.fd.fd, true);
     v.setInt16(POLLFD.size + POLLFD.events, POLLIN, true);
     signal.addEventListener("abort", this.#onAbort, { once: true });
   }
 
   #onAbort = (): void => {
     // A poll on a pool thread still uses the fds: wake it and let the iterator close them.
-    if (this.#polling && this.#wake) {
-      sym.write(this.#wake.fd, new Uint8Array(new BigUint64Array([1n]).buffer), 8);
-    } else this.#close();
+    if (this.#polling && this.#wake) this.#wake.signal();
+    else this.#close();
   };
 
   #close(): void {

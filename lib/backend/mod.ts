@@ -3,6 +3,7 @@
  * hosts' leases until cancelled. It gets every dependency as a parameter.
  */
 
+import type { IP } from "../ip.ts";
 import type { NetworkConfig } from "../config.ts";
 import type { Lease } from "../lease.ts";
 import type { SubnetManager } from "../subnet/mod.ts";
@@ -13,10 +14,10 @@ export interface ExternalInterface {
   readonly name: string;
   /** Interface index. */
   readonly index: number;
-  /** The IPv4 address on the interface (host-order u32). */
-  readonly ifaceAddr: number;
+  /** The IPv4 address on the interface. */
+  readonly ifaceAddr: IP;
   /** The address advertised to peers (`--public-ip`, else `ifaceAddr`). */
-  readonly publicIP: number;
+  readonly publicIP: IP;
   /** The interface MTU as the kernel reports it. */
   readonly mtu: number;
 }

@@ -10,9 +10,18 @@
  * first on removal, so a route never points at a tunnel endpoint that is not programmed yet.
  */
 
-import type { FdbInfo, NeighInfo, Netlink, RouteInfo, RouteSpec } from "../../ffi/netlink/route.ts";
+import {
+  type FdbInfo,
+  type NeighInfo,
+  type Netlink,
+  type RouteInfo,
+  type RouteSpec,
+  RT_TABLE_MAIN,
+  RTN_UNICAST,
+  RTNH_F_ONLINK,
+} from "../../ffi/netlink/mod.ts";
 import { isErrno } from "../../ffi/errno.ts";
-import { containsNet, formatCIDR, type IPNet, overlaps, parseCIDR } from "../ip.ts";
+import { IP, type IPNet } from "../ip.ts";
 import type { Lease } from "../lease.ts";
 import type { LeaseEvent, SubnetManager } from "../subnet/mod.ts";
 import { errText, type Logger } from "../log.ts";
@@ -33,8 +42,8 @@ export type KernelOps = Pick<
 
 /** A route to a peer subnet (main table). */
 export interface RouteEntry {
-  readonly dst: string;
-  readonly gateway: string;
+  readonly dst: IPNet;
+  readonly gateway: IP;
   readonly oif: number;
   readonly onlink: boolean;
 }
@@ -42,7 +51,7 @@ export interface RouteEntry {
 /** A permanent ARP entry on the vxlan device. */
 export interface NeighEntry {
   readonly index: number;
-  readonly ip: string;
+  readonly ip: IP;
   readonly mac: string;
 }
 
@@ -50,7 +59,7 @@ export interface NeighEntry {
 export interface FdbEntry {
   readonly index: number;
   readonly mac: string;
-  readonly dst: string;
+  readonly dst: IP;
 }
 
 /** What one peer lease puts in the kernel. */
@@ -94,13 +103,12 @@ export interface KernelState {
   readonly fdbs: readonly FdbInfo[];
 }
 
-// linux/rtnetlink.h
-const RTN_UNICAST = 1;
-const RTPROT_KERNEL = 2;
-const RTNH_F_ONLINK = 4;
-const RT_TABLE_MAIN = 254;
-// linux/neighbour.h
-const NUD_PERMANENT = 0x80;
+const IP_ZERO = IP.fromU32(0);
+
+/** Same address, or both absent. */
+function sameIP(a: IP | null | undefined, b: IP | null | undefined): boolean {
+  return a === b || (!!a && !!b && a.equals(b));
+}
 
 function emptyPlan(): Plan {
   return { routeDel: [], neighDel: [], fdbDel: [], fdbSet: [], neighSet: [], routeSet: [] };
@@ -118,20 +126,16 @@ export function planSize(p: Plan): number {
  * on the external interface, or via a gateway.
  */
 export function isManagedRoute(r: RouteInfo, scope: Scope): boolean {
-  if (r.table !== RT_TABLE_MAIN || r.type !== RTN_UNICAST || r.protocol === RTPROT_KERNEL) {
-    return false;
-  }
-  const dst = parseCIDR(r.dst);
-  if (typeof dst === "string") return false;
-  if (!containsNet(scope.network, dst) || overlaps(dst, scope.own)) return false;
+  if (r.table !== RT_TABLE_MAIN || r.type !== RTN_UNICAST || r.kernel) return false;
+  if (!scope.network.containsNet(r.dst) || r.dst.overlaps(scope.own)) return false;
   return (scope.devIndex !== null && r.oif === scope.devIndex) || r.oif === scope.extIndex ||
     r.gateway !== null;
 }
 
 /** True when the kernel route is exactly the wanted one (so it is left untouched). */
 export function routeMatches(r: RouteInfo, want: RouteEntry): boolean {
-  return r.dst === want.dst && r.gateway === want.gateway && r.oif === want.oif &&
-    ((r.flags & RTNH_F_ONLINK) !== 0) === want.onlink && (r.priority ?? 0) === 0;
+  return r.dst.equals(want.dst) && sameIP(r.gateway, want.gateway) && r.oif === want.oif &&
+    r.onlink === want.onlink && (r.priority ?? 0) === 0;
 }
 
 /**
@@ -144,18 +148,19 @@ export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, sc
   const neighs = new Map<string, NeighEntry>();
   const fdbs = new Map<string, FdbEntry>();
   for (const e of desired) {
-    routes.set(e.route.dst, e.route);
-    if (e.neigh) neighs.set(e.neigh.ip, e.neigh);
+    routes.set(e.route.dst.toString(), e.route);
+    if (e.neigh) neighs.set(e.neigh.ip.toString(), e.neigh);
     if (e.fdb) fdbs.set(e.fdb.mac, e.fdb);
   }
 
   const routeOk = new Set<string>();
   for (const r of kernel.routes) {
     if (!isManagedRoute(r, scope)) continue;
-    const want = routes.get(r.dst);
-    if (want && !routeOk.has(r.dst) && routeMatches(r, want)) {
-      routeOk.add(r.dst);
-    } else if (!want || (r.priority ?? 0) !== 0 || routeOk.has(r.dst)) {
+    const dst = r.dst.toString();
+    const want = routes.get(dst);
+    if (want && !routeOk.has(dst) && routeMatches(r, want)) {
+      routeOk.add(dst);
+    } else if (!want || (r.priority ?? 0) !== 0 || routeOk.has(dst)) {
       // Not ours to keep: a replace would not overwrite a route with another metric.
       plan.routeDel.push(r);
     }
@@ -167,9 +172,10 @@ export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, sc
     const neighOk = new Set<string>();
     for (const n of kernel.neighs) {
       if (n.index !== scope.devIndex) continue;
-      const want = neighs.get(n.ip);
+      const ip = n.ip.toString();
+      const want = neighs.get(ip);
       if (!want) plan.neighDel.push(n);
-      else if (n.mac === want.mac && (n.state & NUD_PERMANENT) !== 0) neighOk.add(n.ip);
+      else if (n.mac === want.mac && n.permanent) neighOk.add(ip);
       // else: replaced in place below.
     }
     for (const [ip, want] of neighs) if (!neighOk.has(ip)) plan.neighSet.push(want);
@@ -179,9 +185,9 @@ export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, sc
       // Entries without a destination are the device's own address lists, not tunnel entries.
       if (f.index !== scope.devIndex || f.dst === null || f.mac === "00:00:00:00:00:00") continue;
       const want = fdbs.get(f.mac);
-      if (want && f.dst === want.dst && (f.state & NUD_PERMANENT) !== 0 && !fdbOk.has(f.mac)) {
+      if (want && sameIP(f.dst, want.dst) && f.permanent && !fdbOk.has(f.mac)) {
         fdbOk.add(f.mac);
-      } else if (!want || f.dst !== want.dst || fdbOk.has(f.mac)) {
+      } else if (!want || !sameIP(f.dst, want.dst) || fdbOk.has(f.mac)) {
         // A MAC may hold several destinations (fdbAppend): drop every one that is not wanted.
         plan.fdbDel.push(f);
       }
@@ -203,16 +209,20 @@ export function planUpdate(
 ): Plan {
   const plan = emptyPlan();
   if (old) {
-    if (!next || old.route.dst !== next.route.dst) {
+    if (!next || !old.route.dst.equals(next.route.dst)) {
       plan.routeDel.push(routeInfoOf(old.route));
     }
-    if (old.neigh && (old.neigh.ip !== next?.neigh?.ip || old.neigh.index !== next.neigh.index)) {
+    if (
+      old.neigh &&
+      (!sameIP(old.neigh.ip, next?.neigh?.ip) || old.neigh.index !== next!.neigh!.index)
+    ) {
       plan.neighDel.push({
         index: old.neigh.index,
         ip: old.neigh.ip,
         mac: old.neigh.mac,
         state: 0,
         flags: 0,
+        permanent: false,
       });
     }
     if (
@@ -225,6 +235,7 @@ export function planUpdate(
         dst: old.fdb.dst,
         state: 0,
         flags: 0,
+        permanent: false,
       });
     }
   }
@@ -248,6 +259,8 @@ function routeInfoOf(r: RouteEntry): RouteInfo {
     flags: r.onlink ? RTNH_F_ONLINK : 0,
     prefsrc: null,
     priority: null,
+    onlink: r.onlink,
+    kernel: false,
   };
 }
 
@@ -264,7 +277,7 @@ function routeDelSpec(r: RouteInfo): RouteSpec {
   return spec;
 }
 
-function describeRoute(r: { dst: string; gateway: string | null; oif: number | null }): string {
+function describeRoute(r: { dst: IPNet; gateway: IP | null; oif: number | null }): string {
   return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.oif !== null ? ` dev #${r.oif}` : ""}`;
 }
 
@@ -287,7 +300,7 @@ export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
     run(`delete ARP entry ${n.ip} on #${n.index}`, () => nl.neighDel(n.index, n.ip), true);
   }
   for (const f of plan.fdbDel) {
-    const dst = f.dst ?? "0.0.0.0";
+    const dst = f.dst ?? IP_ZERO;
     run(
       `delete FDB entry ${f.mac} dst ${dst} on #${f.index}`,
       () => nl.fdbDel(f.index, f.mac, dst),
@@ -348,7 +361,7 @@ export class PeerTable {
    */
   sync(leases: Iterable<Lease>): number {
     this.#leases.clear();
-    for (const l of leases) this.#leases.set(formatCIDR(l.subnet), l);
+    for (const l of leases) this.#leases.set(l.subnet.toString(), l);
     this.#synced = true;
     return this.resync();
   }
@@ -384,7 +397,7 @@ export class PeerTable {
   /** Applies a batch of lease events incrementally. */
   apply(events: readonly LeaseEvent[]): void {
     for (const ev of events) {
-      const key = formatCIDR(ev.lease.subnet);
+      const key = ev.lease.subnet.toString();
       let next: PeerEntries | null = null;
       if (ev.type === "removed") {
         this.#leases.delete(key);
@@ -408,8 +421,8 @@ export class PeerTable {
   /** Restores an applied route the kernel reports deleted (self-healing). True when restored. */
   restoreRoute(r: RouteInfo): boolean {
     // Peers are keyed by subnet, which is their route's dst: no scan over thousands of peers.
-    const e = this.#applied.get(r.dst);
-    if (!e || e.route.oif !== r.oif || e.route.gateway !== r.gateway) return false;
+    const e = this.#applied.get(r.dst.toString());
+    if (!e || e.route.oif !== r.oif || !sameIP(e.route.gateway, r.gateway)) return false;
     applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log);
     return true;
   }
@@ -417,7 +430,7 @@ export class PeerTable {
   /** Restores an applied ARP entry the kernel reports deleted (self-healing). True when restored. */
   restoreNeigh(n: NeighInfo): boolean {
     for (const e of this.#applied.values()) {
-      if (e.neigh && e.neigh.ip === n.ip && e.neigh.index === n.index) {
+      if (e.neigh && e.neigh.ip.equals(n.ip) && e.neigh.index === n.index) {
         applyPlan(this.nl, { ...emptyPlan(), neighSet: [e.neigh] }, this.log);
         return true;
       }
@@ -448,7 +461,7 @@ export class PeerTable {
  * True when the kernel reaches `ip` through `extIndex` without a gateway (the peer is on a
  * directly connected subnet).
  */
-export function isDirect(nl: Pick<Netlink, "routeGet">, ip: string, extIndex: number): boolean {
+export function isDirect(nl: Pick<Netlink, "routeGet">, ip: IP, extIndex: number): boolean {
   try {
     const r = nl.routeGet(ip);
     return r !== null && r.gateway === null && r.oif === extIndex && r.type === RTN_UNICAST;

@@ -7,7 +7,7 @@
  */
 
 import type { NetworkConfig } from "../config.ts";
-import { type IPNet, netmask, prefixSize } from "../ip.ts";
+import { IP, IPNet, isAligned, prefixSize } from "../ip.ts";
 
 /**
  * True when `subnet` could have been allocated under `config`: its prefix is SubnetLen, it is
@@ -15,9 +15,10 @@ import { type IPNet, netmask, prefixSize } from "../ip.ts";
  */
 export function fitsConfig(config: NetworkConfig, subnet: IPNet): boolean {
   return subnet.prefix === config.subnetLen &&
-    ((subnet.ip & netmask(subnet.prefix)) >>> 0) === subnet.ip &&
-    subnet.ip >= config.subnetMin &&
-    subnet.ip <= config.subnetMax;
+    subnet.family === config.subnetMin.family &&
+    isAligned(subnet.ip, subnet.prefix) &&
+    subnet.ip.compare(config.subnetMin) >= 0 &&
+    subnet.ip.compare(config.subnetMax) <= 0;
 }
 
 /**
@@ -29,12 +30,12 @@ export function fitsConfig(config: NetworkConfig, subnet: IPNet): boolean {
  * ```ts
  * import assert from "node:assert/strict";
  * import { parseNetworkConfig } from "../config.ts";
- * import { formatCIDR } from "../ip.ts";
+ * import { IPNet } from "../ip.ts";
  *
  * const config = parseNetworkConfig('{"Network":"10.1.0.0/16"}');
- * const taken = [{ ip: 0x0a010200, prefix: 24 }]; // 10.1.2.0/24
+ * const taken = [IPNet.mustParse("10.1.2.0/24")];
  * const free = candidateSubnets(config, taken, 3);
- * assert.deepEqual(free.map(formatCIDR), ["10.1.1.0/24", "10.1.3.0/24", "10.1.4.0/24"]);
+ * assert.deepEqual(free.map(String), ["10.1.1.0/24", "10.1.3.0/24", "10.1.4.0/24"]);
  * ```
  */
 export function candidateSubnets(
@@ -43,37 +44,39 @@ export function candidateSubnets(
   limit = 100,
 ): IPNet[] {
   const len = config.subnetLen;
-  const size = prefixSize(len);
-  const busy = mergedRanges(taken);
+  const family = config.subnetMin.family;
+  const size = prefixSize(len, family);
+  const busy = mergedRanges(taken.filter((t) => t.family === family));
   const out: IPNet[] = [];
   let i = 0;
-  let s = config.subnetMin;
-  while (out.length < limit && s <= config.subnetMax) {
-    const end = s + size - 1;
+  let s = config.subnetMin.toBigInt();
+  const max = config.subnetMax.toBigInt();
+  while (out.length < limit && s <= max) {
+    const end = s + size - 1n;
     while (i < busy.length && busy[i][1] < s) i++;
     if (i < busy.length && busy[i][0] <= end) {
       // Jump past the whole busy range in one step, staying on the SubnetMin grid.
-      const next = busy[i][1] + 1;
-      s += Math.ceil((next - s) / size) * size;
+      const next = busy[i][1] + 1n;
+      s += ((next - s + size - 1n) / size) * size;
       continue;
     }
-    out.push({ ip: s, prefix: len });
+    out.push(new IPNet(IP.fromBigInt(s, family), len));
     s += size;
   }
   return out;
 }
 
-/** `nets` as sorted, merged, inclusive [first, last] address ranges (plain numbers, no u32 wrap). */
-function mergedRanges(nets: readonly IPNet[]): [number, number][] {
-  const ranges = nets.map((n): [number, number] => {
-    const first = (n.ip & netmask(n.prefix)) >>> 0;
-    return [first, first + prefixSize(n.prefix) - 1];
+/** `nets` as sorted, merged, inclusive [first, last] address ranges. */
+function mergedRanges(nets: readonly IPNet[]): [bigint, bigint][] {
+  const ranges = nets.map((n): [bigint, bigint] => {
+    const first = n.ip.toBigInt();
+    return [first, first + n.size() - 1n];
   });
-  ranges.sort((a, b) => a[0] - b[0]);
-  const merged: [number, number][] = [];
+  ranges.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  const merged: [bigint, bigint][] = [];
   for (const r of ranges) {
     const top = merged[merged.length - 1];
-    if (top && r[0] <= top[1] + 1) top[1] = Math.max(top[1], r[1]);
+    if (top && r[0] <= top[1] + 1n) top[1] = top[1] > r[1] ? top[1] : r[1];
     else merged.push(r);
   }
   return merged;

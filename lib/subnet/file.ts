@@ -11,7 +11,7 @@
  * `FLANNEL_SUBNET` is the lease's base address + 1 with the lease's prefix length.
  */
 
-import { formatCIDR, formatIPv4, type IPNet, netmask, parseCIDR } from "../ip.ts";
+import { addIP, IPNet, parseCIDR } from "../ip.ts";
 
 /** What subnet.env says. */
 export interface SubnetFileContent {
@@ -29,10 +29,11 @@ export interface SubnetFileContent {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { IPNet } from "../ip.ts";
  *
  * const text = formatSubnetFile({
- *   network: { ip: 0x0a010000, prefix: 16 }, // 10.1.0.0/16
- *   subnet: { ip: 0x0a010f00, prefix: 24 }, // 10.1.15.0/24
+ *   network: IPNet.mustParse("10.1.0.0/16"),
+ *   subnet: IPNet.mustParse("10.1.15.0/24"),
  *   mtu: 1450,
  *   ipMasq: false,
  * });
@@ -43,8 +44,8 @@ export interface SubnetFileContent {
  * ```
  */
 export function formatSubnetFile(c: SubnetFileContent): string {
-  return `FLANNEL_NETWORK=${formatCIDR(c.network)}\n` +
-    `FLANNEL_SUBNET=${formatIPv4(c.subnet.ip + 1)}/${c.subnet.prefix}\n` +
+  return `FLANNEL_NETWORK=${c.network}\n` +
+    `FLANNEL_SUBNET=${addIP(c.subnet.ip, 1n)}/${c.subnet.prefix}\n` +
     `FLANNEL_MTU=${c.mtu}\n` +
     `FLANNEL_IPMASQ=${c.ipMasq}\n`;
 }
@@ -95,7 +96,7 @@ export async function readSubnetFile(path: string): Promise<{ network?: IPNet; s
     if (name !== "FLANNEL_NETWORK" && name !== "FLANNEL_SUBNET") continue;
     const net = parseCIDR(value, false);
     if (typeof net === "string") continue;
-    const masked = { ip: (net.ip & netmask(net.prefix)) >>> 0, prefix: net.prefix };
+    const masked = IPNet.of(net.ip, net.prefix);
     if (name === "FLANNEL_NETWORK") out.network = masked;
     else out.subnet = masked;
   }

@@ -11,7 +11,7 @@
  */
 
 import type { NetworkConfig } from "../config.ts";
-import { formatCIDR, formatIPv4, type IPNet, overlaps, prefixSize, sameNet } from "../ip.ts";
+import { type IPNet, prefixSize } from "../ip.ts";
 import {
   decodeLeaseValue,
   encodeLeaseValue,
@@ -148,15 +148,15 @@ export class EtcdSubnetManager implements SubnetManager {
     const now = Date.now();
 
     // 1. Ours by PublicIP. A reservation wins over a lease.
-    const mine = entries.filter((e) => e.lease?.attrs.publicIP === attrs.publicIP);
+    const mine = entries.filter((e) => e.lease?.attrs.publicIP.equals(attrs.publicIP));
     const deleted = new Set<string>();
     mine.sort((a, b) => (a.kv.leaseId === null ? 0 : 1) - (b.kv.leaseId === null ? 0 : 1));
     for (const e of mine) {
-      const cidr = formatCIDR(e.subnet);
+      const cidr = e.subnet.toString();
       if (!fitsConfig(this.config, e.subnet)) {
         if (e.kv.leaseId === null) {
           this.#log.warn(
-            `Reservation ${cidr} for ${formatIPv4(attrs.publicIP)} does not fit the network ` +
+            `Reservation ${cidr} for ${attrs.publicIP} does not fit the network ` +
               `config (${this.#describeRange()}): ignored`,
           );
           continue;
@@ -179,13 +179,13 @@ export class EtcdSubnetManager implements SubnetManager {
 
     // 2. The subnet in the previous subnet.env, when free and fitting.
     const prev = (await readSubnetFile(this.#subnetFile)).subnet;
-    if (prev && fitsConfig(this.config, prev) && !taken.some((t) => overlaps(t, prev))) {
+    if (prev && fitsConfig(this.config, prev) && !taken.some((t) => t.overlaps(prev))) {
       const lease = await this.#create(prev, attrs, signal);
       if (lease) {
-        this.#log.info(`Acquired lease ${formatCIDR(prev)} (the subnet of ${this.#subnetFile})`);
+        this.#log.info(`Acquired lease ${prev} (the subnet of ${this.#subnetFile})`);
         return lease;
       }
-      this.#log.info(`Subnet ${formatCIDR(prev)} was taken meanwhile by another host: retrying`);
+      this.#log.info(`Subnet ${prev} was taken meanwhile by another host: retrying`);
       return null;
     }
 
@@ -195,10 +195,10 @@ export class EtcdSubnetManager implements SubnetManager {
     const pick = free[Math.min(free.length - 1, Math.floor(this.#random() * free.length))];
     const lease = await this.#create(pick, attrs, signal);
     if (lease) {
-      this.#log.info(`Acquired lease ${formatCIDR(pick)}`);
+      this.#log.info(`Acquired lease ${pick}`);
       return lease;
     }
-    this.#log.info(`Subnet ${formatCIDR(pick)} was taken meanwhile by another host: retrying`);
+    this.#log.info(`Subnet ${pick} was taken meanwhile by another host: retrying`);
     return null;
   }
 
@@ -208,7 +208,7 @@ export class EtcdSubnetManager implements SubnetManager {
     now: number,
     signal: AbortSignal,
   ): Promise<Lease | null> {
-    const cidr = formatCIDR(e.subnet);
+    const cidr = e.subnet.toString();
     const old = e.lease!;
     if (e.kv.leaseId === null) {
       if (attrsEqual(old.attrs, attrs)) {
@@ -262,17 +262,14 @@ export class EtcdSubnetManager implements SubnetManager {
 
   #describeRange(): string {
     const c = this.config;
-    return `${formatCIDR(c.network)} between ${formatIPv4(c.subnetMin)} and ${
-      formatIPv4(c.subnetMax)
-    }, SubnetLen ${c.subnetLen}`;
+    return `${c.network} between ${c.subnetMin} and ${c.subnetMax}, SubnetLen ${c.subnetLen}`;
   }
 
   #noFreeMessage(): string {
     const c = this.config;
-    const n = Math.floor((c.subnetMax - c.subnetMin) / prefixSize(c.subnetLen)) + 1;
-    return `No free subnet in ${formatCIDR(c.network)} between ${formatIPv4(c.subnetMin)} and ${
-      formatIPv4(c.subnetMax)
-    } (SubnetLen ${c.subnetLen}): all ${n} are leased or reserved`;
+    const span = c.subnetMax.toBigInt() - c.subnetMin.toBigInt();
+    const n = span / prefixSize(c.subnetLen, c.subnetMin.family) + 1n;
+    return `No free subnet in ${c.network} between ${c.subnetMin} and ${c.subnetMax} (SubnetLen ${c.subnetLen}): all ${n} are leased or reserved`;
   }
 
   /**
@@ -288,7 +285,7 @@ export class EtcdSubnetManager implements SubnetManager {
         this.#warnOnce(kv.key, kv.modRevision, subnet);
         continue;
       }
-      if (own && sameNet(subnet, own)) continue;
+      if (own && subnet.equals(own)) continue;
       const attrs = decodeLeaseValue(kv.value);
       if (typeof attrs === "string") {
         this.#warnOnce(kv.key, kv.modRevision, attrs);
@@ -342,7 +339,7 @@ export class EtcdSubnetManager implements SubnetManager {
 
   async #renewLoop(state: KeepState, signal: AbortSignal): Promise<void> {
     const key = subnetKey(this.#prefix, state.lease.subnet);
-    const cidr = formatCIDR(state.lease.subnet);
+    const cidr = state.lease.subnet.toString();
     while (!signal.aborted) {
       const l = state.lease;
       if (l.etcdLeaseId === null || l.expiration === null) {
@@ -373,10 +370,10 @@ export class EtcdSubnetManager implements SubnetManager {
         const cur = await abortable(this.#reg.get(key), signal);
         if (!cur.kv) throw new LeaseLostError(`Lease ${cidr} was deleted from etcd`);
         const attrs = decodeLeaseValue(cur.kv.value);
-        if (typeof attrs === "string" || attrs.publicIP !== l.attrs.publicIP) {
+        if (typeof attrs === "string" || !attrs.publicIP.equals(l.attrs.publicIP)) {
           throw new LeaseLostError(
             `Lease ${cidr} is now held by ${
-              typeof attrs === "string" ? "an unreadable value" : formatIPv4(attrs.publicIP)
+              typeof attrs === "string" ? "an unreadable value" : attrs.publicIP.toString()
             }`,
           );
         }
@@ -400,7 +397,7 @@ export class EtcdSubnetManager implements SubnetManager {
   /** Watches our own key; rejects with LeaseLostError when it is deleted or taken. */
   async #watchOwn(state: KeepState, signal: AbortSignal): Promise<void> {
     const key = subnetKey(this.#prefix, state.lease.subnet);
-    const cidr = formatCIDR(state.lease.subnet);
+    const cidr = state.lease.subnet.toString();
     let from = state.lease.modRevision + 1;
     while (!signal.aborted) {
       let compacted = false;
@@ -436,10 +433,10 @@ export class EtcdSubnetManager implements SubnetManager {
   ): void {
     if (modRevision <= state.lease.modRevision) return;
     const attrs = decodeLeaseValue(value);
-    if (typeof attrs === "string" || attrs.publicIP !== state.lease.attrs.publicIP) {
+    if (typeof attrs === "string" || !attrs.publicIP.equals(state.lease.attrs.publicIP)) {
       throw new LeaseLostError(
         `Lease ${cidr} is now held by ${
-          typeof attrs === "string" ? "an unreadable value" : formatIPv4(attrs.publicIP)
+          typeof attrs === "string" ? "an unreadable value" : attrs.publicIP.toString()
         }`,
       );
     }
@@ -500,7 +497,7 @@ export class EtcdSubnetManager implements SubnetManager {
           if (ev.type === "put") this.#warnOnce(ev.key, ev.modRevision, subnet);
           continue;
         }
-        if (sameNet(subnet, own)) continue;
+        if (subnet.equals(own)) continue;
         if (ev.type === "delete") {
           const old = known.get(ev.key);
           if (old) {

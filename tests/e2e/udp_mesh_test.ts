@@ -24,7 +24,8 @@ function senderCode(src: string, dst: string, kind: "crafted" | "random", n: num
   const mod = (p: string) => JSON.stringify(new URL(p, `file://${REPO_ROOT}/`).href);
   return `
     const { udpSocket, bind, sendto } = await import(${mod("ffi/udp.ts")});
-    const { parseIPv4 } = await import(${mod("lib/ip.ts")});
+    const { parseIPv4: parseIP } = await import(${mod("lib/ip.ts")});
+    const parseIPv4 = (s) => parseIP(s).toU32(); // ffi/udp.ts and the packet code take u32
     const { setHeaderChecksum, checksum } = await import(${mod("lib/backend/udp/packet.ts")});
     const s = udpSocket({ nonBlocking: false });
     bind(s, parseIPv4(${JSON.stringify(src)}), ${PORT});

@@ -12,14 +12,54 @@
  */
 
 import { SyscallError } from "../../ffi/errno.ts";
-import { Netlink, subscribe } from "../../ffi/netlink/route.ts";
+import { IP, IPNet } from "../../ffi/ip.ts";
+import { Netlink, subscribe } from "../../ffi/netlink/mod.ts";
 
 type Op = [string, ...unknown[]];
+
+/**
+ * The JSON ops carry addresses as text (the edge between the test and this child): turns them
+ * into the verbs' IP/IPNet arguments. Results go back through JSON, where IP prints as text.
+ */
+function toArgs(verb: string, args: unknown[]): unknown[] {
+  const a = [...args];
+  const spec = (o: Record<string, unknown>) => {
+    const r: Record<string, unknown> = { ...o };
+    if (typeof r.dst === "string") r.dst = IPNet.mustParse(r.dst);
+    for (const k of ["gateway", "src", "local"]) {
+      if (typeof r[k] === "string") r[k] = IP.mustParse(r[k] as string);
+    }
+    return r;
+  };
+  switch (verb) {
+    case "addrAdd":
+    case "addrDel": {
+      const [address, prefix] = (a[1] as string).split("/");
+      return [a[0], IP.mustParse(address), Number(prefix)];
+    }
+    case "routeAdd":
+    case "routeReplace":
+    case "routeDel":
+    case "linkAddVxlan":
+      return [spec(a[0] as Record<string, unknown>)];
+    case "routeGet":
+      return [IP.mustParse(a[0] as string)];
+    case "neighSet":
+    case "neighDel":
+      return [a[0], IP.mustParse(a[1] as string), ...a.slice(2)];
+    case "fdbSet":
+    case "fdbAppend":
+    case "fdbDel":
+      return [a[0], a[1], IP.mustParse(a[2] as string)];
+    default:
+      return a;
+  }
+}
 
 function bulkRoutes(nl: Netlink, count: number, oif: number): number {
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
-    nl.routeReplace({ dst: `10.200.${i >> 8}.${i & 255}/32`, oif });
+    nl.routeReplace({ dst: IPNet.mustParse(`10.200.${i >> 8}.${i & 255}/32`), oif });
   }
   return (performance.now() - t0) / 1000;
 }
@@ -30,7 +70,7 @@ async function watch(groups: ("link" | "route" | "neigh")[], dst: string | null)
   const events = subscribe(groups, ac.signal);
   console.log("ready");
   for await (const ev of events) {
-    if (dst === null || (ev.kind === "route" && ev.route.dst === dst)) {
+    if (dst === null || (ev.kind === "route" && ev.route.dst.toString() === dst)) {
       console.log(JSON.stringify(ev));
       ac.abort();
     }
@@ -57,9 +97,9 @@ async function overrun(oif: number): Promise<void> {
       // A consumer re-reads state here; the test makes a fresh change each time until one's
       // notification fits into the draining buffer.
       resyncs++;
-      nl.routeReplace({ dst: `10.250.${resyncs}.0/24`, oif });
-    } else if (ev.kind === "route" && ev.route.dst.startsWith("10.250.")) {
-      after = ev.route.dst;
+      nl.routeReplace({ dst: IPNet.mustParse(`10.250.${resyncs}.0/24`), oif });
+    } else if (ev.kind === "route" && ev.route.dst.toString().startsWith("10.250.")) {
+      after = ev.route.dst.toString();
       ac.abort();
     } else if (resyncs === 0) before++;
   }
@@ -80,7 +120,9 @@ if (import.meta.main) {
       try {
         const result = verb === "bulkRoutes"
           ? bulkRoutes(nl, args[0] as number, args[1] as number)
-          : (nl as unknown as Record<string, (...a: unknown[]) => unknown>)[verb](...args);
+          : (nl as unknown as Record<string, (...a: unknown[]) => unknown>)[verb](
+            ...toArgs(verb, args),
+          );
         out.push({ ok: result ?? null });
       } catch (err) {
         if (!(err instanceof SyscallError)) throw err;

@@ -225,7 +225,9 @@ Deno.test("addresses, routes, ARP and FDB entries match `ip -j` and `bridge -j`"
         ["10.1.7.0", mac, ["PERMANENT"]],
       ],
     );
-    assertEquals(r[11].ok, [{ index: fl, ip: "10.1.7.0", mac, state: 0x80, flags: 0 }]);
+    assertEquals(r[11].ok, [
+      { index: fl, ip: "10.1.7.0", mac, state: 0x80, flags: 0, permanent: true },
+    ]);
     const fdb = (await ipj(ns, "bridge", "-j", "fdb", "show", "dev", "flannel.1"))
       .filter((e: { mac: string }) => e.mac === mac);
     assertEquals(
@@ -236,7 +238,7 @@ Deno.test("addresses, routes, ARP and FDB entries match `ip -j` and `bridge -j`"
     );
     // deno-lint-ignore no-explicit-any
     assertEquals((r[12].ok as any[]).filter((e) => e.mac === mac), [
-      { index: fl, mac, dst: "10.0.0.2", state: 0xc0, flags: 2 },
+      { index: fl, mac, dst: "10.0.0.2", state: 0xc0, flags: 2, permanent: true },
     ]);
 
     // The kernel keeps several destinations only for the all-zeros (flood) MAC; for a unicast

@@ -26,12 +26,12 @@ interface HostSpec {
 
 async function child(spec: HostSpec): Promise<void> {
   const { create } = await import("../../lib/backend/udp/mod.ts");
-  const { parseCIDR, parseIPv4 } = await import("../../lib/ip.ts");
+  const { IPNet, parseCIDR, parseIPv4 } = await import("../../lib/ip.ts");
   const { setVerbosity } = await import("../../lib/log.ts");
   setVerbosity(1);
-  const own = parseCIDR(spec.subnet) as { ip: number; prefix: number };
-  const peer = parseCIDR(spec.peerSubnet) as { ip: number; prefix: number };
-  const lease = (subnet: { ip: number; prefix: number }, ip: string) => ({
+  const own = parseCIDR(spec.subnet) as InstanceType<typeof IPNet>;
+  const peer = parseCIDR(spec.peerSubnet) as InstanceType<typeof IPNet>;
+  const lease = (subnet: InstanceType<typeof IPNet>, ip: string) => ({
     subnet,
     attrs: { publicIP: parseIPv4(ip)!, backendType: "", backendData: null },
     expiration: null,
@@ -40,7 +40,7 @@ async function child(spec: HostSpec): Promise<void> {
   });
   const removed = Promise.withResolvers<void>();
   const config = {
-    network: { ip: parseIPv4("10.5.0.0")!, prefix: 16 },
+    network: new IPNet(parseIPv4("10.5.0.0")!, 16),
     subnetLen: 24,
     subnetMin: parseIPv4("10.5.1.0")!,
     subnetMax: parseIPv4("10.5.255.0")!,
@@ -172,9 +172,10 @@ async function sendCrafted(
     const { udpSocket, bind, sendto, setsockoptInt, SOL_UDP, UDP_SEGMENT } = await import(${
     JSON.stringify(new URL("../../ffi/udp.ts", import.meta.url).href)
   });
-    const { parseIPv4 } = await import(${
+    const { parseIPv4: parseIP } = await import(${
     JSON.stringify(new URL("../../lib/ip.ts", import.meta.url).href)
   });
+    const parseIPv4 = (s) => parseIP(s).toU32(); // ffi/udp.ts takes u32
     const { setHeaderChecksum, checksum } = await import(${
     JSON.stringify(new URL("../../lib/backend/udp/packet.ts", import.meta.url).href)
   });

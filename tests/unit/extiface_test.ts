@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { findExternalInterface, InterfaceError, type LinkReader } from "../../lib/extiface.ts";
-import { formatIPv4 } from "../../lib/ip.ts";
+import { ip } from "../helpers.ts";
 
 /** A host with lo, eth0 (default route), eth1 (two addresses) and a link-local-only eth2. */
 function host(withDefault = true): LinkReader {
@@ -12,13 +12,13 @@ function host(withDefault = true): LinkReader {
       { index: 4, name: "eth2", mtu: 1400 },
     ],
     addrList: () => [
-      { index: 1, address: "127.0.0.1", prefix: 8, scope: 254 },
-      { index: 2, address: "192.168.100.11", prefix: 24, scope: 0 },
-      { index: 3, address: "10.0.2.15", prefix: 24, scope: 0 },
-      { index: 3, address: "172.16.5.4", prefix: 16, scope: 0 },
-      { index: 4, address: "169.254.3.3", prefix: 16, scope: 253 },
+      { index: 1, address: ip("127.0.0.1"), prefix: 8, scope: 254 },
+      { index: 2, address: ip("192.168.100.11"), prefix: 24, scope: 0 },
+      { index: 3, address: ip("10.0.2.15"), prefix: 24, scope: 0 },
+      { index: 3, address: ip("172.16.5.4"), prefix: 16, scope: 0 },
+      { index: 4, address: ip("169.254.3.3"), prefix: 16, scope: 253 },
     ],
-    defaultRoute: () => withDefault ? { index: 2, gateway: "192.168.100.1" } : null,
+    defaultRoute: () => withDefault ? { index: 2, gateway: ip("192.168.100.1") } : null,
   };
 }
 
@@ -26,7 +26,7 @@ const none = { iface: [] as string[], ifaceRegex: [] as string[], publicIP: "" }
 
 function pick(reader: LinkReader, opts: Partial<typeof none>) {
   const ext = findExternalInterface(reader, { ...none, ...opts });
-  return { ...ext, ifaceAddr: formatIPv4(ext.ifaceAddr), publicIP: formatIPv4(ext.publicIP) };
+  return { ...ext, ifaceAddr: ext.ifaceAddr.toString(), publicIP: ext.publicIP.toString() };
 }
 
 Deno.test("findExternalInterface() picks the interface, address and MTU", async (t) => {

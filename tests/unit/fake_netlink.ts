@@ -12,12 +12,17 @@ import type {
   RouteInfo,
   RouteSpec,
   VxlanSpec,
-} from "../../ffi/netlink/route.ts";
+} from "../../ffi/netlink/mod.ts";
 import { SyscallError } from "../../ffi/errno.ts";
-import { parseCIDR, parseIPv4 } from "../../lib/ip.ts";
+import type { IP } from "../../ffi/ip.ts";
 import type { Lease } from "../../lib/lease.ts";
+import { ip, net } from "../helpers.ts";
 
 const NUD_PERMANENT = 0x80;
+
+function same(a: IP | null | undefined, b: IP | null | undefined): boolean {
+  return a === b || (!!a && !!b && a.equals(b));
+}
 
 /** A route as the kernel would list it after `routeReplace(spec)`. */
 export function routeOf(spec: RouteSpec, protocol = 3): RouteInfo {
@@ -32,6 +37,8 @@ export function routeOf(spec: RouteSpec, protocol = 3): RouteInfo {
     flags: spec.onlink ? 4 : 0,
     prefsrc: spec.src ?? null,
     priority: spec.metric ?? null,
+    onlink: spec.onlink ?? false,
+    kernel: (spec.protocol ?? protocol) === 2,
   };
 }
 
@@ -43,7 +50,7 @@ export class FakeNetlink {
   fdbs: FdbInfo[] = [];
   links: LinkInfo[] = [];
   addrs: AddrInfo[] = [];
-  /** `routeGet` answers: dotted IP → route; absent → an unreachable (null) answer. */
+  /** `routeGet` answers: IP text → route; absent → an unreachable (null) answer. */
   lookups = new Map<string, RouteInfo>();
   nextIndex = 10;
   closed = false;
@@ -99,15 +106,14 @@ export class FakeNetlink {
   addrList(index?: number): AddrInfo[] {
     return this.addrs.filter((a) => index === undefined || a.index === index);
   }
-  addrAdd(index: number, cidr: string): void {
-    this.calls.push(`addrAdd ${index} ${cidr}`);
-    const [address, prefix] = cidr.split("/");
-    this.addrs.push({ index, address, prefix: Number(prefix), scope: 0 });
+  addrAdd(index: number, address: IP, prefix: number): void {
+    this.calls.push(`addrAdd ${index} ${address}/${prefix}`);
+    this.addrs.push({ index, address, prefix, scope: 0 });
   }
-  addrDel(index: number, cidr: string): void {
-    this.calls.push(`addrDel ${index} ${cidr}`);
+  addrDel(index: number, address: IP, prefix: number): void {
+    this.calls.push(`addrDel ${index} ${address}/${prefix}`);
     this.addrs = this.addrs.filter((a) =>
-      !(a.index === index && `${a.address}/${a.prefix}` === cidr)
+      !(a.index === index && a.address.equals(address) && a.prefix === prefix)
     );
   }
 
@@ -115,13 +121,13 @@ export class FakeNetlink {
   routeList(table = 254): RouteInfo[] {
     return this.routes.filter((r) => r.table === table);
   }
-  routeGet(dst: string): RouteInfo | null {
-    return this.lookups.get(dst) ?? null;
+  routeGet(dst: IP): RouteInfo | null {
+    return this.lookups.get(dst.toString()) ?? null;
   }
   routeReplace(r: RouteSpec): void {
     this.calls.push(`routeReplace ${describe(r)}`);
     const i = this.routes.findIndex((x) =>
-      x.dst === r.dst && (x.priority ?? 0) === (r.metric ?? 0)
+      x.dst.equals(r.dst) && (x.priority ?? 0) === (r.metric ?? 0)
     );
     if (i >= 0) this.routes[i] = routeOf(r);
     else this.routes.push(routeOf(r));
@@ -129,7 +135,7 @@ export class FakeNetlink {
   routeDel(r: RouteSpec): void {
     this.calls.push(`routeDel ${describe(r)}`);
     const i = this.routes.findIndex((x) =>
-      x.dst === r.dst && (r.gateway === undefined || x.gateway === r.gateway) &&
+      x.dst.equals(r.dst) && (r.gateway === undefined || same(x.gateway, r.gateway)) &&
       (r.oif === undefined || x.oif === r.oif) && (x.priority ?? 0) === (r.metric ?? 0)
     );
     if (i < 0) throw new SyscallError("RTM_DELROUTE", 3);
@@ -140,15 +146,15 @@ export class FakeNetlink {
   neighList(index?: number): NeighInfo[] {
     return this.neighs.filter((n) => index === undefined || n.index === index);
   }
-  neighSet(index: number, ip: string, mac: string): void {
+  neighSet(index: number, ip: IP, mac: string): void {
     this.calls.push(`neighSet ${index} ${ip} ${mac}`);
-    this.neighs = this.neighs.filter((n) => !(n.index === index && n.ip === ip));
-    this.neighs.push({ index, ip, mac, state: NUD_PERMANENT, flags: 0 });
+    this.neighs = this.neighs.filter((n) => !(n.index === index && n.ip.equals(ip)));
+    this.neighs.push({ index, ip, mac, state: NUD_PERMANENT, flags: 0, permanent: true });
   }
-  neighDel(index: number, ip: string): void {
+  neighDel(index: number, ip: IP): void {
     this.calls.push(`neighDel ${index} ${ip}`);
     const before = this.neighs.length;
-    this.neighs = this.neighs.filter((n) => !(n.index === index && n.ip === ip));
+    this.neighs = this.neighs.filter((n) => !(n.index === index && n.ip.equals(ip)));
     if (this.neighs.length === before) throw new SyscallError("RTM_DELNEIGH", 2);
   }
 
@@ -156,17 +162,17 @@ export class FakeNetlink {
   fdbList(index?: number): FdbInfo[] {
     return this.fdbs.filter((f) => index === undefined || f.index === index);
   }
-  fdbSet(index: number, mac: string, dst: string): void {
+  fdbSet(index: number, mac: string, dst: IP): void {
     this.calls.push(`fdbSet ${index} ${mac} ${dst}`);
     const i = this.fdbs.findIndex((f) => f.index === index && f.mac === mac);
-    const entry = { index, mac, dst, state: NUD_PERMANENT, flags: 2 };
+    const entry = { index, mac, dst, state: NUD_PERMANENT, flags: 2, permanent: true };
     if (i >= 0) this.fdbs[i] = entry;
     else this.fdbs.push(entry);
   }
-  fdbDel(index: number, mac: string, dst: string): void {
+  fdbDel(index: number, mac: string, dst: IP): void {
     this.calls.push(`fdbDel ${index} ${mac} ${dst}`);
     const before = this.fdbs.length;
-    this.fdbs = this.fdbs.filter((f) => !(f.index === index && f.mac === mac && f.dst === dst));
+    this.fdbs = this.fdbs.filter((f) => !(f.index === index && f.mac === mac && same(f.dst, dst)));
     if (this.fdbs.length === before) throw new SyscallError("RTM_DELNEIGH", 2);
   }
 
@@ -193,15 +199,9 @@ export function lease(
 ): Lease {
   return {
     subnet: net(subnet),
-    attrs: { publicIP: parseIPv4(publicIP)!, backendType, backendData },
+    attrs: { publicIP: ip(publicIP), backendType, backendData },
     expiration: null,
     modRevision: 1,
     etcdLeaseId: null,
   };
-}
-
-function net(s: string) {
-  const n = parseCIDR(s);
-  if (typeof n === "string") throw new Error(n);
-  return n;
 }

@@ -1,37 +1,37 @@
 import assert from "node:assert/strict";
-import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
+import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
-import type { IPNet } from "../../lib/ip.ts";
+import type { IP, IPNet } from "../../lib/ip.ts";
 import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
 import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/backend/mod.ts";
 import { create } from "../../lib/backend/hostgw/mod.ts";
 import { planHostGwPeer } from "../../lib/backend/hostgw/peers.ts";
 import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
-import { logCapture } from "../helpers.ts";
+import { ip, logCapture, net } from "../helpers.ts";
 
 const EXT = 2;
-const NETWORK: IPNet = { ip: 0x0a010000, prefix: 16 };
-const OWN: IPNet = { ip: 0x0a010100, prefix: 24 };
+const NETWORK: IPNet = net("10.1.0.0/16");
+const OWN: IPNet = net("10.1.1.0/24");
 const config: NetworkConfig = {
   network: NETWORK,
   subnetLen: 24,
-  subnetMin: 0x0a010100,
-  subnetMax: 0x0a01ff00,
+  subnetMin: ip("10.1.1.0"),
+  subnetMax: ip("10.1.255.0"),
   backend: { type: "host-gw" },
 };
 const ext: ExternalInterface = {
   name: "eth0",
   index: EXT,
-  ifaceAddr: 0xc0a80001,
-  publicIP: 0xc0a80001,
+  ifaceAddr: ip("192.168.0.1"),
+  publicIP: ip("192.168.0.1"),
   mtu: 1500,
 };
 const c = {
   extIndex: EXT,
   extName: "eth0",
-  ownIP: "192.168.0.1",
-  isDirect: (ip: string) => ip.startsWith("192.168.0."),
+  ownIP: ip("192.168.0.1"),
+  isDirect: (a: IP) => a.toString().startsWith("192.168.0."),
 };
 
 Deno.test("planHostGwPeer", async (t) => {
@@ -42,7 +42,7 @@ Deno.test("planHostGwPeer", async (t) => {
       assert.deepEqual(d, {
         ok: true,
         entries: {
-          route: { dst: "10.1.2.0/24", gateway: "192.168.0.2", oif: EXT, onlink: false },
+          route: { dst: net("10.1.2.0/24"), gateway: ip("192.168.0.2"), oif: EXT, onlink: false },
           neigh: null,
           fdb: null,
         },
@@ -100,16 +100,16 @@ async function* noEvents(signal: AbortSignal) {
 
 Deno.test("host-gw backend: lease without BackendData, MTU of ext, stale routes removed on start", async () => {
   const nl = new FakeNetlink();
-  nl.lookups.set("192.168.0.2", routeOf({ dst: "192.168.0.2/32", oif: EXT }));
-  nl.lookups.set("192.168.0.3", routeOf({ dst: "192.168.0.3/32", oif: EXT }));
+  nl.lookups.set("192.168.0.2", routeOf({ dst: net("192.168.0.2/32"), oif: EXT }));
+  nl.lookups.set("192.168.0.3", routeOf({ dst: net("192.168.0.3/32"), oif: EXT }));
   nl.lookups.set(
     "172.16.0.5",
-    routeOf({ dst: "172.16.0.5/32", gateway: "192.168.0.254", oif: EXT }),
+    routeOf({ dst: net("172.16.0.5/32"), gateway: ip("192.168.0.254"), oif: EXT }),
   );
-  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "192.168.0.2", oif: EXT }); // right
-  nl.routeReplace({ dst: "10.1.9.0/24", gateway: "192.168.0.9", oif: EXT }); // gone peer
-  nl.routes.push(routeOf({ dst: "10.1.1.0/24", oif: 30 }, 2)); // own bridge
-  nl.routes.push(routeOf({ dst: "0.0.0.0/0", gateway: "192.168.0.254", oif: EXT }));
+  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("192.168.0.2"), oif: EXT }); // right
+  nl.routeReplace({ dst: net("10.1.9.0/24"), gateway: ip("192.168.0.9"), oif: EXT }); // gone peer
+  nl.routes.push(routeOf({ dst: net("10.1.1.0/24"), oif: 30 }, 2)); // own bridge
+  nl.routes.push(routeOf({ dst: net("0.0.0.0/0"), gateway: ip("192.168.0.254"), oif: EXT }));
   nl.take();
   const subnets = new FakeSubnets(config, [
     [
@@ -149,7 +149,7 @@ Deno.test("host-gw backend: lease without BackendData, MTU of ext, stale routes 
 Deno.test("host-gw backend refuses a public IP that is not the interface address", async () => {
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config, []);
-  const backend = create({ config, ext: { ...ext, publicIP: 0x01020304 }, subnets }, {
+  const backend = create({ config, ext: { ...ext, publicIP: ip("1.2.3.4") }, subnets }, {
     netlink: () => nl,
   });
   await assert.rejects(backend.init(new AbortController().signal), {
@@ -161,7 +161,7 @@ Deno.test("host-gw backend refuses a public IP that is not the interface address
 
 Deno.test("host-gw backend: routes the kernel flushed with the external interface come back when it is up again", async () => {
   const nl = new FakeNetlink();
-  nl.lookups.set("192.168.0.2", routeOf({ dst: "192.168.0.2/32", oif: EXT }));
+  nl.lookups.set("192.168.0.2", routeOf({ dst: net("192.168.0.2/32"), oif: EXT }));
   const subnets = new FakeSubnets(config, [
     [{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2", "host-gw", null) }],
   ]);

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { parseIPv4 } from "../../lib/ip.ts";
+import { IPNet } from "../../lib/ip.ts";
+import { ip } from "../helpers.ts";
 import {
   configKey,
   decodeLeaseValue,
@@ -11,10 +12,8 @@ import {
   subnetsPrefix,
 } from "../../lib/lease.ts";
 
-const ip = (s: string) => parseIPv4(s)!;
-
 Deno.test("subnetKey(), configKey() and subnetsPrefix() build upstream's key layout", () => {
-  const subnet = { ip: ip("10.1.15.0"), prefix: 24 };
+  const subnet = new IPNet(ip("10.1.15.0"), 24);
   assert.equal(
     subnetKey("/coreos.com/network", subnet),
     "/coreos.com/network/subnets/10.1.15.0-24",
@@ -29,12 +28,12 @@ Deno.test("subnetKey(), configKey() and subnetsPrefix() build upstream's key lay
 });
 
 Deno.test("parseSubnetKey() reads <ipv4>-<len> and explains malformed keys", async (t) => {
-  const rows: [string, { ip: number; prefix: number } | string][] = [
-    ["/coreos.com/network/subnets/10.1.15.0-24", { ip: ip("10.1.15.0"), prefix: 24 }],
-    ["/p/subnets/10.1.15.128-25", { ip: ip("10.1.15.128"), prefix: 25 }],
-    ["10.1.15.0-24", { ip: ip("10.1.15.0"), prefix: 24 }],
+  const rows: [string, IPNet | string][] = [
+    ["/coreos.com/network/subnets/10.1.15.0-24", new IPNet(ip("10.1.15.0"), 24)],
+    ["/p/subnets/10.1.15.128-25", new IPNet(ip("10.1.15.128"), 25)],
+    ["10.1.15.0-24", new IPNet(ip("10.1.15.0"), 24)],
     // Written by dual-stack upstream hosts: the IPv4 half counts.
-    ["/coreos.com/network/subnets/10.5.52.0-24&fc00::-64", { ip: ip("10.5.52.0"), prefix: 24 }],
+    ["/coreos.com/network/subnets/10.5.52.0-24&fc00::-64", new IPNet(ip("10.5.52.0"), 24)],
     [
       "/p/subnets/10-1-15-0-24",
       'key "/p/subnets/10-1-15-0-24" does not end in <ipv4>-<prefixlen>',

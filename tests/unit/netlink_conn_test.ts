@@ -5,13 +5,9 @@
 
 import { deepStrictEqual as assertEquals, ok, throws } from "node:assert/strict";
 import { SyscallError } from "../../ffi/errno.ts";
-import {
-  attrString,
-  attrU32,
-  decodeIfInfoMsg,
-  encodeIfInfoMsg,
-  encodeMsg,
-} from "../../ffi/netlink/codec.ts";
+import { attrString, attrU32 } from "../../ffi/netlink/attr.ts";
+import { decodeIfInfoMsg, encodeIfInfoMsg } from "../../ffi/netlink/family.ts";
+import { encodeMsg } from "../../ffi/netlink/message.ts";
 import { NetlinkConn } from "../../ffi/netlink/conn.ts";
 import {
   IFLA_EXT_MASK,
@@ -21,7 +17,7 @@ import {
   RTM_GETLINK,
   RTM_NEWLINK,
 } from "../../ffi/netlink/consts.ts";
-import { Netlink } from "../../ffi/netlink/route.ts";
+import { Netlink } from "../../ffi/netlink/mod.ts";
 
 const getLink = (name: string) =>
   encodeMsg({ type: RTM_GETLINK, flags: NLM_F_REQUEST }, encodeIfInfoMsg({}), [
@@ -63,7 +59,7 @@ Deno.test("Netlink list verbs dump to NLMSG_DONE and linkGet() maps ENODEV to nu
   assertEquals(nl.linkGet("lo")?.index, 1);
   assertEquals(nl.linkGet(1)?.name, "lo");
   assertEquals(nl.linkGet("nosuchdev0"), null);
-  ok(nl.addrList(1).some((a) => a.address === "127.0.0.1" && a.prefix === 8));
+  ok(nl.addrList(1).some((a) => a.address.toString() === "127.0.0.1" && a.prefix === 8));
   // The local table always holds 127.0.0.1 as a local route.
-  ok(nl.routeList(255).some((r) => r.dst === "127.0.0.1/32" && r.type === 2));
+  ok(nl.routeList(255).some((r) => r.dst.toString() === "127.0.0.1/32" && r.type === 2));
 });

@@ -9,15 +9,9 @@
  */
 
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import {
-  attrString,
-  decodeError,
-  encodeMsg,
-  fromHex,
-  type NlMsg,
-  parseAttrs,
-  parseMsgs,
-} from "../../ffi/netlink/codec.ts";
+import { attrString, parseAttrs } from "../../ffi/netlink/attr.ts";
+import { fromHex } from "./hex.ts";
+import { decodeError, encodeMsg, type NlMsg, parseMsgs } from "../../ffi/netlink/message.ts";
 import {
   NLM_F_ACK_TLVS,
   NLM_F_CAPPED,
@@ -38,6 +32,7 @@ import {
   decodeRoute,
 } from "../../ffi/netlink/decode.ts";
 import { decodeEvent } from "../../ffi/netlink/events.ts";
+import { ip, net } from "../helpers.ts";
 
 function fixture(name: string): NlMsg[] {
   const text = Deno.readTextFileSync(new URL(`../fixtures/netlink/${name}`, import.meta.url));
@@ -59,7 +54,7 @@ Deno.test("decodeLink() reads a vxlan RTM_NEWLINK reply with its IFLA_INFO_DATA"
     up: true,
     vxlan: {
       vni: 1,
-      local: "10.0.0.1",
+      local: ip("10.0.0.1"),
       lowerIndex: 3,
       port: 8472,
       learning: false,
@@ -91,9 +86,9 @@ Deno.test("decodeAddr() reads an IPv4 address dump", () => {
     decodeAddr,
   );
   assertEquals(addrs, [
-    { index: 1, address: "127.0.0.1", prefix: 8, scope: 254 },
-    { index: 3, address: "10.0.0.1", prefix: 24, scope: 0 },
-    { index: 5, address: "10.1.15.0", prefix: 32, scope: 0 },
+    { index: 1, address: ip("127.0.0.1"), prefix: 8, scope: 254 },
+    { index: 3, address: ip("10.0.0.1"), prefix: 24, scope: 0 },
+    { index: 5, address: ip("10.1.15.0"), prefix: 32, scope: 0 },
   ]);
 });
 
@@ -105,33 +100,39 @@ Deno.test("decodeRoute() reads connected, onlink and gateway routes", () => {
   assertEquals(routes, [
     {
       ...base,
-      dst: "10.0.0.0/24",
+      dst: net("10.0.0.0/24"),
       gateway: null,
       oif: 3,
       protocol: 2, // RTPROT_KERNEL
       scope: 253, // RT_SCOPE_LINK
       flags: 0,
-      prefsrc: "10.0.0.1",
+      prefsrc: ip("10.0.0.1"),
+      onlink: false,
+      kernel: true,
     },
     {
       ...base,
-      dst: "10.1.7.0/24",
-      gateway: "10.1.7.0",
+      dst: net("10.1.7.0/24"),
+      gateway: ip("10.1.7.0"),
       oif: 5,
       protocol: 3, // RTPROT_BOOT
       scope: 0,
       flags: 4, // RTNH_F_ONLINK
       prefsrc: null,
+      onlink: true,
+      kernel: false,
     },
     {
       ...base,
-      dst: "10.2.0.0/16",
-      gateway: "10.0.0.2",
+      dst: net("10.2.0.0/16"),
+      gateway: ip("10.0.0.2"),
       oif: 3,
       protocol: 3,
       scope: 0,
       flags: 0,
       prefsrc: null,
+      onlink: false,
+      kernel: false,
     },
   ]);
 });
@@ -139,10 +140,10 @@ Deno.test("decodeRoute() reads connected, onlink and gateway routes", () => {
 Deno.test("decodeRoute() reads an RTM_GETROUTE lookup reply", () => {
   const r = decodeRoute(fixture("reply_route_get.hex").find((m) => m.type === RTM_NEWROUTE)!);
   assertEquals([r.dst, r.gateway, r.oif, r.prefsrc, r.table], [
-    "10.1.7.5/32",
-    "10.1.7.0",
+    net("10.1.7.5/32"),
+    ip("10.1.7.0"),
     5,
-    "10.1.15.0",
+    ip("10.1.15.0"),
     254,
   ]);
 });
@@ -150,11 +151,25 @@ Deno.test("decodeRoute() reads an RTM_GETROUTE lookup reply", () => {
 Deno.test("decodeNeigh() and decodeFdb() read ARP and FDB dumps", () => {
   const neigh = fixture("reply_neigh_dump.hex").filter((m) => m.type === RTM_NEWNEIGH);
   assertEquals(neigh.map(decodeNeigh), [
-    { index: 5, ip: "10.1.7.0", mac: "0e:aa:bb:cc:dd:ee", state: 0x80, flags: 0 },
+    {
+      index: 5,
+      ip: ip("10.1.7.0"),
+      mac: "0e:aa:bb:cc:dd:ee",
+      state: 0x80,
+      flags: 0,
+      permanent: true,
+    },
   ]);
   const fdb = fixture("reply_fdb_dump.hex").filter((m) => m.type === RTM_NEWNEIGH);
   assertEquals(fdb.map(decodeFdb), [
-    { index: 5, mac: "0e:aa:bb:cc:dd:ee", dst: "10.0.0.2", state: 0xc0, flags: 2 },
+    {
+      index: 5,
+      mac: "0e:aa:bb:cc:dd:ee",
+      dst: ip("10.0.0.2"),
+      state: 0xc0,
+      flags: 2,
+      permanent: true,
+    },
   ]);
 });
 
@@ -195,10 +210,24 @@ Deno.test("decodeError() reads ext-ack after a capped echo (NETLINK_CAP_ACK)", (
   assertEquals([e.errno, e.request?.type, e.message], [19, RTM_NEWROUTE, "Device not found"]);
 });
 
-Deno.test("parseAttrs() masks NLA_F_NESTED and stops at a truncated attribute", () => {
+Deno.test("parseAttrs() masks NLA_F_NESTED and stops at a truncated attribute, reporting it", () => {
   const b = fromHex("0800 0180 01000000 0800 0200 02"); // type 1|NESTED, then a cut-off TLV
   const a = parseAttrs(b);
   assertEquals([...a.keys()], [1]);
+  // The cut-off TLV is reported, not dropped without a word.
+  assertEquals(
+    a.error?.message,
+    "Malformed netlink attribute at offset 8: nla_len 8 overruns the 5 bytes left",
+  );
+  assertEquals(parseAttrs(fromHex("0800 0100 01000000")).error, null);
+  assertEquals(
+    parseAttrs(fromHex("0200 0100")).error?.message,
+    "Malformed netlink attribute at offset 0: nla_len 2 is shorter than the header",
+  );
+  assertEquals(
+    parseAttrs(fromHex("0800 0100 01000000 05")).error?.message,
+    "Malformed netlink attribute at offset 8: 1 bytes left, a header needs 4",
+  );
 });
 
 Deno.test("decodeEvent() maps notifications and skips AF_BRIDGE neighbours", () => {
@@ -206,7 +235,7 @@ Deno.test("decodeEvent() maps notifications and skips AF_BRIDGE neighbours", () 
   assertEquals(decodeEvent(link)?.kind, "link");
   const route = fixture("reply_route_dump.hex").find((m) => m.type === RTM_NEWROUTE)!;
   const ev = decodeEvent(route);
-  assertEquals(ev?.kind === "route" && ev.type === "new" && ev.route.dst, "10.0.0.0/24");
+  assertEquals(ev?.kind === "route" && ev.type === "new" && String(ev.route.dst), "10.0.0.0/24");
   const fdb = fixture("reply_fdb_dump.hex").find((m) => m.type === RTM_NEWNEIGH)!;
   assertEquals(decodeEvent(fdb), null);
   const neigh = fixture("reply_neigh_dump.hex").find((m) => m.type === RTM_NEWNEIGH)!;

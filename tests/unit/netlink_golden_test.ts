@@ -7,16 +7,13 @@
  */
 
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import {
-  encodeIfInfoMsg,
-  encodeMsg,
-  type NlMsg,
-  parseMsgs,
-  toHex,
-} from "../../ffi/netlink/codec.ts";
+import { encodeIfInfoMsg } from "../../ffi/netlink/family.ts";
+import { toHex } from "./hex.ts";
+import { encodeMsg, type NlMsg, parseMsgs } from "../../ffi/netlink/message.ts";
 import type { NetlinkTransport } from "../../ffi/netlink/conn.ts";
 import { RTM_NEWLINK, RTM_NEWROUTE } from "../../ffi/netlink/consts.ts";
-import { Netlink } from "../../ffi/netlink/route.ts";
+import { Netlink } from "../../ffi/netlink/mod.ts";
+import { ip, net } from "../helpers.ts";
 
 /** Records each message; answers a GET with a minimal reply of the matching type. */
 class Recorder implements NetlinkTransport {
@@ -78,7 +75,7 @@ Deno.test("linkAddVxlan() encodes RTM_NEWLINK as `ip link add … type vxlan` do
       nl.linkAddVxlan({
         name: "flannel.1",
         vni: 1,
-        local: "10.0.0.1",
+        local: ip("10.0.0.1"),
         lowerIndex: 3,
         port: 8472,
         learning: false,
@@ -157,13 +154,13 @@ Deno.test("addrAdd()/addrDel() encode RTM_NEWADDR/RTM_DELADDR as `ip addr` does"
   );
   await t.step("ip addr add 10.1.15.0/32 dev flannel.1", () => {
     assertEquals(
-      sent((nl) => nl.addrAdd(4, "10.1.15.0/32")),
+      sent((nl) => nl.addrAdd(4, ip("10.1.15.0"), 32)),
       hex("28000000 1400 0506", SEQ_PID, body), // RTM_NEWADDR REQUEST|ACK|EXCL|CREATE
     );
   });
   await t.step("ip addr del 10.1.15.0/32 dev flannel.1", () => {
     assertEquals(
-      sent((nl) => nl.addrDel(4, "10.1.15.0/32")),
+      sent((nl) => nl.addrDel(4, ip("10.1.15.0"), 32)),
       hex("28000000 1500 0500", SEQ_PID, body), // RTM_DELADDR REQUEST|ACK
     );
   });
@@ -175,7 +172,12 @@ Deno.test("route verbs encode RTM_NEWROUTE/RTM_DELROUTE as `ip route` does", asy
     () => {
       assertEquals(
         sent((nl) =>
-          nl.routeReplace({ dst: "10.1.7.0/24", gateway: "10.1.7.0", oif: 4, onlink: true })
+          nl.routeReplace({
+            dst: net("10.1.7.0/24"),
+            gateway: ip("10.1.7.0"),
+            oif: 4,
+            onlink: true,
+          })
         ),
         hex(
           "34000000 1800 0505", // RTM_NEWROUTE REQUEST|ACK|REPLACE|CREATE
@@ -197,13 +199,13 @@ Deno.test("route verbs encode RTM_NEWROUTE/RTM_DELROUTE as `ip route` does", asy
   );
   await t.step("routeReplace gateway: ip route replace 10.2.0.0/16 via 10.0.0.2 dev v0", () => {
     assertEquals(
-      sent((nl) => nl.routeReplace({ dst: "10.2.0.0/16", gateway: "10.0.0.2", oif: 3 })),
+      sent((nl) => nl.routeReplace({ dst: net("10.2.0.0/16"), gateway: ip("10.0.0.2"), oif: 3 })),
       hex("34000000 1800 0505", SEQ_PID, "02 10 00 00 fe 03 00 01 00000000", gw),
     );
   });
   await t.step("routeDel: ip route del 10.2.0.0/16 via 10.0.0.2 dev v0", () => {
     assertEquals(
-      sent((nl) => nl.routeDel({ dst: "10.2.0.0/16", gateway: "10.0.0.2", oif: 3 })),
+      sent((nl) => nl.routeDel({ dst: net("10.2.0.0/16"), gateway: ip("10.0.0.2"), oif: 3 })),
       // RTM_DELROUTE REQUEST|ACK; table main, protocol unspec, scope nowhere, type unspec
       hex("34000000 1900 0500", SEQ_PID, "02 10 00 00 fe 00 ff 00 00000000", gw),
     );
@@ -211,13 +213,13 @@ Deno.test("route verbs encode RTM_NEWROUTE/RTM_DELROUTE as `ip route` does", asy
   await t.step("routeAdd: the same as replace with CREATE|EXCL instead of CREATE|REPLACE", () => {
     // Deliberate: not captured separately; `ip route add` differs from replace only in flags.
     assertEquals(
-      sent((nl) => nl.routeAdd({ dst: "10.2.0.0/16", gateway: "10.0.0.2", oif: 3 })),
+      sent((nl) => nl.routeAdd({ dst: net("10.2.0.0/16"), gateway: ip("10.0.0.2"), oif: 3 })),
       hex("34000000 1800 0506", SEQ_PID, "02 10 00 00 fe 03 00 01 00000000", gw),
     );
   });
   await t.step("routeReplace default: ip route replace default via 10.0.0.254 dev v0", () => {
     assertEquals(
-      sent((nl) => nl.routeReplace({ dst: "0.0.0.0/0", gateway: "10.0.0.254", oif: 3 })),
+      sent((nl) => nl.routeReplace({ dst: net("0.0.0.0/0"), gateway: ip("10.0.0.254"), oif: 3 })),
       hex(
         "2c000000 1800 0505",
         SEQ_PID,
@@ -230,7 +232,7 @@ Deno.test("route verbs encode RTM_NEWROUTE/RTM_DELROUTE as `ip route` does", asy
   });
   await t.step("routeGet: ip route get 10.1.7.5", () => {
     assertEquals(
-      sent((nl) => nl.routeGet("10.1.7.5")),
+      sent((nl) => nl.routeGet(ip("10.1.7.5"))),
       hex(
         "24000000 1a00 0100", // RTM_GETROUTE REQUEST
         SEQ_PID,
@@ -246,7 +248,7 @@ Deno.test("neighSet()/neighDel() encode ARP entries as `ip neigh` does", async (
     "ip neigh replace 10.1.7.0 lladdr 0e:aa:bb:cc:dd:ee dev flannel.1 nud permanent",
     () => {
       assertEquals(
-        sent((nl) => nl.neighSet(4, "10.1.7.0", "0e:aa:bb:cc:dd:ee")),
+        sent((nl) => nl.neighSet(4, ip("10.1.7.0"), "0e:aa:bb:cc:dd:ee")),
         hex(
           "30000000 1c00 0505", // RTM_NEWNEIGH REQUEST|ACK|REPLACE|CREATE
           SEQ_PID,
@@ -259,7 +261,7 @@ Deno.test("neighSet()/neighDel() encode ARP entries as `ip neigh` does", async (
   );
   await t.step("ip neigh del 10.1.7.0 dev flannel.1", () => {
     assertEquals(
-      sent((nl) => nl.neighDel(4, "10.1.7.0")),
+      sent((nl) => nl.neighDel(4, ip("10.1.7.0"))),
       hex(
         "24000000 1d00 0500", // RTM_DELNEIGH REQUEST|ACK
         SEQ_PID,
@@ -280,19 +282,19 @@ Deno.test("fdb verbs encode AF_BRIDGE RTM_NEWNEIGH/RTM_DELNEIGH as `bridge fdb` 
     );
   await t.step("bridge fdb replace 0e:aa:bb:cc:dd:ee dev flannel.1 dst 10.0.0.2", () => {
     assertEquals(
-      sent((nl) => nl.fdbSet(4, "0e:aa:bb:cc:dd:ee", "10.0.0.2")),
+      sent((nl) => nl.fdbSet(4, "0e:aa:bb:cc:dd:ee", ip("10.0.0.2"))),
       hex("30000000 1c00 0505", SEQ_PID, body("0a000002")), // REQUEST|ACK|REPLACE|CREATE
     );
   });
   await t.step("bridge fdb append 0e:aa:bb:cc:dd:ee dev flannel.1 dst 10.0.0.3", () => {
     assertEquals(
-      sent((nl) => nl.fdbAppend(4, "0e:aa:bb:cc:dd:ee", "10.0.0.3")),
+      sent((nl) => nl.fdbAppend(4, "0e:aa:bb:cc:dd:ee", ip("10.0.0.3"))),
       hex("30000000 1c00 050c", SEQ_PID, body("0a000003")), // REQUEST|ACK|CREATE|APPEND
     );
   });
   await t.step("bridge fdb del 0e:aa:bb:cc:dd:ee dev flannel.1 dst 10.0.0.3", () => {
     assertEquals(
-      sent((nl) => nl.fdbDel(4, "0e:aa:bb:cc:dd:ee", "10.0.0.3")),
+      sent((nl) => nl.fdbDel(4, "0e:aa:bb:cc:dd:ee", ip("10.0.0.3"))),
       hex("30000000 1d00 0500", SEQ_PID, body("0a000003")), // RTM_DELNEIGH REQUEST|ACK
     );
   });

@@ -5,7 +5,7 @@
  */
 
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
-import { subscribe } from "../../ffi/netlink/route.ts";
+import { subscribe } from "../../ffi/netlink/mod.ts";
 
 Deno.test("subscribe() ends a waiting iteration promptly when the signal aborts", async () => {
   const ac = new AbortController();

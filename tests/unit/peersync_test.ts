@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { parseCIDR } from "../../lib/ip.ts";
 import type { Lease } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
 import { planVxlanPeer, type VxlanPeerContext } from "../../lib/backend/vxlan/peers.ts";
@@ -13,18 +12,12 @@ import {
   type Scope,
 } from "../../lib/backend/peersync.ts";
 import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
-import { captureLog } from "../helpers.ts";
+import { captureLog, ip, net } from "../helpers.ts";
 
 const DEV = 7;
 const EXT = 2;
 const MAC_B = "aa:bb:cc:00:00:0b";
 const MAC_C = "aa:bb:cc:00:00:0c";
-
-function net(s: string) {
-  const n = parseCIDR(s);
-  if (typeof n === "string") throw new Error(n);
-  return n;
-}
 
 const scope: Scope = {
   network: net("10.1.0.0/16"),
@@ -39,8 +32,8 @@ function ctx(over: Partial<VxlanPeerContext> = {}): VxlanPeerContext {
     devIndex: DEV,
     extIndex: EXT,
     directRouting: false,
-    ownIP: "192.168.0.1",
-    isDirect: (ip) => ip.startsWith("192.168.0."),
+    ownIP: ip("192.168.0.1"),
+    isDirect: (a) => a.toString().startsWith("192.168.0."),
     ...over,
   };
 }
@@ -54,16 +47,16 @@ function entries(l: Lease, c = ctx()): PeerEntries {
 Deno.test("planVxlanPeer", async (t) => {
   await t.step("a tunnel peer gets FDB, ARP and an onlink route via its subnet base", () => {
     assert.deepEqual(entries(lease("10.1.2.0/24", "192.168.0.2")), {
-      route: { dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true },
-      neigh: { index: DEV, ip: "10.1.2.0", mac: MAC_B },
-      fdb: { index: DEV, mac: MAC_B, dst: "192.168.0.2" },
+      route: { dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true },
+      neigh: { index: DEV, ip: ip("10.1.2.0"), mac: MAC_B },
+      fdb: { index: DEV, mac: MAC_B, dst: ip("192.168.0.2") },
     });
   });
   await t.step(
     "DirectRouting: a directly connected peer gets a plain route via its PublicIP",
     () => {
       assert.deepEqual(entries(lease("10.1.2.0/24", "192.168.0.2"), ctx({ directRouting: true })), {
-        route: { dst: "10.1.2.0/24", gateway: "192.168.0.2", oif: EXT, onlink: false },
+        route: { dst: net("10.1.2.0/24"), gateway: ip("192.168.0.2"), oif: EXT, onlink: false },
         neigh: null,
         fdb: null,
       });
@@ -72,7 +65,7 @@ Deno.test("planVxlanPeer", async (t) => {
   await t.step("DirectRouting: a peer behind a router still goes through the tunnel", () => {
     const e = entries(lease("10.1.3.0/24", "172.16.0.3"), ctx({ directRouting: true }));
     assert.equal(e.route.oif, DEV);
-    assert.equal(e.fdb?.dst, "172.16.0.3");
+    assert.equal(String(e.fdb?.dst), "172.16.0.3");
   });
   await t.step("an upper-case VtepMAC and a missing VNI (older flannel) are accepted", () => {
     const e = entries(
@@ -124,27 +117,31 @@ Deno.test("planVxlanPeer", async (t) => {
 
 Deno.test("isManagedRoute() owns overlay routes on the device, on ext, or via a gateway only", () => {
   const r = (over: Partial<ReturnType<typeof routeOf>>) => ({
-    ...routeOf({ dst: "10.1.2.0/24" }),
+    ...routeOf({ dst: net("10.1.2.0/24") }),
     ...over,
   });
-  assert.equal(isManagedRoute(r({ oif: DEV, gateway: "10.1.2.0" }), scope), true);
-  assert.equal(isManagedRoute(r({ oif: EXT, gateway: "192.168.0.2" }), scope), true);
+  assert.equal(isManagedRoute(r({ oif: DEV, gateway: ip("10.1.2.0") }), scope), true);
+  assert.equal(isManagedRoute(r({ oif: EXT, gateway: ip("192.168.0.2") }), scope), true);
   assert.equal(isManagedRoute(r({ oif: EXT, gateway: null }), scope), true);
-  assert.equal(isManagedRoute(r({ oif: 99, gateway: "10.9.9.9" }), scope), true);
+  assert.equal(isManagedRoute(r({ oif: 99, gateway: ip("10.9.9.9") }), scope), true);
   assert.equal(isManagedRoute(r({ oif: 99, gateway: null }), scope), false, "a docker0-like route");
-  assert.equal(isManagedRoute(r({ oif: DEV, protocol: 2 }), scope), false, "kernel route");
   assert.equal(
-    isManagedRoute(r({ dst: "10.1.1.0/24", oif: EXT, gateway: "1.2.3.4" }), scope),
+    isManagedRoute(r({ oif: DEV, protocol: 2, kernel: true }), scope),
+    false,
+    "kernel route",
+  );
+  assert.equal(
+    isManagedRoute(r({ dst: net("10.1.1.0/24"), oif: EXT, gateway: ip("1.2.3.4") }), scope),
     false,
     "own subnet",
   );
   assert.equal(
-    isManagedRoute(r({ dst: "10.2.0.0/24", oif: DEV }), scope),
+    isManagedRoute(r({ dst: net("10.2.0.0/24"), oif: DEV }), scope),
     false,
     "outside the network",
   );
   assert.equal(
-    isManagedRoute(r({ dst: "0.0.0.0/0", oif: EXT, gateway: "192.168.0.1" }), scope),
+    isManagedRoute(r({ dst: net("0.0.0.0/0"), oif: EXT, gateway: ip("192.168.0.1") }), scope),
     false,
   );
   assert.equal(isManagedRoute(r({ table: 255, oif: DEV }), scope), false, "local table");
@@ -155,18 +152,25 @@ Deno.test("planSync() leaves right entries untouched, replaces wrong ones, delet
   const c = entries(lease("10.1.3.0/24", "192.168.0.3", "vxlan", { VNI: 1, VtepMAC: MAC_C }));
   const nl = new FakeNetlink();
   // b fully right; c's ARP has an old MAC, its FDB an old dst and no route; a gone peer d.
-  nl.fdbSet(DEV, MAC_B, "192.168.0.2");
-  nl.neighSet(DEV, "10.1.2.0", MAC_B);
-  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
-  nl.fdbSet(DEV, MAC_C, "192.168.0.99");
-  nl.neighSet(DEV, "10.1.3.0", "aa:bb:cc:00:00:99");
-  nl.fdbSet(DEV, "aa:bb:cc:00:00:0d", "192.168.0.4");
-  nl.neighSet(DEV, "10.1.4.0", "aa:bb:cc:00:00:0d");
-  nl.routeReplace({ dst: "10.1.4.0/24", gateway: "10.1.4.0", oif: DEV, onlink: true });
-  nl.routeReplace({ dst: "10.1.5.0/24", gateway: "192.168.0.5", oif: EXT }); // old host-gw route
-  nl.routes.push(routeOf({ dst: "10.1.1.0/24", oif: 40 }, 2)); // docker0, not ours
-  nl.routes.push(routeOf({ dst: "0.0.0.0/0", gateway: "192.168.0.1", oif: EXT }));
-  nl.fdbs.push({ index: DEV, mac: "33:33:00:00:00:01", dst: null, state: 0x80, flags: 2 });
+  nl.fdbSet(DEV, MAC_B, ip("192.168.0.2"));
+  nl.neighSet(DEV, ip("10.1.2.0"), MAC_B);
+  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true });
+  nl.fdbSet(DEV, MAC_C, ip("192.168.0.99"));
+  nl.neighSet(DEV, ip("10.1.3.0"), "aa:bb:cc:00:00:99");
+  nl.fdbSet(DEV, "aa:bb:cc:00:00:0d", ip("192.168.0.4"));
+  nl.neighSet(DEV, ip("10.1.4.0"), "aa:bb:cc:00:00:0d");
+  nl.routeReplace({ dst: net("10.1.4.0/24"), gateway: ip("10.1.4.0"), oif: DEV, onlink: true });
+  nl.routeReplace({ dst: net("10.1.5.0/24"), gateway: ip("192.168.0.5"), oif: EXT }); // old host-gw route
+  nl.routes.push(routeOf({ dst: net("10.1.1.0/24"), oif: 40 }, 2)); // docker0, not ours
+  nl.routes.push(routeOf({ dst: net("0.0.0.0/0"), gateway: ip("192.168.0.1"), oif: EXT }));
+  nl.fdbs.push({
+    index: DEV,
+    mac: "33:33:00:00:00:01",
+    dst: null,
+    state: 0x80,
+    flags: 2,
+    permanent: true,
+  });
   nl.take();
 
   const plan = planSync([b, c], {
@@ -174,8 +178,8 @@ Deno.test("planSync() leaves right entries untouched, replaces wrong ones, delet
     neighs: nl.neighList(DEV),
     fdbs: nl.fdbList(DEV),
   }, scope);
-  assert.deepEqual(plan.routeDel.map((r) => r.dst), ["10.1.4.0/24", "10.1.5.0/24"]);
-  assert.deepEqual(plan.neighDel.map((n) => n.ip), ["10.1.4.0"]);
+  assert.deepEqual(plan.routeDel.map((r) => String(r.dst)), ["10.1.4.0/24", "10.1.5.0/24"]);
+  assert.deepEqual(plan.neighDel.map((n) => String(n.ip)), ["10.1.4.0"]);
   assert.deepEqual(plan.fdbDel.map((f) => `${f.mac} ${f.dst}`), [
     `${MAC_C} 192.168.0.99`,
     "aa:bb:cc:00:00:0d 192.168.0.4",
@@ -188,9 +192,9 @@ Deno.test("planSync() leaves right entries untouched, replaces wrong ones, delet
 Deno.test("planSync() on a kernel that is already right changes nothing", () => {
   const b = entries(lease("10.1.2.0/24", "192.168.0.2"));
   const nl = new FakeNetlink();
-  nl.fdbSet(DEV, MAC_B, "192.168.0.2");
-  nl.neighSet(DEV, "10.1.2.0", MAC_B);
-  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
+  nl.fdbSet(DEV, MAC_B, ip("192.168.0.2"));
+  nl.neighSet(DEV, ip("10.1.2.0"), MAC_B);
+  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true });
   const plan = planSync([b], {
     routes: nl.routeList(),
     neighs: nl.neighList(DEV),
@@ -203,14 +207,21 @@ Deno.test("planSync() replaces a non-permanent (learned) ARP entry and deletes e
   const b = entries(lease("10.1.2.0/24", "192.168.0.2"));
   const plan = planSync([b], {
     routes: [],
-    neighs: [{ index: DEV, ip: "10.1.2.0", mac: MAC_B, state: 0x02, flags: 0 }],
+    neighs: [{
+      index: DEV,
+      ip: ip("10.1.2.0"),
+      mac: MAC_B,
+      state: 0x02,
+      flags: 0,
+      permanent: false,
+    }],
     fdbs: [
-      { index: DEV, mac: MAC_B, dst: "192.168.0.2", state: 0x80, flags: 2 },
-      { index: DEV, mac: MAC_B, dst: "192.168.0.7", state: 0x80, flags: 2 },
+      { index: DEV, mac: MAC_B, dst: ip("192.168.0.2"), state: 0x80, flags: 2, permanent: true },
+      { index: DEV, mac: MAC_B, dst: ip("192.168.0.7"), state: 0x80, flags: 2, permanent: true },
     ],
   }, scope);
   assert.deepEqual(plan.neighSet, [b.neigh]);
-  assert.deepEqual(plan.fdbDel.map((f) => f.dst), ["192.168.0.7"]);
+  assert.deepEqual(plan.fdbDel.map((f) => String(f.dst)), ["192.168.0.7"]);
   assert.deepEqual(plan.fdbSet, []);
 });
 
@@ -226,7 +237,7 @@ Deno.test("planUpdate()", async (t) => {
     assert.deepEqual(p.routeDel.map((r) => `${r.dst} ${r.gateway} ${r.oif} ${r.flags}`), [
       `10.1.2.0/24 10.1.2.0 ${DEV} 4`,
     ]);
-    assert.deepEqual(p.neighDel.map((n) => n.ip), ["10.1.2.0"]);
+    assert.deepEqual(p.neighDel.map((n) => String(n.ip)), ["10.1.2.0"]);
     assert.deepEqual(p.fdbDel.map((f) => `${f.mac} ${f.dst}`), [`${MAC_B} 192.168.0.2`]);
   });
   await t.step("new VtepMAC: the old MAC's FDB entry goes, the route is replaced in place", () => {
@@ -253,12 +264,12 @@ Deno.test("planUpdate()", async (t) => {
 
 Deno.test("PeerTable follows lease batches on a fake kernel", () => {
   const nl = new FakeNetlink();
-  nl.fdbSet(DEV, "aa:bb:cc:00:00:0d", "192.168.0.4"); // stale from a gone peer
-  nl.neighSet(DEV, "10.1.4.0", "aa:bb:cc:00:00:0d");
-  nl.routeReplace({ dst: "10.1.4.0/24", gateway: "10.1.4.0", oif: DEV, onlink: true });
-  nl.fdbSet(DEV, MAC_B, "192.168.0.2"); // right already
-  nl.neighSet(DEV, "10.1.2.0", MAC_B);
-  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
+  nl.fdbSet(DEV, "aa:bb:cc:00:00:0d", ip("192.168.0.4")); // stale from a gone peer
+  nl.neighSet(DEV, ip("10.1.4.0"), "aa:bb:cc:00:00:0d");
+  nl.routeReplace({ dst: net("10.1.4.0/24"), gateway: ip("10.1.4.0"), oif: DEV, onlink: true });
+  nl.fdbSet(DEV, MAC_B, ip("192.168.0.2")); // right already
+  nl.neighSet(DEV, ip("10.1.2.0"), MAC_B);
+  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true });
   nl.take();
   const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
 
@@ -300,7 +311,7 @@ Deno.test("PeerTable follows lease batches on a fake kernel", () => {
     `fdbDel 7 ${MAC_B} 192.168.0.2`,
   ]);
   assert.equal(table.size, 1);
-  assert.deepEqual(nl.routes.map((r) => r.dst), ["10.1.3.0/24"]);
+  assert.deepEqual(nl.routes.map((r) => String(r.dst)), ["10.1.3.0/24"]);
 
   // A restart: a new table over the same kernel and leases changes nothing.
   const table2 = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
@@ -310,18 +321,18 @@ Deno.test("PeerTable follows lease batches on a fake kernel", () => {
   // Self-healing: a deleted route comes back, an unknown one is not invented.
   nl.routes = [];
   assert.equal(
-    table2.restoreRoute(routeOf({ dst: "10.1.3.0/24", gateway: "10.1.3.0", oif: DEV })),
+    table2.restoreRoute(routeOf({ dst: net("10.1.3.0/24"), gateway: ip("10.1.3.0"), oif: DEV })),
     true,
   );
-  assert.equal(table2.restoreRoute(routeOf({ dst: "10.1.9.0/24", oif: DEV })), false);
+  assert.equal(table2.restoreRoute(routeOf({ dst: net("10.1.9.0/24"), oif: DEV })), false);
   assert.deepEqual(nl.take(), ["routeReplace 10.1.3.0/24 via 10.1.3.0 dev 7 onlink"]);
 });
 
 Deno.test("PeerTable.resync() before the first lease set leaves the kernel alone", () => {
   const nl = new FakeNetlink();
-  nl.fdbSet(DEV, MAC_B, "192.168.0.2");
-  nl.neighSet(DEV, "10.1.2.0", MAC_B);
-  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: DEV, onlink: true });
+  nl.fdbSet(DEV, MAC_B, ip("192.168.0.2"));
+  nl.neighSet(DEV, ip("10.1.2.0"), MAC_B);
+  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true });
   nl.take();
   const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
   // A repair event (ENOBUFS, device set down) can come before the lease watch's first batch.
@@ -345,38 +356,38 @@ Deno.test("PeerTable logs a failed kernel change and carries on", () => {
     lines[0],
     /^E.*Cannot set FDB entry aa:bb:cc:00:00:0b dst 192\.168\.0\.2 on #7: RTM_NEWNEIGH: ENODEV/,
   );
-  assert.deepEqual(nl.routes.map((r) => r.dst), ["10.1.2.0/24"]);
+  assert.deepEqual(nl.routes.map((r) => String(r.dst)), ["10.1.2.0/24"]);
 });
 
 Deno.test("FakeNetlink keeps the kernel's replace semantics", () => {
   const nl = new FakeNetlink();
-  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "10.1.2.0", oif: 5, onlink: true });
-  nl.routeReplace({ dst: "10.1.2.0/24", gateway: "192.168.0.2", oif: 2 });
+  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: 5, onlink: true });
+  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("192.168.0.2"), oif: 2 });
   assert.equal(nl.routes.length, 1);
-  assert.equal(nl.routes[0].gateway, "192.168.0.2");
-  nl.fdbSet(5, "aa:bb:cc:dd:ee:ff", "192.168.0.2");
-  nl.fdbSet(5, "aa:bb:cc:dd:ee:ff", "192.168.0.3");
-  assert.deepEqual(nl.fdbs.map((f) => f.dst), ["192.168.0.3"]);
-  assert.throws(() => nl.routeDel({ dst: "10.9.0.0/24" }), { code: "ESRCH" });
-  assert.throws(() => nl.neighDel(5, "10.1.2.0"), { code: "ENOENT" });
+  assert.equal(String(nl.routes[0].gateway), "192.168.0.2");
+  nl.fdbSet(5, "aa:bb:cc:dd:ee:ff", ip("192.168.0.2"));
+  nl.fdbSet(5, "aa:bb:cc:dd:ee:ff", ip("192.168.0.3"));
+  assert.deepEqual(nl.fdbs.map((f) => String(f.dst)), ["192.168.0.3"]);
+  assert.throws(() => nl.routeDel({ dst: net("10.9.0.0/24") }), { code: "ESRCH" });
+  assert.throws(() => nl.neighDel(5, ip("10.1.2.0")), { code: "ENOENT" });
 });
 
 Deno.test("isDirect() is true only for a gatewayless unicast route out of the external interface", () => {
   const nl = new FakeNetlink();
-  nl.lookups.set("192.168.0.2", routeOf({ dst: "192.168.0.2/32", oif: EXT }));
+  nl.lookups.set("192.168.0.2", routeOf({ dst: net("192.168.0.2/32"), oif: EXT }));
   nl.lookups.set(
     "172.16.0.3",
-    routeOf({ dst: "172.16.0.3/32", gateway: "192.168.0.254", oif: EXT }),
+    routeOf({ dst: net("172.16.0.3/32"), gateway: ip("192.168.0.254"), oif: EXT }),
   );
-  nl.lookups.set("10.9.0.4", routeOf({ dst: "10.9.0.4/32", oif: 9 }));
-  nl.lookups.set("192.168.0.1", { ...routeOf({ dst: "192.168.0.1/32", oif: 1 }), type: 2 });
-  assert.equal(isDirect(nl, "192.168.0.2", EXT), true);
-  assert.equal(isDirect(nl, "172.16.0.3", EXT), false, "behind a router");
-  assert.equal(isDirect(nl, "10.9.0.4", EXT), false, "on another interface");
-  assert.equal(isDirect(nl, "192.168.0.1", EXT), false, "a local address");
-  assert.equal(isDirect(nl, "203.0.113.9", EXT), false, "unreachable");
+  nl.lookups.set("10.9.0.4", routeOf({ dst: net("10.9.0.4/32"), oif: 9 }));
+  nl.lookups.set("192.168.0.1", { ...routeOf({ dst: net("192.168.0.1/32"), oif: 1 }), type: 2 });
+  assert.equal(isDirect(nl, ip("192.168.0.2"), EXT), true);
+  assert.equal(isDirect(nl, ip("172.16.0.3"), EXT), false, "behind a router");
+  assert.equal(isDirect(nl, ip("10.9.0.4"), EXT), false, "on another interface");
+  assert.equal(isDirect(nl, ip("192.168.0.1"), EXT), false, "a local address");
+  assert.equal(isDirect(nl, ip("203.0.113.9"), EXT), false, "unreachable");
   nl.routeGet = () => {
     throw new Error("RTM_GETROUTE: ENETUNREACH (Network is unreachable)");
   };
-  assert.equal(isDirect(nl, "192.168.0.2", EXT), false, "lookup error");
+  assert.equal(isDirect(nl, ip("192.168.0.2"), EXT), false, "lookup error");
 });

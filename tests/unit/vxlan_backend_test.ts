@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { SyscallError } from "../../ffi/errno.ts";
-import type { NetlinkEvent } from "../../ffi/netlink/route.ts";
+import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig, VxlanBackendConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
 import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
@@ -15,12 +15,12 @@ import {
   incompatibility,
 } from "../../lib/backend/vxlan/device.ts";
 import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
-import { captureLog, logCapture } from "../helpers.ts";
+import { captureLog, ip, logCapture, net } from "../helpers.ts";
 
 const spec: DeviceSpec = {
   name: "flannel.1",
   vni: 1,
-  local: "192.168.0.1",
+  local: ip("192.168.0.1"),
   lowerIndex: 2,
   port: 8472,
   learning: false,
@@ -42,7 +42,7 @@ Deno.test("incompatibility() names the first field that differs", () => {
   assert.equal(incompatibility(link, spec), null);
   assert.equal(incompatibility(link, { ...spec, vni: 2 }), "VNI 1, want 2");
   assert.equal(
-    incompatibility(link, { ...spec, local: "192.168.0.9" }),
+    incompatibility(link, { ...spec, local: ip("192.168.0.9") }),
     "local 192.168.0.1, want 192.168.0.9",
   );
   assert.equal(incompatibility(link, { ...spec, lowerIndex: 3 }), "lower device #2, want #3");
@@ -52,7 +52,7 @@ Deno.test("incompatibility() names the first field that differs", () => {
     "kind is veth, not vxlan",
   );
   assert.equal(
-    incompatibility({ ...link, vxlan: { ...link.vxlan!, group: "239.1.1.1" } }, spec),
+    incompatibility({ ...link, vxlan: { ...link.vxlan!, group: ip("239.1.1.1") } }, spec),
     "multicast group 239.1.1.1, want none",
   );
 });
@@ -80,7 +80,7 @@ Deno.test("ensureDevice()", async (t) => {
   });
   await t.step("recreates an incompatible device with a warning, keeping its MAC", () => {
     const nl = new FakeNetlink();
-    withDevice(nl, { local: "192.168.0.77" });
+    withDevice(nl, { local: ip("192.168.0.77") });
     const { result, lines } = captureLog(() => ensureDevice(nl, spec, logger("test")));
     assert.deepEqual(nl.take(), [
       "linkDelete 10",
@@ -88,7 +88,7 @@ Deno.test("ensureDevice()", async (t) => {
       "linkSetUp 11",
     ]);
     assert.equal(result.mac, "0a:00:00:00:00:99");
-    assert.equal(result.vxlan?.local, "192.168.0.1");
+    assert.deepEqual(result.vxlan?.local, ip("192.168.0.1"));
     assert.match(
       lines[0],
       /^W.*Device flannel\.1 already exists with incompatible configuration \(local 192\.168\.0\.77, want 192\.168\.0\.1\): recreating it/,
@@ -115,13 +115,15 @@ Deno.test("ensureDevice() reports the kernel's EEXIST when another device holds 
 Deno.test("ensureAddress() leaves the right address alone and removes others", () => {
   const nl = new FakeNetlink();
   const dev = withDevice(nl);
-  nl.addrAdd(dev.index, "10.1.2.0/32");
+  nl.addrAdd(dev.index, ip("10.1.2.0"), 32);
   nl.take();
-  captureLog(() => assert.equal(ensureAddress(nl, dev.index, "10.1.2.0/32", logger("test")), 0));
+  captureLog(() =>
+    assert.equal(ensureAddress(nl, dev.index, ip("10.1.2.0"), 32, logger("test")), 0)
+  );
   assert.deepEqual(nl.take(), []);
-  nl.addrAdd(dev.index, "10.1.9.0/16");
+  nl.addrAdd(dev.index, ip("10.1.9.0"), 16);
   nl.take();
-  captureLog(() => ensureAddress(nl, dev.index, "10.1.3.0/32", logger("test")));
+  captureLog(() => ensureAddress(nl, dev.index, ip("10.1.3.0"), 32, logger("test")));
   assert.deepEqual(nl.take(), [
     "addrDel 10 10.1.2.0/32",
     "addrDel 10 10.1.9.0/16",
@@ -131,15 +133,15 @@ Deno.test("ensureAddress() leaves the right address alone and removes others", (
 
 // --- the backend over a fake kernel and a fake subnet manager
 
-const NETWORK: IPNet = { ip: 0x0a010000, prefix: 16 };
-const OWN: IPNet = { ip: 0x0a010100, prefix: 24 };
+const NETWORK: IPNet = net("10.1.0.0/16");
+const OWN: IPNet = net("10.1.1.0/24");
 
 function config(over: Partial<VxlanBackendConfig> = {}): NetworkConfig {
   return {
     network: NETWORK,
     subnetLen: 24,
-    subnetMin: 0x0a010100,
-    subnetMax: 0x0a01ff00,
+    subnetMin: ip("10.1.1.0"),
+    subnetMax: ip("10.1.255.0"),
     backend: {
       type: "vxlan",
       vni: 1,
@@ -156,8 +158,8 @@ function config(over: Partial<VxlanBackendConfig> = {}): NetworkConfig {
 const ext: ExternalInterface = {
   name: "eth0",
   index: 2,
-  ifaceAddr: 0xc0a80001,
-  publicIP: 0xc0a80001,
+  ifaceAddr: ip("192.168.0.1"),
+  publicIP: ip("192.168.0.1"),
   mtu: 1500,
 };
 
@@ -251,7 +253,7 @@ Deno.test("vxlan backend: init advertises VNI then VtepMAC, MTU ext − 50, addr
   ]);
   assert.deepEqual(nl.links[0].vxlan, {
     vni: 1,
-    local: "192.168.0.1",
+    local: ip("192.168.0.1"),
     lowerIndex: 2,
     port: 8472,
     learning: false,
@@ -374,7 +376,7 @@ Deno.test("vxlan backend: a resync after lost notifications recreates a vanished
 
 Deno.test("vxlan backend: DirectRouting routes the kernel flushed with ext come back when it is up again", async () => {
   const nl = new FakeNetlink();
-  nl.lookups.set("192.168.0.2", routeOf({ dst: "192.168.0.2/32", oif: ext.index }));
+  nl.lookups.set("192.168.0.2", routeOf({ dst: net("192.168.0.2/32"), oif: ext.index }));
   const subnets = new FakeSubnets(config({ directRouting: true }));
   const ev = events([]);
   const backend = create({ config: subnets.config, ext, subnets }, {

@@ -18,7 +18,7 @@ import {
   type Route,
   type RouteTable,
 } from "@aws-sdk/client-ec2";
-import { containsNet, formatCIDR, type IPNet, parseCIDR } from "../../ip.ts";
+import { type IPNet, parseCIDR } from "../../ip.ts";
 import { type Logger, logger } from "../../log.ts";
 import { sleep } from "../../async.ts";
 import { awsErrorCode, AwsVpcError, describeAwsError, isRetryable } from "./errors.ts";
@@ -245,7 +245,7 @@ export class VpcRoutes {
     if (route.Origin && route.Origin !== "CreateRoute") return false;
     const net = parseCIDR(route.DestinationCidrBlock);
     return typeof net !== "string" && net.prefix === this.#subnetLen &&
-      containsNet(this.#network, net);
+      this.#network.containsNet(net);
   }
 
   /**
@@ -263,7 +263,7 @@ export class VpcRoutes {
     const deleted: string[] = [];
     for (const route of table.Routes ?? []) {
       if (!this.isOverlayRoute(route)) continue;
-      const cidr = formatCIDR(parseCIDR(route.DestinationCidrBlock!) as IPNet);
+      const cidr = (parseCIDR(route.DestinationCidrBlock!) as IPNet).toString();
       if (leased.has(cidr)) continue;
       try {
         await this.call(

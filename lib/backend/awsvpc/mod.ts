@@ -25,7 +25,6 @@
 
 import type { Backend, BackendContext } from "../mod.ts";
 import type { AwsVpcBackendConfig } from "../../config.ts";
-import { formatCIDR } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import type { Lease } from "../../lease.ts";
 import { isAbort } from "../../async.ts";
@@ -110,7 +109,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
           { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
           signal,
         );
-        ownCidr = formatCIDR(lease.subnet);
+        ownCidr = lease.subnet.toString();
         await routes.disableSourceDestCheck(signal);
         log.info(`Disabled the source/destination check of ${id.instanceId}`);
         tableId = await routes.chooseRouteTable(cfg.routeTableID, signal);
@@ -141,7 +140,7 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
         try {
           for await (const batch of ctx.subnets.watchLeases(lease.subnet, signal)) {
             for (const ev of batch) {
-              const cidr = formatCIDR(ev.lease.subnet);
+              const cidr = ev.lease.subnet.toString();
               if (ev.type === "added") {
                 leased.add(cidr);
                 removed.delete(cidr);

@@ -15,8 +15,8 @@
  * external interface went down, once it is up again.
  */
 
-import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/route.ts";
-import { formatIPv4 } from "../../ip.ts";
+import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/mod.ts";
+import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
 import { errText, logger } from "../../log.ts";
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
@@ -42,12 +42,10 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
 
   return {
     async init(signal: AbortSignal): Promise<BackendReady> {
-      if (ctx.ext.publicIP !== ctx.ext.ifaceAddr) {
+      if (!ctx.ext.publicIP.equals(ctx.ext.ifaceAddr)) {
         throw new Error(
-          `Cannot use host-gw with public IP ${formatIPv4(ctx.ext.publicIP)}: it differs from ` +
-            `the address ${
-              formatIPv4(ctx.ext.ifaceAddr)
-            } of ${ctx.ext.name} (NAT is not supported)`,
+          `Cannot use host-gw with public IP ${ctx.ext.publicIP}: it differs from ` +
+            `the address ${ctx.ext.ifaceAddr} of ${ctx.ext.name} (NAT is not supported)`,
         );
       }
       lease = await ctx.subnets.acquireLease(
@@ -64,8 +62,8 @@ export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
       const c = {
         extIndex: ctx.ext.index,
         extName: ctx.ext.name,
-        ownIP: formatIPv4(ctx.ext.publicIP),
-        isDirect: (ip: string) => isDirect(k, ip, ctx.ext.index),
+        ownIP: ctx.ext.publicIP,
+        isDirect: (ip: IP) => isDirect(k, ip, ctx.ext.index),
       };
       const table = new PeerTable(
         k,

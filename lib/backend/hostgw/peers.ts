@@ -4,7 +4,7 @@
  * subnet of the external interface.
  */
 
-import { formatCIDR, formatIPv4 } from "../../ip.ts";
+import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
 import type { PeerDecision } from "../peersync.ts";
 
@@ -14,16 +14,16 @@ export interface HostGwPeerContext {
   readonly extIndex: number;
   /** Name of the external interface (for warnings). */
   readonly extName: string;
-  /** Our own PublicIP (dotted): a lease carrying it is a stale one of ours, not a peer. */
-  readonly ownIP: string;
-  /** True when `ip` (dotted) is reachable without a gateway through the external interface. */
-  readonly isDirect: (ip: string) => boolean;
+  /** Our own PublicIP: a lease carrying it is a stale one of ours, not a peer. */
+  readonly ownIP: IP;
+  /** True when `ip` is reachable without a gateway through the external interface. */
+  readonly isDirect: (ip: IP) => boolean;
 }
 
 /** The route for one peer lease, or why it is skipped. */
 export function planHostGwPeer(lease: Lease, c: HostGwPeerContext): PeerDecision {
-  const subnet = formatCIDR(lease.subnet);
-  const pub = formatIPv4(lease.attrs.publicIP);
+  const subnet = lease.subnet;
+  const pub = lease.attrs.publicIP;
   const who = `peer ${subnet} (PublicIP ${pub})`;
   if (lease.attrs.backendType !== "host-gw") {
     const type = lease.attrs.backendType || "udp";
@@ -32,7 +32,9 @@ export function planHostGwPeer(lease: Lease, c: HostGwPeerContext): PeerDecision
       reason: `Skipping ${who}: backend type ${JSON.stringify(type)} is not host-gw`,
     };
   }
-  if (pub === c.ownIP) return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
+  if (pub.equals(c.ownIP)) {
+    return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
+  }
   if (!c.isDirect(pub)) {
     return {
       ok: false,

@@ -29,9 +29,9 @@
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
 import type { UdpBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
-import { formatCIDR, formatIPv4 } from "../../ip.ts";
+import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
-import { Netlink } from "../../../ffi/netlink/route.ts";
+import { Netlink } from "../../../ffi/netlink/mod.ts";
 import {
   openTun,
   setTxQueueLen,
@@ -124,15 +124,15 @@ class UdpBackendImpl implements UdpBackend {
     this.#mtu = ext.mtu - ENCAP_OVERHEAD;
     try {
       this.#openTun();
-      this.#configureDevice(formatCIDR(config.network), lease);
+      this.#configureDevice(config.network, lease);
       this.#openSocket(ext.ifaceAddr);
     } catch (err) {
       this.#close();
       throw err;
     }
     log.info(
-      `Device ${this.#tun!.name} up: ${formatIPv4(lease.subnet.ip)}/32, mtu ${this.#mtu}, ` +
-        `route ${formatCIDR(config.network)}; UDP ${formatIPv4(ext.ifaceAddr)}:${this.#cfg.port}` +
+      `Device ${this.#tun!.name} up: ${lease.subnet.ip}/32, mtu ${this.#mtu}, ` +
+        `route ${config.network}; UDP ${ext.ifaceAddr}:${this.#cfg.port}` +
         ` (offloads: tun ${this.#vnetHdr ? "on" : "off"}, gso ${this.#udpGso ? "on" : "off"}, ` +
         `gro ${this.#udpGro ? "on" : "off"})`,
     );
@@ -155,16 +155,16 @@ class UdpBackendImpl implements UdpBackend {
     this.#tun = openTun({ name: "flannel%d" });
   }
 
-  #configureDevice(network: string, lease: Lease): void {
+  #configureDevice(network: IPNet, lease: Lease): void {
     const name = this.#tun!.name;
     using nl = Netlink.open();
     const link = nl.linkGet(name);
     if (link === null) throw new Error(`TUN device ${name} vanished after TUNSETIFF`);
     nl.linkSetMtu(link.index, this.#mtu);
     setTxQueueLen(name, TXQUEUELEN);
-    const addr = `${formatIPv4(lease.subnet.ip)}/32`;
-    const have = nl.addrList(link.index).some((a) => `${a.address}/${a.prefix}` === addr);
-    if (!have) nl.addrAdd(link.index, addr);
+    const addr = lease.subnet.ip;
+    const have = nl.addrList(link.index).some((a) => a.address.equals(addr) && a.prefix === 32);
+    if (!have) nl.addrAdd(link.index, addr, 32);
     // Our ICMP errors come from the TUN address, which is local: without accept_local the
     // kernel drops them as martians before the host's own sender (e.g. ping) sees them.
     writeSysctl(`/proc/sys/net/ipv4/conf/${name}/accept_local`, "1");
@@ -178,10 +178,11 @@ class UdpBackendImpl implements UdpBackend {
     nl.routeReplace({ dst: network, oif: link.index, scope: 0 });
   }
 
-  #openSocket(ifaceAddr: number): void {
+  #openSocket(ifaceAddr: IP): void {
     const sock = udpSocket();
     this.#sock = sock;
-    bind(sock, ifaceAddr, this.#cfg.port);
+    // ffi/udp.ts is the data path's socket layer: IPv4 as host-order u32, like the Worker.
+    bind(sock, ifaceAddr.toU32(), this.#cfg.port);
     setBufferSizes(sock, SOCKET_BUFFER);
     if (this.#vnetHdr) {
       try {
@@ -234,9 +235,10 @@ class UdpBackendImpl implements UdpBackend {
       tunFd: this.#tun.fd.fd,
       udpFd: this.#sock.fd,
       wakeFd: wake.fd.fd,
-      ownNet: this.#lease.subnet.ip,
+      // The Worker's per-packet path keeps IPv4 as host-order u32: convert at its boundary.
+      ownNet: this.#lease.subnet.ip.toU32(),
       ownPrefix: this.#lease.subnet.prefix,
-      tunAddr: this.#lease.subnet.ip,
+      tunAddr: this.#lease.subnet.ip.toU32(),
       mtu: this.#mtu,
       vnetHdr: this.#vnetHdr,
       udpGso: this.#udpGso,
@@ -264,12 +266,14 @@ class UdpBackendImpl implements UdpBackend {
           const changes: PeerChange[] = [];
           for (const ev of batch) {
             const { subnet, attrs } = ev.lease;
-            if (subnet.ip === own.ip && subnet.prefix === own.prefix) continue;
+            if (subnet.equals(own)) continue;
             const op = ev.type === "added" ? "set" : "del";
-            changes.push({ op, net: subnet.ip, prefix: subnet.prefix, ip: attrs.publicIP, port });
+            // u32 for the Worker's peer table (see WorkerInit).
+            const net = subnet.ip.toU32();
+            changes.push({ op, net, prefix: subnet.prefix, ip: attrs.publicIP.toU32(), port });
             // The first batch is the whole set (thousands of lines on a big network): -v=1.
-            const line = `${ev.type === "added" ? "Route" : "Unroute"} ${formatCIDR(subnet)}` +
-              (ev.type === "added" ? ` via ${formatIPv4(attrs.publicIP)}:${port}` : "");
+            const line = `${ev.type === "added" ? "Route" : "Unroute"} ${subnet}` +
+              (ev.type === "added" ? ` via ${attrs.publicIP}:${port}` : "");
             if (first) log.v(1, line);
             else log.info(line);
           }

@@ -7,7 +7,12 @@
  * thousands of peers. Values are `ip * 65536 + port` numbers so a lookup allocates nothing.
  */
 
-import { netmask } from "../../ip.ts";
+// IPv4 as host-order u32 here: this table is on the per-packet path (no allocation per lookup).
+
+/** The netmask of a prefix length as a u32 (`/0` → 0). */
+function netmask(prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0;
+}
 
 /** Packs an endpoint into one number (exact below 2^53). */
 export function packEndpoint(ip: number, port: number): number {

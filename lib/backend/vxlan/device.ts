@@ -5,8 +5,9 @@
  * to traffic. A recreated device gets the old MAC back for the same reason.
  */
 
-import type { LinkInfo, Netlink } from "../../../ffi/netlink/route.ts";
+import type { LinkInfo, Netlink } from "../../../ffi/netlink/mod.ts";
 import { isErrno } from "../../../ffi/errno.ts";
+import type { IP } from "../../ip.ts";
 import type { Logger } from "../../log.ts";
 
 /** The netlink verbs the device setup uses (a subset of `Netlink`). */
@@ -26,8 +27,8 @@ export type DeviceOps = Pick<
 export interface DeviceSpec {
   readonly name: string;
   readonly vni: number;
-  /** The external interface address (dotted). */
-  readonly local: string;
+  /** The external interface address. */
+  readonly local: IP;
   readonly lowerIndex: number;
   readonly port: number;
   readonly learning: boolean;
@@ -43,7 +44,7 @@ export function incompatibility(link: LinkInfo, spec: DeviceSpec): string | null
   if (link.kind !== "vxlan" || !link.vxlan) return `kind is ${link.kind ?? "unknown"}, not vxlan`;
   const v = link.vxlan;
   if (v.vni !== spec.vni) return `VNI ${v.vni}, want ${spec.vni}`;
-  if (v.local !== spec.local) return `local ${v.local ?? "unset"}, want ${spec.local}`;
+  if (!v.local?.equals(spec.local)) return `local ${v.local ?? "unset"}, want ${spec.local}`;
   if (v.lowerIndex !== spec.lowerIndex) {
     return `lower device #${v.lowerIndex ?? "unset"}, want #${spec.lowerIndex}`;
   }
@@ -118,25 +119,30 @@ export function ensureDevice(
 }
 
 /**
- * Leaves `cidr` on the device when present; removes every other IPv4 address; adds `cidr` when
- * missing. Returns the number of changes.
+ * Leaves `address/prefix` on the device when present; removes every other IPv4 address; adds it
+ * when missing. Returns the number of changes.
  */
-export function ensureAddress(nl: DeviceOps, index: number, cidr: string, log: Logger): number {
+export function ensureAddress(
+  nl: DeviceOps,
+  index: number,
+  address: IP,
+  prefix: number,
+  log: Logger,
+): number {
   let changes = 0;
   let present = false;
   for (const a of nl.addrList(index)) {
     if (a.index !== index) continue;
-    const have = `${a.address}/${a.prefix}`;
-    if (have === cidr) {
+    if (a.address.equals(address) && a.prefix === prefix) {
       present = true;
       continue;
     }
-    nl.addrDel(index, have);
-    log.info(`Removed stale address ${have} from device #${index}`);
+    nl.addrDel(index, a.address, a.prefix);
+    log.info(`Removed stale address ${a.address}/${a.prefix} from device #${index}`);
     changes++;
   }
   if (!present) {
-    nl.addrAdd(index, cidr);
+    nl.addrAdd(index, address, prefix);
     changes++;
   }
   return changes;

@@ -20,9 +20,9 @@
  * interface comes back up (the kernel drops routes through it silently when it goes down).
  */
 
-import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/route.ts";
+import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/mod.ts";
 import type { VxlanBackendConfig } from "../../config.ts";
-import { formatIPv4 } from "../../ip.ts";
+import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
 import { errText, logger } from "../../log.ts";
 import { sleep } from "../../async.ts";
@@ -71,7 +71,7 @@ class VxlanBackend implements Backend {
     this.#spec = {
       name: deviceName(this.#cfg.vni),
       vni: this.#cfg.vni,
-      local: formatIPv4(ctx.ext.ifaceAddr),
+      local: ctx.ext.ifaceAddr,
       lowerIndex: ctx.ext.index,
       port: this.#cfg.port,
       learning: this.#cfg.learning,
@@ -102,7 +102,7 @@ class VxlanBackend implements Backend {
       backendData: vxlanLeaseData(this.#cfg.vni, dev.mac),
     }, signal);
     this.#lease = lease;
-    ensureAddress(nl, dev.index, `${formatIPv4(lease.subnet.ip)}/32`, log);
+    ensureAddress(nl, dev.index, lease.subnet.ip, 32, log);
     const mtu = nl.linkGet(dev.index)?.mtu ?? dev.mtu;
     this.#table = new PeerTable(nl, this.#scope(), this.#decider(), log);
     return { lease, mtu };
@@ -213,7 +213,7 @@ class VxlanBackend implements Backend {
     try {
       const dev = ensureDevice(nl, this.#spec, log, this.#mac);
       this.#devIndex = dev.index;
-      ensureAddress(nl, dev.index, `${formatIPv4(lease.subnet.ip)}/32`, log);
+      ensureAddress(nl, dev.index, lease.subnet.ip, 32, log);
       const changes = table.rescope(this.#scope(), this.#decider());
       log.info(`Recreated ${this.#spec.name} (VtepMAC ${dev.mac}): ${changes} kernel changes`);
     } catch (err) {
@@ -248,8 +248,8 @@ class VxlanBackend implements Backend {
       devIndex: this.#devIndex,
       extIndex,
       directRouting: this.#cfg.directRouting,
-      ownIP: formatIPv4(this.ctx.ext.publicIP),
-      isDirect: (ip: string) => isDirect(nl, ip, extIndex),
+      ownIP: this.ctx.ext.publicIP,
+      isDirect: (ip: IP) => isDirect(nl, ip, extIndex),
     };
     return (lease) => planVxlanPeer(lease, c);
   }

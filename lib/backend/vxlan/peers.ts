@@ -6,7 +6,7 @@
  * is on a directly connected subnet gets `<subnet> via <PublicIP> dev <ext>` and nothing else.
  */
 
-import { formatCIDR, formatIPv4, formatMAC, parseMAC } from "../../ip.ts";
+import { formatMAC, type IP, parseMAC } from "../../ip.ts";
 import { getFold, type Lease } from "../../lease.ts";
 import type { PeerDecision } from "../peersync.ts";
 
@@ -24,10 +24,10 @@ export interface VxlanPeerContext {
   /** Index of the external interface. */
   readonly extIndex: number;
   readonly directRouting: boolean;
-  /** Our own PublicIP (dotted): a lease carrying it is a stale one of ours, not a peer. */
-  readonly ownIP: string;
-  /** True when `ip` (dotted) is reachable without a gateway through the external interface. */
-  readonly isDirect: (ip: string) => boolean;
+  /** Our own PublicIP: a lease carrying it is a stale one of ours, not a peer. */
+  readonly ownIP: IP;
+  /** True when `ip` is reachable without a gateway through the external interface. */
+  readonly isDirect: (ip: IP) => boolean;
 }
 
 /** Our lease's BackendData, field order VNI then VtepMAC (as upstream writes it). */
@@ -56,8 +56,8 @@ export function decodeVxlanData(data: unknown): { vni: number | null; mac: strin
 
 /** The kernel entries for one peer lease, or why it is skipped. */
 export function planVxlanPeer(lease: Lease, c: VxlanPeerContext): PeerDecision {
-  const subnet = formatCIDR(lease.subnet);
-  const pub = formatIPv4(lease.attrs.publicIP);
+  const subnet = lease.subnet;
+  const pub = lease.attrs.publicIP;
   const who = `peer ${subnet} (PublicIP ${pub})`;
   if (lease.attrs.backendType !== "vxlan") {
     const type = lease.attrs.backendType || "udp";
@@ -66,7 +66,9 @@ export function planVxlanPeer(lease: Lease, c: VxlanPeerContext): PeerDecision {
       reason: `Skipping ${who}: backend type ${JSON.stringify(type)} is not vxlan`,
     };
   }
-  if (pub === c.ownIP) return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
+  if (pub.equals(c.ownIP)) {
+    return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
+  }
   const data = decodeVxlanData(lease.attrs.backendData);
   if (typeof data === "string") return { ok: false, reason: `Skipping ${who}: ${data}` };
   if (data.vni !== null && data.vni !== c.vni) {
@@ -82,7 +84,7 @@ export function planVxlanPeer(lease: Lease, c: VxlanPeerContext): PeerDecision {
       },
     };
   }
-  const base = formatIPv4(lease.subnet.ip);
+  const base = lease.subnet.ip;
   return {
     ok: true,
     entries: {
