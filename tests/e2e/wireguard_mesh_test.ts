@@ -68,7 +68,7 @@ function senderCode(dst: string, datagrams: string[], random: number): string {
     const { udpSocket, sendto } = await import(${mod("ffi/udp.ts")});
     const { parseIPv4 } = await import(${mod("lib/ip.ts")});
     const s = udpSocket({ nonBlocking: false });
-    const dst = parseIPv4(${JSON.stringify(dst)});
+    const dst = parseIPv4(${JSON.stringify(dst)}).toU32(); // ffi/udp.ts takes u32
     for (const h of ${JSON.stringify(datagrams)}) {
       sendto(s, Uint8Array.from(h.match(/../g), (x) => parseInt(x, 16)), dst, ${PORT});
     }

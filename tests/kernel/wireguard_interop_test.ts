@@ -85,8 +85,9 @@ async function child(spec: ChildSpec): Promise<void> {
     random: randomBytes,
     send: (b, ip, port) => sendto(sock, new Uint8Array(b), ip, port),
   }, aead);
-  const wgIp = parseIPv4(WG_ADDR)!;
-  const inner = { us: parseIPv4("10.99.0.2")!, them: parseIPv4("10.99.0.1")! };
+  // The Device works on host-order u32 IPv4 addresses (the data path's representation).
+  const wgIp = parseIPv4(WG_ADDR)!.toU32();
+  const inner = { us: parseIPv4("10.99.0.2")!.toU32(), them: parseIPv4("10.99.0.1")!.toU32() };
   dev.setPeer({
     publicKey: parseKey(spec.peerPub, "peer key"),
     presharedKey: spec.psk ? parseKey(spec.psk, "PSK") : undefined,

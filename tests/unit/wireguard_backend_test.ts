@@ -17,17 +17,18 @@ import { formatGet, REFUSED } from "../../lib/backend/wireguard/uapi.ts";
 import { Device } from "../../lib/backend/wireguard/device.ts";
 import { PacketAead, randomBytes } from "../../ffi/crypto.ts";
 import type { Lease } from "../../lib/lease.ts";
+import { IP, IPNet } from "../../lib/ip.ts";
 
 const PUB = toBase64(publicKey(generatePrivateKey()));
 
 function lease(backendType: string, backendData: unknown): Lease {
   return {
-    subnet: { ip: 0x0a010200, prefix: 24 },
-    attrs: { publicIP: 0xc0a8640b, backendType, backendData },
+    subnet: IPNet.mustParse("10.1.2.0/24"),
+    attrs: { publicIP: IP.mustParse("192.168.100.11"), backendType, backendData },
     expiration: null,
     modRevision: 1,
     etcdLeaseId: null,
-  } as Lease;
+  };
 }
 
 const OWN = { port: 51820, psk: null, keepalive: 0 };

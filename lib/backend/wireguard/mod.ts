@@ -28,7 +28,7 @@
 import type { Backend, BackendContext, BackendReady } from "../mod.ts";
 import type { WireguardBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
-import { formatCIDR, formatIPv4 } from "../../ip.ts";
+import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import type { CounterName } from "./counters.ts";
 import type { PeerBatch, PeerSpec } from "./protocol.ts";
@@ -53,13 +53,13 @@ export interface DeviceSetup {
   /** The UDP port to listen on. */
   readonly listenPort: number;
   /** The address to bind (the external interface's). */
-  readonly bindIp: number;
+  readonly bindIp: IP;
   /** The interface MTU. */
   readonly mtu: number;
   /** The interface address (our subnet's base, as a /32). */
-  readonly address: number;
+  readonly address: IP;
   /** The flannel Network, routed to the interface. */
-  readonly network: { readonly ip: number; readonly prefix: number };
+  readonly network: IPNet;
 }
 
 /**
@@ -98,10 +98,11 @@ export interface WireguardLeaseData {
  * @example
  * ```ts
  * import assert from "node:assert/strict";
+ * import { IP, IPNet } from "../../ip.ts";
  * const lease = {
- *   subnet: { ip: 0x0a050200, prefix: 24 },
+ *   subnet: IPNet.mustParse("10.5.2.0/24"),
  *   attrs: {
- *     publicIP: 0xc0a8640b,
+ *     publicIP: IP.mustParse("192.168.100.11"),
  *     backendType: "wireguard",
  *     backendData: { PublicKey: "Oq2vD8xd+uBg3fJ0mZIH8wV0iXt7Pd3BWXlD4xKbPkk=" },
  *   },
@@ -141,9 +142,10 @@ export function peerFromLease(
   return {
     publicKey: key,
     presharedKey: own.psk === null ? null : toBase64(own.psk),
-    ip: lease.attrs.publicIP,
+    // The Worker keeps IPv4 as host-order u32 (see PeerSpec).
+    ip: lease.attrs.publicIP.toU32(),
     port,
-    allowedIPs: [{ net: lease.subnet.ip, prefix: lease.subnet.prefix }],
+    allowedIPs: [{ net: lease.subnet.ip.toU32(), prefix: lease.subnet.prefix }],
     persistentKeepalive: own.keepalive,
   };
 }
@@ -210,8 +212,8 @@ class WireguardBackendImpl implements WireguardBackend {
       network: config.network,
     });
     log.info(
-      `Device ${DEVICE_NAME} up: ${formatIPv4(lease.subnet.ip)}/32, mtu ${mtu}, route ` +
-        `${formatCIDR(config.network)}; UDP ${formatIPv4(ext.ifaceAddr)}:${this.#cfg.listenPort}`,
+      `Device ${DEVICE_NAME} up: ${lease.subnet.ip}/32, mtu ${mtu}, route ` +
+        `${config.network}; UDP ${ext.ifaceAddr}:${this.#cfg.listenPort}`,
     );
     return { lease, mtu };
   }
@@ -245,8 +247,8 @@ class WireguardBackendImpl implements WireguardBackend {
           const changes: PeerBatch["changes"][number][] = [];
           for (const ev of batch) {
             const l = ev.lease;
-            if (l.subnet.ip === own.ip && l.subnet.prefix === own.prefix) continue;
-            const name = formatCIDR(l.subnet);
+            if (l.subnet.equals(own)) continue;
+            const name = String(l.subnet);
             if (ev.type === "removed") {
               const k = keys.get(name);
               if (k === undefined) continue;
@@ -270,7 +272,7 @@ class WireguardBackendImpl implements WireguardBackend {
             }
             keys.set(name, peer.publicKey);
             changes.push({ op: "set", peer });
-            const line = `Subnet added: ${name} via ${formatIPv4(peer.ip)}:${peer.port}`;
+            const line = `Subnet added: ${name} via ${l.attrs.publicIP}:${peer.port}`;
             if (first) log.v(1, line);
             else log.info(line);
           }

@@ -11,7 +11,7 @@
 
 import type { Device } from "./device.ts";
 import { toHex } from "./keys.ts";
-import { formatIPv4 } from "../../ip.ts";
+import { IP } from "../../ip.ts";
 
 /** The `get=1` answer, ending with `errno=0` and the blank line. */
 export function formatGet(dev: Device, listenPort: number): string {
@@ -21,7 +21,7 @@ export function formatGet(dev: Device, listenPort: number): string {
     lines.push(`preshared_key=${toHex(peer.keys.psk)}`);
     lines.push("protocol_version=1");
     if (peer.endpoint !== null) {
-      lines.push(`endpoint=${formatIPv4(peer.endpoint.ip)}:${peer.endpoint.port}`);
+      lines.push(`endpoint=${IP.fromU32(peer.endpoint.ip)}:${peer.endpoint.port}`);
     }
     const ms = peer.lastHandshakeWallMs;
     lines.push(`last_handshake_time_sec=${Math.floor(ms / 1000)}`);
@@ -29,7 +29,7 @@ export function formatGet(dev: Device, listenPort: number): string {
     lines.push(`tx_bytes=${peer.txBytes}`);
     lines.push(`rx_bytes=${peer.rxBytes}`);
     lines.push(`persistent_keepalive_interval=${peer.persistentKeepalive}`);
-    for (const a of peer.allowedIPs) lines.push(`allowed_ip=${formatIPv4(a.net)}/${a.prefix}`);
+    for (const a of peer.allowedIPs) lines.push(`allowed_ip=${IP.fromU32(a.net)}/${a.prefix}`);
   }
   lines.push("errno=0");
   return lines.join("\n") + "\n\n";

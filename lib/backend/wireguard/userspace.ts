@@ -4,9 +4,8 @@
  * implementation for hosts without the kernel module — which is every host here.
  */
 
-import { formatCIDR, formatIPv4 } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
-import { Netlink } from "../../../ffi/netlink/route.ts";
+import { Netlink } from "../../../ffi/netlink/mod.ts";
 import {
   openTun,
   setTxQueueLen,
@@ -52,7 +51,7 @@ export function createUserspaceDevice(setup: DeviceSetup): WireguardDevice {
   try {
     configureLink(tun, setup);
     sock = udpSocket();
-    bind(sock, setup.bindIp, setup.listenPort);
+    bind(sock, setup.bindIp.toU32(), setup.listenPort); // ffi/udp.ts: IPv4 as host-order u32
     setBufferSizes(sock, SOCKET_BUFFER);
   } catch (err) {
     sock?.close();
@@ -99,9 +98,9 @@ function configureLink(tun: Tun, setup: DeviceSetup): void {
   if (link === null) throw new Error(`TUN device ${tun.name} vanished after TUNSETIFF`);
   nl.linkSetMtu(link.index, setup.mtu);
   setTxQueueLen(tun.name, TXQUEUELEN);
-  const addr = `${formatIPv4(setup.address)}/32`;
-  if (!nl.addrList(link.index).some((a) => `${a.address}/${a.prefix}` === addr)) {
-    nl.addrAdd(link.index, addr);
+  const addr = setup.address;
+  if (!nl.addrList(link.index).some((a) => a.address.equals(addr) && a.prefix === 32)) {
+    nl.addrAdd(link.index, addr, 32);
   }
   try {
     writeSysctl(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, "1");
@@ -109,7 +108,7 @@ function configureLink(tun: Tun, setup: DeviceSetup): void {
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   nl.linkSetUp(link.index);
-  nl.routeReplace({ dst: formatCIDR(setup.network), oif: link.index, scope: 0 });
+  nl.routeReplace({ dst: setup.network, oif: link.index, scope: 0 });
 }
 
 class UserspaceDevice implements WireguardDevice {
