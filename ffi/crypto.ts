@@ -109,6 +109,39 @@ const SODIUM_SYMBOLS = {
     ],
     result: "i32",
   },
+  // The same two, pointer forms for PacketAeadSodium (the library comparison of
+  // scripts/bench_crypto.ts). mlen/clen are passed in registers (u32 is enough); adlen is 0,
+  // passed as a NULL pointer: a full 64-bit zero, also in a stack slot.
+  aead_encrypt_ptr: {
+    name: "crypto_aead_chacha20poly1305_ietf_encrypt",
+    parameters: [
+      "pointer",
+      "pointer",
+      "pointer",
+      "u32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+    ],
+    result: "i32",
+  },
+  aead_decrypt_ptr: {
+    name: "crypto_aead_chacha20poly1305_ietf_decrypt",
+    parameters: [
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+      "u32",
+      "pointer",
+      "pointer",
+      "pointer",
+      "pointer",
+    ],
+    result: "i32",
+  },
   // void randombytes_buf(void *buf, size_t size);
   randombytes_buf: { parameters: ["buffer", "u64"], result: "void" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -362,7 +395,7 @@ function copy(b: Uint8Array): Uint8Array<ArrayBuffer> {
  * JavaScript numbers; WireGuard never gets near 2^53 (REJECT_AFTER_MESSAGES and a 180 s key
  * lifetime stop far earlier).
  */
-export class PacketAead implements Disposable {
+export class PacketAead implements TransportAead {
   readonly #enc: Deno.PointerValue;
   readonly #dec: Deno.PointerValue;
   readonly #keys: Uint8Array<ArrayBuffer>;
@@ -483,5 +516,88 @@ export class PacketAead implements Disposable {
     this.#keys.fill(0);
     this.#sym.EVP_CIPHER_CTX_free(this.#enc);
     this.#sym.EVP_CIPHER_CTX_free(this.#dec);
+  }
+}
+
+/** What the transport data path needs of an AEAD over registered buffers. */
+export interface TransportAead extends Disposable {
+  /** Number of key slots. */
+  readonly keySlots: number;
+  /** Registers a buffer; its id. */
+  bind(view: Uint8Array<ArrayBuffer>): number;
+  /** Puts a key into a slot. */
+  setKey(slot: number, key: Uint8Array): void;
+  /** Seals `len` bytes of `src` into `dst` (+16 tag bytes). */
+  seal(slot: number, counter: number, src: number, len: number, dst: number): void;
+  /** Opens `len` bytes (with tag) of `src` into `dst`; true when authentic. */
+  open(slot: number, counter: number, src: number, len: number, dst: number): boolean;
+}
+
+/**
+ * {@link PacketAead}'s interface over libsodium (one call per packet), kept for the library
+ * comparison in scripts/bench_crypto.ts; the data path uses libcrypto, which measured faster.
+ */
+export class PacketAeadSodium implements TransportAead {
+  readonly #keys: Uint8Array<ArrayBuffer>;
+  readonly #keyPtrs: Deno.PointerValue[] = [];
+  readonly #nonce = new Uint8Array(12);
+  readonly #nonceView = new DataView(this.#nonce.buffer);
+  readonly #noncePtr: Deno.PointerValue;
+  readonly #ptrs: Deno.PointerValue[] = [];
+  readonly #sym = sodium();
+
+  /** Room for `keySlots` keys. */
+  constructor(readonly keySlots: number) {
+    this.#keys = new Uint8Array(keySlots * KEY_LEN);
+    const kp = Deno.UnsafePointer.of(this.#keys)!;
+    for (let i = 0; i < keySlots; i++) {
+      this.#keyPtrs.push(Deno.UnsafePointer.offset(kp, i * KEY_LEN));
+    }
+    this.#noncePtr = Deno.UnsafePointer.of(this.#nonce);
+  }
+
+  bind(view: Uint8Array<ArrayBuffer>): number {
+    this.#ptrs.push(Deno.UnsafePointer.of(view));
+    return this.#ptrs.length - 1;
+  }
+
+  setKey(slot: number, key: Uint8Array): void {
+    this.#keys.set(key, slot * KEY_LEN);
+  }
+
+  seal(slot: number, counter: number, src: number, len: number, dst: number): void {
+    this.#nonceView.setUint32(4, counter >>> 0, true);
+    this.#nonceView.setUint32(8, Math.floor(counter / 0x1_0000_0000) >>> 0, true);
+    this.#sym.aead_encrypt_ptr(
+      this.#ptrs[dst],
+      null,
+      this.#ptrs[src],
+      len,
+      null,
+      null,
+      null,
+      this.#noncePtr,
+      this.#keyPtrs[slot],
+    );
+  }
+
+  open(slot: number, counter: number, src: number, len: number, dst: number): boolean {
+    this.#nonceView.setUint32(4, counter >>> 0, true);
+    this.#nonceView.setUint32(8, Math.floor(counter / 0x1_0000_0000) >>> 0, true);
+    return this.#sym.aead_decrypt_ptr(
+      this.#ptrs[dst],
+      null,
+      null,
+      this.#ptrs[src],
+      len,
+      null,
+      null,
+      this.#noncePtr,
+      this.#keyPtrs[slot],
+    ) === 0;
+  }
+
+  [Symbol.dispose](): void {
+    this.#keys.fill(0);
   }
 }

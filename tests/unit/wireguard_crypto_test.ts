@@ -13,6 +13,7 @@ import {
   aeadOpen,
   aeadSeal,
   PacketAead,
+  PacketAeadSodium,
   randomBytes,
   x25519,
   x25519Base,
@@ -236,4 +237,24 @@ Deno.test("kdf() is HKDF-Expand over HMAC-BLAKE2s with T(i) = HMAC(PRK, T(i-1) â
       "4125e0adfa9b7e736615e99dde6f3f0b64b949d8b480e82cab2e685dc286e45d",
     ],
   );
+});
+
+Deno.test("PacketAeadSodium (the benchmark's libsodium side) seals and opens like PacketAead", () => {
+  using ssl = new PacketAead(1);
+  using na = new PacketAeadSodium(1);
+  const key = randomBytes(32);
+  ssl.setKey(0, key);
+  na.setKey(0, key);
+  for (const len of [0, 1, 1400]) {
+    const pt = randomBytes(len + 16), a = new Uint8Array(len + 16), b = new Uint8Array(len + 16);
+    const s1 = ssl.bind(pt), s2 = na.bind(pt), da = ssl.bind(a), db = na.bind(b);
+    ssl.seal(0, 99, s1, len, da);
+    na.seal(0, 99, s2, len, db);
+    assert.equal(toHex(b), toHex(a), `len ${len}`);
+    const back = new Uint8Array(len + 16);
+    assert.ok(na.open(0, 99, db, len + 16, na.bind(back)));
+    assert.equal(toHex(back.subarray(0, len)), toHex(pt.subarray(0, len)));
+    b[0] ^= 1;
+    assert.ok(!na.open(0, 99, db, len + 16, na.bind(back)));
+  }
 });
