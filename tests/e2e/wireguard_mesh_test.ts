@@ -230,10 +230,15 @@ Deno.test("wireguard: mesh, lease format, key file, wg show, encrypted wire, rep
 
   // Replay the captured datagram and send 100,000 random ones from h1's address to h2's port:
   // nothing gets in, the replay is counted, and h2 keeps forwarding.
+  // What h2's device holds (keys, endpoints, allowed IPs) before: it must not change.
+  const peersOf = async (h: Host) =>
+    (await wgShow(h)).trim().split("\n").map((l) => l.split("\t").slice(0, 4).join(" ")).sort();
+  const before = await peersOf(n2.host);
   const hex = Array.from(captured!, (b) => b.toString(16).padStart(2, "0")).join("");
   const send = await n1.host.exec(["deno", "eval", senderCode(n2.host.ip, [hex, hex], 100_000)]);
   assert.equal(send.code, 0, send.stderr);
   await assertFullMesh(nodes);
+  assert.deepEqual(await peersOf(n2.host), before, "keys, endpoints and allowed IPs unchanged");
 
   // Departed: h3 stops and its lease goes; h1 and h2 drop the peer.
   await n3.daemon.stop();
