@@ -2,10 +2,14 @@
  * The wireguard backend's data path, a Worker with synchronous FFI (the udp backend's design,
  * docs/udp-datapath-notes): one loop polls the TUN, the UDP socket and a wake-up eventfd
  * (timeout 50 ms, so timers run at least 20 times a second). TUN → UDP: up to {@link BATCH}
- * reads, each sealed straight into a datagram slot, one `sendmmsg`. UDP → TUN: one `recvmmsg`
- * of up to {@link BATCH} datagrams; transport data is opened into one plaintext buffer and
- * written to the TUN; handshake messages go to the {@link Device}. Nothing is allocated per
- * data packet; every buffer's address is registered with the {@link PacketAead} once.
+ * reads, each sealed straight into a datagram slot, one `sendmmsg`; with offloads a TCP
+ * super-packet is cut into MSS segments (udp/segment.ts), each sealed, and the sealed segments
+ * of one super-packet go back to back into one slot for a UDP GSO send. UDP → TUN: `recvmmsg`
+ * of up to {@link BATCH} (`UDP_GRO`-coalesced) datagrams; each transport message is opened on
+ * its own into one plaintext buffer, and consecutive segments of one TCP flow are merged into
+ * one GSO write to the TUN; handshake messages go to the {@link Device}. The wire format is
+ * WireGuard's throughout: one sealed inner packet per datagram. Nothing is allocated per data
+ * packet; every buffer's address is registered with the {@link PacketAead} once.
  *
  * All WireGuard state (keys, sessions, timers) lives here, in the Device; the main thread
  * sends peer changes and asks for the UAPI text by message.
