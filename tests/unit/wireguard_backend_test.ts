@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { peerFromLease } from "../../lib/backend/wireguard/mod.ts";
+import { LeasePeers, peerFromLease } from "../../lib/backend/wireguard/lease_peers.ts";
 import { keyFilePath, loadOrCreateKey } from "../../lib/backend/wireguard/keyfile.ts";
 import {
   generatePrivateKey,
@@ -123,4 +123,55 @@ Deno.test("formatGet() answers get=1 as wireguard-go does (keys in hex, one peer
   );
   assert.equal(REFUSED, "errno=1\n\n");
   assert.equal(toHex(parseKey(toBase64(priv), "k")), toHex(priv));
+});
+
+Deno.test("LeasePeers: added → set, removed → del, a re-keyed host's old key removed, own lease skipped", () => {
+  const own = IPNet.mustParse("10.1.1.0/24");
+  const lp = new LeasePeers(own, OWN);
+  const at = (subnet: string, key: string, type: "added" | "removed" = "added") => ({
+    type,
+    lease: {
+      subnet: IPNet.mustParse(subnet),
+      attrs: {
+        publicIP: IP.mustParse("192.168.100.12"),
+        backendType: "wireguard",
+        backendData: { PublicKey: key },
+      },
+      expiration: null,
+      modRevision: 1,
+      etcdLeaseId: null,
+    },
+  });
+  const k1 = toBase64(publicKey(generatePrivateKey())),
+    k2 = toBase64(publicKey(generatePrivateKey()));
+  let r = lp.apply([at("10.1.1.0/24", k1), at("10.1.2.0/24", k1)]);
+  assert.deepEqual(r.changes.map((c) => c.op), ["set"], "our own lease is not a peer");
+  assert.deepEqual(r.lines, ["Subnet added: 10.1.2.0/24 via 192.168.100.12:51820"]);
+  r = lp.apply([at("10.1.2.0/24", k2)]);
+  assert.deepEqual(
+    r.changes.map((c) => c.op === "del" ? `del ${c.publicKey}` : `set ${c.peer.publicKey}`),
+    [
+      `del ${k1}`,
+      `set ${k2}`,
+    ],
+  );
+  // The same host moved to a new subnet and the old lease expires: its key stays.
+  r = lp.apply([at("10.1.3.0/24", k2)]);
+  r = lp.apply([at("10.1.2.0/24", k2, "removed")]);
+  assert.deepEqual(r.changes, []);
+  assert.deepEqual(r.lines, ["Subnet removed: 10.1.2.0/24"]);
+  r = lp.apply([at("10.1.3.0/24", k2, "removed")]);
+  assert.deepEqual(r.changes, [{ op: "del", publicKey: k2 }]);
+  r = lp.apply([{
+    ...at("10.1.4.0/24", k1),
+    lease: {
+      ...at("10.1.4.0/24", k1).lease,
+      attrs: { publicIP: IP.mustParse("192.168.100.13"), backendType: "vxlan", backendData: null },
+    },
+  }]);
+  assert.deepEqual(r.changes, []);
+  assert.deepEqual(r.warnings, [
+    'Ignoring the lease of 10.1.4.0/24: backend type "vxlan" is not wireguard',
+  ]);
+  assert.equal(lp.size, 0);
 });

@@ -25,15 +25,18 @@
  *   kernel has no `wireguard` module to drive or test against).
  */
 
-import type { Backend, BackendContext, BackendReady } from "../mod.ts";
+import type { Backend, BackendContext } from "../mod.ts";
 import type { WireguardBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
 import type { IP, IPNet } from "../../ip.ts";
+
+export { peerFromLease } from "./lease_peers.ts";
 import { errText, logger } from "../../log.ts";
 import type { CounterName } from "./counters.ts";
-import type { PeerBatch, PeerSpec } from "./protocol.ts";
+import type { PeerBatch } from "./protocol.ts";
+import { LeasePeers } from "./lease_peers.ts";
 import { keyFilePath, loadOrCreateKey } from "./keyfile.ts";
-import { parseKey, publicKey, toBase64 } from "./keys.ts";
+import { publicKey, toBase64 } from "./keys.ts";
 import { socketDir, UapiServer } from "./uapi_server.ts";
 import { createUserspaceDevice } from "./userspace.ts";
 
@@ -92,64 +95,6 @@ export interface WireguardLeaseData {
   readonly Port?: number;
 }
 
-/**
- * The peer a lease stands for, or a one-line reason why it cannot be one.
- *
- * @example
- * ```ts
- * import assert from "node:assert/strict";
- * import { IP, IPNet } from "../../ip.ts";
- * const lease = {
- *   subnet: IPNet.mustParse("10.5.2.0/24"),
- *   attrs: {
- *     publicIP: IP.mustParse("192.168.100.11"),
- *     backendType: "wireguard",
- *     backendData: { PublicKey: "Oq2vD8xd+uBg3fJ0mZIH8wV0iXt7Pd3BWXlD4xKbPkk=" },
- *   },
- *   expiration: null,
- *   modRevision: 1,
- *   etcdLeaseId: null,
- * };
- * const p = peerFromLease(lease, { port: 51820, psk: null, keepalive: 0 });
- * assert.ok(typeof p !== "string" && p.port === 51820);
- * ```
- */
-export function peerFromLease(
-  lease: Lease,
-  own: { port: number; psk: Uint8Array | null; keepalive: number },
-): PeerSpec | string {
-  if (lease.attrs.backendType !== "wireguard") {
-    return `backend type ${JSON.stringify(lease.attrs.backendType)} is not wireguard`;
-  }
-  const d = lease.attrs.backendData as Record<string, unknown> | null;
-  const key = d !== null && typeof d === "object" ? d["PublicKey"] : undefined;
-  if (typeof key !== "string") return "BackendData has no PublicKey";
-  try {
-    parseKey(key, "PublicKey");
-  } catch (err) {
-    return (err as Error).message;
-  }
-  const rawPort = d!["Port"];
-  let port = own.port;
-  if (rawPort !== undefined && rawPort !== null && rawPort !== 0) {
-    if (
-      typeof rawPort !== "number" || !Number.isInteger(rawPort) || rawPort < 1 || rawPort > 65535
-    ) {
-      return `BackendData Port ${JSON.stringify(rawPort)} is not a port`;
-    }
-    port = rawPort;
-  }
-  return {
-    publicKey: key,
-    presharedKey: own.psk === null ? null : toBase64(own.psk),
-    // The Worker keeps IPv4 as host-order u32 (see PeerSpec).
-    ip: lease.attrs.publicIP.toU32(),
-    port,
-    allowedIPs: [{ net: lease.subnet.ip.toU32(), prefix: lease.subnet.prefix }],
-    persistentKeepalive: own.keepalive,
-  };
-}
-
 /** The wireguard backend object, with its counters for metrics. */
 export interface WireguardBackend extends Backend {
   /** A snapshot of the data path's counters (zeros before `run`). */
@@ -168,9 +113,7 @@ class WireguardBackendImpl implements WireguardBackend {
   readonly #ctx: BackendContext;
   readonly #cfg: WireguardBackendConfig;
   readonly #makeDevice: (s: DeviceSetup) => WireguardDevice;
-  #dev: WireguardDevice | null = null;
-  #lease: Lease | null = null;
-  #publicKey = "";
+  #network: WireguardNetwork | null = null;
 
   constructor(ctx: BackendContext, makeDevice: (s: DeviceSetup) => WireguardDevice) {
     if (ctx.config.backend.type !== "wireguard") {
@@ -182,27 +125,24 @@ class WireguardBackendImpl implements WireguardBackend {
   }
 
   counters(): Record<CounterName, number> {
-    return this.#dev?.counters() ?? ({} as Record<CounterName, number>);
+    return this.#network?.dev.counters() ?? ({} as Record<CounterName, number>);
   }
 
-  async init(signal: AbortSignal): Promise<BackendReady> {
+  async init(signal: AbortSignal): Promise<WireguardNetwork> {
     const { ext, subnets, config } = this.#ctx;
     const keyFile = keyFilePath();
     const { key, created } = await loadOrCreateKey(keyFile);
-    this.#publicKey = toBase64(publicKey(key));
+    const pub = toBase64(publicKey(key));
     log.info(
-      `${
-        created ? "Generated" : "Loaded"
-      } the private key in ${keyFile}; public key ${this.#publicKey}`,
+      `${created ? "Generated" : "Loaded"} the private key in ${keyFile}; public key ${pub}`,
     );
-    const data: WireguardLeaseData = { PublicKey: this.#publicKey, Port: this.#cfg.listenPort };
+    const data: WireguardLeaseData = { PublicKey: pub, Port: this.#cfg.listenPort };
     const lease = await subnets.acquireLease(
       { publicIP: ext.publicIP, backendType: "wireguard", backendData: data },
       signal,
     );
-    this.#lease = lease;
     const mtu = this.#cfg.mtu ?? ext.mtu - OVERHEAD;
-    this.#dev = this.#makeDevice({
+    const dev = this.#makeDevice({
       name: DEVICE_NAME,
       privateKey: key,
       listenPort: this.#cfg.listenPort,
@@ -215,14 +155,29 @@ class WireguardBackendImpl implements WireguardBackend {
       `Device ${DEVICE_NAME} up: ${lease.subnet.ip}/32, mtu ${mtu}, route ` +
         `${config.network}; UDP ${ext.ifaceAddr}:${this.#cfg.listenPort}`,
     );
-    return { lease, mtu };
+    this.#network = new WireguardNetwork(this.#ctx.subnets, this.#cfg, dev, lease, mtu);
+    return this.#network;
   }
 
+  run(signal: AbortSignal): Promise<void> {
+    if (this.#network === null) throw new Error("Cannot run the wireguard backend before init");
+    return this.#network.run(signal);
+  }
+}
+
+/** The network once init has succeeded: our lease, the MTU, and the loop that follows leases. */
+export class WireguardNetwork {
+  constructor(
+    readonly subnets: BackendContext["subnets"],
+    readonly cfg: WireguardBackendConfig,
+    readonly dev: WireguardDevice,
+    readonly lease: Lease,
+    readonly mtu: number,
+  ) {}
+
+  /** Runs the data path and the UAPI socket, and follows leases until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
-    const dev = this.#dev, lease = this.#lease;
-    if (dev === null || lease === null) {
-      throw new Error("Cannot run the wireguard backend before init");
-    }
+    const dev = this.dev;
     let uapi: UapiServer | null = null;
     let failed: string | null = null;
     try {
@@ -232,53 +187,24 @@ class WireguardBackendImpl implements WireguardBackend {
       } catch (err) {
         log.warn(`wg show will not work: ${errText(err)}`);
       }
-      const own = lease.subnet;
-      const cfg = this.#cfg;
-      const ownSpec = {
-        port: cfg.listenPort,
-        psk: cfg.psk,
-        keepalive: cfg.persistentKeepaliveInterval,
-      };
-      // Public key per subnet: a removal event may carry no BackendData we can trust.
-      const keys = new Map<string, string>();
+      const peers = new LeasePeers(this.lease.subnet, {
+        port: this.cfg.listenPort,
+        psk: this.cfg.psk,
+        keepalive: this.cfg.persistentKeepaliveInterval,
+      });
       const watch = (async () => {
         let first = true;
-        for await (const batch of this.#ctx.subnets.watchLeases(own, signal)) {
-          const changes: PeerBatch["changes"][number][] = [];
-          for (const ev of batch) {
-            const l = ev.lease;
-            if (l.subnet.equals(own)) continue;
-            const name = String(l.subnet);
-            if (ev.type === "removed") {
-              const k = keys.get(name);
-              if (k === undefined) continue;
-              keys.delete(name);
-              // Another subnet may still name the same key (a host that got a new lease).
-              if (![...keys.values()].includes(k)) changes.push({ op: "del", publicKey: k });
-              log.info(`Subnet removed: ${name}`);
-              continue;
-            }
-            const peer = peerFromLease(l, ownSpec);
-            if (typeof peer === "string") {
-              log.warn(`Ignoring the lease of ${name}: ${peer}`);
-              continue;
-            }
-            const old = keys.get(name);
-            if (
-              old !== undefined && old !== peer.publicKey &&
-              ![...keys.entries()].some(([n, v]) => n !== name && v === old)
-            ) {
-              changes.push({ op: "del", publicKey: old });
-            }
-            keys.set(name, peer.publicKey);
-            changes.push({ op: "set", peer });
-            const line = `Subnet added: ${name} via ${l.attrs.publicIP}:${peer.port}`;
+        for await (const batch of this.subnets.watchLeases(this.lease.subnet, signal)) {
+          const r = peers.apply(batch);
+          for (const w of r.warnings) log.warn(w);
+          // The first batch is the whole set (thousands of lines on a big network): -v=1.
+          for (const line of r.lines) {
             if (first) log.v(1, line);
             else log.info(line);
           }
-          if (first) log.info(`Following ${keys.size} peer leases`);
+          if (first) log.info(`Following ${peers.size} peer leases`);
           first = false;
-          if (changes.length > 0) dev.apply({ op: "peers", changes });
+          if (r.changes.length > 0) dev.apply({ op: "peers", changes: r.changes });
         }
       })();
       const aborted = new Promise<void>((resolve) => {
