@@ -83,6 +83,12 @@ Deno.test("loadOrCreateKey() creates a 0600 base64 key once, then reads the same
     const b = await loadOrCreateKey(path);
     assert.ok(!b.created);
     assert.equal(toHex(b.key), toHex(a.key));
+    assert.equal(b.warning, undefined);
+    await Deno.chmod(path, 0o644);
+    assert.equal(
+      (await loadOrCreateKey(path)).warning,
+      `WireGuard key file ${path} has mode 0644: other users may read the private key (chmod 600 it)`,
+    );
     await Deno.writeTextFile(path, "junk");
     await assert.rejects(
       () => loadOrCreateKey(path),

@@ -17,7 +17,7 @@ export function keyFilePath(env: (name: string) => string | undefined = Deno.env
 /** Reads the private key from `path`, or creates the file with a new key; `created` says which. */
 export async function loadOrCreateKey(
   path: string,
-): Promise<{ key: Uint8Array; created: boolean }> {
+): Promise<{ key: Uint8Array; created: boolean; warning?: string }> {
   let text: string | null = null;
   try {
     text = await Deno.readTextFile(path);
@@ -27,11 +27,18 @@ export async function loadOrCreateKey(
     }
   }
   if (text !== null) {
+    let key: Uint8Array;
     try {
-      return { key: parseKey(text, "private key"), created: false };
+      key = parseKey(text, "private key");
     } catch (err) {
       throw new Error(`Cannot use WireGuard key file ${path}: ${(err as Error).message}`);
     }
+    const mode = (await Deno.stat(path)).mode ?? 0;
+    const warning = (mode & 0o077) !== 0
+      ? `WireGuard key file ${path} has mode 0${(mode & 0o777).toString(8)}: ` +
+        `other users may read the private key (chmod 600 it)`
+      : undefined;
+    return { key, created: false, warning };
   }
   const key = generatePrivateKey();
   const dir = path.slice(0, path.lastIndexOf("/"));

@@ -131,7 +131,8 @@ class WireguardBackendImpl implements WireguardBackend {
   async init(signal: AbortSignal): Promise<WireguardNetwork> {
     const { ext, subnets, config } = this.#ctx;
     const keyFile = keyFilePath();
-    const { key, created } = await loadOrCreateKey(keyFile);
+    const { key, created, warning } = await loadOrCreateKey(keyFile);
+    if (warning !== undefined) log.warn(warning);
     const pub = toBase64(publicKey(key));
     log.info(
       `${created ? "Generated" : "Loaded"} the private key in ${keyFile}; public key ${pub}`,
