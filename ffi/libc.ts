@@ -26,7 +26,7 @@ const CANDIDATES = [
  * The C prototypes, as Deno FFI signatures.
  *
  * `ssize_t` results are declared `i32` and byte counts `u32` on purpose: 64-bit FFI types leave
- * V8's fast call path (see docs/udp-datapath-notes). On x86-64 a 32-bit argument is
+ * V8's fast call path (see docs/udp-datapath-notes.md). On x86-64 a 32-bit argument is
  * zero-extended, and no single read or write here exceeds 2 GiB.
  */
 const SYMBOLS = {
@@ -88,6 +88,10 @@ const SYMBOLS = {
   signal: { parameters: ["i32", "pointer"], result: "pointer" },
   // int sigaction(int signum, const struct sigaction *act, struct sigaction *oldact);
   sigaction: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int pthread_sigmask(int how, const sigset_t *set, sigset_t *oldset);
+  pthread_sigmask: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  // int execve(const char *path, char *const argv[], char *const envp[]);
+  execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
   // int *__errno_location(void);
   __errno_location: { parameters: [], result: "pointer" },
   // pid_t getpid(void);

@@ -5,7 +5,7 @@
  *
  * Hot-path methods return a count or `-errno` instead of throwing, and write only lengths
  * through 32-bit views: every pointer is computed once in the constructor (see
- * docs/udp-datapath-notes: `UnsafePointer.of` and 64-bit FFI arguments are slow).
+ * docs/udp-datapath-notes.md: `UnsafePointer.of` and 64-bit FFI arguments are slow).
  */
 
 import { check, errno, sym } from "./libc.ts";

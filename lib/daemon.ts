@@ -20,7 +20,7 @@ import { backendFactory } from "./backend/registry.ts";
 import type { Backend } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
 import { Netlink } from "../ffi/netlink/mod.ts";
-import { keepSignalIgnored } from "../ffi/signal.ts";
+import { sigusr1Blocked } from "./sigusr1.ts";
 import { sdNotify } from "../ffi/notify.ts";
 
 const log = logger("main");
@@ -38,7 +38,14 @@ export async function runDaemon(opts: Options): Promise<number> {
   const stop = new AbortController();
   const { signal } = stop;
 
-  keepSignalIgnored("SIGUSR1", signal, () => log.v(1, "Set SIGUSR1 to ignored (inspector off)"));
+  if (!sigusr1Blocked()) {
+    // main.ts blocks it before loading this module; anything else would leave the inspector open.
+    log.error(
+      "SIGUSR1 is not blocked, so it would open Deno's inspector: start flannel by main.ts",
+    );
+    return 1;
+  }
+  log.v(1, "SIGUSR1 is blocked in every thread: it cannot open the inspector");
   let signalled = false;
   const onSignal = (name: Deno.Signal) => () => {
     if (signalled) {

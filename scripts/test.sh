@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export NO_COLOR=1
 
+# The layer check (scripts/lint_layers.ts) runs inside `deno lint` as a plugin; the op and resource
+# sanitizers are on for every `deno test` through deno.json's "test" settings.
 echo "== static checks"
 deno fmt --check
 deno lint

@@ -29,10 +29,13 @@ import {
   IFLA_VXLAN_GBP,
   IFLA_VXLAN_GROUP,
   IFLA_VXLAN_ID,
+  IFLA_VXLAN_L2MISS,
+  IFLA_VXLAN_L3MISS,
   IFLA_VXLAN_LEARNING,
   IFLA_VXLAN_LINK,
   IFLA_VXLAN_LOCAL,
   IFLA_VXLAN_PORT,
+  IFLA_VXLAN_PROXY,
   IFLA_VXLAN_TTL,
   NDA_DST,
   NDA_LLADDR,
@@ -75,8 +78,14 @@ export interface VxlanInfo {
   learning: boolean;
   ttl: number;
   group: IP | null;
-  /** `IFLA_VXLAN_GBP` is set (an extension of the design's shape, hence optional). */
-  gbp?: boolean;
+  /** `IFLA_VXLAN_GBP` is set (group-based policy extension header). */
+  gbp: boolean;
+  /** `IFLA_VXLAN_PROXY`: the device answers ARP itself from its neighbour table. */
+  proxy: boolean;
+  /** `IFLA_VXLAN_L2MISS`: FDB misses are reported to user space (`RTM_GETNEIGH`). */
+  l2miss: boolean;
+  /** `IFLA_VXLAN_L3MISS`: ARP misses are reported to user space. */
+  l3miss: boolean;
 }
 
 /** An IPv4 address on an interface. */
@@ -168,6 +177,10 @@ function decodeVxlan(data: Uint8Array): VxlanInfo {
   const learning = d.get(IFLA_VXLAN_LEARNING);
   const ttl = d.get(IFLA_VXLAN_TTL);
   const group = d.get(IFLA_VXLAN_GROUP);
+  const flag = (type: number) => {
+    const a = d.get(type);
+    return a !== undefined && getU8(a) !== 0;
+  };
   return {
     vni: id ? getU32(id) : 0,
     local: local ? getIP(local) : null,
@@ -177,6 +190,9 @@ function decodeVxlan(data: Uint8Array): VxlanInfo {
     ttl: ttl ? getU8(ttl) : 0,
     group: group && group.some((x) => x !== 0) ? getIP(group) : null,
     gbp: d.has(IFLA_VXLAN_GBP),
+    proxy: flag(IFLA_VXLAN_PROXY),
+    l2miss: flag(IFLA_VXLAN_L2MISS),
+    l3miss: flag(IFLA_VXLAN_L3MISS),
   };
 }
 

@@ -22,9 +22,16 @@ export const VXLAN_CONFIG = { Network: "10.1.0.0/16", Backend: { Type: "vxlan" }
 /** The host-gw config used by these tests. */
 export const HOSTGW_CONFIG = { Network: "10.1.0.0/16", Backend: { Type: "host-gw" } };
 
-/** Starts flannel on `host`, waits for READY and puts the container address on lo. */
-export async function startNode(host: Host, extraArgs: string[] = []): Promise<Node> {
-  const daemon = host.startFlannel(extraArgs);
+/**
+ * Starts flannel on `host` (or takes `started`, a daemon already spawned there), waits for READY
+ * and puts the container address on lo.
+ */
+export async function startNode(
+  host: Host,
+  extraArgs: string[] = [],
+  started?: Daemon,
+): Promise<Node> {
+  const daemon = started ?? host.startFlannel(extraArgs);
   try {
     await daemon.waitReady(30_000);
   } catch (err) {

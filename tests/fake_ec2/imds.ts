@@ -16,8 +16,11 @@ export class FakeImds {
     if (f.imdsDown) {
       // Never answer: the client times out as it would off EC2.
       await new Promise<void>((resolve) => {
-        req.signal.addEventListener("abort", () => resolve(), { once: true });
-        setTimeout(resolve, 30_000);
+        const timer = setTimeout(resolve, 30_000);
+        req.signal.addEventListener("abort", () => {
+          clearTimeout(timer);
+          resolve();
+        }, { once: true });
       });
       return new Response(null, { status: 504 });
     }

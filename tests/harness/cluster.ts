@@ -39,6 +39,16 @@ export type { ExecResult } from "./netns.ts";
 /** The repository root (two levels above this file). */
 export const REPO_ROOT: string = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 
+/**
+ * The daemon's V8 flags as `deno run` arguments, taken from deno.json's compile task (the one place
+ * they are set), so that daemons started from source run as the compiled binary does.
+ */
+export const DAEMON_V8_FLAGS: string[] = (() => {
+  const config = JSON.parse(Deno.readTextFileSync(`${REPO_ROOT}/deno.json`));
+  const flags = /--v8-flags=(\S+)/.exec(config.tasks?.compile ?? "")?.[1];
+  return flags ? [`--v8-flags=${flags}`] : [];
+})();
+
 /** The default etcd key prefix of flannel. */
 export const ETCD_PREFIX = "/coreos.com/network";
 
@@ -106,7 +116,7 @@ export class Host {
   }
 
   /**
-   * Starts `deno run -A main.ts` in this host with `--etcd-endpoints`, `--iface=eth0` and
+   * Starts `deno run -A --v8-flags=… main.ts` ({@link DAEMON_V8_FLAGS}) in this host with `--etcd-endpoints`, `--iface=eth0` and
    * `--subnet-file` (and the TLS files when etcd uses TLS), then `extraArgs` (which win, as the
    * last occurrence of a Go flag does). The environment is only PATH, HOME, DENO_DIR (shared with
    * the test, so no download), NO_COLOR and `env`.
@@ -129,7 +139,7 @@ export class Host {
     ];
     const d = Daemon.spawn({
       ns: this.ns,
-      cmd: [Deno.execPath(), "run", "-A", `${REPO_ROOT}/main.ts`, ...args],
+      cmd: [Deno.execPath(), "run", "-A", ...DAEMON_V8_FLAGS, `${REPO_ROOT}/main.ts`, ...args],
       env: { ...baseEnv(), ...env },
       cwd: REPO_ROOT,
       logFile: `${this.dir}/flanneld.${this.daemons.length + 1}.log`,

@@ -4,6 +4,7 @@
  */
 
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
+import { asRoot } from "./root.ts";
 
 interface Res {
   ok?: unknown;
@@ -70,207 +71,219 @@ async function ipj(ns: string, ...args: string[]): Promise<any> {
   return JSON.parse(text.trim() || "[]");
 }
 
-Deno.test("linkAddVxlan() creates the link `ip -d -j link` reads back; EEXIST on a duplicate", async () => {
-  await withNs(async (ns, v0) => {
-    const spec = {
-      name: "flannel.1",
-      vni: 1,
-      local: "10.0.0.1",
-      lowerIndex: v0,
-      port: 8472,
-      learning: false,
-      ttl: 0,
-      mtu: 1450,
-    };
-    const [add, dup, got] = await verbs(ns, [["linkAddVxlan", spec], ["linkAddVxlan", spec], [
-      "linkGet",
-      "flannel.1",
-    ]]);
-    assertEquals(add, { ok: null });
-    assertEquals(dup.err?.code, "EEXIST");
-    assertEquals(dup.err?.message, "RTM_NEWLINK: EEXIST (File exists)");
-    const [ipLink] = await ipj(ns, "ip", "-d", "-j", "link", "show", "flannel.1");
-    const d = ipLink.linkinfo.info_data;
-    assertEquals(ipLink.linkinfo.info_kind, "vxlan");
-    assertEquals([d.id, d.port, d.local, d.learning, d.link, ipLink.mtu], [
-      1,
-      8472,
-      "10.0.0.1",
-      false,
-      "v0",
-      1450,
-    ]);
-    // deno-lint-ignore no-explicit-any
-    const link = got.ok as any;
-    assertEquals(link.index, ipLink.ifindex);
-    assertEquals(link.mac, ipLink.address);
-    assertEquals(link.vxlan, {
-      vni: 1,
-      local: "10.0.0.1",
-      lowerIndex: v0,
-      port: 8472,
-      learning: false,
-      ttl: 0,
-      group: null,
-      gbp: false,
+Deno.test(
+  asRoot("linkAddVxlan() creates the link `ip -d -j link` reads back; EEXIST on a duplicate"),
+  async () => {
+    await withNs(async (ns, v0) => {
+      const spec = {
+        name: "flannel.1",
+        vni: 1,
+        local: "10.0.0.1",
+        lowerIndex: v0,
+        port: 8472,
+        learning: false,
+        ttl: 0,
+        mtu: 1450,
+      };
+      const [add, dup, got] = await verbs(ns, [["linkAddVxlan", spec], ["linkAddVxlan", spec], [
+        "linkGet",
+        "flannel.1",
+      ]]);
+      assertEquals(add, { ok: null });
+      assertEquals(dup.err?.code, "EEXIST");
+      assertEquals(dup.err?.message, "RTM_NEWLINK: EEXIST (File exists)");
+      const [ipLink] = await ipj(ns, "ip", "-d", "-j", "link", "show", "flannel.1");
+      const d = ipLink.linkinfo.info_data;
+      assertEquals(ipLink.linkinfo.info_kind, "vxlan");
+      assertEquals([d.id, d.port, d.local, d.learning, d.link, ipLink.mtu], [
+        1,
+        8472,
+        "10.0.0.1",
+        false,
+        "v0",
+        1450,
+      ]);
+      // deno-lint-ignore no-explicit-any
+      const link = got.ok as any;
+      assertEquals(link.index, ipLink.ifindex);
+      assertEquals(link.mac, ipLink.address);
+      assertEquals(link.vxlan, {
+        vni: 1,
+        local: "10.0.0.1",
+        lowerIndex: v0,
+        port: 8472,
+        learning: false,
+        ttl: 0,
+        group: null,
+        gbp: false,
+        proxy: false,
+        l2miss: false,
+        l3miss: false,
+      });
+      assertEquals(link.up, false);
+
+      const idx = link.index as number;
+      const [up, mtu, mac, list, del, gone, missing] = await verbs(ns, [
+        ["linkSetUp", idx],
+        ["linkSetMtu", idx, 1400],
+        ["linkSetAddress", idx, "0e:11:22:33:44:66"],
+        ["linkList"],
+        ["linkDelete", idx],
+        ["linkGet", idx],
+        ["linkGet", "nope0"],
+      ]);
+      assertEquals([up, mtu, mac], [{ ok: null }, { ok: null }, { ok: null }]);
+      // deno-lint-ignore no-explicit-any
+      const f = (list.ok as any[]).find((l) => l.name === "flannel.1");
+      assertEquals([f.up, f.mtu, f.mac, f.kind], [true, 1400, "0e:11:22:33:44:66", "vxlan"]);
+      // deno-lint-ignore no-explicit-any
+      ok((list.ok as any[]).some((l) => l.name === "v0" && l.kind === "veth"));
+      assertEquals([del, gone, missing], [{ ok: null }, { ok: null }, { ok: null }]);
+      assertEquals(await ipj(ns, "ip", "-j", "link", "show", "type", "vxlan"), []);
     });
-    assertEquals(link.up, false);
+  },
+);
 
-    const idx = link.index as number;
-    const [up, mtu, mac, list, del, gone, missing] = await verbs(ns, [
-      ["linkSetUp", idx],
-      ["linkSetMtu", idx, 1400],
-      ["linkSetAddress", idx, "0e:11:22:33:44:66"],
-      ["linkList"],
-      ["linkDelete", idx],
-      ["linkGet", idx],
-      ["linkGet", "nope0"],
-    ]);
-    assertEquals([up, mtu, mac], [{ ok: null }, { ok: null }, { ok: null }]);
-    // deno-lint-ignore no-explicit-any
-    const f = (list.ok as any[]).find((l) => l.name === "flannel.1");
-    assertEquals([f.up, f.mtu, f.mac, f.kind], [true, 1400, "0e:11:22:33:44:66", "vxlan"]);
-    // deno-lint-ignore no-explicit-any
-    ok((list.ok as any[]).some((l) => l.name === "v0" && l.kind === "veth"));
-    assertEquals([del, gone, missing], [{ ok: null }, { ok: null }, { ok: null }]);
-    assertEquals(await ipj(ns, "ip", "-j", "link", "show", "type", "vxlan"), []);
-  });
-});
+Deno.test(
+  asRoot("addresses, routes, ARP and FDB entries match `ip -j` and `bridge -j`"),
+  async () => {
+    await withNs(async (ns, v0) => {
+      const [add] = await verbs(ns, [["linkAddVxlan", {
+        name: "flannel.1",
+        vni: 1,
+        local: "10.0.0.1",
+        lowerIndex: v0,
+      }]]);
+      assertEquals(add, { ok: null });
+      const fl = JSON.parse(
+        await run(["ip", "netns", "exec", ns, "ip", "-j", "link", "show", "flannel.1"]),
+      )[0].ifindex as number;
+      const mac = "0e:aa:bb:cc:dd:ee";
+      const r = await verbs(ns, [
+        ["linkSetUp", fl],
+        ["addrAdd", fl, "10.1.15.0/32"],
+        ["addrAdd", fl, "10.1.15.0/32"],
+        ["routeReplace", { dst: "10.1.7.0/24", gateway: "10.1.7.0", oif: fl, onlink: true }],
+        ["routeReplace", { dst: "10.2.0.0/16", gateway: "10.0.0.2", oif: v0 }],
+        ["routeAdd", { dst: "10.2.0.0/16", gateway: "10.0.0.2", oif: v0 }],
+        ["routeReplace", { dst: "0.0.0.0/0", gateway: "10.0.0.254", oif: v0 }],
+        ["neighSet", fl, "10.1.7.0", mac],
+        ["fdbSet", fl, mac, "10.0.0.2"],
+        ["addrList", fl],
+        ["routeList"],
+        ["neighList", fl],
+        ["fdbList", fl],
+        ["defaultRoute"],
+        ["routeGet", "10.1.7.5"],
+        ["routeReplace", { dst: "10.3.0.0/16", oif: 9999 }],
+        ["neighSet", 9999, "10.1.7.1", mac],
+      ]);
+      for (const i of [0, 1, 3, 4, 6, 7, 8]) assertEquals(r[i], { ok: null }, `op ${i}`);
+      assertEquals(r[2].err?.code, "EEXIST");
+      match(r[2].err!.message, /^RTM_NEWADDR: EEXIST \(File exists\)/);
+      assertEquals(r[5].err?.code, "EEXIST");
+      match(r[5].err!.message, /^RTM_NEWROUTE: EEXIST \(File exists\)/);
+      assertEquals(r[15].err?.code, "ENODEV");
+      match(r[15].err!.message, /^RTM_NEWROUTE: ENODEV \(No such device\)/);
+      assertEquals(r[16].err?.code, "ENODEV");
 
-Deno.test("addresses, routes, ARP and FDB entries match `ip -j` and `bridge -j`", async () => {
-  await withNs(async (ns, v0) => {
-    const [add] = await verbs(ns, [["linkAddVxlan", {
-      name: "flannel.1",
-      vni: 1,
-      local: "10.0.0.1",
-      lowerIndex: v0,
-    }]]);
-    assertEquals(add, { ok: null });
-    const fl = JSON.parse(
-      await run(["ip", "netns", "exec", ns, "ip", "-j", "link", "show", "flannel.1"]),
-    )[0].ifindex as number;
-    const mac = "0e:aa:bb:cc:dd:ee";
-    const r = await verbs(ns, [
-      ["linkSetUp", fl],
-      ["addrAdd", fl, "10.1.15.0/32"],
-      ["addrAdd", fl, "10.1.15.0/32"],
-      ["routeReplace", { dst: "10.1.7.0/24", gateway: "10.1.7.0", oif: fl, onlink: true }],
-      ["routeReplace", { dst: "10.2.0.0/16", gateway: "10.0.0.2", oif: v0 }],
-      ["routeAdd", { dst: "10.2.0.0/16", gateway: "10.0.0.2", oif: v0 }],
-      ["routeReplace", { dst: "0.0.0.0/0", gateway: "10.0.0.254", oif: v0 }],
-      ["neighSet", fl, "10.1.7.0", mac],
-      ["fdbSet", fl, mac, "10.0.0.2"],
-      ["addrList", fl],
-      ["routeList"],
-      ["neighList", fl],
-      ["fdbList", fl],
-      ["defaultRoute"],
-      ["routeGet", "10.1.7.5"],
-      ["routeReplace", { dst: "10.3.0.0/16", oif: 9999 }],
-      ["neighSet", 9999, "10.1.7.1", mac],
-    ]);
-    for (const i of [0, 1, 3, 4, 6, 7, 8]) assertEquals(r[i], { ok: null }, `op ${i}`);
-    assertEquals(r[2].err?.code, "EEXIST");
-    match(r[2].err!.message, /^RTM_NEWADDR: EEXIST \(File exists\)/);
-    assertEquals(r[5].err?.code, "EEXIST");
-    match(r[5].err!.message, /^RTM_NEWROUTE: EEXIST \(File exists\)/);
-    assertEquals(r[15].err?.code, "ENODEV");
-    match(r[15].err!.message, /^RTM_NEWROUTE: ENODEV \(No such device\)/);
-    assertEquals(r[16].err?.code, "ENODEV");
+      // Addresses.
+      const ipAddr =
+        (await ipj(ns, "ip", "-4", "-j", "addr", "show", "dev", "flannel.1"))[0].addr_info;
+      assertEquals(
+        ipAddr.map((a: { local: string; prefixlen: number }) => [a.local, a.prefixlen]),
+        [[
+          "10.1.15.0",
+          32,
+        ]],
+      );
+      assertEquals(r[9].ok, [{ index: fl, address: "10.1.15.0", prefix: 32, scope: 0 }]);
 
-    // Addresses.
-    const ipAddr =
-      (await ipj(ns, "ip", "-4", "-j", "addr", "show", "dev", "flannel.1"))[0].addr_info;
-    assertEquals(ipAddr.map((a: { local: string; prefixlen: number }) => [a.local, a.prefixlen]), [[
-      "10.1.15.0",
-      32,
-    ]]);
-    assertEquals(r[9].ok, [{ index: fl, address: "10.1.15.0", prefix: 32, scope: 0 }]);
+      // Routes: what `ip -d -j route` shows (-d prints "proto boot"), and what routeList() decodes.
+      const ipRoutes = await ipj(ns, "ip", "-d", "-j", "route", "show");
+      const onlink = ipRoutes.find((x: { dst: string }) => x.dst === "10.1.7.0/24");
+      assertEquals([onlink.gateway, onlink.dev, onlink.flags, onlink.protocol], [
+        "10.1.7.0",
+        "flannel.1",
+        ["onlink"],
+        "boot",
+      ]);
+      const gw = ipRoutes.find((x: { dst: string }) => x.dst === "10.2.0.0/16");
+      assertEquals([gw.gateway, gw.dev], ["10.0.0.2", "v0"]);
+      // deno-lint-ignore no-explicit-any
+      const routes = r[10].ok as any[];
+      assertEquals(routes.length, ipRoutes.length);
+      const ours = routes.find((x) => x.dst === "10.1.7.0/24");
+      assertEquals([ours.gateway, ours.oif, ours.flags & 4, ours.protocol, ours.table], [
+        "10.1.7.0",
+        fl,
+        4,
+        3,
+        254,
+      ]);
+      ok(routes.some((x) => x.dst === "0.0.0.0/0" && x.gateway === "10.0.0.254"));
+      assertEquals(r[13].ok, { index: v0, gateway: "10.0.0.254" });
+      // deno-lint-ignore no-explicit-any
+      const got = r[14].ok as any;
+      assertEquals([got.gateway, got.oif, got.prefsrc], ["10.1.7.0", fl, "10.1.15.0"]);
 
-    // Routes: what `ip -d -j route` shows (-d prints "proto boot"), and what routeList() decodes.
-    const ipRoutes = await ipj(ns, "ip", "-d", "-j", "route", "show");
-    const onlink = ipRoutes.find((x: { dst: string }) => x.dst === "10.1.7.0/24");
-    assertEquals([onlink.gateway, onlink.dev, onlink.flags, onlink.protocol], [
-      "10.1.7.0",
-      "flannel.1",
-      ["onlink"],
-      "boot",
-    ]);
-    const gw = ipRoutes.find((x: { dst: string }) => x.dst === "10.2.0.0/16");
-    assertEquals([gw.gateway, gw.dev], ["10.0.0.2", "v0"]);
-    // deno-lint-ignore no-explicit-any
-    const routes = r[10].ok as any[];
-    assertEquals(routes.length, ipRoutes.length);
-    const ours = routes.find((x) => x.dst === "10.1.7.0/24");
-    assertEquals([ours.gateway, ours.oif, ours.flags & 4, ours.protocol, ours.table], [
-      "10.1.7.0",
-      fl,
-      4,
-      3,
-      254,
-    ]);
-    ok(routes.some((x) => x.dst === "0.0.0.0/0" && x.gateway === "10.0.0.254"));
-    assertEquals(r[13].ok, { index: v0, gateway: "10.0.0.254" });
-    // deno-lint-ignore no-explicit-any
-    const got = r[14].ok as any;
-    assertEquals([got.gateway, got.oif, got.prefsrc], ["10.1.7.0", fl, "10.1.15.0"]);
+      // ARP and FDB.
+      const ipNeigh = await ipj(ns, "ip", "-j", "neigh", "show", "dev", "flannel.1");
+      assertEquals(
+        ipNeigh.map((
+          n: { dst: string; lladdr: string; state: string[] },
+        ) => [n.dst, n.lladdr, n.state]),
+        [
+          ["10.1.7.0", mac, ["PERMANENT"]],
+        ],
+      );
+      assertEquals(r[11].ok, [
+        { index: fl, ip: "10.1.7.0", mac, state: 0x80, flags: 0, permanent: true },
+      ]);
+      const fdb = (await ipj(ns, "bridge", "-j", "fdb", "show", "dev", "flannel.1"))
+        .filter((e: { mac: string }) => e.mac === mac);
+      assertEquals(
+        fdb.map((e: { dst: string; state: string; flags: string[] }) => [e.dst, e.state, e.flags]),
+        [
+          ["10.0.0.2", "permanent", ["self"]],
+        ],
+      );
+      // deno-lint-ignore no-explicit-any
+      assertEquals((r[12].ok as any[]).filter((e) => e.mac === mac), [
+        { index: fl, mac, dst: "10.0.0.2", state: 0xc0, flags: 2, permanent: true },
+      ]);
 
-    // ARP and FDB.
-    const ipNeigh = await ipj(ns, "ip", "-j", "neigh", "show", "dev", "flannel.1");
-    assertEquals(
-      ipNeigh.map((
-        n: { dst: string; lladdr: string; state: string[] },
-      ) => [n.dst, n.lladdr, n.state]),
-      [
-        ["10.1.7.0", mac, ["PERMANENT"]],
-      ],
-    );
-    assertEquals(r[11].ok, [
-      { index: fl, ip: "10.1.7.0", mac, state: 0x80, flags: 0, permanent: true },
-    ]);
-    const fdb = (await ipj(ns, "bridge", "-j", "fdb", "show", "dev", "flannel.1"))
-      .filter((e: { mac: string }) => e.mac === mac);
-    assertEquals(
-      fdb.map((e: { dst: string; state: string; flags: string[] }) => [e.dst, e.state, e.flags]),
-      [
-        ["10.0.0.2", "permanent", ["self"]],
-      ],
-    );
-    // deno-lint-ignore no-explicit-any
-    assertEquals((r[12].ok as any[]).filter((e) => e.mac === mac), [
-      { index: fl, mac, dst: "10.0.0.2", state: 0xc0, flags: 2, permanent: true },
-    ]);
+      // The kernel keeps several destinations only for the all-zeros (flood) MAC; for a unicast
+      // MAC, NLM_F_APPEND is accepted and changes nothing.
+      const zero = "00:00:00:00:00:00";
+      const d = await verbs(ns, [
+        ["fdbAppend", fl, zero, "10.0.0.3"],
+        ["fdbAppend", fl, zero, "10.0.0.4"],
+        ["fdbList", fl],
+        ["fdbDel", fl, zero, "10.0.0.3"],
+        ["fdbDel", fl, zero, "10.0.0.4"],
+        ["fdbDel", fl, mac, "10.0.0.2"],
+        ["neighDel", fl, "10.1.7.0"],
+        ["routeDel", { dst: "10.1.7.0/24", gateway: "10.1.7.0", oif: fl }],
+        ["routeDel", { dst: "10.1.7.0/24", gateway: "10.1.7.0", oif: fl }],
+        ["addrDel", fl, "10.1.15.0/32"],
+      ]);
+      for (const i of [0, 1, 3, 4, 5, 6, 7, 9]) assertEquals(d[i], { ok: null }, `op ${i}`);
+      // deno-lint-ignore no-explicit-any
+      const flood = (d[2].ok as any[]).filter((e) => e.mac === zero).map((e) => e.dst).sort();
+      assertEquals(flood, ["10.0.0.3", "10.0.0.4"]);
+      assertEquals(d[8].err?.code, "ESRCH");
+      match(d[8].err!.message, /^RTM_DELROUTE: ESRCH \(No such process\)/);
+      const left = (await ipj(ns, "bridge", "-j", "fdb", "show", "dev", "flannel.1"))
+        .filter((e: { mac: string }) => e.mac === mac || e.mac === zero);
+      assertEquals(left, []);
+      assertEquals(await ipj(ns, "ip", "-j", "neigh", "show", "dev", "flannel.1"), []);
+      assertEquals(await ipj(ns, "ip", "-j", "route", "show", "10.1.7.0/24"), []);
+    });
+  },
+);
 
-    // The kernel keeps several destinations only for the all-zeros (flood) MAC; for a unicast
-    // MAC, NLM_F_APPEND is accepted and changes nothing.
-    const zero = "00:00:00:00:00:00";
-    const d = await verbs(ns, [
-      ["fdbAppend", fl, zero, "10.0.0.3"],
-      ["fdbAppend", fl, zero, "10.0.0.4"],
-      ["fdbList", fl],
-      ["fdbDel", fl, zero, "10.0.0.3"],
-      ["fdbDel", fl, zero, "10.0.0.4"],
-      ["fdbDel", fl, mac, "10.0.0.2"],
-      ["neighDel", fl, "10.1.7.0"],
-      ["routeDel", { dst: "10.1.7.0/24", gateway: "10.1.7.0", oif: fl }],
-      ["routeDel", { dst: "10.1.7.0/24", gateway: "10.1.7.0", oif: fl }],
-      ["addrDel", fl, "10.1.15.0/32"],
-    ]);
-    for (const i of [0, 1, 3, 4, 5, 6, 7, 9]) assertEquals(d[i], { ok: null }, `op ${i}`);
-    // deno-lint-ignore no-explicit-any
-    const flood = (d[2].ok as any[]).filter((e) => e.mac === zero).map((e) => e.dst).sort();
-    assertEquals(flood, ["10.0.0.3", "10.0.0.4"]);
-    assertEquals(d[8].err?.code, "ESRCH");
-    match(d[8].err!.message, /^RTM_DELROUTE: ESRCH \(No such process\)/);
-    const left = (await ipj(ns, "bridge", "-j", "fdb", "show", "dev", "flannel.1"))
-      .filter((e: { mac: string }) => e.mac === mac || e.mac === zero);
-    assertEquals(left, []);
-    assertEquals(await ipj(ns, "ip", "-j", "neigh", "show", "dev", "flannel.1"), []);
-    assertEquals(await ipj(ns, "ip", "-j", "route", "show", "10.1.7.0/24"), []);
-  });
-});
-
-Deno.test("a dump of 10,000 routes completes and parses", async () => {
+Deno.test(asRoot("a dump of 10,000 routes completes and parses"), async () => {
   await withNs(async (ns, v0) => {
     const [bulk, list] = await verbs(ns, [["bulkRoutes", 10_000, v0], ["routeList"]]);
     ok(typeof bulk.ok === "number");
@@ -283,7 +296,7 @@ Deno.test("a dump of 10,000 routes completes and parses", async () => {
   });
 });
 
-Deno.test("subscribe() delivers a route added by `ip` and ends on abort", async () => {
+Deno.test(asRoot("subscribe() delivers a route added by `ip` and ends on abort"), async () => {
   await withNs(async (ns) => {
     const child = new Deno.Command("ip", {
       args: [
@@ -331,21 +344,24 @@ Deno.test("subscribe() delivers a route added by `ip` and ends on abort", async 
   });
 });
 
-Deno.test("subscribe() reports ENOBUFS as resync and keeps delivering afterwards", async () => {
-  await withNs(async (ns, v0) => {
-    const out = await run([
-      "ip",
-      "netns",
-      "exec",
-      ns,
-      Deno.execPath(),
-      "run",
-      "-A",
-      CHILD,
-      JSON.stringify([["overrun", v0]]),
-    ]);
-    const r = JSON.parse(out);
-    ok(r.resyncs >= 1, `resync reported: ${out}`);
-    ok(r.after?.startsWith("10.250."), `a change after the resync arrives: ${out}`);
-  });
-});
+Deno.test(
+  asRoot("subscribe() reports ENOBUFS as resync and keeps delivering afterwards"),
+  async () => {
+    await withNs(async (ns, v0) => {
+      const out = await run([
+        "ip",
+        "netns",
+        "exec",
+        ns,
+        Deno.execPath(),
+        "run",
+        "-A",
+        CHILD,
+        JSON.stringify([["overrun", v0]]),
+      ]);
+      const r = JSON.parse(out);
+      ok(r.resyncs >= 1, `resync reported: ${out}`);
+      ok(r.after?.startsWith("10.250."), `a change after the resync arrives: ${out}`);
+    });
+  },
+);

@@ -8,6 +8,10 @@
 
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, runOk, uniqueTag } from "../harness/netns.ts";
+import { asRoot } from "./root.ts";
+// Static, so libc is opened (once per isolate, for the process's life) before any test starts:
+// opened inside a test, the resource sanitizer would report the library as leaked.
+import { openTun } from "../../ffi/tun.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 
@@ -77,25 +81,27 @@ if (import.meta.main) {
   await child(Deno.args[0] ?? "plain");
 } else {
   for (const kind of ["plain", "vnet"]) {
-    Deno.test(`a TUN device (${kind}) carries an ICMP echo both ways: the kernel answers`, async () => {
-      const { result } = await inNamespace(kind);
-      assert.match(result.name, /^fltest\d+$/);
-      assert.equal(result.written, 60 + (kind === "vnet" ? 10 : 0));
-      assert.ok(result.reply, "no echo reply read back from the TUN");
-      const p = result.reply!;
-      assert.deepEqual(p.slice(12, 20), [10, 99, 0, 1, 10, 99, 0, 2], "reply addresses");
-      assert.deepEqual(p.slice(24, 28), [0x42, 0x42, 0, 7], "reply id and sequence");
-      assert.deepEqual(p.slice(28), Array.from({ length: 32 }, (_, i) => i), "payload echoed");
-      assert.equal(result.qlen, 1000);
-    });
+    Deno.test(
+      asRoot(`a TUN device (${kind}) carries an ICMP echo both ways: the kernel answers`),
+      async () => {
+        const { result } = await inNamespace(kind);
+        assert.match(result.name, /^fltest\d+$/);
+        assert.equal(result.written, 60 + (kind === "vnet" ? 10 : 0));
+        assert.ok(result.reply, "no echo reply read back from the TUN");
+        const p = result.reply!;
+        assert.deepEqual(p.slice(12, 20), [10, 99, 0, 1, 10, 99, 0, 2], "reply addresses");
+        assert.deepEqual(p.slice(24, 28), [0x42, 0x42, 0, 7], "reply id and sequence");
+        assert.deepEqual(p.slice(28), Array.from({ length: 32 }, (_, i) => i), "payload echoed");
+        assert.equal(result.qlen, 1000);
+      },
+    );
   }
 
-  Deno.test("openTun() refuses a name that is too long with a readable error", async () => {
-    const tun = await import("../../ffi/tun.ts");
-    assert.throws(() => tun.openTun({ name: "x".repeat(20) }), /Interface name too long/);
+  Deno.test(asRoot("openTun() refuses a name that is too long with a readable error"), () => {
+    assert.throws(() => openTun({ name: "x".repeat(20) }), /Interface name too long/);
   });
 
-  Deno.test("TUNSETIFF errors carry the errno name", async () => {
+  Deno.test(asRoot("TUNSETIFF errors carry the errno name"), async () => {
     const ns = `${uniqueTag()}-tun`;
     await createNamespace(ns);
     try {

@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, runOk, uniqueTag } from "../harness/netns.ts";
+import { asRoot } from "./root.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 const PORT = 8285;
@@ -400,9 +401,13 @@ async function watchFailure(): Promise<void> {
 if (import.meta.main) {
   await child(JSON.parse(Deno.args[0]));
 } else {
-  Deno.test("udp backend, offloads off: ping, MTU, departed peer, non-peer drops", () =>
-    scenario(false));
-  Deno.test("udp backend, offloads on: ping, MTU, departed peer, non-peer drops", () =>
-    scenario(true));
-  Deno.test("udp backend: run() rejects when the lease watch fails", watchFailure);
+  Deno.test(
+    asRoot("udp backend, offloads off: ping, MTU, departed peer, non-peer drops"),
+    () => scenario(false),
+  );
+  Deno.test(
+    asRoot("udp backend, offloads on: ping, MTU, departed peer, non-peer drops"),
+    () => scenario(true),
+  );
+  Deno.test(asRoot("udp backend: run() rejects when the lease watch fails"), watchFailure);
 }

@@ -26,6 +26,7 @@ import {
 } from "../../ffi/udp.ts";
 import { POLLIN } from "../../ffi/structs.ts";
 import { isErrno } from "../../ffi/errno.ts";
+import { asRoot } from "./root.ts";
 
 const LO = 0x7f000001;
 
@@ -41,7 +42,7 @@ function waitReadable(fd: number, ms = 1000): boolean {
   return new Poller([fd], POLLIN).poll(ms) > 0;
 }
 
-Deno.test("sendto() and recvfrom() carry a datagram with its source address", () => {
+Deno.test(asRoot("sendto() and recvfrom() carry a datagram with its source address"), () => {
   const { a, b, pa, pb } = pair();
   try {
     assert.equal(recvfrom(b, new Uint8Array(100)), null, "nothing waiting: EAGAIN → null");
@@ -57,7 +58,7 @@ Deno.test("sendto() and recvfrom() carry a datagram with its source address", ()
   }
 });
 
-Deno.test("bind() to a taken port fails with EADDRINUSE and names the address", () => {
+Deno.test(asRoot("bind() to a taken port fails with EADDRINUSE and names the address"), () => {
   const { a, pa } = pair();
   const c = udpSocket();
   try {
@@ -71,39 +72,42 @@ Deno.test("bind() to a taken port fails with EADDRINUSE and names the address", 
   }
 });
 
-Deno.test("DatagramBatch sends 40 datagrams with sendmmsg and receives them with recvmmsg", () => {
-  const { a, b, pa, pb } = pair();
-  const tx = new DatagramBatch(40, 2048);
-  const rx = new DatagramBatch(64, 2048);
-  try {
-    for (let i = 0; i < 40; i++) {
-      tx.payload(i).fill(i, 0, 100 + i);
-      tx.setSend(i, 100 + i, LO, pb);
-    }
-    assert.equal(tx.send(a.fd, 40), 40);
-    let got = 0;
-    while (got < 40 && waitReadable(b.fd)) {
-      const n = rx.recv(b.fd);
-      assert.ok(n > 0, `recvmmsg: ${n}`);
-      for (let i = 0; i < n; i++) {
-        const k = got + i;
-        assert.equal(rx.len(i), 100 + k);
-        assert.equal(rx.addrIp(i), LO);
-        assert.equal(rx.addrPort(i), pa);
-        assert.equal(rx.truncated(i), false);
-        assert.ok(rx.payload(i).subarray(0, 100 + k).every((x) => x === k));
+Deno.test(
+  asRoot("DatagramBatch sends 40 datagrams with sendmmsg and receives them with recvmmsg"),
+  () => {
+    const { a, b, pa, pb } = pair();
+    const tx = new DatagramBatch(40, 2048);
+    const rx = new DatagramBatch(64, 2048);
+    try {
+      for (let i = 0; i < 40; i++) {
+        tx.payload(i).fill(i, 0, 100 + i);
+        tx.setSend(i, 100 + i, LO, pb);
       }
-      got += n;
+      assert.equal(tx.send(a.fd, 40), 40);
+      let got = 0;
+      while (got < 40 && waitReadable(b.fd)) {
+        const n = rx.recv(b.fd);
+        assert.ok(n > 0, `recvmmsg: ${n}`);
+        for (let i = 0; i < n; i++) {
+          const k = got + i;
+          assert.equal(rx.len(i), 100 + k);
+          assert.equal(rx.addrIp(i), LO);
+          assert.equal(rx.addrPort(i), pa);
+          assert.equal(rx.truncated(i), false);
+          assert.ok(rx.payload(i).subarray(0, 100 + k).every((x) => x === k));
+        }
+        got += n;
+      }
+      assert.equal(got, 40);
+      assert.equal(rx.recv(b.fd), -11, "empty socket: -EAGAIN");
+    } finally {
+      a.close();
+      b.close();
     }
-    assert.equal(got, 40);
-    assert.equal(rx.recv(b.fd), -11, "empty socket: -EAGAIN");
-  } finally {
-    a.close();
-    b.close();
-  }
-});
+  },
+);
 
-Deno.test("DatagramBatch reports a datagram larger than its slot as truncated", () => {
+Deno.test(asRoot("DatagramBatch reports a datagram larger than its slot as truncated"), () => {
   const { a, b, pb } = pair();
   const rx = new DatagramBatch(4, 100);
   try {
@@ -118,53 +122,59 @@ Deno.test("DatagramBatch reports a datagram larger than its slot as truncated", 
   }
 });
 
-Deno.test("a UDP GSO send arrives as segments, or coalesced with the GRO segment size", async (t) => {
-  for (const gro of [false, true]) {
-    await t.step(gro ? "receiver with UDP_GRO" : "receiver without GRO", () => {
-      const { a, b, pb } = pair();
-      const tx = new DatagramBatch(1, 4096);
-      const rx = new DatagramBatch(8, 65536);
-      try {
-        if (gro) setsockoptInt(b, SOL_UDP, UDP_GRO, 1);
-        for (let i = 0; i < 350; i++) tx.payload(0)[i] = i & 0xff;
-        tx.setSend(0, 350, LO, pb, 100);
-        assert.equal(tx.send(a.fd, 1), 1);
-        const lens: number[] = [];
-        const sizes: number[] = [];
-        while (lens.reduce((x, y) => x + y, 0) < 350 && waitReadable(b.fd)) {
-          const n = rx.recv(b.fd, 8, gro);
-          for (let i = 0; i < n; i++) {
-            lens.push(rx.len(i));
-            sizes.push(rx.groSize(i));
+Deno.test(
+  asRoot("a UDP GSO send arrives as segments, or coalesced with the GRO segment size"),
+  async (t) => {
+    for (const gro of [false, true]) {
+      await t.step(gro ? "receiver with UDP_GRO" : "receiver without GRO", () => {
+        const { a, b, pb } = pair();
+        const tx = new DatagramBatch(1, 4096);
+        const rx = new DatagramBatch(8, 65536);
+        try {
+          if (gro) setsockoptInt(b, SOL_UDP, UDP_GRO, 1);
+          for (let i = 0; i < 350; i++) tx.payload(0)[i] = i & 0xff;
+          tx.setSend(0, 350, LO, pb, 100);
+          assert.equal(tx.send(a.fd, 1), 1);
+          const lens: number[] = [];
+          const sizes: number[] = [];
+          while (lens.reduce((x, y) => x + y, 0) < 350 && waitReadable(b.fd)) {
+            const n = rx.recv(b.fd, 8, gro);
+            for (let i = 0; i < n; i++) {
+              lens.push(rx.len(i));
+              sizes.push(rx.groSize(i));
+            }
           }
+          if (gro) {
+            assert.deepEqual(lens, [350]);
+            assert.deepEqual(sizes, [100]);
+          } else {
+            assert.deepEqual(lens, [100, 100, 100, 50]);
+            assert.deepEqual(sizes, [0, 0, 0, 0]);
+          }
+        } finally {
+          a.close();
+          b.close();
         }
-        if (gro) {
-          assert.deepEqual(lens, [350]);
-          assert.deepEqual(sizes, [100]);
-        } else {
-          assert.deepEqual(lens, [100, 100, 100, 50]);
-          assert.deepEqual(sizes, [0, 0, 0, 0]);
-        }
-      } finally {
-        a.close();
-        b.close();
-      }
-    });
-  }
-});
+      });
+    }
+  },
+);
 
-Deno.test("setBufferSizes() sets 4 MiB buffers beyond rmem_max (the kernel reports double)", () => {
-  const s = udpSocket();
-  try {
-    setBufferSizes(s, 4 << 20);
-    assert.equal(getsockoptInt(s, SOL_SOCKET, SO_RCVBUF), 8 << 20);
-    assert.equal(getsockoptInt(s, SOL_SOCKET, SO_SNDBUF), 8 << 20);
-  } finally {
-    s.close();
-  }
-});
+Deno.test(
+  asRoot("setBufferSizes() sets 4 MiB buffers beyond rmem_max (the kernel reports double)"),
+  () => {
+    const s = udpSocket();
+    try {
+      setBufferSizes(s, 4 << 20);
+      assert.equal(getsockoptInt(s, SOL_SOCKET, SO_RCVBUF), 8 << 20);
+      assert.equal(getsockoptInt(s, SOL_SOCKET, SO_SNDBUF), 8 << 20);
+    } finally {
+      s.close();
+    }
+  },
+);
 
-Deno.test("Poller.poll() times out with 0 on an idle socket", () => {
+Deno.test(asRoot("Poller.poll() times out with 0 on an idle socket"), () => {
   const s = udpSocket();
   try {
     bind(s, LO, 0);
@@ -176,7 +186,7 @@ Deno.test("Poller.poll() times out with 0 on an idle socket", () => {
   }
 });
 
-Deno.test("Wakeup.signal() makes a poll return at once; drainEventFd() resets it", () => {
+Deno.test(asRoot("Wakeup.signal() makes a poll return at once; drainEventFd() resets it"), () => {
   using w = new Wakeup();
   const p = new Poller([w.fd.fd], POLLIN);
   assert.equal(p.poll(0), 0);

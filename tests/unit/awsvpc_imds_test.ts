@@ -1,5 +1,5 @@
 /**
- * readInstanceIdentity() (lib/backend/awsvpc/imds.ts) through the SDK's MetadataService against
+ * readInstanceIdentity() (lib/backend/awsvpc/imds.ts) against
  * the fake IMDS: IMDSv2 token first, IMDSv1 fallback, token required, and no IMDS at all.
  */
 
@@ -97,5 +97,17 @@ Deno.test("readInstanceIdentity() says the host does not look like EC2 when IMDS
       err.message,
       /^Cannot read the instance identity from the EC2 metadata service at http:\/\/127\.0\.0\.1:\d+: this host does not look like an EC2 instance/,
     );
+  });
+});
+
+Deno.test("readInstanceIdentity() ends at once with the abort reason, its timers cleared", async () => {
+  await withImds({ imdsDown: true }, async (endpoint) => {
+    const ac = new AbortController();
+    const t0 = performance.now();
+    const p = readInstanceIdentity({ endpoint, timeoutMs: 5_000, retries: 3 }, ac.signal);
+    setTimeout(() => ac.abort(new Error("stop")), 100);
+    await assert.rejects(p, /^Error: stop$/);
+    // The sanitizers fail this test if a request timer or a backoff sleep outlived the abort.
+    assert.ok(performance.now() - t0 < 2_000, "aborted promptly");
   });
 });

@@ -82,6 +82,10 @@ export class FakeNetlink {
         learning: spec.learning ?? true,
         ttl: spec.ttl ?? 0,
         group: null,
+        gbp: spec.gbp ?? false,
+        proxy: false,
+        l2miss: false,
+        l3miss: false,
       },
     });
   }

@@ -61,7 +61,43 @@ Deno.test("decodeLink() reads a vxlan RTM_NEWLINK reply with its IFLA_INFO_DATA"
       ttl: 0,
       group: null,
       gbp: false,
+      proxy: false,
+      l2miss: false,
+      l3miss: false,
     },
+  });
+});
+
+Deno.test("decodeLink() reads the vxlan modes: learning, proxy, l2miss, l3miss, gbp", async (t) => {
+  // capture.sh: flannel.2 as upstream v0.4.0 leaves it (`learning proxy l2miss l3miss`,
+  // IFLA_VXLAN_PROXY/L2MISS/L3MISS are u8 1), flannel.3 `nolearning gbp` (IFLA_VXLAN_GBP a flag).
+  const vxlanOf = (file: string, name: string) =>
+    fixture(file).filter((m) => m.type === RTM_NEWLINK).map(decodeLink).find((l) => l.name === name)
+      ?.vxlan;
+  const base = { local: ip("10.0.0.1"), lowerIndex: 3, ttl: 0, group: null };
+  await t.step("an upstream v0.4.0 device", () => {
+    assertEquals(vxlanOf("reply_link_get_vxlan_modes.hex", "flannel.2"), {
+      ...base,
+      vni: 2,
+      port: 8473,
+      learning: true,
+      gbp: false,
+      proxy: true,
+      l2miss: true,
+      l3miss: true,
+    });
+  });
+  await t.step("a GBP device", () => {
+    assertEquals(vxlanOf("reply_link_get_vxlan_gbp.hex", "flannel.3"), {
+      ...base,
+      vni: 3,
+      port: 8474,
+      learning: false,
+      gbp: true,
+      proxy: false,
+      l2miss: false,
+      l3miss: false,
+    });
   });
 });
 

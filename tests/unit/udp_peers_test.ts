@@ -66,3 +66,26 @@ Deno.test("PeerTable lookups stay fast with 10,000 peers", () => {
   // A linear scan of 10,000 entries takes tens of microseconds; a Map lookup well under one.
   assert.ok(perLookupNs < 1000, `lookup took ${perLookupNs.toFixed(0)} ns`);
 });
+
+Deno.test("PeerTable.source() holds exactly the subnets routed to an endpoint", () => {
+  const t = new PeerTable();
+  const h2 = ip("192.168.1.2");
+  t.set(ip("10.1.15.0"), 24, h2, 8285);
+  const s = t.source(h2, 8285)!;
+  assert.ok(s.holds(ip("10.1.15.0")), "the peer's flannel address (ICMP errors it sends)");
+  assert.ok(s.holds(ip("10.1.15.200")));
+  assert.equal(s.holds(ip("8.8.8.8")), false);
+  assert.equal(s.holds(ip("10.1.16.1")), false, "another peer's subnet");
+  assert.equal(t.source(h2, 8286), undefined);
+  t.set(ip("10.1.16.0"), 24, h2, 8285); // a second subnet for the same host
+  assert.ok(t.source(h2, 8285)!.holds(ip("10.1.16.1")));
+  t.set(ip("10.1.15.0"), 24, ip("192.168.1.3"), 8285); // 10.1.15.0/24 moved to another host
+  assert.equal(t.source(h2, 8285)!.holds(ip("10.1.15.9")), false);
+  assert.ok(t.source(ip("192.168.1.3"), 8285)!.holds(ip("10.1.15.9")));
+  t.delete(ip("10.1.16.0"), 24);
+  assert.equal(t.source(h2, 8285), undefined, "no subnet left: no longer a peer");
+  // High addresses (sign bit set) compare as unsigned.
+  t.set(ip("200.1.0.0"), 16, h2, 8285);
+  assert.ok(t.source(h2, 8285)!.holds(ip("200.1.255.255")));
+  assert.equal(t.source(h2, 8285)!.holds(ip("200.2.0.0")), false);
+});

@@ -55,6 +55,25 @@ Deno.test("incompatibility() names the first field that differs", () => {
     incompatibility({ ...link, vxlan: { ...link.vxlan!, group: ip("239.1.1.1") } }, spec),
     "multicast group 239.1.1.1, want none",
   );
+  const modes = (over: Partial<NonNullable<typeof link.vxlan>>) => ({
+    ...link,
+    vxlan: { ...link.vxlan!, ...over },
+  });
+  assert.equal(incompatibility(modes({ learning: true }), spec), "learning on, want off");
+  assert.equal(
+    incompatibility(link, { ...spec, learning: true }),
+    "learning off, want on",
+  );
+  assert.equal(incompatibility(link, { ...spec, gbp: true }), "gbp off, want on");
+  assert.equal(incompatibility(modes({ gbp: true }), spec), "gbp on, want off");
+  assert.equal(incompatibility(modes({ proxy: true }), spec), "proxy on, want off");
+  assert.equal(incompatibility(modes({ l2miss: true }), spec), "l2miss on, want off");
+  assert.equal(incompatibility(modes({ l3miss: true }), spec), "l3miss on, want off");
+  // Upstream v0.4.0's device: the first difference is named.
+  assert.equal(
+    incompatibility(modes({ learning: true, proxy: true, l2miss: true, l3miss: true }), spec),
+    "learning on, want off",
+  );
 });
 
 Deno.test("ensureDevice()", async (t) => {
@@ -259,6 +278,10 @@ Deno.test("vxlan backend: init advertises VNI then VtepMAC, MTU ext − 50, addr
     learning: false,
     ttl: 0,
     group: null,
+    gbp: false,
+    proxy: false,
+    l2miss: false,
+    l3miss: false,
   });
 });
 

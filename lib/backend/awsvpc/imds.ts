@@ -1,12 +1,17 @@
 /**
  * The instance metadata service: who and where this instance is.
  *
- * Uses the SDK's `MetadataService`, which asks for an IMDSv2 token first and falls back to IMDSv1
- * when the token request is refused (403/404/405) or times out, and which honours
- * `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
+ * Asks for an IMDSv2 token first and falls back to IMDSv1 when the token request is refused
+ * (403/404/405) or times out; honours `AWS_EC2_METADATA_SERVICE_ENDPOINT`. This is what the SDK's
+ * `MetadataService` does, written here because that one leaks a timer per request (its handler
+ * returns 0 instead of the connection-timeout id when the timeout is under 2 s, so the timer is
+ * only cleared if the socket's `connect` event fires, never on refusal or timeout) and cannot be
+ * cancelled. Requests go through `node:http`, as the SDK's did: `fetch` would send link-local
+ * IMDS traffic through `HTTP_PROXY`.
  */
 
-import { MetadataService } from "@aws-sdk/ec2-metadata-service";
+import { request as httpRequest } from "node:http";
+import { sleep } from "../../async.ts";
 
 /** What the backend needs from the instance-identity document. */
 export interface InstanceIdentity {
@@ -36,8 +41,7 @@ export interface ImdsOptions {
 
 /**
  * Reads `/latest/dynamic/instance-identity/document`; rejects with {@link NotEc2Error}, or with
- * the abort reason when `signal` aborts (the SDK request itself cannot be cancelled and ends on
- * its own timeout).
+ * the abort reason when `signal` aborts (which also ends the request in flight and its timers).
  */
 export async function readInstanceIdentity(
   opts: ImdsOptions = {},
@@ -45,16 +49,9 @@ export async function readInstanceIdentity(
 ): Promise<InstanceIdentity> {
   const endpoint = opts.endpoint ?? Deno.env.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") ??
     "http://169.254.169.254";
-  const imds = new MetadataService({
-    endpoint,
-    httpOptions: { timeout: opts.timeoutMs ?? 1000 },
-    retries: opts.retries ?? 3,
-    backoff: (n: number) => 0.2 * 2 ** n,
-  });
   let text: string;
   try {
-    // No leading slash: the SDK joins the endpoint's path ("/") and this one.
-    text = await abortable(imds.request("latest/dynamic/instance-identity/document", {}), signal);
+    text = await getDocument(new URL(endpoint), opts, signal);
   } catch (err) {
     if (signal?.aborted && err === signal.reason) throw err;
     throw new NotEc2Error(
@@ -90,13 +87,124 @@ export async function readInstanceIdentity(
   };
 }
 
-/** `p`, or a rejection with the abort reason as soon as `signal` aborts. */
-function abortable<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
-  if (!signal) return p;
-  signal.throwIfAborted();
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+const DOCUMENT = "latest/dynamic/instance-identity/document";
+const TOKEN_TTL_S = 21600;
+
+/** One HTTP answer, or why there was none. */
+interface Reply {
+  readonly status: number;
+  readonly body: string;
+}
+
+class ImdsStatusError extends Error {
+  constructor(readonly status: number, what: string) {
+    super(`${what} answered HTTP ${status}`);
+    this.name = "ImdsStatusError";
+  }
+}
+
+class ImdsTimeoutError extends Error {
+  constructor(what: string, ms: number) {
+    super(`${what} got no answer within ${ms} ms`);
+    this.name = "ImdsTimeoutError";
+  }
+}
+
+/**
+ * The identity document: up to `1 + retries` attempts with 0.2 s · 2ⁿ between them; each
+ * attempt asks for a token first unless a refusal or timeout showed this IMDS is v1-only.
+ * 400/403/404 on the document are final.
+ */
+async function getDocument(base: URL, opts: ImdsOptions, signal?: AbortSignal): Promise<string> {
+  const timeoutMs = opts.timeoutMs ?? 1000;
+  const retries = opts.retries ?? 3;
+  let tokens = true;
+  for (let attempt = 0;; attempt++) {
+    try {
+      let token: string | undefined;
+      if (tokens) {
+        try {
+          const r = await call(
+            base,
+            "PUT",
+            "latest/api/token",
+            {
+              "x-aws-ec2-metadata-token-ttl-seconds": String(TOKEN_TTL_S),
+            },
+            timeoutMs,
+            signal,
+          );
+          if (r.status === 200 && r.body !== "") token = r.body;
+          else if ([403, 404, 405].includes(r.status)) tokens = false;
+        } catch (err) {
+          if (signal?.aborted) throw err;
+          if (err instanceof ImdsTimeoutError) tokens = false;
+          // Anything else: try IMDSv1 for this attempt, a token again on the next.
+        }
+      }
+      const headers: Record<string, string> = token ? { "x-aws-ec2-metadata-token": token } : {};
+      const r = await call(base, "GET", DOCUMENT, headers, timeoutMs, signal);
+      if (r.status === 200) return r.body;
+      throw new ImdsStatusError(r.status, `GET /${DOCUMENT}`);
+    } catch (err) {
+      if (signal?.aborted) throw signal.reason;
+      const final = err instanceof ImdsStatusError && [400, 403, 404].includes(err.status);
+      if (final || attempt >= retries) throw err;
+    }
+    await sleep(200 * 2 ** attempt, signal);
+  }
+}
+
+/** One request with a deadline covering connect, answer and body; cancelled by `signal`. */
+function call(
+  base: URL,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<Reply> {
+  signal?.throwIfAborted();
+  // No leading slash in `path`: it joins the endpoint's own path ("/" or a prefix).
+  const url = new URL(path, base.href.endsWith("/") ? base : `${base.href}/`);
+  return new Promise<Reply>((resolve, reject) => {
+    const req = httpRequest(url, { method, headers, agent: false });
+    let done = false;
+    const finish = (err: unknown, reply?: Reply) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      req.destroy();
+      if (err === undefined) resolve(reply!);
+      else reject(err);
+    };
+    const onAbort = () => finish(signal!.reason);
+    const timer = setTimeout(
+      () => finish(new ImdsTimeoutError(`${method} /${path}`, timeoutMs)),
+      timeoutMs,
+    );
+    signal?.addEventListener("abort", onAbort, { once: true });
+    req.on("error", (err) => finish(err));
+    req.on("response", (res) => {
+      const chunks: Uint8Array[] = [];
+      res.on("data", (c: Uint8Array) => chunks.push(c));
+      res.on("error", (err) => finish(err));
+      res.on("end", () => {
+        const body = new TextDecoder().decode(concat(chunks));
+        finish(undefined, { status: res.statusCode ?? 0, body });
+      });
+    });
+    req.end();
   });
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
 }

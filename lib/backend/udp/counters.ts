@@ -20,6 +20,7 @@ export const COUNTER_NAMES = [
   "rx_malformed", // not exactly one well-formed IPv4 packet
   "rx_truncated", // larger than the receive buffer (never forwarded cut)
   "rx_not_our_subnet", // inner destination outside our lease
+  "rx_wrong_source", // inner source outside the subnet of the peer that sent it (spoofed)
   "rx_tun_errors", // the TUN write failed (queue full)
   "rx_gro_batches", // coalesced UDP_GRO receives
   "rx_gso_writes", // TCP runs merged into one GSO super-packet TUN write

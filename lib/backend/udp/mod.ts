@@ -11,7 +11,8 @@
  *   payload is exactly one inner IPv4 packet. TUN → UDP: peer lookup by masked destination
  *   (O(1)), TTL decrement, ICMP net-unreachable / time-exceeded into the TUN. UDP → TUN: only
  *   from a current peer's PublicIP:Port, exactly one well-formed IPv4 packet, inner destination
- *   in our lease; everything else is dropped and counted by reason (`counters()`). TTL is
+ *   in our lease, inner source in the subnet of that peer (its flannel address included);
+ *   everything else is dropped and counted by reason (`counters()`). TTL is
  *   decremented once per tunnel hop, on the sending side (upstream does it on both sides).
  * - Offloads (default on): TCP super-packets from the TUN are cut into MTU-sized packets in
  *   TypeScript (segment.ts) and sent as UDP GSO batches; `UDP_GRO` receives are split, checked

@@ -5,6 +5,10 @@
  * Lookups are O(number of distinct prefix lengths): one Map per prefix length, keyed by the
  * masked address. All leases of a network share `SubnetLen`, so that is one Map lookup with
  * thousands of peers. Values are `ip * 65536 + port` numbers so a lookup allocates nothing.
+ *
+ * The other direction: each endpoint keeps the subnets routed to it ({@link PeerSource}), so a
+ * received datagram's inner source is checked against the subnet of the peer whose PublicIP:Port
+ * sent it, with one Map lookup and a u32 compare per subnet (one, normally).
  */
 
 // IPv4 as host-order u32 here: this table is on the per-packet path (no allocation per lookup).
@@ -35,10 +39,28 @@ interface PrefixTable {
   readonly routes: Map<number, number>;
 }
 
-/** Subnet → endpoint routes plus a reference count of endpoints (for source checks). */
+/** The subnets routed to one endpoint: the inner sources its datagrams may carry. */
+export class PeerSource {
+  /** (network, mask) pairs, host order, unsigned. */
+  readonly nets: number[] = [];
+
+  /**
+   * True when `addr` lies in one of the subnets routed to this endpoint. That includes the
+   * peer's own flannel address (its subnet's base, the source of the ICMP errors it generates).
+   */
+  holds(addr: number): boolean {
+    const n = this.nets;
+    for (let i = 0; i < n.length; i += 2) {
+      if (((addr & n[i + 1]) >>> 0) === n[i]) return true;
+    }
+    return false;
+  }
+}
+
+/** Subnet → endpoint routes plus, per endpoint, the subnets routed to it (for source checks). */
 export class PeerTable {
   #tables: PrefixTable[] = []; // longest prefix first
-  #sources = new Map<number, number>(); // packed endpoint → number of subnets routed to it
+  #sources = new Map<number, PeerSource>(); // packed endpoint → its subnets
 
   /** The number of routes. */
   get size(): number {
@@ -57,10 +79,12 @@ export class PeerTable {
     }
     const key = (net & t.mask) >>> 0;
     const old = t.routes.get(key);
-    if (old !== undefined) this.#unref(old);
+    if (old !== undefined) this.#unref(old, key, t.mask);
     const e = packEndpoint(ip, port);
     t.routes.set(key, e);
-    this.#sources.set(e, (this.#sources.get(e) ?? 0) + 1);
+    let src = this.#sources.get(e);
+    if (!src) this.#sources.set(e, src = new PeerSource());
+    src.nets.push(key, t.mask);
   }
 
   /** Removes the route of `net/prefix`; true when there was one. */
@@ -71,7 +95,7 @@ export class PeerTable {
     const old = t.routes.get(key);
     if (old === undefined) return false;
     t.routes.delete(key);
-    this.#unref(old);
+    this.#unref(old, key, t.mask);
     if (t.routes.size === 0) this.#tables = this.#tables.filter((x) => x !== t);
     return true;
   }
@@ -92,9 +116,21 @@ export class PeerTable {
     return this.#sources.has(packEndpoint(ip, port));
   }
 
-  #unref(e: number): void {
-    const n = (this.#sources.get(e) ?? 1) - 1;
-    if (n <= 0) this.#sources.delete(e);
-    else this.#sources.set(e, n);
+  /** The subnets routed to `ip:port`, or undefined when it is no current peer. */
+  source(ip: number, port: number): PeerSource | undefined {
+    return this.#sources.get(packEndpoint(ip, port));
+  }
+
+  #unref(e: number, net: number, mask: number): void {
+    const src = this.#sources.get(e);
+    if (!src) return;
+    const n = src.nets;
+    for (let i = 0; i < n.length; i += 2) {
+      if (n[i] === net && n[i + 1] === mask) {
+        n.splice(i, 2);
+        break;
+      }
+    }
+    if (n.length === 0) this.#sources.delete(e);
   }
 }

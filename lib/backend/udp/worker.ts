@@ -1,6 +1,6 @@
 /**
  * The udp backend's data path, run as a Worker so that it can make synchronous FFI calls
- * without blocking the daemon's event loop (docs/udp-datapath-notes: a Promise per packet is
+ * without blocking the daemon's event loop (docs/udp-datapath-notes.md: a Promise per packet is
  * 7–8× slower).
  *
  * One loop: `poll` on the TUN and the UDP socket (timeout 100 ms), then up to {@link BATCH} TUN
@@ -27,7 +27,7 @@ import {
   VIRTIO_NET_HDR_GSO_NONE,
   VIRTIO_NET_HDR_GSO_TCPV4,
 } from "../../../ffi/structs.ts";
-import { endpointIp, endpointPort, PeerTable } from "./peers.ts";
+import { endpointIp, endpointPort, type PeerSource, PeerTable } from "./peers.ts";
 import {
   buildIcmpError,
   decrementTTL,
@@ -36,6 +36,7 @@ import {
   ICMP_EXC_TTL,
   ICMP_NET_UNREACH,
   ICMP_TIME_EXCEEDED,
+  srcAddr,
   validateIPv4,
 } from "./packet.ts";
 import { C } from "./counters.ts";
@@ -83,6 +84,7 @@ const RX_NOT_PEER = C.rx_not_peer;
 const RX_MALFORMED = C.rx_malformed;
 const RX_TRUNCATED = C.rx_truncated;
 const RX_NOT_OURS = C.rx_not_our_subnet;
+const RX_WRONG_SOURCE = C.rx_wrong_source;
 const RX_TUN_ERRORS = C.rx_tun_errors;
 const RX_GRO = C.rx_gro_batches;
 const RX_GSO = C.rx_gso_writes;
@@ -378,7 +380,8 @@ class DataPath {
         continue;
       }
       const gro = vnet > 0 ? rx.groSize(i) : 0;
-      if (!this.peers.isPeer(rx.addrIp(i), rx.addrPort(i))) {
+      const peer = this.peers.source(rx.addrIp(i), rx.addrPort(i));
+      if (peer === undefined) {
         // A UDP_GRO read holds several datagrams: count each.
         cnt[RX_NOT_PEER] += gro > 0 && gro < len ? Math.ceil(len / gro) : 1;
         continue;
@@ -386,10 +389,10 @@ class DataPath {
       const buf = rx.slots[i];
       if (gro > 0 && gro < len) {
         cnt[RX_GRO]++;
-        this.#rxGro(buf, len, gro);
+        this.#rxGro(buf, len, gro, peer);
         continue;
       }
-      if (!this.#acceptInner(buf, vnet, len)) continue;
+      if (!this.#acceptInner(buf, vnet, len, peer)) continue;
       // The vnet header (flags 0, GSO_NONE): zero the headroom (a GRO run may have used it).
       if (vnet > 0) buf.fill(0, 0, vnet);
       if (rx.writeFrom(this.#tun, i, vnet + len) < 0) cnt[RX_TUN_ERRORS]++;
@@ -400,13 +403,22 @@ class DataPath {
     }
   }
 
-  #acceptInner(buf: Uint8Array, off: number, len: number): boolean {
+  /**
+   * One well-formed IPv4 packet, to our subnet, from the subnet of `peer` (the sender by outer
+   * address): anything else is dropped and counted. A peer's PublicIP proves nothing about the
+   * inner source, so without the last check a spoofed outer source could inject any address.
+   */
+  #acceptInner(buf: Uint8Array, off: number, len: number, peer: PeerSource): boolean {
     if (validateIPv4(buf, off, len) !== 0) {
       this.#cnt[RX_MALFORMED]++;
       return false;
     }
     if (((dstAddr(buf, off) & this.#ownMask) >>> 0) !== this.#ownNet) {
       this.#cnt[RX_NOT_OURS]++;
+      return false;
+    }
+    if (!peer.holds(srcAddr(buf, off))) {
+      this.#cnt[RX_WRONG_SOURCE]++;
       return false;
     }
     return true;
@@ -418,7 +430,7 @@ class DataPath {
    * into one GSO super-packet (one TUN write, the kernel's GRO sees one big packet); anything
    * else is written alone.
    */
-  #rxGro(buf: Uint8Array<ArrayBuffer>, len: number, gro: number): void {
+  #rxGro(buf: Uint8Array<ArrayBuffer>, len: number, gro: number, peer: PeerSource): void {
     const vnet = this.#vnet;
     const end = vnet + len;
     let run = -1; // offset of the current run's first packet, -1 = none
@@ -431,7 +443,7 @@ class DataPath {
     let psh = false;
     for (let p = vnet; p < end; p += gro) {
       const n = Math.min(gro, end - p);
-      if (!this.#acceptInner(buf, p, n)) continue;
+      if (!this.#acceptInner(buf, p, n, peer)) continue;
       if (run >= 0 && !closed && tcpCanAppend(buf, run, p, n, hdrLen, mss, nextSeq)) {
         const pay = n - hdrLen;
         // Read the flags first: the copy may overwrite this packet's own header.

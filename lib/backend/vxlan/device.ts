@@ -38,7 +38,9 @@ export interface DeviceSpec {
 
 /**
  * Why an existing link cannot serve as the device (null when it can): it must be a vxlan link
- * with the same VNI, local address, lower device and port, and no multicast group.
+ * with the same VNI, local address, lower device and port, no multicast group, learning and GBP
+ * as configured, and none of proxy, l2miss, l3miss (upstream v0.4.0 created its device with
+ * `proxy l2miss l3miss` and learning on, for its own miss handling; we answer nothing of that).
  */
 export function incompatibility(link: LinkInfo, spec: DeviceSpec): string | null {
   if (link.kind !== "vxlan" || !link.vxlan) return `kind is ${link.kind ?? "unknown"}, not vxlan`;
@@ -50,6 +52,14 @@ export function incompatibility(link: LinkInfo, spec: DeviceSpec): string | null
   }
   if (v.port !== spec.port) return `port ${v.port}, want ${spec.port}`;
   if (v.group !== null) return `multicast group ${v.group}, want none`;
+  const onOff = (b: boolean) => (b ? "on" : "off");
+  if (v.learning !== spec.learning) {
+    return `learning ${onOff(v.learning)}, want ${onOff(spec.learning)}`;
+  }
+  if (v.gbp !== spec.gbp) return `gbp ${onOff(v.gbp)}, want ${onOff(spec.gbp)}`;
+  for (const mode of ["proxy", "l2miss", "l3miss"] as const) {
+    if (v[mode]) return `${mode} on, want off`;
+  }
   return null;
 }
 
