@@ -1,7 +1,9 @@
 /**
  * The second and third `Deno.dlopen` of the project: the crypto libraries, for the wireguard
- * backend. Opened lazily (a host running vxlan never loads them), once per isolate (every Worker
- * that uses them opens its own, as with libc).
+ * backend. Opened when this module is first imported — only the wireguard backend imports it,
+ * and backends are loaded on demand, so a host running vxlan never loads them — once per isolate
+ * (every Worker that uses them opens its own, as with libc). Not on first use: a library opened
+ * in the middle of a test counts as a leaked resource for Deno's sanitizer.
  *
  * Which library does what was picked by measurement (ChaCha20-Poly1305 on 1400-byte packets
  * through FFI, preallocated buffers, best of 6 rounds on this machine's AVX-512 CPU, Deno
@@ -215,34 +217,32 @@ function openLibrary<S extends Deno.ForeignLibraryInterface>(
   throw new Error(`Cannot load ${what} (set ${envVar} to its absolute path): ${detail}`);
 }
 
-let sodiumLib: Deno.DynamicLibrary<typeof SODIUM_SYMBOLS> | null = null;
-let cryptoLib: Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS> | null = null;
-
-function sodium(): Deno.DynamicLibrary<typeof SODIUM_SYMBOLS>["symbols"] {
-  if (sodiumLib === null) {
-    const lib = openLibrary("libsodium", "FLANNEL_LIBSODIUM", [
-      "libsodium.so.23",
-      "libsodium.so.26",
-      "libsodium.so",
-    ], SODIUM_SYMBOLS);
-    // 0 = initialised now, 1 = already; -1 = failure (no entropy source).
-    if (lib.symbols.sodium_init() < 0) {
-      lib.close();
-      throw new Error("Cannot initialise libsodium: sodium_init failed");
-    }
-    sodiumLib = lib;
+function openSodium(): Deno.DynamicLibrary<typeof SODIUM_SYMBOLS> {
+  const lib = openLibrary("libsodium", "FLANNEL_LIBSODIUM", [
+    "libsodium.so.23",
+    "libsodium.so.26",
+    "libsodium.so",
+  ], SODIUM_SYMBOLS);
+  // 0 = initialised now, 1 = already; -1 = failure (no entropy source).
+  if (lib.symbols.sodium_init() < 0) {
+    lib.close();
+    throw new Error("Cannot initialise libsodium: sodium_init failed");
   }
-  return sodiumLib.symbols;
+  return lib;
 }
 
-function libcrypto(): Deno.DynamicLibrary<typeof LIBCRYPTO_SYMBOLS>["symbols"] {
-  if (cryptoLib === null) {
-    cryptoLib = openLibrary("libcrypto", "FLANNEL_LIBCRYPTO", [
-      "libcrypto.so.3",
-      "libcrypto.so",
-    ], LIBCRYPTO_SYMBOLS);
-  }
-  return cryptoLib.symbols;
+const sodiumSymbols = openSodium().symbols;
+const cryptoSymbols = openLibrary("libcrypto", "FLANNEL_LIBCRYPTO", [
+  "libcrypto.so.3",
+  "libcrypto.so",
+], LIBCRYPTO_SYMBOLS).symbols;
+
+function sodium(): typeof sodiumSymbols {
+  return sodiumSymbols;
+}
+
+function libcrypto(): typeof cryptoSymbols {
+  return cryptoSymbols;
 }
 
 /** Bytes of an X25519 key, of a ChaCha20-Poly1305 key. */
