@@ -231,12 +231,13 @@ async function withPair(
     }).spawn();
     wgProc.push(p);
     const reader = p.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const first = await Promise.race([
       reader.read(),
       new Promise<never>((_, rej) =>
-        setTimeout(() => rej(new Error("wireguard-go did not start")), 15_000)
+        timer = setTimeout(() => rej(new Error("wireguard-go did not start")), 15_000)
       ),
-    ]);
+    ]).finally(() => clearTimeout(timer));
     assert.match(first.value ?? "", /READY/);
     reader.releaseLock();
     const pids = (await runOk(["ip", "netns", "pids", wgNs])).trim().split("\n").map(Number);
