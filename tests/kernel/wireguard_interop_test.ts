@@ -12,6 +12,7 @@
 
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, runOk, uniqueTag } from "../harness/netns.ts";
+import { asRoot } from "./root.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 const WG_ADDR = "192.168.77.1", TS_ADDR = "192.168.77.2";
@@ -281,11 +282,14 @@ function runChild(tsNs: string, spec: ChildSpec): Deno.ChildProcess {
 if (import.meta.main && Deno.args[0] === "child") {
   await child(JSON.parse(Deno.args[1]));
 } else {
-  const isRoot = Deno.uid() === 0;
   const haveWg = (await run(["sh", "-c", "command -v wireguard-go && command -v wg"])).code === 0;
+  // Root, and Debian's wireguard-go and wireguard-tools.
+  const needs = (name: string) => {
+    const o = asRoot(name);
+    return haveWg ? o : { name: `${o.name} [skipped: needs wireguard-go and wg]`, ignore: true };
+  };
   Deno.test({
-    name: "wireguard-go and our Device complete a handshake and exchange pings both ways",
-    ignore: !isRoot || !haveWg,
+    ...needs("wireguard-go and our Device complete a handshake and exchange pings both ways"),
     async fn() {
       await withPair({}, async ({ wgNs, tsNs, wgPid, ts, wg }) => {
         const c = runChild(tsNs, { priv: ts.priv, peerPub: wg.pub, seconds: 8 });
@@ -336,8 +340,7 @@ if (import.meta.main && Deno.args[0] === "child") {
   });
 
   Deno.test({
-    name: "wireguard-go and our Device with different PSKs form no session",
-    ignore: !isRoot || !haveWg,
+    ...needs("wireguard-go and our Device with different PSKs form no session"),
     async fn() {
       const psk1 = (await runOk(["wg", "genpsk"])).trim();
       const psk2 = (await runOk(["wg", "genpsk"])).trim();
