@@ -16,10 +16,10 @@ import { waitForNetworkConfig } from "./subnet/config_wait.ts";
 import { EtcdSubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
 import { writeSubnetFile } from "./subnet/file.ts";
-import { backendFactory } from "./backend/registry.ts";
-import type { Backend } from "./backend/mod.ts";
+import { loadBackend } from "./backend/loaders.ts";
+import type { BackendContext } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
-import { Netlink } from "../ffi/netlink/mod.ts";
+import { Netlink, subscribe } from "../ffi/netlink/mod.ts";
 import { sigusr1Blocked } from "./sigusr1.ts";
 import { sdNotify } from "../ffi/notify.ts";
 
@@ -86,7 +86,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       `Network ${config.network}, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
     );
 
-    const factory = await backendFactory(config.backend.type);
+    const create = await loadBackend(config.backend.type);
     const subnets = new EtcdSubnetManager({
       registry,
       config,
@@ -94,17 +94,24 @@ export async function runDaemon(opts: Options): Promise<number> {
       subnetFile: opts.subnetFile,
       renewMarginMinutes: opts.subnetLeaseRenewMargin,
     });
-    const backend: Backend = factory({ config, ext, subnets });
-    const ready = await backend.init(signal);
+    const ctx: BackendContext = {
+      config,
+      ext,
+      subnets,
+      netlink: Netlink.open,
+      events: (kinds, s) => subscribe(kinds, s),
+      env: Deno.env.toObject(),
+    };
+    const network = await create(ctx).init(signal);
 
     await writeSubnetFile(opts.subnetFile, {
       network: config.network,
-      subnet: ready.lease.subnet,
-      mtu: ready.mtu,
+      subnet: network.lease.subnet,
+      mtu: network.mtu,
       ipMasq: opts.ipMasq,
     });
     log.info(
-      `Wrote ${opts.subnetFile} (subnet ${ready.lease.subnet}, MTU ${ready.mtu})`,
+      `Wrote ${opts.subnetFile} (subnet ${network.lease.subnet}, MTU ${network.mtu})`,
     );
     try {
       if (sdNotify("READY=1")) log.v(1, "Notified systemd: READY=1");
@@ -117,7 +124,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     const lost = new AbortController();
     const both = AbortSignal.any([signal, lost.signal]);
     let code = 0;
-    const running = backend.run(both).then(() => {
+    const running = network.run(both).then(() => {
       if (!both.aborted) throw new Error("The backend stopped by itself");
     }).catch((err) => {
       if (isAbort(err, both)) return;
@@ -126,7 +133,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       lost.abort(err);
     });
     try {
-      await subnets.keepLease(ready.lease, both);
+      await subnets.keepLease(network.lease, both);
     } catch (err) {
       if (err instanceof LeaseLostError) {
         log.error(`${err.message}: exiting so that a restart acquires a new lease`);

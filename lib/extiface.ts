@@ -9,9 +9,20 @@
 
 import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from "../ffi/netlink/mod.ts";
 import { type IP, parseIPv4 } from "./ip.ts";
-// Upward until the type moves here (issue 9, backend contract): the layer check's one exception.
-// deno-lint-ignore layers/downward
-import type { ExternalInterface } from "./backend/mod.ts";
+
+/** The interface that carries overlay traffic between hosts. */
+export interface ExternalInterface {
+  /** Interface name, e.g. `eth0`. */
+  readonly name: string;
+  /** Interface index. */
+  readonly index: number;
+  /** The IPv4 address on the interface. */
+  readonly ifaceAddr: IP;
+  /** The address advertised to peers (`--public-ip`, else `ifaceAddr`). */
+  readonly publicIP: IP;
+  /** The interface MTU as the kernel reports it. */
+  readonly mtu: number;
+}
 
 /** The rtnetlink reads discovery needs (a subset of ffi/netlink `Netlink`). */
 export interface LinkReader {

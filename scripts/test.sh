@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export NO_COLOR=1
+# What an earlier run that was killed left behind (only what its harness marked as its own).
+bash scripts/clean_leftovers.sh
 
 # The layer check (scripts/lint_layers.ts) runs inside `deno lint` as a plugin; the op and resource
 # sanitizers are on for every `deno test` through deno.json's "test" settings.
@@ -17,7 +19,8 @@ deno check main.ts lib/ ffi/ tests/ scripts/
 
 echo "== tests"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# Ctrl-C: `deno test` exits at once without the harness's cleanups; remove what it left.
+trap 'rm -f "$log"; bash scripts/clean_leftovers.sh' EXIT
 set +e
 deno test -A "$@" tests/unit/ tests/kernel/ tests/e2e/ 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}

@@ -1,47 +1,89 @@
 /**
- * The backend interface: a backend acquires the lease, programs the host, and follows the other
- * hosts' leases until cancelled. It gets every dependency as a parameter.
+ * The backend contract, in upstream flannel's shape (`RegisterNetwork → Network`):
+ *
+ * - a backend module exports `create: BackendFactory`; `create(ctx)` checks the config and
+ *   returns a {@link Backend} without touching the host;
+ * - `backend.init(signal)` acquires the lease and sets the host up, and resolves to a
+ *   {@link Network}: a value that exists only once init has succeeded, so nothing in it is
+ *   "not yet initialised";
+ * - `network.run(signal)` follows the other hosts' leases until `signal` aborts.
+ *
+ * Everything a backend needs from outside comes in the {@link BackendContext} — also the kernel
+ * handles, so that tests hand a backend a recording fake instead of each backend opening its own.
  */
 
-import type { IP } from "../ip.ts";
 import type { NetworkConfig } from "../config.ts";
+import type { ExternalInterface } from "../extiface.ts";
 import type { Lease } from "../lease.ts";
 import type { SubnetManager } from "../subnet/mod.ts";
+import type { Netlink, NetlinkEvent } from "../../ffi/netlink/mod.ts";
 
-/** The interface that carries overlay traffic between hosts. */
-export interface ExternalInterface {
-  /** Interface name, e.g. `eth0`. */
-  readonly name: string;
-  /** Interface index. */
-  readonly index: number;
-  /** The IPv4 address on the interface. */
-  readonly ifaceAddr: IP;
-  /** The address advertised to peers (`--public-ip`, else `ifaceAddr`). */
-  readonly publicIP: IP;
-  /** The interface MTU as the kernel reports it. */
-  readonly mtu: number;
-}
+/** The rtnetlink verbs backends use (a subset of `Netlink`, so tests can fake it). */
+export type NetlinkHandle = Pick<
+  Netlink,
+  | "close"
+  | "linkGet"
+  | "linkAddVxlan"
+  | "linkDelete"
+  | "linkSetUp"
+  | "linkSetMtu"
+  | "addrList"
+  | "addrAdd"
+  | "addrDel"
+  | "routeList"
+  | "routeGet"
+  | "routeReplace"
+  | "routeDel"
+  | "neighList"
+  | "neighSet"
+  | "neighDel"
+  | "fdbList"
+  | "fdbSet"
+  | "fdbDel"
+>;
 
+/** The kernel notification groups a backend can follow. */
+export type EventKind = "link" | "route" | "neigh";
+
+/** What every backend gets from the daemon. */
 export interface BackendContext {
   readonly config: NetworkConfig;
   readonly ext: ExternalInterface;
   readonly subnets: SubnetManager;
+  /** Opens an rtnetlink handle in the daemon's namespace; the caller closes it. */
+  readonly netlink: () => NetlinkHandle;
+  /** Kernel notifications of `kinds` until `signal` aborts (`resync` when some were lost). */
+  readonly events: (kinds: EventKind[], signal: AbortSignal) => AsyncIterable<NetlinkEvent>;
+  /** The process environment (aws-vpc reads its region, credentials and endpoints there). */
+  readonly env: Readonly<Record<string, string | undefined>>;
 }
 
-/** What `init` settled: our lease and the MTU to put in subnet.env. */
-export interface BackendReady {
+/** A backend's network once init has succeeded: our lease, the MTU for subnet.env, and `run`. */
+export interface Network {
   readonly lease: Lease;
   readonly mtu: number;
-}
-
-export interface Backend {
-  /** Acquires the lease and sets up devices. Rejects on a fatal error; aborts with `signal`. */
-  init(signal: AbortSignal): Promise<BackendReady>;
   /**
    * Follows lease events until `signal` aborts, then releases what does not outlive the process
-   * (e.g. the udp data-path Worker). Must return within 1 s of the abort.
+   * (e.g. the udp data-path Worker). Must return within 1 s of the abort. Rejects when following
+   * becomes impossible (the daemon then exits 1).
    */
   run(signal: AbortSignal): Promise<void>;
 }
 
+export interface Backend {
+  /** Acquires the lease and sets up the host. Rejects on a fatal error; aborts with `signal`. */
+  init(signal: AbortSignal): Promise<Network>;
+}
+
+/** The one export of every backend module: checks `ctx.config.backend`, touches nothing. */
 export type BackendFactory = (ctx: BackendContext) => Backend;
+
+/** The backend config of `ctx` when it is of `type`; throws otherwise (a wiring error). */
+export function backendConfig<T extends NetworkConfig["backend"]["type"]>(
+  ctx: BackendContext,
+  type: T,
+): Extract<NetworkConfig["backend"], { type: T }> {
+  const b = ctx.config.backend;
+  if (b.type !== type) throw new Error(`Backend type ${b.type} given to the ${type} backend`);
+  return b as Extract<NetworkConfig["backend"], { type: T }>;
+}

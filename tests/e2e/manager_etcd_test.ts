@@ -15,15 +15,6 @@ import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";
 import { LeaseLostError } from "../../lib/subnet/mod.ts";
 import { EtcdServer } from "../harness/etcd.ts";
 
-/**
- * In-process etcd3 clients: grpc-js keeps timers past a client's close() (the process-wide
- * subchannel pool's cleanup interval; channel idle and call-ref timers), and they fire or are
- * cleared during whichever test runs next. The op and resource sanitizers cannot attribute them to
- * a test, so they are off for this file's tests (the daemon e2e tests run etcd3 in child processes
- * and stay sanitized).
- */
-const GRPC_IN_PROCESS = { sanitizeOps: false, sanitizeResources: false };
-
 const P = "/coreos.com/network";
 const NET16 = parseNetworkConfig('{"Network":"10.1.0.0/16"}');
 
@@ -71,7 +62,6 @@ class Ctx implements AsyncDisposable {
 
 Deno.test(
   "manager+etcd: ten hosts at once get ten distinct subnets; a restart reuses by PublicIP",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
     const leases = await Promise.all(
@@ -101,7 +91,6 @@ Deno.test(
 
 Deno.test(
   "manager+etcd: reservation honoured; keepLease renews by revision and loses a taken key",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
     await ctx.etcd.put(key("10.1.1.0/24"), encodeLeaseValue(attrs("192.168.0.50")));
@@ -130,7 +119,6 @@ Deno.test(
 
 Deno.test(
   "manager+etcd: watchLeases resumes after an etcd restart and re-lists after compaction",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
     await ctx.etcd.put(key("10.1.8.0/24"), encodeLeaseValue(attrs("192.168.0.8")), {
@@ -167,7 +155,6 @@ Deno.test(
 
 Deno.test(
   "manager+etcd: 5,000 peer leases: acquire + first watch batch well under 5 s",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
     const seed = connectEtcd({ endpoints: [ctx.etcd.endpoint] });
@@ -204,7 +191,6 @@ Deno.test(
 
 Deno.test(
   "config wait+etcd: etcd down at start is retried with one line per attempt, then the config is found",
-  GRPC_IN_PROCESS,
   async () => {
     await using ctx = await Ctx.start();
     await ctx.etcd.put(`${P}/config`, '{"Network":"10.5.0.0/16","Backend":{"Type":"alloc"}}');

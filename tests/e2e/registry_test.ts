@@ -15,15 +15,6 @@ import { EtcdCluster, EtcdServer } from "../harness/etcd.ts";
 import { makeCerts } from "../harness/certs.ts";
 import { errText, setSink } from "../../lib/log.ts";
 
-/**
- * In-process etcd3 clients: grpc-js keeps timers past a client's close() (the process-wide
- * subchannel pool's cleanup interval; channel idle and call-ref timers), and they fire or are
- * cleared during whichever test runs next. The op and resource sanitizers cannot attribute them to
- * a test, so they are off for this file's tests (the daemon e2e tests run etcd3 in child processes
- * and stay sanitized).
- */
-const GRPC_IN_PROCESS = { sanitizeOps: false, sanitizeResources: false };
-
 /** Collects log lines for the duration of `fn`. */
 async function withLogs<T>(fn: (lines: string[]) => Promise<T>): Promise<T> {
   const lines: string[] = [];
@@ -57,7 +48,6 @@ async function next(
 
 Deno.test(
   "registry: create is exclusive, update and delete are guarded by mod revision",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start();
     const reg: Registry = connectEtcd({ endpoints: [etcd.endpoint] });
@@ -94,7 +84,6 @@ Deno.test(
 
 Deno.test(
   "registry: a key created with a TTL disappears when its etcd lease expires",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start();
     const reg = connectEtcd({ endpoints: [etcd.endpoint] });
@@ -110,7 +99,6 @@ Deno.test(
 
 Deno.test(
   "registry: watch reports puts and deletes, survives an etcd restart, reports compaction",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start();
     const reg = connectEtcd({ endpoints: [etcd.endpoint] });
@@ -163,7 +151,6 @@ Deno.test(
 
 Deno.test(
   "registry: watch through a 3 s etcd outage: attempts logged with backoff, nothing lost",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start();
     const reg = connectEtcd({ endpoints: [etcd.endpoint] });
@@ -202,7 +189,6 @@ Deno.test(
 
 Deno.test(
   "registry: TLS with client certificates on an IP endpoint, certificate checked",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start({ clientCertAuth: true });
     assert.match(etcd.endpoint, /^https:\/\/127\.0\.0\.1:\d+$/);
@@ -253,7 +239,6 @@ Deno.test(
 
 Deno.test(
   "registry: TLS refuses a server certificate that does not name the endpoint's IP",
-  GRPC_IN_PROCESS,
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "fl-certs-" });
     try {
@@ -276,7 +261,7 @@ Deno.test(
   },
 );
 
-Deno.test("registry: user/password authentication", GRPC_IN_PROCESS, async () => {
+Deno.test("registry: user/password authentication", async () => {
   await using etcd = await EtcdServer.start({ auth: { user: "flannel", password: "s3cret" } });
   const ok = connectEtcd({ endpoints: [etcd.endpoint], username: "flannel", password: "s3cret" });
   try {
@@ -304,7 +289,6 @@ Deno.test("registry: user/password authentication", GRPC_IN_PROCESS, async () =>
 
 Deno.test(
   "registry: TLS client certificates and user/password together",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start({
       clientCertAuth: true,
@@ -330,7 +314,6 @@ Deno.test(
 
 Deno.test(
   "registry: a dead endpoint is logged and the next one used",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start();
     const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -355,7 +338,6 @@ Deno.test(
 
 Deno.test(
   "registry: an unreachable etcd is one clean line in errText(), its cause not repeated",
-  GRPC_IN_PROCESS,
   async () => {
     const reg = connectEtcd({ endpoints: ["http://127.0.0.1:1"] });
     try {
@@ -375,7 +357,6 @@ Deno.test(
 
 Deno.test(
   "registry: a watch catching up on more than 1,000 revisions never reports progress past the events delivered",
-  GRPC_IN_PROCESS,
   async () => {
     // etcd sends an unsynced watcher its backlog in chunks of 1,000 revisions, each response
     // headed with the store's current revision. Resuming after a break from that header would
@@ -418,7 +399,6 @@ Deno.test(
 
 Deno.test(
   "registry: missing, malformed or mismatched TLS files are refused at once, naming the file",
-  GRPC_IN_PROCESS,
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "fl-certs-" });
     try {
@@ -526,7 +506,6 @@ class AnswerDroppingProxy implements AsyncDisposable {
 
 Deno.test(
   "registry: a write applied by an endpoint that then timed out is recognised on the next, not revoked",
-  GRPC_IN_PROCESS,
   async (t) => {
     await using etcd = await EtcdServer.start();
     await withLogs(async () => {
@@ -590,7 +569,6 @@ async function timed(it: AsyncIterator<WatchEvent>, timeoutMs: number) {
 
 Deno.test(
   "registry: etcd wiped and restarted under an open watch: the watch ends with reset within seconds",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start();
     const reg = connectEtcd({ endpoints: [etcd.endpoint] });
@@ -632,7 +610,6 @@ Deno.test(
 
 Deno.test(
   "registry: etcd restored from an older snapshot under an open watch: reset",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start();
     const reg = connectEtcd({ endpoints: [etcd.endpoint] });
@@ -665,7 +642,6 @@ Deno.test(
 
 Deno.test(
   "registry: etcd wiped and written past our revision before the watch reconnects: reset by raft term",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start();
     // One restart first: the raft term is 3 now, a wiped store starts again at 2.
@@ -699,7 +675,6 @@ Deno.test(
 
 Deno.test(
   "registry: a plain etcd restart with its data kept is no reset and loses no event",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start();
     const reg = connectEtcd({ endpoints: [etcd.endpoint] });
@@ -733,7 +708,6 @@ Deno.test(
 
 Deno.test(
   "registry: a client certificate the server rejects is named in the error",
-  GRPC_IN_PROCESS,
   async () => {
     await using etcd = await EtcdServer.start({ clientCertAuth: true });
     const dir = await Deno.makeTempDir({ prefix: "fl-certs-" });
@@ -761,7 +735,6 @@ Deno.test(
 
 Deno.test(
   "registry: a frozen endpoint (SIGSTOP) under an open watch is given up within ~10 s, the next one used",
-  GRPC_IN_PROCESS,
   async () => {
     await using cluster = await EtcdCluster.start();
     const [m1, m2] = cluster.members;
@@ -804,7 +777,6 @@ Deno.test(
 
 Deno.test(
   "registry: a watch on a member that lost its quorum ends (require-leader) instead of going silent",
-  GRPC_IN_PROCESS,
   async () => {
     await using cluster = await EtcdCluster.start();
     const [m1, m2, m3] = cluster.members;
@@ -842,5 +814,37 @@ Deno.test(
       ac.abort();
       reg.close();
     }
+  },
+);
+
+Deno.test(
+  "registry: close() leaves no channel, stream or timer behind (auth, failover, an open watch)",
+  async () => {
+    // Sanitizers on (deno.json): a grpc-js channel, http2 session or timer still open when the
+    // test returns fails it. Each registry below ends right after close().
+    await using etcd = await EtcdServer.start({ auth: { user: "flannel", password: "pw" } });
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const dead = `http://127.0.0.1:${(l.addr as Deno.NetAddr).port}`;
+    l.close();
+    const opts = { username: "flannel", password: "pw" };
+    const reg = connectEtcd({ endpoints: [dead, etcd.endpoint], ...opts });
+    const ac = new AbortController();
+    try {
+      await withLogs(async () => {
+        assert.ok(await reg.create("/coreos.com/network/subnets/10.1.3.0-24", "v", 60));
+        const it = reg.watch("/coreos.com/network/subnets/", {
+          prefix: true,
+          fromRevision: 1,
+        }, ac.signal)[Symbol.asyncIterator]();
+        assert.equal((await next(it)).type, "put");
+      });
+    } finally {
+      ac.abort();
+      reg.close();
+    }
+    // Closed while its only endpoint is still being dialled (a reconnect backoff is running).
+    const dialling = connectEtcd({ endpoints: [dead] });
+    await withLogs(() => assert.rejects(dialling.get("/k"), RegistryUnavailableError));
+    dialling.close();
   },
 );

@@ -22,7 +22,13 @@ import {
 Deno.test("vxlan: a deleted device, route or ARP entry is put back while the daemon runs", async () => {
   await using cluster = await Cluster.create({ hosts: 2 });
   const [n1, n2] = await startAll(cluster, VXLAN_CONFIG);
-  await waitUntil("mesh", async () => (await fdbs(n1.host, "flannel.1")).length === 1, 2_000);
+  await waitUntil(
+    "mesh",
+    async () =>
+      (await fdbs(n1.host, "flannel.1")).length === 1 &&
+      (await fdbs(n2.host, "flannel.1")).length === 1,
+    5_000,
+  );
   await assertFullMesh([n1, n2]);
   const before = await linkDetails(n1.host, "flannel.1");
   assert.ok(before);

@@ -21,6 +21,7 @@
  * ```
  */
 
+import { onKill } from "./cleanup.ts";
 import { Daemon } from "./daemon.ts";
 import { ClusterEtcd, type EtcdHandle } from "./cluster_etcd.ts";
 import {
@@ -65,7 +66,10 @@ export interface ClusterOptions {
   startEtcd?: boolean;
   /** Underlay MTU of every host's eth0 (default 1500). */
   mtu?: number;
-  /** Tear the cluster down on Ctrl-C and exit 130 (default false; scripts such as the demo). */
+  /**
+   * Kept for the scripts that pass it: every cluster is now torn down on SIGINT/SIGTERM (and the
+   * process exits 130/143), see `cleanup.ts`.
+   */
   handleSigint?: boolean;
 }
 
@@ -207,39 +211,16 @@ function baseEnv(): Record<string, string> {
   };
 }
 
-const live = new Set<Cluster>();
-let sigintInstalled = false;
-
-function onSigint(): void {
-  // Ctrl-C in the demo: tear everything down synchronously, then exit like a shell would.
-  for (const c of live) c.disposeSync();
-  Deno.exit(130);
-}
-
-function onUnload(): void {
-  for (const c of live) c.disposeSync();
-}
+/** The kill-time teardown of each live cluster (see `cleanup.ts`: SIGTERM, SIGINT, unload). */
+const live = new Map<Cluster, () => void>();
 
 function track(c: Cluster): void {
-  if (live.size === 0) {
-    globalThis.addEventListener("unload", onUnload);
-    if (c.handleSigint) {
-      Deno.addSignalListener("SIGINT", onSigint);
-      sigintInstalled = true;
-    }
-  }
-  live.add(c);
+  live.set(c, onKill(() => c.disposeSync()));
 }
 
 function untrack(c: Cluster): void {
+  live.get(c)?.();
   live.delete(c);
-  if (live.size === 0) {
-    globalThis.removeEventListener("unload", onUnload);
-    if (sigintInstalled) {
-      Deno.removeSignalListener("SIGINT", onSigint);
-      sigintInstalled = false;
-    }
-  }
 }
 
 /** A hub namespace with a bridge and etcd, plus host namespaces attached to it. */
@@ -255,7 +236,7 @@ export class Cluster implements AsyncDisposable {
   readonly hosts: Host[] = [];
   /** The default underlay MTU. */
   readonly mtu: number;
-  /** Whether Ctrl-C tears the cluster down and exits. */
+  /** Whether Ctrl-C tears the cluster down and exits: always (see `cleanup.ts`). */
   readonly handleSigint: boolean;
   #etcd: ClusterEtcd;
   #namespaces: string[] = [];
@@ -268,7 +249,7 @@ export class Cluster implements AsyncDisposable {
     this.mtu = opts.mtu ?? 1500;
     this.#etcd = new ClusterEtcd(this.hub, HUB_IP, opts.etcd === "tls");
     this.etcd = this.#etcd;
-    this.handleSigint = opts.handleSigint ?? false;
+    this.handleSigint = true;
   }
 
   /** Builds the hub, `opts.hosts` hosts and (unless `startEtcd: false`) etcd. */
@@ -278,7 +259,7 @@ export class Cluster implements AsyncDisposable {
     const c = new Cluster(tag, dir, opts);
     track(c);
     try {
-      await createNamespace(c.hub);
+      await createNamespace(c.hub, c.dir);
       c.#namespaces.push(c.hub);
       await runOk(["ip", "-n", c.hub, "-batch", "-"], {
         stdin: [
@@ -382,7 +363,7 @@ export class Cluster implements AsyncDisposable {
         // Already gone.
       }
     }
-    live.delete(this);
+    untrack(this);
   }
 
   #removeAll(): void {

@@ -7,6 +7,7 @@
  */
 
 import { type CertFiles, makeCerts } from "./certs.ts";
+import { markOwned, onKill, startTimeOf, unmarkOwned } from "./cleanup.ts";
 
 /** Options of {@link EtcdServer.start}. */
 export interface EtcdServerOptions {
@@ -56,6 +57,10 @@ export class EtcdServer implements AsyncDisposable {
   /** The etcd data directory (inside {@link tmpDir}). */
   readonly dataDir: string;
   #proc: Deno.ChildProcess | null = null;
+  /** Drops the kill-time cleanup and owner marker of the running process. */
+  #forgetProc: (() => void) | null = null;
+  /** Drops the kill-time removal of {@link tmpDir}. */
+  #forgetDir: (() => void) | null = null;
   #root: { user: string; password: string } | null = null;
 
   private constructor(
@@ -191,6 +196,21 @@ export class EtcdServer implements AsyncDisposable {
       stdout: "null",
       stderr: "null",
     }).spawn();
+    const pid = this.#proc.pid;
+    const marker = `etcd-${pid}`;
+    // Killed with the test process (SIGTERM); test.sh kills it after a SIGKILL or SIGINT.
+    markOwned(marker, `${startTimeOf(pid)} ${this.tmpDir}`);
+    const forget = onKill(() => {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* already gone */ }
+      unmarkOwned(marker);
+    });
+    this.#forgetProc = () => {
+      forget();
+      unmarkOwned(marker);
+    };
+    this.#forgetDir ??= onKill(() => Deno.removeSync(this.tmpDir, { recursive: true }));
   }
 
   /** Waits until `etcdctl endpoint health` passes (20 s at most). */
@@ -261,6 +281,8 @@ export class EtcdServer implements AsyncDisposable {
     const p = this.#proc;
     if (!p) return;
     this.#proc = null;
+    this.#forgetProc?.();
+    this.#forgetProc = null;
     try {
       p.kill("SIGTERM");
       p.kill("SIGCONT");
@@ -273,6 +295,8 @@ export class EtcdServer implements AsyncDisposable {
     const p = this.#proc;
     if (!p) return;
     this.#proc = null;
+    this.#forgetProc?.();
+    this.#forgetProc = null;
     try {
       p.kill("SIGKILL");
       p.kill("SIGCONT");
@@ -374,6 +398,8 @@ export class EtcdServer implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.kill();
     await Deno.remove(this.tmpDir, { recursive: true }).catch(() => {});
+    this.#forgetDir?.();
+    this.#forgetDir = null;
   }
 }
 

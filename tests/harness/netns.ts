@@ -3,8 +3,11 @@
  *
  * iproute2 is a test oracle only: product code never spawns `ip`. Namespace names follow
  * `fl<4 hex>-<role>` so leftovers are recognisable, and every namespace made here is removed by
- * {@linkcode deleteNamespace} (killing the processes still inside first).
+ * {@linkcode deleteNamespace} (killing the processes still inside first), also when the test
+ * process is killed (see `cleanup.ts`).
  */
+
+import { markOwned, onKill, unmarkOwned } from "./cleanup.ts";
 
 /** The outcome of a finished command. */
 export interface ExecResult {
@@ -64,9 +67,14 @@ export function uniqueTag(): string {
   }
 }
 
-/** Creates a namespace with `lo` up. */
-export async function createNamespace(name: string): Promise<void> {
+/**
+ * Creates a namespace with `lo` up. `dir`: a temp dir of the same owner that `scripts/test.sh`
+ * removes with the namespace when a killed run left both behind.
+ */
+export async function createNamespace(name: string, dir?: string): Promise<void> {
   await runOk(["ip", "netns", "add", name]);
+  markOwned(name, dir);
+  owned.set(name, onKill(() => deleteNamespace(name)));
   await runOk(["ip", "-n", name, "link", "set", "lo", "up"]);
 }
 
@@ -75,7 +83,16 @@ export async function createNamespace(name: string): Promise<void> {
  * it also works from an `unload` handler; a namespace that is already gone is not an error.
  */
 export function deleteNamespace(name: string): void {
-  if (!listNamespaces().includes(name)) return;
+  owned.get(name)?.();
+  owned.delete(name);
+  if (listNamespaces().includes(name)) killAndDelete(name);
+  unmarkOwned(name);
+}
+
+/** The kill-time cleanup of each namespace made by {@linkcode createNamespace}. */
+const owned = new Map<string, () => void>();
+
+function killAndDelete(name: string): void {
   const pids = new Deno.Command("ip", {
     args: ["netns", "pids", name],
     stdout: "piped",

@@ -27,6 +27,7 @@ interface HostSpec {
 
 async function child(spec: HostSpec): Promise<void> {
   const { create } = await import("../../lib/backend/udp/mod.ts");
+  const { Netlink, subscribe } = await import("../../ffi/netlink/mod.ts");
   const { IPNet, parseCIDR, parseIPv4 } = await import("../../lib/ip.ts");
   const { setVerbosity } = await import("../../lib/log.ts");
   setVerbosity(1);
@@ -70,12 +71,19 @@ async function child(spec: HostSpec): Promise<void> {
     publicIP: parseIPv4(spec.ifaceAddr)!,
     mtu: 1500,
   };
-  const backend = create({ config, ext, subnets });
+  const backend = create({
+    config,
+    ext,
+    subnets,
+    netlink: Netlink.open,
+    events: (kinds, signal) => subscribe(kinds, signal),
+    env: {},
+  });
   const ac = new AbortController();
   Deno.addSignalListener("SIGTERM", () => ac.abort());
-  const ready = await backend.init(ac.signal);
-  const running = backend.run(ac.signal);
-  console.log(`READY ${backend.deviceName} mtu=${ready.mtu}`);
+  const network = await backend.init(ac.signal);
+  const running = network.run(ac.signal);
+  console.log(`READY ${network.device} mtu=${network.mtu}`);
   (async () => {
     const dec = new TextDecoder();
     for await (const chunk of Deno.stdin.readable) {
@@ -88,7 +96,7 @@ async function child(spec: HostSpec): Promise<void> {
     console.log(`RUN FAILED: ${(err as Error).message}`);
     Deno.exit(3);
   }
-  console.log(JSON.stringify(backend.counters()));
+  console.log(JSON.stringify(network.counters()));
   Deno.exit(0);
 }
 

@@ -4,7 +4,9 @@
  */
 
 import assert from "node:assert/strict";
-import { create } from "../../lib/backend/awsvpc/mod.ts";
+import { awsVpc } from "../../lib/backend/awsvpc/mod.ts";
+import { fakeContext } from "./fake_netlink.ts";
+import type { Backend } from "../../lib/backend/mod.ts";
 import { NotEc2Error } from "../../lib/backend/awsvpc/imds.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import { type IPNet, parseCIDR, parseIPv4 } from "../../lib/ip.ts";
@@ -77,7 +79,7 @@ interface Env {
   subnets: RecordingSubnets;
   logs: string[];
   routes(): FakeRoute[];
-  backend: ReturnType<typeof create>;
+  backend: Backend;
 }
 
 async function withBackend(
@@ -112,26 +114,24 @@ async function withBackend(
   const logs: string[] = [];
   const prev = setSink((l) => logs.push(l));
   const subnets = new RecordingSubnets();
-  const backend = create(
-    {
-      config: subnets.config,
-      ext: {
-        name: "eth0",
-        index: 2,
-        ifaceAddr: parseIPv4("10.0.1.10")!,
-        publicIP: parseIPv4("10.0.1.10")!,
-        mtu: 9001,
-      },
-      subnets,
+  const backend = awsVpc({
+    recheckMs: 60_000,
+    routeRetryMs: 100,
+    graceMs: 300,
+    retry: { attempts: 4, baseMs: 10, capMs: 40 },
+    imds: { timeoutMs: 200, retries: 1 },
+  })(fakeContext({
+    config: subnets.config,
+    ext: {
+      name: "eth0",
+      index: 2,
+      ifaceAddr: parseIPv4("10.0.1.10")!,
+      publicIP: parseIPv4("10.0.1.10")!,
+      mtu: 9001,
     },
-    {
-      recheckMs: 60_000,
-      routeRetryMs: 100,
-      graceMs: 300,
-      retry: { attempts: 4, baseMs: 10, capMs: 40 },
-      imds: { timeoutMs: 200, retries: 1 },
-    },
-  );
+    subnets,
+    env: Deno.env.toObject(),
+  }));
   try {
     await fn({
       fake,
@@ -272,13 +272,13 @@ Deno.test("init() fails on UnauthorizedOperation with the code and the IAM actio
 Deno.test("RouteLimitExceeded: init succeeds with the clear line, run retries until the route exists", async () => {
   await withBackend({}, async ({ fake, backend, routes, logs, subnets }) => {
     const ac = new AbortController();
-    await backend.init(ac.signal);
+    const network = await backend.init(ac.signal);
     assert.ok(logs.some((l) =>
       l.includes(
         "RouteLimitExceeded: the route table holds its maximum of 50 routes; ask AWS for more or use vxlan",
       )
     ));
-    const running = backend.run(ac.signal);
+    const running = network.run(ac.signal);
     subnets.push([]);
     await until(
       "a second CreateRoute",
@@ -296,8 +296,8 @@ Deno.test("RouteLimitExceeded: init succeeds with the clear line, run retries un
 Deno.test("run() deletes routes of removed leases at once and unleased ones after the grace", async () => {
   await withBackend({}, async ({ backend, routes, subnets, logs }) => {
     const ac = new AbortController();
-    await backend.init(ac.signal);
-    const running = backend.run(ac.signal);
+    const network = await backend.init(ac.signal);
+    const running = network.run(ac.signal);
     subnets.push([{ type: "added", lease: lease("10.1.20.0/24") }]);
     await until(
       "the stale route's grace to start",
@@ -338,8 +338,8 @@ Deno.test("run() deletes routes of removed leases at once and unleased ones afte
 Deno.test("run() restores its own route even while deleting a departed route keeps failing", async () => {
   await withBackend({}, async ({ fake, backend, routes, subnets, logs }) => {
     const ac = new AbortController();
-    await backend.init(ac.signal);
-    const running = backend.run(ac.signal);
+    const network = await backend.init(ac.signal);
+    const running = network.run(ac.signal);
     subnets.push([]);
     await until(
       "a refused DeleteRoute",

@@ -9,10 +9,15 @@ import type {
   FdbInfo,
   LinkInfo,
   NeighInfo,
+  NetlinkEvent,
   RouteInfo,
   RouteSpec,
   VxlanSpec,
 } from "../../ffi/netlink/mod.ts";
+import type { NetworkConfig } from "../../lib/config.ts";
+import type { ExternalInterface } from "../../lib/extiface.ts";
+import type { SubnetManager } from "../../lib/subnet/mod.ts";
+import type { BackendContext } from "../../lib/backend/mod.ts";
 import { SyscallError } from "../../ffi/errno.ts";
 import type { IP } from "../../ffi/ip.ts";
 import type { Lease } from "../../lib/lease.ts";
@@ -140,7 +145,8 @@ export class FakeNetlink {
     this.calls.push(`routeDel ${describe(r)}`);
     const i = this.routes.findIndex((x) =>
       x.dst.equals(r.dst) && (r.gateway === undefined || same(x.gateway, r.gateway)) &&
-      (r.oif === undefined || x.oif === r.oif) && (x.priority ?? 0) === (r.metric ?? 0)
+      (r.oif === undefined || x.oif === r.oif) && (x.priority ?? 0) === (r.metric ?? 0) &&
+      (r.protocol === undefined || x.protocol === r.protocol)
     );
     if (i < 0) throw new SyscallError("RTM_DELROUTE", 3);
     this.routes.splice(i, 1);
@@ -208,4 +214,30 @@ export function lease(
     modRevision: 1,
     etcdLeaseId: null,
   };
+}
+
+/** A backend context over a fake kernel: `nl` for every netlink handle, `events` for notifications. */
+export function fakeContext(parts: {
+  config: NetworkConfig;
+  ext: ExternalInterface;
+  subnets: SubnetManager;
+  nl?: FakeNetlink;
+  events?: (signal: AbortSignal) => AsyncIterable<NetlinkEvent>;
+  env?: Record<string, string | undefined>;
+}): BackendContext {
+  const nl = parts.nl ?? new FakeNetlink();
+  return {
+    config: parts.config,
+    ext: parts.ext,
+    subnets: parts.subnets,
+    netlink: () => nl,
+    events: (_kinds, signal) => (parts.events ?? noEvents)(signal),
+    env: parts.env ?? {},
+  };
+}
+
+/** An event source that yields nothing and ends on abort. */
+export async function* noEvents(signal: AbortSignal): AsyncIterable<NetlinkEvent> {
+  await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+  yield* [];
 }

@@ -4,10 +4,10 @@ import type { NetworkConfig } from "../../lib/config.ts";
 import type { IP, IPNet } from "../../lib/ip.ts";
 import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
 import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
-import type { ExternalInterface } from "../../lib/backend/mod.ts";
-import { create } from "../../lib/backend/hostgw/mod.ts";
-import { planHostGwPeer } from "../../lib/backend/hostgw/peers.ts";
-import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
+import type { ExternalInterface } from "../../lib/extiface.ts";
+import { create, planHostGwPeer } from "../../lib/backend/hostgw/mod.ts";
+import { RTPROT_FLANNEL } from "../../lib/backend/kernel_plan.ts";
+import { fakeContext, FakeNetlink, lease, noEvents, routeOf } from "./fake_netlink.ts";
 import { ip, logCapture, net } from "../helpers.ts";
 
 const EXT = 2;
@@ -93,11 +93,6 @@ class FakeSubnets implements SubnetManager {
   }
 }
 
-async function* noEvents(signal: AbortSignal) {
-  await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
-  yield* [];
-}
-
 Deno.test("host-gw backend: lease without BackendData, MTU of ext, stale routes removed on start", async () => {
   const nl = new FakeNetlink();
   nl.lookups.set("192.168.0.2", routeOf({ dst: net("192.168.0.2/32"), oif: EXT }));
@@ -106,8 +101,13 @@ Deno.test("host-gw backend: lease without BackendData, MTU of ext, stale routes 
     "172.16.0.5",
     routeOf({ dst: net("172.16.0.5/32"), gateway: ip("192.168.0.254"), oif: EXT }),
   );
-  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("192.168.0.2"), oif: EXT }); // right
-  nl.routeReplace({ dst: net("10.1.9.0/24"), gateway: ip("192.168.0.9"), oif: EXT }); // gone peer
+  // Installed by flannel before the restart (marked): one right, one of a peer now gone.
+  const P = RTPROT_FLANNEL;
+  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("192.168.0.2"), oif: EXT, protocol: P });
+  nl.routeReplace({ dst: net("10.1.9.0/24"), gateway: ip("192.168.0.9"), oif: EXT, protocol: P });
+  // An admin's routes inside the network: never touched.
+  nl.routes.push(routeOf({ dst: net("10.1.50.0/24"), gateway: ip("192.168.0.50"), oif: EXT }, 4));
+  nl.routes.push(routeOf({ dst: net("10.1.51.0/24"), gateway: ip("192.168.0.51"), oif: EXT }, 3));
   nl.routes.push(routeOf({ dst: net("10.1.1.0/24"), oif: 30 }, 2)); // own bridge
   nl.routes.push(routeOf({ dst: net("0.0.0.0/0"), gateway: ip("192.168.0.254"), oif: EXT }));
   nl.take();
@@ -119,17 +119,18 @@ Deno.test("host-gw backend: lease without BackendData, MTU of ext, stale routes 
     [{ type: "added", lease: lease("10.1.3.0/24", "192.168.0.3", "host-gw", null) }],
     [{ type: "removed", lease: lease("10.1.2.0/24", "192.168.0.2", "host-gw", null) }],
   ]);
-  const backend = create({ config, ext, subnets }, { netlink: () => nl, subscribe: noEvents });
+  const backend = create(fakeContext({ config, ext, subnets, nl, events: noEvents }));
   const ac = new AbortController();
   using _init = logCapture();
-  assert.equal((await backend.init(ac.signal)).mtu, 1500);
+  const network = await backend.init(ac.signal);
+  assert.equal(network.mtu, 1500);
   assert.equal(
     encodeLeaseValue(subnets.acquired[0]),
     '{"PublicIP":"192.168.0.1","PublicIPv6":null,"BackendType":"host-gw"}',
   );
   using log = logCapture();
   const lines = log.lines;
-  const running = backend.run(ac.signal);
+  const running = network.run(ac.signal);
   await new Promise((r) => setTimeout(r, 20));
   ac.abort();
   await running;
@@ -149,9 +150,9 @@ Deno.test("host-gw backend: lease without BackendData, MTU of ext, stale routes 
 Deno.test("host-gw backend refuses a public IP that is not the interface address", async () => {
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config, []);
-  const backend = create({ config, ext: { ...ext, publicIP: ip("1.2.3.4") }, subnets }, {
-    netlink: () => nl,
-  });
+  const backend = create(
+    fakeContext({ config, ext: { ...ext, publicIP: ip("1.2.3.4") }, subnets, nl }),
+  );
   await assert.rejects(backend.init(new AbortController().signal), {
     message:
       "Cannot use host-gw with public IP 1.2.3.4: it differs from the address 192.168.0.1 of eth0 (NAT is not supported)",
@@ -179,12 +180,12 @@ Deno.test("host-gw backend: routes the kernel flushed with the external interfac
       else await new Promise<void>((r) => wake = r);
     }
   };
-  const backend = create({ config, ext, subnets }, { netlink: () => nl, subscribe: source });
+  const backend = create(fakeContext({ config, ext, subnets, nl, events: source }));
   const ac = new AbortController();
   using log = logCapture();
   const lines = log.lines;
-  await backend.init(ac.signal);
-  const running = backend.run(ac.signal);
+  const network = await backend.init(ac.signal);
+  const running = network.run(ac.signal);
   const until = async (cond: () => boolean) => {
     for (let i = 0; !cond(); i++) {
       if (i > 500) throw new Error("Condition not met in time");

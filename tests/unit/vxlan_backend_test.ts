@@ -6,7 +6,7 @@ import type { IPNet } from "../../lib/ip.ts";
 import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
 import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
-import type { ExternalInterface } from "../../lib/backend/mod.ts";
+import type { ExternalInterface } from "../../lib/extiface.ts";
 import { create } from "../../lib/backend/vxlan/mod.ts";
 import {
   type DeviceSpec,
@@ -14,7 +14,7 @@ import {
   ensureDevice,
   incompatibility,
 } from "../../lib/backend/vxlan/device.ts";
-import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
+import { fakeContext, FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
 import { captureLog, ip, logCapture, net } from "../helpers.ts";
 
 const spec: DeviceSpec = {
@@ -253,14 +253,13 @@ async function until(cond: () => boolean, ms = 1000): Promise<void> {
 Deno.test("vxlan backend: init advertises VNI then VtepMAC, MTU ext − 50, address base/32", async () => {
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config());
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: events([]).source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: events([]).source }),
+  );
   const ac = new AbortController();
   using _log = logCapture();
-  const ready = await backend.init(ac.signal);
-  assert.equal(ready.mtu, 1450);
+  const network = await backend.init(ac.signal);
+  assert.equal(network.mtu, 1450);
   assert.equal(
     encodeLeaseValue(subnets.acquired[0]),
     '{"PublicIP":"192.168.0.1","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"}}',
@@ -288,10 +287,9 @@ Deno.test("vxlan backend: init advertises VNI then VtepMAC, MTU ext − 50, addr
 Deno.test("vxlan backend: a configured MTU wins over ext − 50", async () => {
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config({ mtu: 1380, vni: 4, port: 4789 }));
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: events([]).source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: events([]).source }),
+  );
   using _log = logCapture();
   assert.equal((await backend.init(new AbortController().signal)).mtu, 1380);
   assert.equal(nl.links[0].name, "flannel.4");
@@ -303,17 +301,16 @@ Deno.test("vxlan backend: run follows leases, heals a deleted device with the sa
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config());
   const ev = events([]);
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: ev.source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: ev.source }),
+  );
   const ac = new AbortController();
   using log = logCapture();
   const lines = log.lines;
-  await backend.init(ac.signal);
+  const network = await backend.init(ac.signal);
   const mac = nl.links[0].mac;
   nl.take();
-  const running = backend.run(ac.signal);
+  const running = network.run(ac.signal);
   subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
   await until(() => nl.routes.length === 1);
   assert.deepEqual(nl.take(), [
@@ -354,16 +351,15 @@ Deno.test("vxlan backend: a resync after lost notifications recreates a vanished
   const nl = new FakeNetlink();
   const subnets = new FakeSubnets(config());
   const ev = events([]);
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: ev.source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: ev.source }),
+  );
   const ac = new AbortController();
   using log = logCapture();
   const lines = log.lines;
-  await backend.init(ac.signal);
+  const network = await backend.init(ac.signal);
   const mac = nl.links[0].mac;
-  const running = backend.run(ac.signal);
+  const running = network.run(ac.signal);
   subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
   await until(() => nl.routes.length === 1);
   nl.take();
@@ -402,15 +398,14 @@ Deno.test("vxlan backend: DirectRouting routes the kernel flushed with ext come 
   nl.lookups.set("192.168.0.2", routeOf({ dst: net("192.168.0.2/32"), oif: ext.index }));
   const subnets = new FakeSubnets(config({ directRouting: true }));
   const ev = events([]);
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: ev.source,
-  });
+  const backend = create(
+    fakeContext({ config: subnets.config, ext, subnets, nl, events: ev.source }),
+  );
   const ac = new AbortController();
   using log = logCapture();
   const lines = log.lines;
-  await backend.init(ac.signal);
-  const running = backend.run(ac.signal);
+  const network = await backend.init(ac.signal);
+  const running = network.run(ac.signal);
   subnets.push([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }]);
   await until(() => nl.routes.length === 1);
   nl.take();
@@ -441,17 +436,20 @@ Deno.test("vxlan backend: a failing lease watch ends run() and the repair loop w
     throw new Error("Watch failed: etcd gone");
   };
   let healSignal: AbortSignal | null = null;
-  const backend = create({ config: subnets.config, ext, subnets }, {
-    netlink: () => nl,
-    subscribe: (s) => {
+  const backend = create(fakeContext({
+    config: subnets.config,
+    ext,
+    subnets,
+    nl,
+    events: (s) => {
       healSignal = s;
       return events([]).source(s);
     },
-  });
+  }));
   const ac = new AbortController();
   using _log = logCapture(); // keep the expected error lines out of the test output
-  await backend.init(ac.signal);
-  await assert.rejects(backend.run(ac.signal), { message: "Watch failed: etcd gone" });
+  const network = await backend.init(ac.signal);
+  await assert.rejects(network.run(ac.signal), { message: "Watch failed: etcd gone" });
   assert.equal((healSignal as AbortSignal | null)?.aborted, true);
   assert.equal(nl.closed, true);
   assert.equal(ac.signal.aborted, false);

@@ -6,19 +6,19 @@
  * same lease is found again by PublicIP.
  */
 
-import type { Backend, BackendContext } from "../mod.ts";
+import { type Backend, backendConfig, type BackendContext } from "../mod.ts";
 import { untilAborted } from "../../async.ts";
 
 /** Creates the alloc backend. */
 export function create(ctx: BackendContext): Backend {
+  backendConfig(ctx, "alloc");
   return {
     async init(signal) {
       const lease = await ctx.subnets.acquireLease(
         { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
         signal,
       );
-      return { lease, mtu: ctx.ext.mtu };
+      return { lease, mtu: ctx.ext.mtu, run: (s) => untilAborted(s) };
     },
-    run: (signal) => untilAborted(signal),
   };
 }

@@ -23,12 +23,12 @@
  * its route present (or replaces it) and its lease again by PublicIP.
  */
 
-import type { Backend, BackendContext } from "../mod.ts";
+import { backendConfig, type BackendContext, type BackendFactory, type Network } from "../mod.ts";
 import type { AwsVpcBackendConfig } from "../../config.ts";
 import { errText, logger } from "../../log.ts";
 import type { Lease } from "../../lease.ts";
 import { isAbort } from "../../async.ts";
-import type { EC2Client, RouteTable } from "@aws-sdk/client-ec2";
+import type { RouteTable } from "@aws-sdk/client-ec2";
 import { ec2Client } from "./client.ts";
 import { type RetryPolicy, VpcRoutes } from "./ec2.ts";
 import { AwsVpcError, isRetryable } from "./errors.ts";
@@ -49,23 +49,33 @@ export interface AwsVpcOptions {
   readonly graceMs?: number;
   readonly retry?: RetryPolicy;
   readonly imds?: ImdsOptions;
-  /** Environment for credentials and region, default `Deno.env`. */
-  readonly env?: Record<string, string | undefined>;
 }
 
-/** Creates the aws-vpc backend. */
-export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
-  const cfg = ctx.config.backend as AwsVpcBackendConfig;
+/** Creates the aws-vpc backend with the production timings. */
+export const create: BackendFactory = awsVpc();
+
+/** The aws-vpc backend factory with other timings (tests shorten them). */
+export function awsVpc(opts: AwsVpcOptions = {}): BackendFactory {
+  return (ctx) => {
+    const cfg = backendConfig(ctx, "aws-vpc");
+    return { init: (signal) => initAwsVpc(ctx, cfg, opts, signal) };
+  };
+}
+
+async function initAwsVpc(
+  ctx: BackendContext,
+  cfg: AwsVpcBackendConfig,
+  opts: AwsVpcOptions,
+  signal: AbortSignal,
+): Promise<Network> {
   const recheckMs = opts.recheckMs ?? 60_000;
   const routeRetryMs = opts.routeRetryMs ?? 10_000;
   const graceMs = opts.graceMs ?? 10_000;
-  let routes: VpcRoutes;
   let tableId = "";
   let lease: Lease;
   let ownCidr = "";
   let routePending = false;
   let instanceId = "";
-  let client: EC2Client;
 
   /** Makes our route exist; true when done, false when it must be retried later. */
   async function ensureOwn(
@@ -90,164 +100,164 @@ export function create(ctx: BackendContext, opts: AwsVpcOptions = {}): Backend {
     }
   }
 
-  return {
-    async init(signal) {
-      const id = await readInstanceIdentity(opts.imds, signal);
-      instanceId = id.instanceId;
-      log.info(`Instance ${id.instanceId} in ${id.region} (${id.availabilityZone})`);
-      client = ec2Client(id.region, opts.env ?? Deno.env.toObject());
-      routes = new VpcRoutes({
-        client,
-        instanceId: id.instanceId,
-        network: ctx.config.network,
-        subnetLen: ctx.config.subnetLen,
-        retry: opts.retry,
-        log,
-      });
+  async function run(signal: AbortSignal): Promise<void> {
+    const leased = new Set<string>();
+    const removed = new Set<string>();
+    const suspects = new Map<string, number>();
+    let synced = false;
+    let watchErr: unknown = null;
+    let wake: (() => void) | null = null;
+    let dirty = false;
+    const poke = () => {
+      dirty = true;
+      wake?.();
+    };
+
+    const watcher = (async () => {
       try {
-        lease = await ctx.subnets.acquireLease(
-          { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
-          signal,
-        );
-        ownCidr = lease.subnet.toString();
-        await routes.disableSourceDestCheck(signal);
-        log.info(`Disabled the source/destination check of ${id.instanceId}`);
-        tableId = await routes.chooseRouteTable(cfg.routeTableID, signal);
-        log.info(`Using route table ${tableId}`);
-        routePending = !(await ensureOwn(signal, true));
-        if (routePending) log.info(`Retrying route ${ownCidr} in ${routeRetryMs / 1000}s`);
-      } catch (err) {
-        client.destroy();
-        throw err;
-      }
-      return { lease, mtu: ctx.ext.mtu };
-    },
-
-    async run(signal) {
-      const leased = new Set<string>();
-      const removed = new Set<string>();
-      const suspects = new Map<string, number>();
-      let synced = false;
-      let watchErr: unknown = null;
-      let wake: (() => void) | null = null;
-      let dirty = false;
-      const poke = () => {
-        dirty = true;
-        wake?.();
-      };
-
-      const watcher = (async () => {
-        try {
-          for await (const batch of ctx.subnets.watchLeases(lease.subnet, signal)) {
-            for (const ev of batch) {
-              const cidr = ev.lease.subnet.toString();
-              if (ev.type === "added") {
-                leased.add(cidr);
-                removed.delete(cidr);
-              } else {
-                leased.delete(cidr);
-                removed.add(cidr);
-                log.info(`Lease ${cidr} removed: deleting its route`);
-              }
+        for await (const batch of ctx.subnets.watchLeases(lease.subnet, signal)) {
+          for (const ev of batch) {
+            const cidr = ev.lease.subnet.toString();
+            if (ev.type === "added") {
+              leased.add(cidr);
+              removed.delete(cidr);
+            } else {
+              leased.delete(cidr);
+              removed.add(cidr);
+              log.info(`Lease ${cidr} removed: deleting its route`);
             }
-            synced = true;
-            poke();
           }
-        } catch (err) {
-          if (!isAbort(err, signal)) watchErr = err;
+          synced = true;
           poke();
         }
-      })();
-
-      // init already said "Retrying … in routeRetryMs" when the route is pending.
-      let nextOwnTry = Date.now() + routeRetryMs;
-      let retryDelay = Math.min(recheckMs, routeRetryMs * 2);
-      while (!signal.aborted && watchErr === null) {
-        let waitMs = recheckMs;
-        dirty = false;
-        try {
-          // One DescribeRouteTables per pass; deletions never touch our own route.
-          const table = await routes.describeTable(tableId, signal);
-          if (synced) {
-            // A deletion that keeps failing must not keep our own route from being checked.
-            try {
-              await deleteDeparted(table, signal);
-            } catch (err) {
-              if (isAbort(err, signal)) throw err;
-              log.error(`Deleting departed routes failed: ${errText(err)}`);
-              waitMs = routeRetryMs;
-            }
-          }
-          if (!routePending || Date.now() >= nextOwnTry) {
-            const ok = await ensureOwn(signal, false, table);
-            if (ok) {
-              routePending = false;
-              retryDelay = routeRetryMs;
-            } else {
-              routePending = true;
-              nextOwnTry = Date.now() + retryDelay;
-              log.info(`Retrying route ${ownCidr} in ${retryDelay / 1000}s`);
-              retryDelay = Math.min(recheckMs, retryDelay * 2);
-            }
-          }
-          if (routePending) waitMs = Math.min(waitMs, Math.max(0, nextOwnTry - Date.now()));
-          if (suspects.size > 0) waitMs = Math.min(waitMs, graceMs);
-        } catch (err) {
-          if (isAbort(err, signal)) break;
-          log.error(`Route check failed, next in ${routeRetryMs / 1000}s: ${errText(err)}`);
-          waitMs = routeRetryMs;
-        }
-        await new Promise<void>((resolve) => {
-          const done = () => {
-            clearTimeout(timer);
-            signal.removeEventListener("abort", done);
-            wake = null;
-            resolve();
-          };
-          const timer = setTimeout(done, dirty ? 0 : waitMs);
-          signal.addEventListener("abort", done, { once: true });
-          wake = done;
-        });
+      } catch (err) {
+        if (!isAbort(err, signal)) watchErr = err;
+        poke();
       }
-      await watcher;
-      client.destroy();
-      if (watchErr !== null) throw watchErr;
+    })();
 
-      async function deleteDeparted(table: RouteTable, signal: AbortSignal): Promise<void> {
-        // A route is kept while its lease exists, deleted at once when we saw its lease go, and
-        // after graceMs when no lease was ever seen (its owner may be between lease and route).
-        const now = Date.now();
-        const keep = new Set<string>([ownCidr, ...leased]);
-        const present = new Set<string>();
-        for (const r of table.Routes ?? []) {
-          if (!routes.isOverlayRoute(r)) continue;
-          const cidr = r.DestinationCidrBlock!;
-          present.add(cidr);
-          if (keep.has(cidr) || removed.has(cidr)) {
-            suspects.delete(cidr);
-            continue;
-          }
-          const since = suspects.get(cidr);
-          if (since === undefined) {
-            suspects.set(cidr, now);
-            log.info(`Route ${cidr} in ${tableId} has no lease; deleting it in ${graceMs / 1000}s`);
-          }
-          if (since === undefined || now - since < graceMs) keep.add(cidr);
-        }
-        for (const c of [...suspects.keys(), ...removed]) {
-          if (!present.has(c)) {
-            suspects.delete(c);
-            removed.delete(c);
+    // init already said "Retrying … in routeRetryMs" when the route is pending.
+    let nextOwnTry = Date.now() + routeRetryMs;
+    let retryDelay = Math.min(recheckMs, routeRetryMs * 2);
+    while (!signal.aborted && watchErr === null) {
+      let waitMs = recheckMs;
+      dirty = false;
+      try {
+        // One DescribeRouteTables per pass; deletions never touch our own route.
+        const table = await routes.describeTable(tableId, signal);
+        if (synced) {
+          // A deletion that keeps failing must not keep our own route from being checked.
+          try {
+            await deleteDeparted(table, signal);
+          } catch (err) {
+            if (isAbort(err, signal)) throw err;
+            log.error(`Deleting departed routes failed: ${errText(err)}`);
+            waitMs = routeRetryMs;
           }
         }
-        // Live view: a lease that reappears while this pass runs still saves its route.
-        const live = { has: (c: string) => keep.has(c) || leased.has(c) };
-        const deleted = await routes.deleteDepartedRoutes(tableId, live, signal, table);
-        for (const c of deleted) {
+        if (!routePending || Date.now() >= nextOwnTry) {
+          const ok = await ensureOwn(signal, false, table);
+          if (ok) {
+            routePending = false;
+            retryDelay = routeRetryMs;
+          } else {
+            routePending = true;
+            nextOwnTry = Date.now() + retryDelay;
+            log.info(`Retrying route ${ownCidr} in ${retryDelay / 1000}s`);
+            retryDelay = Math.min(recheckMs, retryDelay * 2);
+          }
+        }
+        if (routePending) waitMs = Math.min(waitMs, Math.max(0, nextOwnTry - Date.now()));
+        if (suspects.size > 0) waitMs = Math.min(waitMs, graceMs);
+      } catch (err) {
+        if (isAbort(err, signal)) break;
+        log.error(`Route check failed, next in ${routeRetryMs / 1000}s: ${errText(err)}`);
+        waitMs = routeRetryMs;
+      }
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal.removeEventListener("abort", done);
+          wake = null;
+          resolve();
+        };
+        const timer = setTimeout(done, dirty ? 0 : waitMs);
+        signal.addEventListener("abort", done, { once: true });
+        wake = done;
+      });
+    }
+    await watcher;
+    client.destroy();
+    if (watchErr !== null) throw watchErr;
+
+    async function deleteDeparted(table: RouteTable, signal: AbortSignal): Promise<void> {
+      // A route is kept while its lease exists, deleted at once when we saw its lease go, and
+      // after graceMs when no lease was ever seen (its owner may be between lease and route).
+      const now = Date.now();
+      const keep = new Set<string>([ownCidr, ...leased]);
+      const present = new Set<string>();
+      for (const r of table.Routes ?? []) {
+        if (!routes.isOverlayRoute(r)) continue;
+        const cidr = r.DestinationCidrBlock!;
+        present.add(cidr);
+        if (keep.has(cidr) || removed.has(cidr)) {
+          suspects.delete(cidr);
+          continue;
+        }
+        const since = suspects.get(cidr);
+        if (since === undefined) {
+          suspects.set(cidr, now);
+          log.info(`Route ${cidr} in ${tableId} has no lease; deleting it in ${graceMs / 1000}s`);
+        }
+        if (since === undefined || now - since < graceMs) keep.add(cidr);
+      }
+      for (const c of [...suspects.keys(), ...removed]) {
+        if (!present.has(c)) {
           suspects.delete(c);
           removed.delete(c);
         }
       }
-    },
+      // Live view: a lease that reappears while this pass runs still saves its route.
+      const live = { has: (c: string) => keep.has(c) || leased.has(c) };
+      const deleted = await routes.deleteDepartedRoutes(tableId, live, signal, table);
+      for (const c of deleted) {
+        suspects.delete(c);
+        removed.delete(c);
+      }
+    }
+  }
+
+  const imds = {
+    ...opts.imds,
+    endpoint: opts.imds?.endpoint ?? ctx.env["AWS_EC2_METADATA_SERVICE_ENDPOINT"],
   };
+  const id = await readInstanceIdentity(imds, signal);
+  instanceId = id.instanceId;
+  log.info(`Instance ${id.instanceId} in ${id.region} (${id.availabilityZone})`);
+  const client = ec2Client(id.region, ctx.env);
+  const routes = new VpcRoutes({
+    client,
+    instanceId: id.instanceId,
+    network: ctx.config.network,
+    subnetLen: ctx.config.subnetLen,
+    retry: opts.retry,
+    log,
+  });
+  try {
+    lease = await ctx.subnets.acquireLease(
+      { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
+      signal,
+    );
+    ownCidr = lease.subnet.toString();
+    await routes.disableSourceDestCheck(signal);
+    log.info(`Disabled the source/destination check of ${id.instanceId}`);
+    tableId = await routes.chooseRouteTable(cfg.routeTableID, signal);
+    log.info(`Using route table ${tableId}`);
+    routePending = !(await ensureOwn(signal, true));
+    if (routePending) log.info(`Retrying route ${ownCidr} in ${routeRetryMs / 1000}s`);
+  } catch (err) {
+    client.destroy();
+    throw err;
+  }
+  return { lease, mtu: ctx.ext.mtu, run };
 }

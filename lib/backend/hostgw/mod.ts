@@ -9,108 +9,97 @@
  * warning naming it, no route. Removed: the route is deleted.
  *
  * Restart: routes stay in the kernel on exit. On start the first lease batch reconciles: routes
- * inside the overlay network on the external interface (or via any gateway) that no lease
- * explains are removed, right ones are not touched. While running, a deleted peer route is
- * restored (netlink subscription), and so are the routes the kernel flushed silently when the
- * external interface went down, once it is up again.
+ * flannel installed that no lease explains are removed, right ones are not touched. While
+ * running, a deleted peer route is restored, and so are the routes the kernel flushed silently
+ * when the external interface went down, once it is up again (route_network.ts).
  */
 
-import { Netlink, type NetlinkEvent, subscribe } from "../../../ffi/netlink/mod.ts";
 import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
-import { errText, logger } from "../../log.ts";
-import type { Backend, BackendContext, BackendReady } from "../mod.ts";
-import { followLeases, isDirect, type KernelOps, PeerTable } from "../peersync.ts";
-import { planHostGwPeer } from "./peers.ts";
+import { logger } from "../../log.ts";
+import { type Backend, backendConfig, type BackendContext } from "../mod.ts";
+import type { PeerDecision } from "../kernel_plan.ts";
+import { isDirect, routeNetwork } from "../route_network.ts";
 
 const log = logger("hostgw");
 
-/** The netlink verbs the host-gw backend uses. */
-export type HostGwKernelOps = KernelOps & Pick<Netlink, "routeGet" | "close">;
-
-/** Test seams: a netlink handle and an event source instead of the real ones. */
-export interface HostGwDeps {
-  readonly netlink?: () => HostGwKernelOps;
-  readonly subscribe?: (signal: AbortSignal) => AsyncIterable<NetlinkEvent>;
+/** What the planner needs to know about this host. */
+export interface HostGwPeerContext {
+  /** Index of the external interface. */
+  readonly extIndex: number;
+  /** Name of the external interface (for warnings). */
+  readonly extName: string;
+  /** Our own PublicIP: a lease carrying it is a stale one of ours, not a peer. */
+  readonly ownIP: IP;
+  /** True when `ip` is reachable without a gateway through the external interface. */
+  readonly isDirect: (ip: IP) => boolean;
 }
 
 /** Creates the host-gw backend for `ctx`. */
-export function create(ctx: BackendContext, deps: HostGwDeps = {}): Backend {
-  let nl: HostGwKernelOps | null = null;
-  let lease: Lease | null = null;
-  const open = () => nl ??= (deps.netlink ?? Netlink.open)();
-
+export function create(ctx: BackendContext): Backend {
+  backendConfig(ctx, "host-gw");
   return {
-    async init(signal: AbortSignal): Promise<BackendReady> {
+    async init(signal) {
       if (!ctx.ext.publicIP.equals(ctx.ext.ifaceAddr)) {
         throw new Error(
           `Cannot use host-gw with public IP ${ctx.ext.publicIP}: it differs from ` +
             `the address ${ctx.ext.ifaceAddr} of ${ctx.ext.name} (NAT is not supported)`,
         );
       }
-      lease = await ctx.subnets.acquireLease(
+      const lease = await ctx.subnets.acquireLease(
         { publicIP: ctx.ext.publicIP, backendType: "host-gw", backendData: null },
         signal,
       );
-      return { lease, mtu: ctx.ext.mtu };
-    },
-
-    async run(signal: AbortSignal): Promise<void> {
-      if (!lease) throw new Error("The host-gw backend ran before init");
-      const own = lease;
-      const k = open();
-      const c = {
+      const nl = ctx.netlink();
+      const c: HostGwPeerContext = {
         extIndex: ctx.ext.index,
         extName: ctx.ext.name,
         ownIP: ctx.ext.publicIP,
-        isDirect: (ip: IP) => isDirect(k, ip, ctx.ext.index),
+        isDirect: (ip) => isDirect(nl, ip, ctx.ext.index),
       };
-      const table = new PeerTable(
-        k,
-        { network: ctx.config.network, own: own.subnet, extIndex: ctx.ext.index, devIndex: null },
-        (l) => planHostGwPeer(l, c),
+      return routeNetwork({
+        ctx,
+        nl,
+        lease,
+        mtu: ctx.ext.mtu,
         log,
-      );
-      // The kernel flushes the routes through an interface set down without RTM_DELROUTE
-      // notifications: when the external interface comes back up, reconcile.
-      let extUp = true;
-      const heal = async (until: AbortSignal) => {
-        const source = deps.subscribe ?? ((s: AbortSignal) => subscribe(["route", "link"], s));
-        try {
-          for await (const ev of source(until)) {
-            if (until.aborted) break;
-            try {
-              if (ev.kind === "route" && ev.type === "del" && table.restoreRoute(ev.route)) {
-                log.warn(`Route ${ev.route.dst} was deleted: restored it`);
-              } else if (ev.kind === "link" && ev.link.index === ctx.ext.index) {
-                const wasUp = extUp;
-                extUp = ev.type === "new" && ev.link.up;
-                if (extUp && !wasUp) {
-                  log.info(`${ctx.ext.name} is up again: restoring peer routes`);
-                  table.resync();
-                }
-              } else if (ev.kind === "resync") {
-                table.resync();
-              }
-            } catch (err) {
-              log.error(`Cannot repair after a ${ev.kind} event: ${errText(err)}`);
-            }
-          }
-        } catch (err) {
-          if (!until.aborted) log.warn(`Self-healing stopped: ${errText(err)}`);
-        }
-      };
-      // The repair loop ends with the watch, also when the watch fails.
-      const stop = new AbortController();
-      const healing = heal(AbortSignal.any([signal, stop.signal]));
-      try {
-        await followLeases(table, ctx.subnets, own.subnet, signal, log);
-      } finally {
-        stop.abort();
-        await healing;
-        k.close();
-        nl = null;
-      }
+        peer: (l) => planHostGwPeer(l, c),
+      });
+    },
+  };
+}
+
+/**
+ * The route for one peer lease, or why it is skipped: `<peer subnet> via <peer PublicIP> dev
+ * <ext>`, only when the peer is on a directly connected subnet of the external interface.
+ */
+export function planHostGwPeer(lease: Lease, c: HostGwPeerContext): PeerDecision {
+  const subnet = lease.subnet;
+  const pub = lease.attrs.publicIP;
+  const who = `peer ${subnet} (PublicIP ${pub})`;
+  if (lease.attrs.backendType !== "host-gw") {
+    const type = lease.attrs.backendType || "udp";
+    return {
+      ok: false,
+      reason: `Skipping ${who}: backend type ${JSON.stringify(type)} is not host-gw`,
+    };
+  }
+  if (pub.equals(c.ownIP)) {
+    return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
+  }
+  if (!c.isDirect(pub)) {
+    return {
+      ok: false,
+      reason: `Skipping ${who}: ${pub} is not on a directly connected subnet of ${c.extName}, ` +
+        `host-gw needs the peers on the same link (no route installed)`,
+    };
+  }
+  return {
+    ok: true,
+    entries: {
+      route: { dst: subnet, gateway: pub, oif: c.extIndex, onlink: false },
+      neigh: null,
+      fdb: null,
     },
   };
 }

@@ -27,12 +27,11 @@
  *   and with it the address and route; the lease is reused by PublicIP on the next start.
  */
 
-import type { Backend, BackendContext, BackendReady } from "../mod.ts";
+import { type Backend, backendConfig, type BackendContext, type Network } from "../mod.ts";
 import type { UdpBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
 import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
-import { Netlink } from "../../../ffi/netlink/mod.ts";
 import {
   openTun,
   setTxQueueLen,
@@ -74,94 +73,114 @@ const TXQUEUELEN = 1000;
 /** How long `run` waits for the Worker to stop before terminating it. */
 const STOP_GRACE_MS = 800;
 
-/** The udp backend object, with its counters for metrics. */
-export interface UdpBackend extends Backend {
+/** The udp network, with its device name and counters for metrics. */
+export interface UdpNetwork extends Network {
+  /** The TUN device name (`flannel0` unless taken). */
+  readonly device: string;
   /** A snapshot of the data path's counters (zeros before `run`). */
   counters(): Record<CounterName, number>;
-  /** The TUN device name once `init` has run. */
-  readonly deviceName: string | null;
+}
+
+/** The udp backend: its network carries the data path's counters. */
+export interface UdpBackend extends Backend {
+  init(signal: AbortSignal): Promise<UdpNetwork>;
 }
 
 /** Creates the udp backend (registered as `"udp"`). */
 export function create(ctx: BackendContext): UdpBackend {
-  return new UdpBackendImpl(ctx);
+  const cfg = backendConfig(ctx, "udp");
+  return { init: (signal) => init(ctx, cfg, signal) };
 }
 
-class UdpBackendImpl implements UdpBackend {
-  readonly #ctx: BackendContext;
-  readonly #cfg: UdpBackendConfig;
-  readonly #counterMem = newCounterMemory();
-  #tun: Tun | null = null;
-  #sock: Fd | null = null;
-  #lease: Lease | null = null;
-  #mtu = 0;
-  #vnetHdr = false;
-  #udpGso = false;
-  #udpGro = false;
+/** What init set up and run uses. */
+interface Parts {
+  readonly ctx: BackendContext;
+  readonly cfg: UdpBackendConfig;
+  readonly lease: Lease;
+  readonly mtu: number;
+  readonly tun: Tun;
+  readonly sock: Fd;
+  readonly vnetHdr: boolean;
+  readonly udpGso: boolean;
+  readonly udpGro: boolean;
+  readonly counterMem: SharedArrayBuffer;
+}
 
-  constructor(ctx: BackendContext) {
-    if (ctx.config.backend.type !== "udp") {
-      throw new Error(`Backend type ${ctx.config.backend.type} is not udp`);
-    }
-    this.#ctx = ctx;
-    this.#cfg = ctx.config.backend;
+async function init(
+  ctx: BackendContext,
+  cfg: UdpBackendConfig,
+  signal: AbortSignal,
+): Promise<UdpNetwork> {
+  const { ext, subnets, config } = ctx;
+  const lease = await subnets.acquireLease(
+    { publicIP: ext.publicIP, backendType: "", backendData: null },
+    signal,
+  );
+  const mtu = ext.mtu - ENCAP_OVERHEAD;
+  const { tun, vnetHdr } = openTunDevice(cfg);
+  let sock: Fd | null = null;
+  let gso = { udpGso: false, udpGro: false };
+  try {
+    configureDevice(ctx, tun.name, mtu, config.network, lease);
+    sock = udpSocket();
+    gso = setUpSocket(sock, ext.ifaceAddr, cfg.port, vnetHdr);
+  } catch (err) {
+    sock?.close();
+    tun.fd.close();
+    throw err;
   }
+  log.info(
+    `Device ${tun.name} up: ${lease.subnet.ip}/32, mtu ${mtu}, ` +
+      `route ${config.network}; UDP ${ext.ifaceAddr}:${cfg.port}` +
+      ` (offloads: tun ${vnetHdr ? "on" : "off"}, gso ${gso.udpGso ? "on" : "off"}, ` +
+      `gro ${gso.udpGro ? "on" : "off"})`,
+  );
+  const p: Parts = {
+    ctx,
+    cfg,
+    lease,
+    mtu,
+    tun,
+    sock,
+    vnetHdr,
+    ...gso,
+    counterMem: newCounterMemory(),
+  };
+  return {
+    lease,
+    mtu,
+    device: tun.name,
+    counters: () => readCounters(p.counterMem),
+    run: (signal) => run(p, signal),
+  };
+}
 
-  get deviceName(): string | null {
-    return this.#tun?.name ?? null;
-  }
-
-  counters(): Record<CounterName, number> {
-    return readCounters(this.#counterMem);
-  }
-
-  async init(signal: AbortSignal): Promise<BackendReady> {
-    const { ext, subnets, config } = this.#ctx;
-    const lease = await subnets.acquireLease(
-      { publicIP: ext.publicIP, backendType: "", backendData: null },
-      signal,
-    );
-    this.#lease = lease;
-    this.#mtu = ext.mtu - ENCAP_OVERHEAD;
+function openTunDevice(cfg: UdpBackendConfig): { tun: Tun; vnetHdr: boolean } {
+  if (cfg.offload) {
+    const tun = openTun({ name: "flannel%d", vnetHdr: true });
     try {
-      this.#openTun();
-      this.#configureDevice(config.network, lease);
-      this.#openSocket(ext.ifaceAddr);
+      tunSetOffload(tun.fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
+      return { tun, vnetHdr: true };
     } catch (err) {
-      this.#close();
-      throw err;
+      log.warn(`TUN offloads refused, continuing without: ${errText(err)}`);
+      tun.fd.close();
     }
-    log.info(
-      `Device ${this.#tun!.name} up: ${lease.subnet.ip}/32, mtu ${this.#mtu}, ` +
-        `route ${config.network}; UDP ${ext.ifaceAddr}:${this.#cfg.port}` +
-        ` (offloads: tun ${this.#vnetHdr ? "on" : "off"}, gso ${this.#udpGso ? "on" : "off"}, ` +
-        `gro ${this.#udpGro ? "on" : "off"})`,
-    );
-    return { lease, mtu: this.#mtu };
   }
+  return { tun: openTun({ name: "flannel%d" }), vnetHdr: false };
+}
 
-  #openTun(): void {
-    if (this.#cfg.offload) {
-      const tun = openTun({ name: "flannel%d", vnetHdr: true });
-      try {
-        tunSetOffload(tun.fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
-        this.#tun = tun;
-        this.#vnetHdr = true;
-        return;
-      } catch (err) {
-        log.warn(`TUN offloads refused, continuing without: ${errText(err)}`);
-        tun.fd.close();
-      }
-    }
-    this.#tun = openTun({ name: "flannel%d" });
-  }
-
-  #configureDevice(network: IPNet, lease: Lease): void {
-    const name = this.#tun!.name;
-    using nl = Netlink.open();
+function configureDevice(
+  ctx: BackendContext,
+  name: string,
+  mtu: number,
+  network: IPNet,
+  lease: Lease,
+): void {
+  const nl = ctx.netlink();
+  try {
     const link = nl.linkGet(name);
     if (link === null) throw new Error(`TUN device ${name} vanished after TUNSETIFF`);
-    nl.linkSetMtu(link.index, this.#mtu);
+    nl.linkSetMtu(link.index, mtu);
     setTxQueueLen(name, TXQUEUELEN);
     const addr = lease.subnet.ip;
     const have = nl.addrList(link.index).some((a) => a.address.equals(addr) && a.prefix === 32);
@@ -177,147 +196,155 @@ class UdpBackendImpl implements UdpBackend {
     }
     nl.linkSetUp(link.index);
     nl.routeReplace({ dst: network, oif: link.index, scope: 0 });
+  } finally {
+    nl.close();
   }
+}
 
-  #openSocket(ifaceAddr: IP): void {
-    const sock = udpSocket();
-    this.#sock = sock;
-    // ffi/udp.ts is the data path's socket layer: IPv4 as host-order u32, like the Worker.
-    bind(sock, ifaceAddr.toU32(), this.#cfg.port);
-    setBufferSizes(sock, SOCKET_BUFFER);
-    if (this.#vnetHdr) {
-      try {
-        // Probe: UDP_SEGMENT as a socket option sets a default segment size; 0 turns it off
-        // again but proves the kernel knows it.
-        setsockoptInt(sock, SOL_UDP, UDP_SEGMENT, 0);
-        this.#udpGso = true;
-      } catch (err) {
-        log.warn(`UDP GSO refused, sending one datagram per call: ${errText(err)}`);
-      }
-      try {
-        setsockoptInt(sock, SOL_UDP, UDP_GRO, 1);
-        this.#udpGro = true;
-      } catch (err) {
-        log.warn(`UDP GRO refused, receiving one datagram per slot: ${errText(err)}`);
-      }
-    }
-  }
-
-  async run(signal: AbortSignal): Promise<void> {
-    if (!this.#tun || !this.#sock || !this.#lease) {
-      throw new Error("Cannot run the udp backend before init");
-    }
-    const ctl = new SharedArrayBuffer(CTL_WORDS * 4);
-    const ctlView = new Int32Array(ctl);
-    const wake = new Wakeup();
-    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-    let reports: (r: WorkerReport) => void = () => {};
-    let failed: string | null = null;
-    const stopped = Promise.withResolvers<void>();
-    const workerDied = Promise.withResolvers<void>();
-    worker.onmessage = (ev: MessageEvent<WorkerReport>) => reports(ev.data);
-    worker.onerror = (ev) => {
-      ev.preventDefault();
-      failed = `Data path Worker failed: ${ev.message}`;
-      workerDied.resolve();
-    };
-    const ready = Promise.withResolvers<void>();
-    reports = (r) => {
-      if (r.type === "ready") ready.resolve();
-      else if (r.type === "stopped") stopped.resolve();
-      else if (r.type === "warn") log.warn(r.message);
-      else {
-        failed = `Data path failed: ${r.message}`;
-        workerDied.resolve();
-      }
-    };
-    const init: WorkerInit = {
-      op: "init",
-      tunFd: this.#tun.fd.fd,
-      udpFd: this.#sock.fd,
-      wakeFd: wake.fd.fd,
-      // The Worker's per-packet path keeps IPv4 as host-order u32: convert at its boundary.
-      ownNet: this.#lease.subnet.ip.toU32(),
-      ownPrefix: this.#lease.subnet.prefix,
-      tunAddr: this.#lease.subnet.ip.toU32(),
-      mtu: this.#mtu,
-      vnetHdr: this.#vnetHdr,
-      udpGso: this.#udpGso,
-      udpGro: this.#udpGro,
-      ctl,
-      counters: this.#counterMem,
-    };
-    worker.postMessage(init);
-    const post = (m: PeerBatch) => {
-      worker.postMessage(m);
-      Atomics.add(ctlView, CTL_PENDING, 1);
-      wake.signal(); // poll returns now, not after its timeout
-    };
-    const statsTimer = log.enabled(2)
-      ? setInterval(() => log.v(2, `Data path counters: ${formatCounters(this.counters())}`), 5000)
-      : null;
+/** Binds and tunes the socket; returns which UDP offloads the kernel accepted. */
+function setUpSocket(
+  sock: Fd,
+  ifaceAddr: IP,
+  port: number,
+  vnetHdr: boolean,
+): { udpGso: boolean; udpGro: boolean } {
+  // ffi/udp.ts is the data path's socket layer: IPv4 as host-order u32, like the Worker.
+  bind(sock, ifaceAddr.toU32(), port);
+  setBufferSizes(sock, SOCKET_BUFFER);
+  const r = { udpGso: false, udpGro: false };
+  if (vnetHdr) {
     try {
-      await Promise.race([ready.promise, workerDied.promise]);
-      if (failed) throw new Error(failed);
-      const own = this.#lease.subnet;
-      const port = this.#cfg.port;
-      const watch = (async () => {
-        let first = true;
-        for await (const batch of this.#ctx.subnets.watchLeases(own, signal)) {
-          const changes: PeerChange[] = [];
-          for (const ev of batch) {
-            const { subnet, attrs } = ev.lease;
-            if (subnet.equals(own)) continue;
-            const op = ev.type === "added" ? "set" : "del";
-            // u32 for the Worker's peer table (see WorkerInit).
-            const net = subnet.ip.toU32();
-            changes.push({ op, net, prefix: subnet.prefix, ip: attrs.publicIP.toU32(), port });
-            // The first batch is the whole set (thousands of lines on a big network): -v=1.
-            const line = `${ev.type === "added" ? "Route" : "Unroute"} ${subnet}` +
-              (ev.type === "added" ? ` via ${attrs.publicIP}:${port}` : "");
-            if (first) log.v(1, line);
-            else log.info(line);
-          }
-          if (first) log.info(`Following ${changes.length} peer leases`);
-          first = false;
-          if (changes.length > 0) post({ op: "peers", changes });
-        }
-      })();
-      const aborted = new Promise<void>((resolve) => {
-        if (signal.aborted) resolve();
-        else signal.addEventListener("abort", () => resolve(), { once: true });
-      });
-      // The watch retries by itself and ends only with the signal: anything else would leave
-      // the data path with stale peers for good, so it ends run() (the daemon exits, as with
-      // the other backends).
-      const watchEnded = watch.then(
-        () => {
-          if (!signal.aborted) failed ??= "Lease watch ended";
-        },
-        (err) => {
-          if (!signal.aborted) failed ??= `Lease watch failed: ${errText(err)}`;
-        },
-      );
-      await Promise.race([aborted, workerDied.promise, watchEnded]);
-      if (failed) throw new Error(failed);
-    } finally {
-      if (statsTimer !== null) clearInterval(statsTimer);
-      Atomics.store(ctlView, CTL_STOP, 1);
-      wake.signal();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), STOP_GRACE_MS));
-      const clean = await Promise.race([stopped.promise.then(() => true), grace]);
-      clearTimeout(timer);
-      worker.terminate();
-      wake.fd.close();
-      if (!clean) log.warn("Data path Worker did not stop in time: terminated");
-      log.info(`Data path stopped: ${formatCounters(this.counters())}`);
-      this.#close();
+      // Probe: UDP_SEGMENT as a socket option sets a default segment size; 0 turns it off
+      // again but proves the kernel knows it.
+      setsockoptInt(sock, SOL_UDP, UDP_SEGMENT, 0);
+      r.udpGso = true;
+    } catch (err) {
+      log.warn(`UDP GSO refused, sending one datagram per call: ${errText(err)}`);
+    }
+    try {
+      setsockoptInt(sock, SOL_UDP, UDP_GRO, 1);
+      r.udpGro = true;
+    } catch (err) {
+      log.warn(`UDP GRO refused, receiving one datagram per slot: ${errText(err)}`);
     }
   }
+  return r;
+}
 
-  #close(): void {
-    this.#sock?.close();
-    this.#tun?.fd.close();
+function close(p: Parts): void {
+  p.sock.close();
+  p.tun.fd.close();
+}
+
+async function run(p: Parts, signal: AbortSignal): Promise<void> {
+  const ctl = new SharedArrayBuffer(CTL_WORDS * 4);
+  const ctlView = new Int32Array(ctl);
+  const wake = new Wakeup();
+  const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+  let reports: (r: WorkerReport) => void = () => {};
+  let failed: string | null = null;
+  const stopped = Promise.withResolvers<void>();
+  const workerDied = Promise.withResolvers<void>();
+  worker.onmessage = (ev: MessageEvent<WorkerReport>) => reports(ev.data);
+  worker.onerror = (ev) => {
+    ev.preventDefault();
+    failed = `Data path Worker failed: ${ev.message}`;
+    workerDied.resolve();
+  };
+  const ready = Promise.withResolvers<void>();
+  reports = (r) => {
+    if (r.type === "ready") ready.resolve();
+    else if (r.type === "stopped") stopped.resolve();
+    else if (r.type === "warn") log.warn(r.message);
+    else {
+      failed = `Data path failed: ${r.message}`;
+      workerDied.resolve();
+    }
+  };
+  const init: WorkerInit = {
+    op: "init",
+    tunFd: p.tun.fd.fd,
+    udpFd: p.sock.fd,
+    wakeFd: wake.fd.fd,
+    // The Worker's per-packet path keeps IPv4 as host-order u32: convert at its boundary.
+    ownNet: p.lease.subnet.ip.toU32(),
+    ownPrefix: p.lease.subnet.prefix,
+    tunAddr: p.lease.subnet.ip.toU32(),
+    mtu: p.mtu,
+    vnetHdr: p.vnetHdr,
+    udpGso: p.udpGso,
+    udpGro: p.udpGro,
+    ctl,
+    counters: p.counterMem,
+  };
+  worker.postMessage(init);
+  const post = (m: PeerBatch) => {
+    worker.postMessage(m);
+    Atomics.add(ctlView, CTL_PENDING, 1);
+    wake.signal(); // poll returns now, not after its timeout
+  };
+  const statsTimer = log.enabled(2)
+    ? setInterval(
+      () => log.v(2, `Data path counters: ${formatCounters(readCounters(p.counterMem))}`),
+      5000,
+    )
+    : null;
+  try {
+    await Promise.race([ready.promise, workerDied.promise]);
+    if (failed) throw new Error(failed);
+    const own = p.lease.subnet;
+    const port = p.cfg.port;
+    const watch = (async () => {
+      let first = true;
+      for await (const batch of p.ctx.subnets.watchLeases(own, signal)) {
+        const changes: PeerChange[] = [];
+        for (const ev of batch) {
+          const { subnet, attrs } = ev.lease;
+          if (subnet.equals(own)) continue;
+          const op = ev.type === "added" ? "set" : "del";
+          // u32 for the Worker's peer table (see WorkerInit).
+          const net = subnet.ip.toU32();
+          changes.push({ op, net, prefix: subnet.prefix, ip: attrs.publicIP.toU32(), port });
+          // The first batch is the whole set (thousands of lines on a big network): -v=1.
+          const line = `${ev.type === "added" ? "Route" : "Unroute"} ${subnet}` +
+            (ev.type === "added" ? ` via ${attrs.publicIP}:${port}` : "");
+          if (first) log.v(1, line);
+          else log.info(line);
+        }
+        if (first) log.info(`Following ${changes.length} peer leases`);
+        first = false;
+        if (changes.length > 0) post({ op: "peers", changes });
+      }
+    })();
+    const aborted = new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    // The watch retries by itself and ends only with the signal: anything else would leave
+    // the data path with stale peers for good, so it ends run() (the daemon exits, as with
+    // the other backends).
+    const watchEnded = watch.then(
+      () => {
+        if (!signal.aborted) failed ??= "Lease watch ended";
+      },
+      (err) => {
+        if (!signal.aborted) failed ??= `Lease watch failed: ${errText(err)}`;
+      },
+    );
+    await Promise.race([aborted, workerDied.promise, watchEnded]);
+    if (failed) throw new Error(failed);
+  } finally {
+    if (statsTimer !== null) clearInterval(statsTimer);
+    Atomics.store(ctlView, CTL_STOP, 1);
+    wake.signal();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), STOP_GRACE_MS));
+    const clean = await Promise.race([stopped.promise.then(() => true), grace]);
+    clearTimeout(timer);
+    worker.terminate();
+    wake.fd.close();
+    if (!clean) log.warn("Data path Worker did not stop in time: terminated");
+    log.info(`Data path stopped: ${formatCounters(readCounters(p.counterMem))}`);
+    close(p);
   }
 }

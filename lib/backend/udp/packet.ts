@@ -21,8 +21,6 @@ export const enum Malformed {
 export const IPPROTO_ICMP = 1;
 /** `IPPROTO_TCP` (netinet/in.h). */
 export const IPPROTO_TCP = 6;
-/** `IPPROTO_UDP` (netinet/in.h). */
-export const IPPROTO_UDP = 17;
 /** ICMP types and codes (RFC 792). */
 export const ICMP_DEST_UNREACH = 3;
 /** `ICMP_NET_UNREACH` (RFC 792). */

@@ -27,7 +27,7 @@ import {
   VIRTIO_NET_HDR_GSO_NONE,
   VIRTIO_NET_HDR_GSO_TCPV4,
 } from "../../../ffi/structs.ts";
-import { endpointIp, endpointPort, type PeerSource, PeerTable } from "./peers.ts";
+import { endpointIp, endpointPort, EndpointTable, type PeerSource } from "./endpoints.ts";
 import {
   buildIcmpError,
   decrementTTL,
@@ -90,7 +90,7 @@ const RX_GRO = C.rx_gro_batches;
 const RX_GSO = C.rx_gso_writes;
 
 class DataPath {
-  readonly peers = new PeerTable();
+  readonly peers = new EndpointTable();
   readonly #cnt: Float64Array;
   readonly #ctl: Int32Array;
   readonly #tun: number;

@@ -25,7 +25,7 @@ import { isIP } from "node:net";
 import { errText, type Logger } from "../../log.ts";
 import { RegistryUnavailableError } from "../mod.ts";
 import { type Header, History } from "./history.ts";
-import { patchClient } from "./internals.ts";
+import { closeClient, patchClient } from "./internals.ts";
 import type { TlsFiles } from "./tls.ts";
 
 /** SNI sent for endpoints given as an IP (see the module note). */
@@ -102,6 +102,10 @@ export class Endpoints {
         "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
         "grpc.initial_reconnect_backoff_ms": 100,
         "grpc.max_reconnect_backoff_ms": 2000,
+        // A subchannel pool of the channel's own, not grpc-js's process-wide one: its cleanup
+        // interval (10 s) ends when the channel closes, and no connection is shared with a
+        // client that was closed.
+        "grpc.use_local_subchannel_pool": 1,
       };
       if (tls && cert === null) tlsWithoutClientCert = true;
       if (tls && isIP(host)) grpcOptions["grpc.ssl_target_name_override"] = SNI_FOR_IP;
@@ -216,7 +220,7 @@ export class Endpoints {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const ep of this.all) ep.client.close();
+    for (const ep of this.all) closeClient(ep.client);
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * Backend types and their factories.
+ * Backend loaders: the factory of each backend type (not the etcd registry: that is lib/registry/).
  *
  * Each backend is loaded only when the config selects it: the aws-vpc backend alone pulls in the
  * AWS SDK (~25 MB of RSS), which a vxlan host should not pay for. The imports name literal paths,
@@ -19,6 +19,6 @@ const LOADERS: Record<BackendConfig["type"], () => Promise<{ create: BackendFact
 };
 
 /** Loads the factory of a backend type. */
-export async function backendFactory(type: BackendConfig["type"]): Promise<BackendFactory> {
+export async function loadBackend(type: BackendConfig["type"]): Promise<BackendFactory> {
   return (await LOADERS[type]()).create;
 }

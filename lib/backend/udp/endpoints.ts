@@ -1,5 +1,5 @@
 /**
- * The udp data path's peer table: which host (PublicIP:Port) holds the subnet of an overlay
+ * The udp data path's endpoint table: which host (PublicIP:Port) holds the subnet of an overlay
  * address, and whether a datagram's source is a current peer.
  *
  * Lookups are O(number of distinct prefix lengths): one Map per prefix length, keyed by the
@@ -58,7 +58,7 @@ export class PeerSource {
 }
 
 /** Subnet → endpoint routes plus, per endpoint, the subnets routed to it (for source checks). */
-export class PeerTable {
+export class EndpointTable {
   #tables: PrefixTable[] = []; // longest prefix first
   #sources = new Map<number, PeerSource>(); // packed endpoint → its subnets
 

@@ -1,16 +1,19 @@
 import assert from "node:assert/strict";
 import type { Lease } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
-import { planVxlanPeer, type VxlanPeerContext } from "../../lib/backend/vxlan/peers.ts";
+import { planVxlanPeer, type VxlanPeerContext } from "../../lib/backend/vxlan/entries.ts";
 import {
-  isDirect,
+  isLegacyRoute,
   isManagedRoute,
   type PeerEntries,
-  PeerTable,
   planSync,
   planUpdate,
+  routeSpecOf,
+  RTPROT_FLANNEL,
   type Scope,
-} from "../../lib/backend/peersync.ts";
+} from "../../lib/backend/kernel_plan.ts";
+import { KernelEntryTable } from "../../lib/backend/kernel_table.ts";
+import { isDirect } from "../../lib/backend/route_network.ts";
 import { FakeNetlink, lease, routeOf } from "./fake_netlink.ts";
 import { captureLog, ip, net } from "../helpers.ts";
 
@@ -115,36 +118,60 @@ Deno.test("planVxlanPeer", async (t) => {
   }
 });
 
-Deno.test("isManagedRoute() owns overlay routes on the device, on ext, or via a gateway only", () => {
+Deno.test("isManagedRoute() owns every main-table route with flannel's protocol, wherever it points", () => {
+  const r = (over: Partial<ReturnType<typeof routeOf>>) => ({
+    ...routeOf({ dst: net("10.1.2.0/24"), protocol: RTPROT_FLANNEL }),
+    ...over,
+  });
+  assert.equal(isManagedRoute(r({ oif: DEV, gateway: ip("10.1.2.0") })), true);
+  assert.equal(isManagedRoute(r({ oif: EXT, gateway: ip("192.168.0.2") })), true);
+  assert.equal(
+    isManagedRoute(r({ dst: net("10.2.0.0/24"), oif: DEV })),
+    true,
+    "outside the network",
+  );
+  assert.equal(
+    isManagedRoute(r({ dst: net("8.8.0.0/16"), oif: 99, gateway: ip("1.2.3.4") })),
+    true,
+  );
+  assert.equal(isManagedRoute(r({ protocol: 3 })), false, "boot: an admin's ip route add");
+  assert.equal(isManagedRoute(r({ protocol: 4 })), false, "static");
+  assert.equal(isManagedRoute(r({ protocol: 2 })), false, "kernel route");
+  assert.equal(isManagedRoute(r({ table: 255 })), false, "local table");
+  assert.equal(isManagedRoute(r({ type: 6 })), false, "blackhole");
+});
+
+Deno.test("isLegacyRoute(): the previous version's unmarked overlay routes on the device, on ext, or via a gateway", () => {
   const r = (over: Partial<ReturnType<typeof routeOf>>) => ({
     ...routeOf({ dst: net("10.1.2.0/24") }),
     ...over,
   });
-  assert.equal(isManagedRoute(r({ oif: DEV, gateway: ip("10.1.2.0") }), scope), true);
-  assert.equal(isManagedRoute(r({ oif: EXT, gateway: ip("192.168.0.2") }), scope), true);
-  assert.equal(isManagedRoute(r({ oif: EXT, gateway: null }), scope), true);
-  assert.equal(isManagedRoute(r({ oif: 99, gateway: ip("10.9.9.9") }), scope), true);
-  assert.equal(isManagedRoute(r({ oif: 99, gateway: null }), scope), false, "a docker0-like route");
+  assert.equal(isLegacyRoute(r({ oif: DEV, gateway: ip("10.1.2.0") }), scope), true);
+  assert.equal(isLegacyRoute(r({ oif: EXT, gateway: ip("192.168.0.2") }), scope), true);
+  assert.equal(isLegacyRoute(r({ oif: EXT, gateway: null }), scope), true);
+  assert.equal(isLegacyRoute(r({ oif: 99, gateway: ip("10.9.9.9") }), scope), true);
+  assert.equal(isLegacyRoute(r({ oif: 99, gateway: null }), scope), false, "a docker0-like route");
   assert.equal(
-    isManagedRoute(r({ oif: DEV, protocol: 2, kernel: true }), scope),
+    isLegacyRoute(r({ oif: DEV, protocol: 2, kernel: true }), scope),
     false,
     "kernel route",
   );
+  assert.equal(isLegacyRoute(r({ oif: DEV, protocol: 4 }), scope), false, "static: an admin's");
   assert.equal(
-    isManagedRoute(r({ dst: net("10.1.1.0/24"), oif: EXT, gateway: ip("1.2.3.4") }), scope),
+    isLegacyRoute(r({ dst: net("10.1.1.0/24"), oif: EXT, gateway: ip("1.2.3.4") }), scope),
     false,
     "own subnet",
   );
   assert.equal(
-    isManagedRoute(r({ dst: net("10.2.0.0/24"), oif: DEV }), scope),
+    isLegacyRoute(r({ dst: net("10.2.0.0/24"), oif: DEV }), scope),
     false,
     "outside the network",
   );
   assert.equal(
-    isManagedRoute(r({ dst: net("0.0.0.0/0"), oif: EXT, gateway: ip("192.168.0.1") }), scope),
+    isLegacyRoute(r({ dst: net("0.0.0.0/0"), oif: EXT, gateway: ip("192.168.0.1") }), scope),
     false,
   );
-  assert.equal(isManagedRoute(r({ table: 255, oif: DEV }), scope), false, "local table");
+  assert.equal(isLegacyRoute(r({ table: 255, oif: DEV }), scope), false, "local table");
 });
 
 Deno.test("planSync() leaves right entries untouched, replaces wrong ones, deletes stale ones", () => {
@@ -154,13 +181,30 @@ Deno.test("planSync() leaves right entries untouched, replaces wrong ones, delet
   // b fully right; c's ARP has an old MAC, its FDB an old dst and no route; a gone peer d.
   nl.fdbSet(DEV, MAC_B, ip("192.168.0.2"));
   nl.neighSet(DEV, ip("10.1.2.0"), MAC_B);
-  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true });
+  nl.routeReplace({
+    dst: net("10.1.2.0/24"),
+    gateway: ip("10.1.2.0"),
+    oif: DEV,
+    onlink: true,
+    protocol: RTPROT_FLANNEL,
+  });
   nl.fdbSet(DEV, MAC_C, ip("192.168.0.99"));
   nl.neighSet(DEV, ip("10.1.3.0"), "aa:bb:cc:00:00:99");
   nl.fdbSet(DEV, "aa:bb:cc:00:00:0d", ip("192.168.0.4"));
   nl.neighSet(DEV, ip("10.1.4.0"), "aa:bb:cc:00:00:0d");
-  nl.routeReplace({ dst: net("10.1.4.0/24"), gateway: ip("10.1.4.0"), oif: DEV, onlink: true });
-  nl.routeReplace({ dst: net("10.1.5.0/24"), gateway: ip("192.168.0.5"), oif: EXT }); // old host-gw route
+  nl.routeReplace({
+    dst: net("10.1.4.0/24"),
+    gateway: ip("10.1.4.0"),
+    oif: DEV,
+    onlink: true,
+    protocol: RTPROT_FLANNEL,
+  });
+  nl.routeReplace({
+    dst: net("10.1.5.0/24"),
+    gateway: ip("192.168.0.5"),
+    oif: EXT,
+    protocol: RTPROT_FLANNEL,
+  }); // old host-gw route
   nl.routes.push(routeOf({ dst: net("10.1.1.0/24"), oif: 40 }, 2)); // docker0, not ours
   nl.routes.push(routeOf({ dst: net("0.0.0.0/0"), gateway: ip("192.168.0.1"), oif: EXT }));
   nl.fdbs.push({
@@ -194,13 +238,72 @@ Deno.test("planSync() on a kernel that is already right changes nothing", () => 
   const nl = new FakeNetlink();
   nl.fdbSet(DEV, MAC_B, ip("192.168.0.2"));
   nl.neighSet(DEV, ip("10.1.2.0"), MAC_B);
-  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true });
+  nl.routeReplace({
+    dst: net("10.1.2.0/24"),
+    gateway: ip("10.1.2.0"),
+    oif: DEV,
+    onlink: true,
+    protocol: RTPROT_FLANNEL,
+  });
   const plan = planSync([b], {
     routes: nl.routeList(),
     neighs: nl.neighList(DEV),
     fdbs: nl.fdbList(DEV),
   }, scope);
   assert.deepEqual(Object.values(plan).flat(), []);
+});
+
+Deno.test("planSync() removes flannel's routes out of scope, adopts the previous version's, never touches an admin's", () => {
+  const b = entries(lease("10.1.2.0/24", "192.168.0.2"));
+  const c = entries(lease("10.1.3.0/24", "192.168.0.3", "vxlan", { VNI: 1, VtepMAC: MAC_C }));
+  const P = RTPROT_FLANNEL;
+  const kernel = [
+    // b's route as the previous version left it (protocol boot, otherwise right): adopted.
+    routeOf({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true }),
+    // c's route as the previous version left it, at another metric: replaced by the marked one.
+    routeOf({
+      dst: net("10.1.3.0/24"),
+      gateway: ip("10.1.3.0"),
+      oif: DEV,
+      onlink: true,
+      metric: 5,
+    }),
+    // flannel's own routes from an earlier Network, a hijack lease, a gone device: all removed.
+    routeOf({
+      dst: net("10.2.7.0/24"),
+      gateway: ip("10.2.7.0"),
+      oif: DEV,
+      onlink: true,
+      protocol: P,
+    }),
+    routeOf({ dst: net("8.8.0.0/16"), gateway: ip("192.168.0.8"), oif: EXT, protocol: P }),
+    routeOf({
+      dst: net("10.1.9.0/24"),
+      gateway: ip("10.1.9.0"),
+      oif: 33,
+      onlink: true,
+      protocol: P,
+    }),
+    // an admin's routes inside the network: static, and boot where no lease wants a route.
+    routeOf({ dst: net("10.1.50.0/24"), gateway: ip("192.168.0.50"), oif: EXT, protocol: 4 }),
+    routeOf({
+      dst: net("10.1.2.0/24"),
+      gateway: ip("192.168.0.51"),
+      oif: EXT,
+      protocol: 4,
+      metric: 10,
+    }),
+    routeOf({ dst: net("10.1.51.0/24"), gateway: ip("192.168.0.51"), oif: EXT }),
+  ];
+  const plan = planSync([b, c], { routes: kernel, neighs: [], fdbs: [] }, scope);
+  assert.deepEqual(plan.routeDel.map((r) => `${r.dst} ${r.protocol}`), [
+    "10.1.3.0/24 3",
+    "10.2.7.0/24 102",
+    "8.8.0.0/16 102",
+    "10.1.9.0/24 102",
+  ]);
+  assert.deepEqual(plan.routeSet, [b.route, c.route]);
+  assert.deepEqual(routeSpecOf(b.route).protocol, RTPROT_FLANNEL);
 });
 
 Deno.test("planSync() replaces a non-permanent (learned) ARP entry and deletes extra FDB dsts", () => {
@@ -262,16 +365,28 @@ Deno.test("planUpdate()", async (t) => {
   });
 });
 
-Deno.test("PeerTable follows lease batches on a fake kernel", () => {
+Deno.test("KernelEntryTable follows lease batches on a fake kernel", () => {
   const nl = new FakeNetlink();
   nl.fdbSet(DEV, "aa:bb:cc:00:00:0d", ip("192.168.0.4")); // stale from a gone peer
   nl.neighSet(DEV, ip("10.1.4.0"), "aa:bb:cc:00:00:0d");
-  nl.routeReplace({ dst: net("10.1.4.0/24"), gateway: ip("10.1.4.0"), oif: DEV, onlink: true });
+  nl.routeReplace({
+    dst: net("10.1.4.0/24"),
+    gateway: ip("10.1.4.0"),
+    oif: DEV,
+    onlink: true,
+    protocol: RTPROT_FLANNEL,
+  });
   nl.fdbSet(DEV, MAC_B, ip("192.168.0.2")); // right already
   nl.neighSet(DEV, ip("10.1.2.0"), MAC_B);
-  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true });
+  nl.routeReplace({
+    dst: net("10.1.2.0/24"),
+    gateway: ip("10.1.2.0"),
+    oif: DEV,
+    onlink: true,
+    protocol: RTPROT_FLANNEL,
+  });
   nl.take();
-  const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
 
   const { lines } = captureLog(() => {
     const changes = table.sync([
@@ -314,7 +429,7 @@ Deno.test("PeerTable follows lease batches on a fake kernel", () => {
   assert.deepEqual(nl.routes.map((r) => String(r.dst)), ["10.1.3.0/24"]);
 
   // A restart: a new table over the same kernel and leases changes nothing.
-  const table2 = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const table2 = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
   assert.equal(table2.sync([c]), 0);
   assert.deepEqual(nl.take(), []);
 
@@ -328,13 +443,19 @@ Deno.test("PeerTable follows lease batches on a fake kernel", () => {
   assert.deepEqual(nl.take(), ["routeReplace 10.1.3.0/24 via 10.1.3.0 dev 7 onlink"]);
 });
 
-Deno.test("PeerTable.resync() before the first lease set leaves the kernel alone", () => {
+Deno.test("KernelEntryTable.resync() before the first lease set leaves the kernel alone", () => {
   const nl = new FakeNetlink();
   nl.fdbSet(DEV, MAC_B, ip("192.168.0.2"));
   nl.neighSet(DEV, ip("10.1.2.0"), MAC_B);
-  nl.routeReplace({ dst: net("10.1.2.0/24"), gateway: ip("10.1.2.0"), oif: DEV, onlink: true });
+  nl.routeReplace({
+    dst: net("10.1.2.0/24"),
+    gateway: ip("10.1.2.0"),
+    oif: DEV,
+    onlink: true,
+    protocol: RTPROT_FLANNEL,
+  });
   nl.take();
-  const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
   // A repair event (ENOBUFS, device set down) can come before the lease watch's first batch.
   assert.equal(table.resync(), 0);
   assert.deepEqual(nl.take(), []);
@@ -342,12 +463,12 @@ Deno.test("PeerTable.resync() before the first lease set leaves the kernel alone
   assert.deepEqual(nl.take(), []);
 });
 
-Deno.test("PeerTable logs a failed kernel change and carries on", () => {
+Deno.test("KernelEntryTable logs a failed kernel change and carries on", () => {
   const nl = new FakeNetlink();
   nl.fdbSet = () => {
     throw new Error("RTM_NEWNEIGH: ENODEV (No such device)");
   };
-  const table = new PeerTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
   const { lines } = captureLog(() =>
     table.apply([{ type: "added", lease: lease("10.1.2.0/24", "192.168.0.2") }])
   );

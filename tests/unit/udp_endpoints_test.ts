@@ -1,7 +1,12 @@
 /** The udp data path's peer table: longest-prefix lookups, replacement, source checks. */
 
 import assert from "node:assert/strict";
-import { endpointIp, endpointPort, packEndpoint, PeerTable } from "../../lib/backend/udp/peers.ts";
+import {
+  endpointIp,
+  endpointPort,
+  EndpointTable,
+  packEndpoint,
+} from "../../lib/backend/udp/endpoints.ts";
 import { parseIPv4 } from "../../lib/ip.ts";
 
 // The data path's peer table works on host-order u32 addresses.
@@ -15,8 +20,8 @@ Deno.test("packEndpoint() round-trips every address and port exactly", () => {
   }
 });
 
-Deno.test("PeerTable routes addresses inside a subnet and nothing else", () => {
-  const t = new PeerTable();
+Deno.test("EndpointTable routes addresses inside a subnet and nothing else", () => {
+  const t = new EndpointTable();
   t.set(ip("10.1.15.0"), 24, ip("192.168.1.2"), 8285);
   assert.equal(t.lookup(ip("10.1.15.77")), packEndpoint(ip("192.168.1.2"), 8285));
   assert.equal(t.lookup(ip("10.1.15.255")), packEndpoint(ip("192.168.1.2"), 8285));
@@ -24,8 +29,8 @@ Deno.test("PeerTable routes addresses inside a subnet and nothing else", () => {
   assert.equal(t.lookup(ip("10.1.14.255")), -1);
 });
 
-Deno.test("PeerTable masks host bits, replaces a route, and tracks sources by reference", () => {
-  const t = new PeerTable();
+Deno.test("EndpointTable masks host bits, replaces a route, and tracks sources by reference", () => {
+  const t = new EndpointTable();
   t.set(ip("10.1.15.9"), 24, ip("192.168.1.2"), 8285);
   assert.equal(t.size, 1);
   assert.ok(t.isPeer(ip("192.168.1.2"), 8285));
@@ -43,16 +48,16 @@ Deno.test("PeerTable masks host bits, replaces a route, and tracks sources by re
   assert.equal(t.lookup(ip("10.1.16.1")), -1);
 });
 
-Deno.test("PeerTable prefers the longest prefix when lengths differ", () => {
-  const t = new PeerTable();
+Deno.test("EndpointTable prefers the longest prefix when lengths differ", () => {
+  const t = new EndpointTable();
   t.set(ip("10.1.0.0"), 16, 1, 1);
   t.set(ip("10.1.15.0"), 24, 2, 2);
   assert.equal(t.lookup(ip("10.1.15.1")), packEndpoint(2, 2));
   assert.equal(t.lookup(ip("10.1.16.1")), packEndpoint(1, 1));
 });
 
-Deno.test("PeerTable lookups stay fast with 10,000 peers", () => {
-  const t = new PeerTable();
+Deno.test("EndpointTable lookups stay fast with 10,000 peers", () => {
+  const t = new EndpointTable();
   for (let i = 0; i < 10000; i++) t.set(ip("10.0.0.0") + i * 256, 24, ip("172.16.0.0") + i, 8285);
   assert.equal(t.size, 10000);
   const n = 1_000_000;
@@ -67,8 +72,8 @@ Deno.test("PeerTable lookups stay fast with 10,000 peers", () => {
   assert.ok(perLookupNs < 1000, `lookup took ${perLookupNs.toFixed(0)} ns`);
 });
 
-Deno.test("PeerTable.source() holds exactly the subnets routed to an endpoint", () => {
-  const t = new PeerTable();
+Deno.test("EndpointTable.source() holds exactly the subnets routed to an endpoint", () => {
+  const t = new EndpointTable();
   const h2 = ip("192.168.1.2");
   t.set(ip("10.1.15.0"), 24, h2, 8285);
   const s = t.source(h2, 8285)!;

@@ -8,7 +8,7 @@
 
 import { formatMAC, type IP, parseMAC } from "../../ip.ts";
 import { getFold, type Lease } from "../../lease.ts";
-import type { PeerDecision } from "../peersync.ts";
+import type { PeerDecision } from "../kernel_plan.ts";
 
 /** The lease `BackendData` of a vxlan host: `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}`. */
 export interface VxlanLeaseData {

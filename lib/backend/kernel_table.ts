@@ -1,0 +1,233 @@
+/**
+ * The peers a routed backend follows and the kernel entries it has put in for them; applies the
+ * plans of kernel_plan.ts through the few netlink verbs in {@link KernelOps}, so tests drive it
+ * with a recording fake.
+ */
+
+import {
+  type NeighInfo,
+  type Netlink,
+  type RouteInfo,
+  type RouteSpec,
+  RT_TABLE_MAIN,
+} from "../../ffi/netlink/mod.ts";
+import { isErrno } from "../../ffi/errno.ts";
+import { IP, type IPNet } from "../ip.ts";
+import type { Lease } from "../lease.ts";
+import type { LeaseEvent } from "../subnet/mod.ts";
+import { errText, type Logger } from "../log.ts";
+import {
+  emptyPlan,
+  type KernelState,
+  type PeerDecision,
+  type PeerEntries,
+  type Plan,
+  planSize,
+  planSync,
+  planUpdate,
+  routeSpecOf,
+  type Scope,
+} from "./kernel_plan.ts";
+
+/** The netlink verbs the peer table uses (a subset of `Netlink`). */
+export type KernelOps = Pick<
+  Netlink,
+  | "routeList"
+  | "routeReplace"
+  | "routeDel"
+  | "neighList"
+  | "neighSet"
+  | "neighDel"
+  | "fdbList"
+  | "fdbSet"
+  | "fdbDel"
+>;
+
+const IP_ZERO = IP.fromU32(0);
+
+function routeDelSpec(r: RouteInfo): RouteSpec {
+  // With its protocol, a delete matches only that route: never an admin's of the same dst.
+  const spec: RouteSpec = { dst: r.dst, table: r.table };
+  if (r.protocol !== 0) spec.protocol = r.protocol;
+  if (r.gateway !== null) spec.gateway = r.gateway;
+  if (r.oif !== null) spec.oif = r.oif;
+  if (r.priority !== null && r.priority !== 0) spec.metric = r.priority;
+  return spec;
+}
+
+function describeRoute(r: { dst: IPNet; gateway: IP | null; oif: number | null }): string {
+  return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.oif !== null ? ` dev #${r.oif}` : ""}`;
+}
+
+/** Applies `plan` in order; failures are logged and counted, never thrown. */
+export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
+  let failures = 0;
+  const run = (what: string, fn: () => void, absentOk = false) => {
+    try {
+      fn();
+    } catch (err) {
+      if (absentOk && (isErrno(err, "ESRCH") || isErrno(err, "ENOENT"))) return;
+      failures++;
+      log.error(`Cannot ${what}: ${errText(err)}`);
+    }
+  };
+  for (const r of plan.routeDel) {
+    run(`delete route ${describeRoute(r)}`, () => nl.routeDel(routeDelSpec(r)), true);
+  }
+  for (const n of plan.neighDel) {
+    run(`delete ARP entry ${n.ip} on #${n.index}`, () => nl.neighDel(n.index, n.ip), true);
+  }
+  for (const f of plan.fdbDel) {
+    const dst = f.dst ?? IP_ZERO;
+    run(
+      `delete FDB entry ${f.mac} dst ${dst} on #${f.index}`,
+      () => nl.fdbDel(f.index, f.mac, dst),
+      true,
+    );
+  }
+  for (const f of plan.fdbSet) {
+    run(
+      `set FDB entry ${f.mac} dst ${f.dst} on #${f.index}`,
+      () => nl.fdbSet(f.index, f.mac, f.dst),
+    );
+  }
+  for (const n of plan.neighSet) {
+    run(
+      `set ARP entry ${n.ip} lladdr ${n.mac} on #${n.index}`,
+      () => nl.neighSet(n.index, n.ip, n.mac),
+    );
+  }
+  for (const r of plan.routeSet) {
+    run(`replace route ${describeRoute(r)}`, () => nl.routeReplace(routeSpecOf(r)));
+  }
+  return failures;
+}
+
+/**
+ * The peers the backend follows and the entries it has put in the kernel for them.
+ *
+ * `decide` turns a lease into entries or a skip reason; it is called again for every lease when
+ * the scope changes (the vxlan device was recreated with a new index).
+ */
+export class KernelEntryTable {
+  #leases = new Map<string, Lease>();
+  #applied = new Map<string, PeerEntries>();
+  #warned = new Map<string, string>();
+  /** False until the first full lease set arrived: before it, the lease set means nothing. */
+  #synced = false;
+
+  constructor(
+    private readonly nl: KernelOps,
+    private scope: Scope,
+    private decide: (lease: Lease) => PeerDecision,
+    private readonly log: Logger,
+  ) {}
+
+  /** Number of peers with entries in the kernel. */
+  get size(): number {
+    return this.#applied.size;
+  }
+
+  /**
+   * Takes `leases` as the full set of peers and reconciles the kernel with it: stale entries go,
+   * right ones stay untouched, missing or wrong ones are set. Returns the number of changes.
+   */
+  sync(leases: Iterable<Lease>): number {
+    this.#leases.clear();
+    for (const l of leases) this.#leases.set(l.subnet.toString(), l);
+    this.#synced = true;
+    return this.resync();
+  }
+
+  /**
+   * Reconciles the kernel with the current lease set (after a device change or lost events).
+   * Does nothing before the first {@link sync}: an empty set would delete every peer's entries.
+   */
+  resync(): number {
+    if (!this.#synced) return 0;
+    this.#applied.clear();
+    for (const [key, lease] of this.#leases) {
+      const entries = this.#decideLogged(key, lease);
+      if (entries) this.#applied.set(key, entries);
+    }
+    const kernel: KernelState = {
+      routes: this.nl.routeList(RT_TABLE_MAIN),
+      neighs: this.scope.devIndex !== null ? this.nl.neighList(this.scope.devIndex) : [],
+      fdbs: this.scope.devIndex !== null ? this.nl.fdbList(this.scope.devIndex) : [],
+    };
+    const plan = planSync(this.#applied.values(), kernel, this.scope);
+    applyPlan(this.nl, plan, this.log);
+    return planSize(plan);
+  }
+
+  /** Changes the scope and decision (e.g. new device index) and reconciles. */
+  rescope(scope: Scope, decide: (lease: Lease) => PeerDecision): number {
+    this.scope = scope;
+    this.decide = decide;
+    return this.resync();
+  }
+
+  /** Applies a batch of lease events incrementally. */
+  apply(events: readonly LeaseEvent[]): void {
+    for (const ev of events) {
+      const key = ev.lease.subnet.toString();
+      let next: PeerEntries | null = null;
+      if (ev.type === "removed") {
+        this.#leases.delete(key);
+        this.#warned.delete(key);
+      } else {
+        this.#leases.set(key, ev.lease);
+        next = this.#decideLogged(key, ev.lease);
+      }
+      const old = this.#applied.get(key) ?? null;
+      if (next) this.#applied.set(key, next);
+      else this.#applied.delete(key);
+      if (!old && !next) continue;
+      const plan = planUpdate(old, next, (mac) => this.#macInUse(mac, key));
+      applyPlan(this.nl, plan, this.log);
+      if (this.log.enabled(1)) {
+        this.log.v(1, `${ev.type === "removed" ? "Removed" : "Programmed"} peer ${key}`);
+      }
+    }
+  }
+
+  /** Restores an applied route the kernel reports deleted (self-healing). True when restored. */
+  restoreRoute(r: RouteInfo): boolean {
+    // Peers are keyed by subnet, which is their route's dst: no scan over thousands of peers.
+    const e = this.#applied.get(r.dst.toString());
+    if (!e || e.route.oif !== r.oif || !r.gateway || !e.route.gateway.equals(r.gateway)) {
+      return false;
+    }
+    applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log);
+    return true;
+  }
+
+  /** Restores an applied ARP entry the kernel reports deleted (self-healing). True when restored. */
+  restoreNeigh(n: NeighInfo): boolean {
+    for (const e of this.#applied.values()) {
+      if (e.neigh && e.neigh.ip.equals(n.ip) && e.neigh.index === n.index) {
+        applyPlan(this.nl, { ...emptyPlan(), neighSet: [e.neigh] }, this.log);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  #macInUse(mac: string, except: string): boolean {
+    for (const [k, e] of this.#applied) if (k !== except && e.fdb?.mac === mac) return true;
+    return false;
+  }
+
+  #decideLogged(key: string, lease: Lease): PeerEntries | null {
+    const d = this.decide(lease);
+    if (d.ok) {
+      this.#warned.delete(key);
+      return d.entries;
+    }
+    if (this.#warned.get(key) !== d.reason) {
+      this.#warned.set(key, d.reason);
+      this.log.warn(d.reason);
+    }
+    return null;
+  }
+}
