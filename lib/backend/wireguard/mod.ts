@@ -25,7 +25,14 @@
  *   kernel has no `wireguard` module to drive or test against).
  */
 
-import type { Backend, BackendContext } from "../mod.ts";
+import {
+  type Backend,
+  backendConfig,
+  type BackendContext,
+  type NetlinkHandle,
+  type Network,
+} from "../mod.ts";
+import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import type { WireguardBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
 import type { IP, IPNet } from "../../ip.ts";
@@ -63,6 +70,8 @@ export interface DeviceSetup {
   readonly address: IP;
   /** The flannel Network, routed to the interface. */
   readonly network: IPNet;
+  /** Opens an rtnetlink handle (the daemon's); the caller closes it. */
+  readonly netlink: () => NetlinkHandle;
 }
 
 /**
@@ -95,142 +104,136 @@ export interface WireguardLeaseData {
   readonly Port?: number;
 }
 
-/** The wireguard backend object, with its counters for metrics. */
-export interface WireguardBackend extends Backend {
-  /** A snapshot of the data path's counters (zeros before `run`). */
+/** The wireguard network, with its data-path counters for metrics. */
+export interface WireguardNetwork extends Network {
+  /** The device name, `flannel-wg`. */
+  readonly device: string;
+  /** A snapshot of the data path's counters. */
   counters(): Record<CounterName, number>;
 }
 
-/** Creates the wireguard backend (registered as `"wireguard"`). */
+/** The wireguard backend: its network carries the data path's counters. */
+export interface WireguardBackend extends Backend {
+  init(signal: AbortSignal): Promise<WireguardNetwork>;
+}
+
+/**
+ * Creates the wireguard backend (registered as `"wireguard"`). `makeDevice` is the seam for
+ * another {@link WireguardDevice} implementation (tests; the kernel module one day).
+ */
 export function create(
   ctx: BackendContext,
   makeDevice: (s: DeviceSetup) => WireguardDevice = createUserspaceDevice,
 ): WireguardBackend {
-  return new WireguardBackendImpl(ctx, makeDevice);
+  const cfg = backendConfig(ctx, "wireguard");
+  return { init: (signal) => init(ctx, cfg, makeDevice, signal) };
 }
 
-class WireguardBackendImpl implements WireguardBackend {
-  readonly #ctx: BackendContext;
-  readonly #cfg: WireguardBackendConfig;
-  readonly #makeDevice: (s: DeviceSetup) => WireguardDevice;
-  #network: WireguardNetwork | null = null;
-
-  constructor(ctx: BackendContext, makeDevice: (s: DeviceSetup) => WireguardDevice) {
-    if (ctx.config.backend.type !== "wireguard") {
-      throw new Error(`Backend type ${ctx.config.backend.type} is not wireguard`);
-    }
-    this.#ctx = ctx;
-    this.#cfg = ctx.config.backend;
-    this.#makeDevice = makeDevice;
-  }
-
-  counters(): Record<CounterName, number> {
-    return this.#network?.dev.counters() ?? ({} as Record<CounterName, number>);
-  }
-
-  async init(signal: AbortSignal): Promise<WireguardNetwork> {
-    const { ext, subnets, config } = this.#ctx;
-    const keyFile = keyFilePath();
-    const { key, created, warning } = await loadOrCreateKey(keyFile);
-    if (warning !== undefined) log.warn(warning);
-    const pub = toBase64(publicKey(key));
-    log.info(
-      `${created ? "Generated" : "Loaded"} the private key in ${keyFile}; public key ${pub}`,
-    );
-    const data: WireguardLeaseData = { PublicKey: pub, Port: this.#cfg.listenPort };
-    const lease = await subnets.acquireLease(
-      { publicIP: ext.publicIP, backendType: "wireguard", backendData: data },
-      signal,
-    );
-    const mtu = this.#cfg.mtu ?? ext.mtu - OVERHEAD;
-    const dev = this.#makeDevice({
-      name: DEVICE_NAME,
-      privateKey: key,
-      listenPort: this.#cfg.listenPort,
-      bindIp: ext.ifaceAddr,
-      mtu,
-      address: lease.subnet.ip,
-      network: config.network,
-    });
-    log.info(
-      `Device ${DEVICE_NAME} up: ${lease.subnet.ip}/32, mtu ${mtu}, route ` +
-        `${config.network}; UDP ${ext.ifaceAddr}:${this.#cfg.listenPort}`,
-    );
-    this.#network = new WireguardNetwork(this.#ctx.subnets, this.#cfg, dev, lease, mtu);
-    return this.#network;
-  }
-
-  run(signal: AbortSignal): Promise<void> {
-    if (this.#network === null) throw new Error("Cannot run the wireguard backend before init");
-    return this.#network.run(signal);
-  }
+async function init(
+  ctx: BackendContext,
+  cfg: WireguardBackendConfig,
+  makeDevice: (s: DeviceSetup) => WireguardDevice,
+  signal: AbortSignal,
+): Promise<WireguardNetwork> {
+  const { ext, subnets, config } = ctx;
+  const keyFile = keyFilePath((n) => ctx.env[n]);
+  const { key, created, warning } = await loadOrCreateKey(keyFile);
+  if (warning !== undefined) log.warn(warning);
+  const pub = toBase64(publicKey(key));
+  log.info(`${created ? "Generated" : "Loaded"} the private key in ${keyFile}; public key ${pub}`);
+  const data: WireguardLeaseData = { PublicKey: pub, Port: cfg.listenPort };
+  const { lease, peers } = await subnets.acquireLease(
+    { publicIP: ext.publicIP, backendType: "wireguard", backendData: data },
+    signal,
+  );
+  const mtu = cfg.mtu ?? ext.mtu - OVERHEAD;
+  const dev = makeDevice({
+    name: DEVICE_NAME,
+    privateKey: key,
+    listenPort: cfg.listenPort,
+    bindIp: ext.ifaceAddr,
+    mtu,
+    address: lease.subnet.ip,
+    network: config.network,
+    netlink: ctx.netlink,
+  });
+  log.info(
+    `Device ${DEVICE_NAME} up: ${lease.subnet.ip}/32, mtu ${mtu}, route ` +
+      `${config.network}; UDP ${ext.ifaceAddr}:${cfg.listenPort}`,
+  );
+  const socketDirectory = socketDir((n) => ctx.env[n]);
+  return {
+    lease,
+    mtu,
+    device: dev.name,
+    counters: () => dev.counters(),
+    run: (s) => run(subnets, cfg, dev, lease, peers, socketDirectory, s),
+  };
 }
 
-/** The network once init has succeeded: our lease, the MTU, and the loop that follows leases. */
-export class WireguardNetwork {
-  constructor(
-    readonly subnets: BackendContext["subnets"],
-    readonly cfg: WireguardBackendConfig,
-    readonly dev: WireguardDevice,
-    readonly lease: Lease,
-    readonly mtu: number,
-  ) {}
-
-  /** Runs the data path and the UAPI socket, and follows leases until `signal` aborts. */
-  async run(signal: AbortSignal): Promise<void> {
-    const dev = this.dev;
-    let uapi: UapiServer | null = null;
-    let failed: string | null = null;
+/** Runs the data path and the UAPI socket, and follows leases until `signal` aborts. */
+async function run(
+  subnets: BackendContext["subnets"],
+  cfg: WireguardBackendConfig,
+  dev: WireguardDevice,
+  lease: Lease,
+  snapshot: LeaseSnapshot,
+  socketDirectory: string,
+  signal: AbortSignal,
+): Promise<void> {
+  let uapi: UapiServer | null = null;
+  let failed: string | null = null;
+  try {
+    await dev.start();
     try {
-      await dev.start();
-      try {
-        uapi = await UapiServer.start(socketDir(), dev.name, () => dev.dump());
-      } catch (err) {
-        log.warn(`wg show will not work: ${errText(err)}`);
-      }
-      const peers = new LeasePeers(this.lease.subnet, {
-        port: this.cfg.listenPort,
-        psk: this.cfg.psk,
-        keepalive: this.cfg.persistentKeepaliveInterval,
-      });
-      const watch = (async () => {
-        let first = true;
-        for await (const batch of this.subnets.watchLeases(this.lease.subnet, signal)) {
-          const r = peers.apply(batch);
-          for (const w of r.warnings) log.warn(w);
-          // The first batch is the whole set (thousands of lines on a big network): -v=1.
-          for (const line of r.lines) {
-            if (first) log.v(1, line);
-            else log.info(line);
-          }
-          if (first) log.info(`Following ${peers.size} peer leases`);
-          first = false;
-          if (r.changes.length > 0) dev.apply({ op: "peers", changes: r.changes });
-        }
-      })();
-      const aborted = new Promise<void>((resolve) => {
-        if (signal.aborted) resolve();
-        else signal.addEventListener("abort", () => resolve(), { once: true });
-      });
-      const watchEnded = watch.then(
-        () => {
-          if (!signal.aborted) failed ??= "Lease watch ended";
-        },
-        (err) => {
-          if (!signal.aborted) failed ??= `Lease watch failed: ${errText(err)}`;
-        },
-      );
-      const died = dev.died.then((m) => {
-        failed ??= m;
-      });
-      await Promise.race([aborted, watchEnded, died]);
-      if (failed) throw new Error(failed);
-    } finally {
-      if (uapi !== null) await uapi[Symbol.asyncDispose]();
-      await dev.close();
-      const c = dev.counters();
-      const parts = Object.entries(c).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`);
-      log.info(`Data path stopped: ${parts.length ? parts.join(" ") : "all zero"}`);
+      uapi = await UapiServer.start(socketDirectory, dev.name, () => dev.dump());
+    } catch (err) {
+      log.warn(`wg show will not work: ${errText(err)}`);
     }
+    const peers = new LeasePeers(lease.subnet, {
+      port: cfg.listenPort,
+      psk: cfg.psk,
+      keepalive: cfg.persistentKeepaliveInterval,
+    });
+    const watch = (async () => {
+      let first = true;
+      for await (const batch of subnets.watchLeases(lease.subnet, snapshot, signal)) {
+        const r = peers.apply(batch);
+        for (const w of r.warnings) log.warn(w);
+        // The first batch is the whole set (thousands of lines on a big network): -v=1.
+        for (const line of r.lines) {
+          if (first) log.v(1, line);
+          else log.info(line);
+        }
+        if (first) log.info(`Following ${peers.size} peer leases`);
+        first = false;
+        if (r.changes.length > 0) dev.apply({ op: "peers", changes: r.changes });
+      }
+    })();
+    const aborted = new Promise<void>((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+    // The watch retries by itself and ends only with the signal: anything else would leave the
+    // device with stale peers for good, so it ends run() (the daemon exits 1).
+    const watchEnded = watch.then(
+      () => {
+        if (!signal.aborted) failed ??= "Lease watch ended";
+      },
+      (err) => {
+        if (!signal.aborted) failed ??= `Lease watch failed: ${errText(err)}`;
+      },
+    );
+    const died = dev.died.then((m) => {
+      failed ??= m;
+    });
+    await Promise.race([aborted, watchEnded, died]);
+    if (failed) throw new Error(failed);
+  } finally {
+    if (uapi !== null) await uapi[Symbol.asyncDispose]();
+    await dev.close();
+    const c = dev.counters();
+    const parts = Object.entries(c).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`);
+    log.info(`Data path stopped: ${parts.length ? parts.join(" ") : "all zero"}`);
   }
 }

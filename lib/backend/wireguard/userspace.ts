@@ -5,7 +5,6 @@
  */
 
 import { errText, logger } from "../../log.ts";
-import { Netlink } from "../../../ffi/netlink/mod.ts";
 import {
   openTun,
   setTxQueueLen,
@@ -38,6 +37,7 @@ import {
   type WorkerReport,
 } from "./protocol.ts";
 import type { DeviceSetup, WireguardDevice } from "./mod.ts";
+import type { NetlinkHandle } from "../mod.ts";
 
 const log = logger("wireguard");
 const SOCKET_BUFFER = 4 << 20;
@@ -93,7 +93,15 @@ function openOffloadTun(name: string): { tun: Tun; vnetHdr: boolean } {
 }
 
 function configureLink(tun: Tun, setup: DeviceSetup): void {
-  using nl = Netlink.open();
+  const nl = setup.netlink();
+  try {
+    configureWith(nl, tun, setup);
+  } finally {
+    nl.close();
+  }
+}
+
+function configureWith(nl: NetlinkHandle, tun: Tun, setup: DeviceSetup): void {
   const link = nl.linkGet(tun.name);
   if (link === null) throw new Error(`TUN device ${tun.name} vanished after TUNSETIFF`);
   nl.linkSetMtu(link.index, setup.mtu);
