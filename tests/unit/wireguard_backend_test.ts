@@ -16,7 +16,14 @@ import {
 import { formatGet, REFUSED } from "../../lib/backend/wireguard/uapi.ts";
 import { Device } from "../../lib/backend/wireguard/device.ts";
 import { PacketAead, randomBytes } from "../../ffi/crypto.ts";
-import type { Lease } from "../../lib/lease.ts";
+import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import type { NetworkConfig } from "../../lib/config.ts";
+import type { ExternalInterface } from "../../lib/extiface.ts";
+import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import { create, type DeviceSetup, type WireguardDevice } from "../../lib/backend/wireguard/mod.ts";
+import type { PeerBatch } from "../../lib/backend/wireguard/protocol.ts";
+import { fakeContext, lease as fakeLease } from "./fake_netlink.ts";
+import { ip, logCapture, net } from "../helpers.ts";
 import { IP, IPNet } from "../../lib/ip.ts";
 
 const PUB = toBase64(publicKey(generatePrivateKey()));
@@ -180,4 +187,131 @@ Deno.test("LeasePeers: added → set, removed → del, a re-keyed host's old key
     'Ignoring the lease of 10.1.4.0/24: backend type "vxlan" is not wireguard',
   ]);
   assert.equal(lp.size, 0);
+});
+
+Deno.test("wireguard backend through the device seam: lease data, MTU, key file, peers from leases", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const config: NetworkConfig = {
+      network: net("10.1.0.0/16"),
+      subnetLen: 24,
+      subnetMin: ip("10.1.1.0"),
+      subnetMax: ip("10.1.255.0"),
+      backend: {
+        type: "wireguard",
+        listenPort: 51820,
+        listenPortV6: 51821,
+        psk: null,
+        persistentKeepaliveInterval: 25,
+        mtu: null,
+        mode: "separate",
+      },
+    };
+    const ext: ExternalInterface = {
+      name: "eth0",
+      index: 2,
+      ifaceAddr: ip("192.168.0.1"),
+      publicIP: ip("192.168.0.1"),
+      mtu: 1500,
+    };
+    const peerKey = toBase64(publicKey(generatePrivateKey()));
+    const peer = (subnet: string, data: unknown) =>
+      fakeLease(subnet, "192.168.0.2", "wireguard", data);
+    const acquired: LeaseAttrs[] = [];
+    const subnets: SubnetManager = {
+      config,
+      acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
+        acquired.push(attrs);
+        return Promise.resolve({
+          lease: {
+            subnet: net("10.1.1.0/24"),
+            attrs,
+            expiration: null,
+            modRevision: 1,
+            etcdLeaseId: null,
+          },
+          peers: { revision: 1, entries: [] },
+        });
+      },
+      keepLease: () => Promise.resolve(),
+      async *watchLeases(_own: IPNet, _from: unknown, signal: AbortSignal) {
+        yield [{
+          type: "added",
+          lease: peer("10.1.2.0/24", { PublicKey: peerKey }),
+        }] as LeaseEvent[];
+        yield [{
+          type: "removed",
+          lease: peer("10.1.2.0/24", { PublicKey: peerKey }),
+        }] as LeaseEvent[];
+        await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+      },
+    };
+    const setups: DeviceSetup[] = [];
+    const applied: PeerBatch[] = [];
+    const events: string[] = [];
+    const device = (s: DeviceSetup): WireguardDevice => {
+      setups.push(s);
+      return {
+        name: s.name,
+        start: () => Promise.resolve(void events.push("start")),
+        died: new Promise(() => {}),
+        apply: (b) => void applied.push(b),
+        dump: () => Promise.resolve("errno=0\n\n"),
+        counters: () => ({}) as ReturnType<WireguardDevice["counters"]>,
+        close: () => Promise.resolve(void events.push("close")),
+      };
+    };
+    const ctx = fakeContext({
+      config,
+      ext,
+      subnets,
+      env: { WIREGUARD_KEY_FILE: `${dir}/wgkey`, FLANNEL_WG_SOCKET_DIR: `${dir}/wg` },
+    });
+    using _log = logCapture();
+    const network = await create(ctx, device).init(new AbortController().signal);
+    assert.equal(network.mtu, 1420, "external MTU − 80");
+    assert.equal(network.device, "flannel-wg");
+    const pub = toBase64(publicKey(parseKey(await Deno.readTextFile(`${dir}/wgkey`), "k")));
+    assert.equal(
+      encodeLeaseValue(acquired[0]),
+      `{"PublicIP":"192.168.0.1","PublicIPv6":null,"BackendType":"wireguard",` +
+        `"BackendData":{"PublicKey":"${pub}","Port":51820}}`,
+    );
+    assert.equal(setups[0].name, "flannel-wg");
+    assert.equal(String(setups[0].address), "10.1.1.0");
+    assert.equal(String(setups[0].network), "10.1.0.0/16");
+    const ac = new AbortController();
+    const running = network.run(ac.signal);
+    for (let i = 0; i < 100 && applied.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    // The UAPI socket answers from the device while running.
+    const conn = await Deno.connect({ transport: "unix", path: `${dir}/wg/flannel-wg.sock` });
+    await conn.write(new TextEncoder().encode("get=1\n\n"));
+    const buf = new Uint8Array(64);
+    const n = await conn.read(buf);
+    conn.close();
+    assert.equal(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "errno=0\n\n");
+    ac.abort();
+    await running;
+    assert.deepEqual(events, ["start", "close"]);
+    assert.deepEqual(applied, [
+      {
+        op: "peers",
+        changes: [{
+          op: "set",
+          peer: {
+            publicKey: peerKey,
+            presharedKey: null,
+            ip: ip("192.168.0.2").toU32(),
+            port: 51820,
+            allowedIPs: [{ net: ip("10.1.2.0").toU32(), prefix: 24 }],
+            persistentKeepalive: 25,
+          },
+        }],
+      },
+      { op: "peers", changes: [{ op: "del", publicKey: peerKey }] },
+    ]);
+    await assert.rejects(() => Deno.stat(`${dir}/wg/flannel-wg.sock`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
