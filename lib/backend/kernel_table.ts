@@ -59,6 +59,11 @@ function describeRoute(r: { dst: IPNet; gateway: IP | null; oif: number | null }
   return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.oif !== null ? ` dev #${r.oif}` : ""}`;
 }
 
+/** What a neighbour entry of `ip`'s family is called. */
+function nd(ip: IP): string {
+  return ip.family === 4 ? "ARP" : "NDP";
+}
+
 /** Applies `plan` in order; failures are logged and counted, never thrown. */
 export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
   let failures = 0;
@@ -75,7 +80,7 @@ export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
     run(`delete route ${describeRoute(r)}`, () => nl.routeDel(routeDelSpec(r)), true);
   }
   for (const n of plan.neighDel) {
-    run(`delete ARP entry ${n.ip} on #${n.index}`, () => nl.neighDel(n.index, n.ip), true);
+    run(`delete ${nd(n.ip)} entry ${n.ip} on #${n.index}`, () => nl.neighDel(n.index, n.ip), true);
   }
   for (const f of plan.fdbDel) {
     const dst = f.dst ?? IP_ZERO;
@@ -93,7 +98,7 @@ export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
   }
   for (const n of plan.neighSet) {
     run(
-      `set ARP entry ${n.ip} lladdr ${n.mac} on #${n.index}`,
+      `set ${nd(n.ip)} entry ${n.ip} lladdr ${n.mac} on #${n.index}`,
       () => nl.neighSet(n.index, n.ip, n.mac),
     );
   }
@@ -134,7 +139,10 @@ export class KernelEntryTable {
    */
   sync(leases: Iterable<Lease>): number {
     this.#leases.clear();
-    for (const l of leases) this.#leases.set(l.subnet.toString(), l);
+    for (const l of leases) {
+      const key = this.#keyOf(l);
+      if (key !== null) this.#leases.set(key, l);
+    }
     this.#synced = true;
     return this.resync();
   }
@@ -151,8 +159,10 @@ export class KernelEntryTable {
       if (entries) this.#applied.set(key, entries);
     }
     const kernel: KernelState = {
-      routes: this.nl.routeList(RT_TABLE_MAIN),
-      neighs: this.scope.devIndex !== null ? this.nl.neighList(this.scope.devIndex) : [],
+      routes: this.nl.routeList(RT_TABLE_MAIN, this.scope.family),
+      neighs: this.scope.devIndex !== null
+        ? this.nl.neighList(this.scope.devIndex, this.scope.family)
+        : [],
       fdbs: this.scope.devIndex !== null ? this.nl.fdbList(this.scope.devIndex) : [],
     };
     const plan = planSync(this.#applied.values(), kernel, this.scope);
@@ -170,7 +180,9 @@ export class KernelEntryTable {
   /** Applies a batch of lease events incrementally. */
   apply(events: readonly LeaseEvent[]): void {
     for (const ev of events) {
-      const key = ev.lease.subnet.toString();
+      const key = this.#keyOf(ev.lease);
+      // A peer without a subnet of this family (an IPv4-only host in a dual-stack network).
+      if (key === null) continue;
       let next: PeerEntries | null = null;
       if (ev.type === "removed") {
         this.#leases.delete(key);
@@ -211,6 +223,12 @@ export class KernelEntryTable {
       }
     }
     return false;
+  }
+
+  /** The peer's subnet of this table's family, as the key of its entries; null when none. */
+  #keyOf(lease: Lease): string | null {
+    const s = this.scope.family === 4 ? lease.subnet : lease.ipv6Subnet;
+    return s === null ? null : s.toString();
   }
 
   #macInUse(mac: string, except: string): boolean {

@@ -231,7 +231,12 @@ const BAD: { json: string; key: string; value: string; message: string }[] = [
   },
   { json: "[1,2]", key: "Network config", value: "[1,2]", message: "" },
   { json: '"10.1.0.0/16"', key: "Network config", value: '"10.1.0.0/16"', message: "" },
-  { json: "{}", key: "Network", value: "missing", message: "Network is missing: it is required" },
+  {
+    json: "{}",
+    key: "Network",
+    value: "missing",
+    message: "Network is missing: it is required (or set EnableIPv4 false)",
+  },
   {
     json: '{"Network":16}',
     key: "Network",
@@ -461,10 +466,12 @@ Deno.test("parseNetworkConfig() fills defaults and accepts valid configs", async
   for (const g of GOOD) {
     await t.step(g.name, () => {
       const c = parseNetworkConfig(JSON.stringify(g.json));
-      assert.equal(c.network.toString(), g.network);
-      assert.equal(c.subnetLen, g.subnetLen);
-      assert.equal(c.subnetMin.toString(), g.min);
-      assert.equal(c.subnetMax.toString(), g.max);
+      assert.ok(c.ipv4);
+      assert.equal(c.ipv4.network.toString(), g.network);
+      assert.equal(c.ipv4.subnetLen, g.subnetLen);
+      assert.equal(c.ipv4.subnetMin.toString(), g.min);
+      assert.equal(c.ipv4.subnetMax.toString(), g.max);
+      assert.equal(c.ipv6, null);
       assert.deepEqual(c.backend, g.backend);
     });
   }
@@ -573,4 +580,20 @@ Deno.test("wireguard config: upstream's keys and defaults, each bad value named"
       assert.throws(() => parse(b), { name: "ConfigError", message });
     });
   }
+  await t.step("EnableIPv6 is refused until the IPv6 device exists", () => {
+    assert.throws(
+      () =>
+        parseNetworkConfig(JSON.stringify({
+          Network: "10.1.0.0/16",
+          EnableIPv6: true,
+          IPv6Network: "fd00:1::/56",
+          Backend: { Type: "wireguard" },
+        })),
+      {
+        name: "ConfigError",
+        message: 'Backend.Type "wireguard" does not support EnableIPv6 true yet ' +
+          "(this daemon's wireguard is IPv4 only): use vxlan, host-gw or alloc for IPv6",
+      },
+    );
+  });
 });

@@ -23,6 +23,7 @@ const MAC_B = "aa:bb:cc:00:00:0b";
 const MAC_C = "aa:bb:cc:00:00:0c";
 
 const scope: Scope = {
+  family: 4,
   network: net("10.1.0.0/16"),
   own: net("10.1.1.0/24"),
   extIndex: EXT,

@@ -24,18 +24,12 @@ import { create, type DeviceSetup, type WireguardDevice } from "../../lib/backen
 import type { PeerBatch } from "../../lib/backend/wireguard/protocol.ts";
 import { fakeContext, lease as fakeLease } from "./fake_netlink.ts";
 import { ip, logCapture, net } from "../helpers.ts";
-import { IP, IPNet } from "../../lib/ip.ts";
+import { IPNet } from "../../lib/ip.ts";
 
 const PUB = toBase64(publicKey(generatePrivateKey()));
 
 function lease(backendType: string, backendData: unknown): Lease {
-  return {
-    subnet: IPNet.mustParse("10.1.2.0/24"),
-    attrs: { publicIP: IP.mustParse("192.168.100.11"), backendType, backendData },
-    expiration: null,
-    modRevision: 1,
-    etcdLeaseId: null,
-  };
+  return fakeLease("10.1.2.0/24", "192.168.100.11", backendType, backendData);
 }
 
 const OWN = { port: 51820, psk: null, keepalive: 0 };
@@ -141,19 +135,9 @@ Deno.test("formatGet() answers get=1 as wireguard-go does (keys in hex, one peer
 Deno.test("LeasePeers: added → set, removed → del, a re-keyed host's old key removed, own lease skipped", () => {
   const own = IPNet.mustParse("10.1.1.0/24");
   const lp = new LeasePeers(own, OWN);
-  const at = (subnet: string, key: string, type: "added" | "removed" = "added") => ({
+  const at = (subnet: string, key: string, type: "added" | "removed" = "added"): LeaseEvent => ({
     type,
-    lease: {
-      subnet: IPNet.mustParse(subnet),
-      attrs: {
-        publicIP: IP.mustParse("192.168.100.12"),
-        backendType: "wireguard",
-        backendData: { PublicKey: key },
-      },
-      expiration: null,
-      modRevision: 1,
-      etcdLeaseId: null,
-    },
+    lease: fakeLease(subnet, "192.168.100.12", "wireguard", { PublicKey: key }),
   });
   const k1 = toBase64(publicKey(generatePrivateKey())),
     k2 = toBase64(publicKey(generatePrivateKey()));
@@ -176,11 +160,8 @@ Deno.test("LeasePeers: added → set, removed → del, a re-keyed host's old key
   r = lp.apply([at("10.1.3.0/24", k2, "removed")]);
   assert.deepEqual(r.changes, [{ op: "del", publicKey: k2 }]);
   r = lp.apply([{
-    ...at("10.1.4.0/24", k1),
-    lease: {
-      ...at("10.1.4.0/24", k1).lease,
-      attrs: { publicIP: IP.mustParse("192.168.100.13"), backendType: "vxlan", backendData: null },
-    },
+    type: "added",
+    lease: fakeLease("10.1.4.0/24", "192.168.100.13", "vxlan", null),
   }]);
   assert.deepEqual(r.changes, []);
   assert.deepEqual(r.warnings, [
@@ -193,10 +174,13 @@ Deno.test("wireguard backend through the device seam: lease data, MTU, key file,
   const dir = await Deno.makeTempDir();
   try {
     const config: NetworkConfig = {
-      network: net("10.1.0.0/16"),
-      subnetLen: 24,
-      subnetMin: ip("10.1.1.0"),
-      subnetMax: ip("10.1.255.0"),
+      ipv4: {
+        network: net("10.1.0.0/16"),
+        subnetLen: 24,
+        subnetMin: ip("10.1.1.0"),
+        subnetMax: ip("10.1.255.0"),
+      },
+      ipv6: null,
       backend: {
         type: "wireguard",
         listenPort: 51820,
@@ -212,6 +196,8 @@ Deno.test("wireguard backend through the device seam: lease data, MTU, key file,
       index: 2,
       ifaceAddr: ip("192.168.0.1"),
       publicIP: ip("192.168.0.1"),
+      ifaceV6Addr: null,
+      publicIPv6: null,
       mtu: 1500,
     };
     const peerKey = toBase64(publicKey(generatePrivateKey()));
@@ -223,18 +209,12 @@ Deno.test("wireguard backend through the device seam: lease data, MTU, key file,
       acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
         acquired.push(attrs);
         return Promise.resolve({
-          lease: {
-            subnet: net("10.1.1.0/24"),
-            attrs,
-            expiration: null,
-            modRevision: 1,
-            etcdLeaseId: null,
-          },
+          lease: { ...fakeLease("10.1.1.0/24", "192.168.0.1"), attrs },
           peers: { revision: 1, entries: [] },
         });
       },
       keepLease: () => Promise.resolve(),
-      async *watchLeases(_own: IPNet, _from: unknown, signal: AbortSignal) {
+      async *watchLeases(_own: unknown, _from: unknown, signal: AbortSignal) {
         yield [{
           type: "added",
           lease: peer("10.1.2.0/24", { PublicKey: peerKey }),

@@ -44,6 +44,8 @@ export interface OwnSpec {
  * ```
  */
 export function peerFromLease(lease: Lease, own: OwnSpec): PeerSpec | string {
+  const subnet = lease.subnet, publicIP = lease.attrs.publicIP;
+  if (subnet === null || publicIP === null) return "no IPv4 subnet and PublicIP (IPv6-only host)";
   if (lease.attrs.backendType !== "wireguard") {
     return `backend type ${JSON.stringify(lease.attrs.backendType)} is not wireguard`;
   }
@@ -69,9 +71,9 @@ export function peerFromLease(lease: Lease, own: OwnSpec): PeerSpec | string {
     publicKey: key,
     presharedKey: own.psk === null ? null : toBase64(own.psk),
     // The Worker keeps IPv4 as host-order u32 (see PeerSpec).
-    ip: lease.attrs.publicIP.toU32(),
+    ip: publicIP.toU32(),
     port,
-    allowedIPs: [{ net: lease.subnet.ip.toU32(), prefix: lease.subnet.prefix }],
+    allowedIPs: [{ net: subnet.ip.toU32(), prefix: subnet.prefix }],
     persistentKeepalive: own.keepalive,
   };
 }
@@ -109,6 +111,7 @@ export class LeasePeers {
     const warnings: string[] = [];
     for (const ev of batch) {
       const l = ev.lease;
+      if (l.subnet === null) continue; // an IPv6-only lease: nothing for an IPv4 device
       if (l.subnet.equals(this.own)) continue;
       const name = String(l.subnet);
       if (ev.type === "removed") {

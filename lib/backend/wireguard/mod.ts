@@ -29,8 +29,11 @@ import {
   type Backend,
   backendConfig,
   type BackendContext,
+  ipv4Attrs,
+  ipv4Only,
   type NetlinkHandle,
   type Network,
+  ownIPv4,
 } from "../mod.ts";
 import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import type { WireguardBackendConfig } from "../../config.ts";
@@ -135,7 +138,8 @@ async function init(
   makeDevice: (s: DeviceSetup) => WireguardDevice,
   signal: AbortSignal,
 ): Promise<WireguardNetwork> {
-  const { ext, subnets, config } = ctx;
+  const { ext, subnets } = ctx;
+  const v4 = ipv4Only(ctx, "wireguard");
   const keyFile = keyFilePath((n) => ctx.env[n]);
   const { key, created, warning } = await loadOrCreateKey(keyFile);
   if (warning !== undefined) log.warn(warning);
@@ -143,23 +147,25 @@ async function init(
   log.info(`${created ? "Generated" : "Loaded"} the private key in ${keyFile}; public key ${pub}`);
   const data: WireguardLeaseData = { PublicKey: pub, Port: cfg.listenPort };
   const { lease, peers } = await subnets.acquireLease(
-    { publicIP: ext.publicIP, backendType: "wireguard", backendData: data },
+    ipv4Attrs(v4.publicIP, "wireguard", data),
     signal,
   );
+  const own = ownIPv4(lease);
+  const network = v4.range.network;
   const mtu = cfg.mtu ?? ext.mtu - OVERHEAD;
   const dev = makeDevice({
     name: DEVICE_NAME,
     privateKey: key,
     listenPort: cfg.listenPort,
-    bindIp: ext.ifaceAddr,
+    bindIp: v4.ifaceAddr,
     mtu,
-    address: lease.subnet.ip,
-    network: config.network,
+    address: own.ip,
+    network,
     netlink: ctx.netlink,
   });
   log.info(
-    `Device ${DEVICE_NAME} up: ${lease.subnet.ip}/32, mtu ${mtu}, route ` +
-      `${config.network}; UDP ${ext.ifaceAddr}:${cfg.listenPort}`,
+    `Device ${DEVICE_NAME} up: ${own.ip}/32, mtu ${mtu}, route ${network}; ` +
+      `UDP ${v4.ifaceAddr}:${cfg.listenPort}`,
   );
   const socketDirectory = socketDir((n) => ctx.env[n]);
   return {
@@ -167,7 +173,7 @@ async function init(
     mtu,
     device: dev.name,
     counters: () => dev.counters(),
-    run: (s) => run(subnets, cfg, dev, lease, peers, socketDirectory, s),
+    run: (s) => run(subnets, cfg, dev, lease, own, peers, socketDirectory, s),
   };
 }
 
@@ -177,6 +183,7 @@ async function run(
   cfg: WireguardBackendConfig,
   dev: WireguardDevice,
   lease: Lease,
+  own: IPNet,
   snapshot: LeaseSnapshot,
   socketDirectory: string,
   signal: AbortSignal,
@@ -190,14 +197,14 @@ async function run(
     } catch (err) {
       log.warn(`wg show will not work: ${errText(err)}`);
     }
-    const peers = new LeasePeers(lease.subnet, {
+    const peers = new LeasePeers(own, {
       port: cfg.listenPort,
       psk: cfg.psk,
       keepalive: cfg.persistentKeepaliveInterval,
     });
     const watch = (async () => {
       let first = true;
-      for await (const batch of subnets.watchLeases(lease.subnet, snapshot, signal)) {
+      for await (const batch of subnets.watchLeases(lease, snapshot, signal)) {
         const r = peers.apply(batch);
         for (const w of r.warnings) log.warn(w);
         // The first batch is the whole set (thousands of lines on a big network): -v=1.
