@@ -23,6 +23,12 @@ command -v tcpdump >/dev/null || pkgs+=(tcpdump)
 command -v openssl >/dev/null || pkgs+=(openssl)
 command -v strace >/dev/null || pkgs+=(strace)
 { command -v iptables-restore && command -v iptables-save; } >/dev/null || pkgs+=(iptables)
+# The wireguard backend's crypto (libcrypto for packets, libsodium for X25519/XChaCha20) and the
+# real WireGuard peer its interop tests run against.
+ldconfig -p | grep -q 'libsodium\.so\.23 ' || pkgs+=(libsodium23)
+ldconfig -p | grep -q 'libcrypto\.so\.3 ' || pkgs+=(libssl3)
+command -v wireguard-go >/dev/null || pkgs+=(wireguard-go)
+command -v wg >/dev/null || pkgs+=(wireguard-tools)
 deno_ok() { command -v deno >/dev/null && deno --version 2>/dev/null | head -1 | grep -q '^deno 2\.9\.'; }
 if ! deno_ok && ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 
@@ -40,12 +46,12 @@ if ! deno_ok; then
 fi
 
 # Every entry point, listed explicitly: the backends are loaded by dynamic import (only the
-# configured one), the udp data path runs as a Worker, and scripts and tests run from the root
-# namespace before anything starts in a namespace. `deno install --entrypoint` fetches and
+# configured one), the udp and wireguard data paths run as Workers, and scripts and tests run
+# from the root namespace before anything starts in a namespace. `deno install --entrypoint` fetches and
 # caches their whole module graph (npm packages included) without type checking.
 cd "$(dirname "$0")/.."
 mapfile -t entries < <(
-  printf '%s\n' main.ts lib/backend/*/mod.ts lib/backend/udp/worker.ts
+  printf '%s\n' main.ts lib/backend/*/mod.ts lib/backend/*/worker.ts
   find scripts tests -name '*.ts' | sort
 )
 if ! deno install --quiet --entrypoint "${entries[@]}" >/dev/null; then
