@@ -17,7 +17,9 @@ import type { Lease } from "../lease.ts";
 import type { LeaseEvent } from "../subnet/mod.ts";
 import { errText, type Logger } from "../log.ts";
 import {
+  describeProtocol,
   emptyPlan,
+  foreignRouteAt,
   type KernelState,
   type PeerDecision,
   type PeerEntries,
@@ -59,8 +61,25 @@ function describeRoute(r: { dst: IPNet; gateway: IP | null; oif: number | null }
   return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.oif !== null ? ` dev #${r.oif}` : ""}`;
 }
 
-/** Applies `plan` in order; failures are logged and counted, never thrown. */
-export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
+/** What {@link applyPlan} checks the routes it sets against. */
+export interface ApplyOptions {
+  /** The main table as listed just before the plan was made; else listed when a route is set. */
+  readonly routes?: readonly RouteInfo[];
+  /** Destination → the warning last logged for it, so a collision is logged once, not per sync. */
+  readonly warned?: Map<string, string>;
+}
+
+/**
+ * Applies `plan` in order; failures are logged and counted, never thrown. A route is not set
+ * where the kernel holds someone else's route to the same destination ({@link foreignRouteAt}):
+ * a replace would overwrite a connected route (a Network overlapping the underlay) or an admin's.
+ */
+export function applyPlan(
+  nl: KernelOps,
+  plan: Plan,
+  log: Logger,
+  opts: ApplyOptions = {},
+): number {
   let failures = 0;
   const run = (what: string, fn: () => void, absentOk = false) => {
     try {
@@ -97,7 +116,20 @@ export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
       () => nl.neighSet(n.index, n.ip, n.mac),
     );
   }
+  let routes = opts.routes ?? null;
   for (const r of plan.routeSet) {
+    routes ??= nl.routeList(RT_TABLE_MAIN);
+    const foreign = foreignRouteAt(routes, r.dst);
+    if (foreign) {
+      const dst = r.dst.toString();
+      const why = `Not routing peer subnet ${dst}: the kernel already has a route to it that is ` +
+        `not flannel's (${describeRoute(foreign)}, ${describeProtocol(foreign.protocol)}); ` +
+        `left alone (does the Network overlap a local network?)`;
+      if (opts.warned?.get(dst) !== why) log.warn(why);
+      opts.warned?.set(dst, why);
+      continue;
+    }
+    opts.warned?.delete(r.dst.toString());
     run(`replace route ${describeRoute(r)}`, () => nl.routeReplace(routeSpecOf(r)));
   }
   return failures;
@@ -113,6 +145,8 @@ export class KernelEntryTable {
   #leases = new Map<string, Lease>();
   #applied = new Map<string, PeerEntries>();
   #warned = new Map<string, string>();
+  /** Peer routes not set because of a foreign route to the same destination (see applyPlan). */
+  #routeWarned = new Map<string, string>();
   /** False until the first full lease set arrived: before it, the lease set means nothing. */
   #synced = false;
 
@@ -156,7 +190,7 @@ export class KernelEntryTable {
       fdbs: this.scope.devIndex !== null ? this.nl.fdbList(this.scope.devIndex) : [],
     };
     const plan = planSync(this.#applied.values(), kernel, this.scope);
-    applyPlan(this.nl, plan, this.log);
+    applyPlan(this.nl, plan, this.log, { routes: kernel.routes, warned: this.#routeWarned });
     return planSize(plan);
   }
 
@@ -169,12 +203,15 @@ export class KernelEntryTable {
 
   /** Applies a batch of lease events incrementally. */
   apply(events: readonly LeaseEvent[]): void {
+    // One listing per batch (not per event): routes set within the batch are flannel's own.
+    let routes: readonly RouteInfo[] | undefined;
     for (const ev of events) {
       const key = ev.lease.subnet.toString();
       let next: PeerEntries | null = null;
       if (ev.type === "removed") {
         this.#leases.delete(key);
         this.#warned.delete(key);
+        this.#routeWarned.delete(key);
       } else {
         this.#leases.set(key, ev.lease);
         next = this.#decideLogged(key, ev.lease);
@@ -184,7 +221,8 @@ export class KernelEntryTable {
       else this.#applied.delete(key);
       if (!old && !next) continue;
       const plan = planUpdate(old, next, (mac) => this.#macInUse(mac, key));
-      applyPlan(this.nl, plan, this.log);
+      if (plan.routeSet.length > 0) routes ??= this.nl.routeList(RT_TABLE_MAIN);
+      applyPlan(this.nl, plan, this.log, { routes, warned: this.#routeWarned });
       if (this.log.enabled(1)) {
         this.log.v(1, `${ev.type === "removed" ? "Removed" : "Programmed"} peer ${key}`);
       }
@@ -198,7 +236,9 @@ export class KernelEntryTable {
     if (!e || e.route.oif !== r.oif || !r.gateway || !e.route.gateway.equals(r.gateway)) {
       return false;
     }
-    applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log);
+    applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log, {
+      warned: this.#routeWarned,
+    });
     return true;
   }
 
