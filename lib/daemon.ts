@@ -13,9 +13,10 @@ import { errText, logger, setVerbosity } from "./log.ts";
 import { describeInterface, findExternalInterface } from "./extiface.ts";
 import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
-import { EtcdSubnetManager } from "./subnet/manager.ts";
+import { watchNetworkConfig } from "./subnet/config_watch.ts";
+import { RegistrySubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
-import { writeSubnetFile } from "./subnet/file.ts";
+import { writeSubnetFile } from "./subnet/subnet_env.ts";
 import { loadBackend } from "./backend/loaders.ts";
 import type { BackendContext } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
@@ -87,7 +88,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     );
 
     const create = await loadBackend(config.backend.type);
-    const subnets = new EtcdSubnetManager({
+    const subnets = new RegistrySubnetManager({
       registry,
       config,
       prefix: opts.etcdPrefix,
@@ -124,6 +125,14 @@ export async function runDaemon(opts: Options): Promise<number> {
     const lost = new AbortController();
     const both = AbortSignal.any([signal, lost.signal]);
     let code = 0;
+    const configWatch = watchNetworkConfig(
+      registry,
+      opts.etcdPrefix,
+      config,
+      both,
+      logger("config"),
+    )
+      .catch((err) => log.warn(`Stopped watching the network config: ${errText(err)}`));
     const running = network.run(both).then(() => {
       if (!both.aborted) throw new Error("The backend stopped by itself");
     }).catch((err) => {
@@ -145,6 +154,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       lost.abort(err);
     }
     await withDeadline(running, STOP_GRACE_MS, "backend");
+    await configWatch;
     return code;
   } catch (err) {
     if (isAbort(err, signal)) return 0;

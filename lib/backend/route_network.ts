@@ -19,7 +19,7 @@ import { type Netlink, type NetlinkEvent, RTN_UNICAST } from "../../ffi/netlink/
 import type { IP, IPNet } from "../ip.ts";
 import type { Lease } from "../lease.ts";
 import { errText, type Logger } from "../log.ts";
-import type { SubnetManager } from "../subnet/mod.ts";
+import type { LeaseSnapshot, SubnetManager } from "../subnet/mod.ts";
 import type { BackendContext, EventKind, NetlinkHandle, Network } from "./mod.ts";
 import type { PeerDecision, Scope } from "./kernel_plan.ts";
 import { KernelEntryTable } from "./kernel_table.ts";
@@ -42,6 +42,8 @@ export interface RouteNetworkSpec {
   /** Opened by the backend's init; closed when `run` ends. */
   readonly nl: NetlinkHandle;
   readonly lease: Lease;
+  /** The listing the lease was acquired against: the lease watch starts from it. */
+  readonly peers: LeaseSnapshot;
   readonly mtu: number;
   readonly log: Logger;
   /** What one peer lease becomes in the kernel, or why it is skipped. Called again after a
@@ -76,11 +78,12 @@ async function followLeases(
   table: KernelEntryTable,
   subnets: SubnetManager,
   own: IPNet,
+  from: LeaseSnapshot | null,
   signal: AbortSignal,
   log: Logger,
 ): Promise<void> {
   let first = true;
-  for await (const batch of subnets.watchLeases(own, signal)) {
+  for await (const batch of subnets.watchLeases(own, from, signal)) {
     if (signal.aborted) break;
     if (first) {
       first = false;
@@ -109,7 +112,7 @@ class RouteRun {
     const stop = new AbortController();
     const healing = this.#heal(AbortSignal.any([signal, stop.signal]));
     try {
-      await followLeases(this.#table, ctx.subnets, lease.subnet, signal, log);
+      await followLeases(this.#table, ctx.subnets, lease.subnet, this.#s.peers, signal, log);
     } finally {
       stop.abort();
       await healing;

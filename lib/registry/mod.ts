@@ -1,7 +1,7 @@
 /**
  * The lease storage interface: raw keys and string values with etcd revisions, no policy.
  *
- * The subnet manager (lib/subnet/manager.ts) and the config wait (lib/subnet/config_wait.ts) are
+ * The subnet manager (lib/subnet/) and the config wait (lib/subnet/config_wait.ts) are
  * written against this interface; lib/registry/etcd/ implements it over etcd v3, and the unit
  * tests over an in-memory fake.
  */
@@ -12,6 +12,8 @@ export interface KeyValue {
   readonly value: string;
   /** The key's mod revision (the store revision of its last write). */
   readonly modRevision: number;
+  /** The store revision that created the key (of its current incarnation). */
+  readonly createRevision: number;
   /** The etcd lease id (decimal string) attached to the key; null when none (a reservation). */
   readonly leaseId: string | null;
 }
@@ -54,6 +56,7 @@ export type WatchEvent =
     readonly key: string;
     readonly value: string;
     readonly modRevision: number;
+    readonly createRevision: number;
     readonly leaseId: string | null;
   }
   | { readonly type: "delete"; readonly key: string; readonly modRevision: number }

@@ -66,8 +66,11 @@ export async function waitForNetworkConfig(
   }
 }
 
-/** Returns on the first change of `key` from `fromRevision`, or when the watch ends. */
-async function nextChange(
+/**
+ * Returns on the first change of `key` from `fromRevision`, or when the watch ends (compacted,
+ * or etcd lost its memory: the caller reads the key again either way).
+ */
+export async function nextChange(
   registry: Registry,
   key: string,
   fromRevision: number,

@@ -1,13 +1,17 @@
 /**
  * The subnet manager's interface: lease policy (acquire, keep, watch) over a {@link Registry}.
  *
- * Backends only see this interface; the etcd implementation lives in manager.ts and the storage
- * in lib/registry/etcd.ts.
+ * Backends only see this interface. {@link RegistrySubnetManager} (manager.ts) implements it over
+ * any registry, in three parts: acquire.ts (which subnet to take), keep.ts (renewal and our own
+ * key), lease_watch.ts with peer_leases.ts (other hosts' leases, checked against the config).
+ *
+ * @module
  */
 
 import type { IPNet } from "../ip.ts";
 import type { Lease, LeaseAttrs } from "../lease.ts";
 import type { NetworkConfig } from "../config.ts";
+import type { SubnetEntry } from "./entry.ts";
 
 /** A change to another host's lease. */
 export type LeaseEvent =
@@ -22,6 +26,18 @@ export class LeaseLostError extends Error {
   }
 }
 
+/** Every subnet key at one store revision, as a listing saw them. */
+export interface LeaseSnapshot {
+  readonly revision: number;
+  readonly entries: readonly SubnetEntry[];
+}
+
+/** Our lease, and the listing it was acquired against (the lease watch starts from it). */
+export interface Acquired {
+  readonly lease: Lease;
+  readonly peers: LeaseSnapshot;
+}
+
 export interface SubnetManager {
   /** The validated network config the manager allocates from. */
   readonly config: NetworkConfig;
@@ -31,18 +47,26 @@ export interface SubnetManager {
    * random free one). Retries every failure (etcd down, lost race, full network) with a log line
    * until it succeeds or `signal` aborts (then it rejects with the abort reason).
    */
-  acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Lease>;
+  acquireLease(attrs: LeaseAttrs, signal: AbortSignal): Promise<Acquired>;
 
   /**
-   * Keeps `lease`: renews it before expiry (guarded on its revision), watches its key.
+   * Keeps `lease`: renews it before expiry (guarded on its revision), watches its key, and
+   * re-creates it (same subnet, only where the key is free) when etcd lost its memory.
    * Resolves when `signal` aborts; rejects with {@link LeaseLostError} when the lease is lost.
    */
   keepLease(lease: Lease, signal: AbortSignal): Promise<void>;
 
   /**
    * Other hosts' leases as batches of events. The first batch is the full current set (all
-   * `added`), then changes as they happen; after a reconnect or compaction the difference.
-   * Malformed keys or values are skipped with one warning. Ends when `signal` aborts.
+   * `added`) of `from` (a fresh listing when null), then changes as they happen; after a
+   * compaction or an etcd that lost its memory, the difference. Only leases inside Network, of
+   * SubnetLen, not the whole Network and overlapping neither `own` nor an older lease are handed
+   * on; the others (and malformed keys or values) get one warning per change of their key.
+   * Ends when `signal` aborts.
    */
-  watchLeases(own: IPNet, signal: AbortSignal): AsyncIterable<LeaseEvent[]>;
+  watchLeases(
+    own: IPNet,
+    from: LeaseSnapshot | null,
+    signal: AbortSignal,
+  ): AsyncIterable<LeaseEvent[]>;
 }

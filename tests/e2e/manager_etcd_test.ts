@@ -1,5 +1,5 @@
 /**
- * EtcdSubnetManager against a real etcd on 127.0.0.1 (random free ports, temp data dir).
+ * RegistrySubnetManager against a real etcd on 127.0.0.1 (random free ports, temp data dir).
  */
 
 import assert from "node:assert/strict";
@@ -10,7 +10,7 @@ import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
 import { Logger, setSink } from "../../lib/log.ts";
 import { connectEtcd } from "../../lib/registry/etcd/mod.ts";
 import type { Registry } from "../../lib/registry/mod.ts";
-import { EtcdSubnetManager } from "../../lib/subnet/manager.ts";
+import { RegistrySubnetManager } from "../../lib/subnet/manager.ts";
 import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";
 import { LeaseLostError } from "../../lib/subnet/mod.ts";
 import { EtcdServer } from "../harness/etcd.ts";
@@ -36,12 +36,12 @@ class Ctx implements AsyncDisposable {
     return new Ctx(await EtcdServer.start(), await Deno.makeTempDir({ prefix: "fl-mgr-" }));
   }
   manager(
-    extra: Partial<ConstructorParameters<typeof EtcdSubnetManager>[0]> = {},
+    extra: Partial<ConstructorParameters<typeof RegistrySubnetManager>[0]> = {},
     subnetFile = `${this.dir}/subnet.env`,
-  ): EtcdSubnetManager {
+  ): RegistrySubnetManager {
     const registry = connectEtcd({ endpoints: [this.etcd.endpoint] });
     this.regs.push(registry);
-    return new EtcdSubnetManager({
+    return new RegistrySubnetManager({
       registry,
       config: NET16,
       prefix: P,
@@ -64,7 +64,7 @@ Deno.test(
   "manager+etcd: ten hosts at once get ten distinct subnets; a restart reuses by PublicIP",
   async () => {
     await using ctx = await Ctx.start();
-    const leases = await Promise.all(
+    const acquired = await Promise.all(
       Array.from(
         { length: 10 },
         (_, i) =>
@@ -74,6 +74,7 @@ Deno.test(
           ),
       ),
     );
+    const leases = acquired.map((a) => a.lease);
     const subnets = new Set(leases.map((l) => l.subnet.toString()));
     assert.equal(subnets.size, 10);
     const stored = await ctx.etcd.list(`${P}/subnets/`);
@@ -81,7 +82,7 @@ Deno.test(
     for (const l of leases) {
       assert.equal(stored[key(l.subnet.toString())], encodeLeaseValue(l.attrs));
     }
-    const again = await ctx.manager({}, `${ctx.dir}/h3.env`).acquireLease(
+    const { lease: again } = await ctx.manager({}, `${ctx.dir}/h3.env`).acquireLease(
       attrs("192.168.0.13"),
       ctx.ac.signal,
     );
@@ -95,7 +96,7 @@ Deno.test(
     await using ctx = await Ctx.start();
     await ctx.etcd.put(key("10.1.1.0/24"), encodeLeaseValue(attrs("192.168.0.50")));
     const m = ctx.manager({ ttlSeconds: 4, renewMarginMinutes: 3 / 60, random: () => 0 });
-    const lease = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
+    const { lease } = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
     assert.equal(lease.subnet.toString(), "10.1.2.0/24");
     const ac = new AbortController();
     // Settles as soon as the lease is lost; caught now so that it is never unhandled.
@@ -126,7 +127,7 @@ Deno.test(
     });
     const m = ctx.manager({ random: () => 0 });
     const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
-    const it = m.watchLeases(own.subnet, ctx.ac.signal)[Symbol.asyncIterator]();
+    const it = m.watchLeases(own.lease.subnet, own.peers, ctx.ac.signal)[Symbol.asyncIterator]();
     assert.deepEqual(showEvents(await takeNext(it, 15_000)), ["added 10.1.8.0/24"]);
 
     await ctx.etcd.stop();
@@ -143,7 +144,8 @@ Deno.test(
     await ctx.etcd.del(key("10.1.9.0/24"));
     await ctx.etcd.put(key("10.1.20.0/24"), encodeLeaseValue(attrs("192.168.0.20")));
     await ctx.etcd.compact(await ctx.etcd.revision());
-    const it2 = m2.watchLeases(own2.subnet, ctx.ac.signal)[Symbol.asyncIterator]();
+    const it2 = m2.watchLeases(own2.lease.subnet, own2.peers, ctx.ac.signal)
+      [Symbol.asyncIterator]();
     const snap = showEvents(await takeNext(it2, 15_000));
     assert.ok(snap.includes("added 10.1.9.0/24"), snap.join());
     assert.deepEqual(showEvents(await takeNext(it2, 15_000)), [
@@ -178,7 +180,7 @@ Deno.test(
     const m = ctx.manager({ config: cfg });
     const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
     const first = await takeNext(
-      m.watchLeases(own.subnet, ctx.ac.signal)[Symbol.asyncIterator](),
+      m.watchLeases(own.lease.subnet, own.peers, ctx.ac.signal)[Symbol.asyncIterator](),
       15_000,
     );
     const ms = performance.now() - t0;

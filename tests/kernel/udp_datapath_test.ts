@@ -50,9 +50,10 @@ async function child(spec: HostSpec): Promise<void> {
   };
   const subnets = {
     config,
-    acquireLease: () => Promise.resolve(lease(own, spec.ifaceAddr)),
+    acquireLease: () =>
+      Promise.resolve({ lease: lease(own, spec.ifaceAddr), peers: { revision: 0, entries: [] } }),
     keepLease: () => Promise.resolve(),
-    async *watchLeases(_own: unknown, signal: AbortSignal) {
+    async *watchLeases(_own: unknown, _from: unknown, signal: AbortSignal) {
       yield [{ type: "added" as const, lease: lease(peer, spec.peerAddr) }];
       await Promise.race([
         removed.promise,

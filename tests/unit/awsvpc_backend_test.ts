@@ -12,7 +12,7 @@ import type { NetworkConfig } from "../../lib/config.ts";
 import { type IPNet, parseCIDR, parseIPv4 } from "../../lib/ip.ts";
 import type { Lease, LeaseAttrs } from "../../lib/lease.ts";
 import { setSink } from "../../lib/log.ts";
-import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import { FakeEc2 } from "../fake_ec2/server.ts";
 import {
   defaultState,
@@ -48,9 +48,12 @@ class RecordingSubnets implements SubnetManager {
   #batches: LeaseEvent[][] = [];
   #wake: (() => void) | null = null;
 
-  acquireLease(attrs: LeaseAttrs): Promise<Lease> {
+  acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
     this.acquired.push(attrs);
-    return Promise.resolve({ ...lease("10.1.15.0/24", "10.0.1.10"), attrs });
+    return Promise.resolve({
+      lease: { ...lease("10.1.15.0/24", "10.0.1.10"), attrs },
+      peers: { revision: 1, entries: [] },
+    });
   }
   keepLease(): Promise<void> {
     return Promise.resolve();
@@ -59,7 +62,11 @@ class RecordingSubnets implements SubnetManager {
     this.#batches.push(batch);
     this.#wake?.();
   }
-  async *watchLeases(_own: IPNet, signal: AbortSignal): AsyncIterable<LeaseEvent[]> {
+  async *watchLeases(
+    _own: IPNet,
+    _from: unknown,
+    signal: AbortSignal,
+  ): AsyncIterable<LeaseEvent[]> {
     while (!signal.aborted) {
       const b = this.#batches.shift();
       if (b) {

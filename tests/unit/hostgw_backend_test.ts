@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import type { IP, IPNet } from "../../lib/ip.ts";
-import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
-import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
+import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
 import { create, planHostGwPeer } from "../../lib/backend/hostgw/mod.ts";
 import { RTPROT_FLANNEL } from "../../lib/backend/kernel_plan.ts";
@@ -74,20 +74,21 @@ Deno.test("planHostGwPeer", async (t) => {
 class FakeSubnets implements SubnetManager {
   acquired: LeaseAttrs[] = [];
   constructor(readonly config: NetworkConfig, private readonly batches: LeaseEvent[][]) {}
-  acquireLease(attrs: LeaseAttrs): Promise<Lease> {
+  acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
     this.acquired.push(attrs);
     return Promise.resolve({
-      subnet: OWN,
-      attrs,
-      expiration: null,
-      modRevision: 1,
-      etcdLeaseId: null,
+      lease: { subnet: OWN, attrs, expiration: null, modRevision: 1, etcdLeaseId: null },
+      peers: { revision: 1, entries: [] },
     });
   }
   keepLease(): Promise<void> {
     return Promise.resolve();
   }
-  async *watchLeases(_own: IPNet, signal: AbortSignal): AsyncIterable<LeaseEvent[]> {
+  async *watchLeases(
+    _own: IPNet,
+    _from: unknown,
+    signal: AbortSignal,
+  ): AsyncIterable<LeaseEvent[]> {
     for (const b of this.batches) yield b;
     await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
   }

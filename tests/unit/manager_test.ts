@@ -1,5 +1,5 @@
 /**
- * EtcdSubnetManager and waitForNetworkConfig against a recording in-memory Registry (revisions,
+ * RegistrySubnetManager and waitForNetworkConfig against a recording in-memory Registry (revisions,
  * leases with TTL, guarded writes, watch with history and compaction, injected failures).
  */
 
@@ -17,16 +17,18 @@ import {
   type WatchEvent,
   type WriteResult,
 } from "../../lib/registry/mod.ts";
-import { EtcdSubnetManager } from "../../lib/subnet/manager.ts";
+import { RegistrySubnetManager } from "../../lib/subnet/manager.ts";
 import { LeaseLostError } from "../../lib/subnet/mod.ts";
 import { waitForNetworkConfig } from "../../lib/subnet/config_wait.ts";
-import { writeSubnetFile } from "../../lib/subnet/file.ts";
+import { watchNetworkConfig } from "../../lib/subnet/config_watch.ts";
+import { writeSubnetFile } from "../../lib/subnet/subnet_env.ts";
 
 const P = "/coreos.com/network";
 
 interface Stored {
   value: string;
   modRevision: number;
+  createRevision: number;
   leaseId: string | null;
 }
 
@@ -63,8 +65,9 @@ class FakeRegistry implements Registry {
       this.leases.set(leaseId, leaseTTL);
     }
     this.rev++;
-    this.kv.set(key, { value, modRevision: this.rev, leaseId });
-    this.#record({ type: "put", key, value, modRevision: this.rev, leaseId });
+    const createRevision = this.kv.get(key)?.createRevision ?? this.rev;
+    this.kv.set(key, { value, modRevision: this.rev, createRevision, leaseId });
+    this.#record({ type: "put", key, value, modRevision: this.rev, createRevision, leaseId });
     return this.rev;
   }
 
@@ -79,6 +82,24 @@ class FakeRegistry implements Registry {
     this.compactedTo = this.rev;
     this.history = [];
   }
+
+  /** etcd lost its memory: `keep` survives (a restored snapshot), revisions restart low. */
+  wipe(reason: string, keep: string[] = []): void {
+    const kept = keep.map((k) => [k, this.kv.get(k)!] as const);
+    this.kv.clear();
+    this.history = [];
+    this.compactedTo = 0;
+    this.rev = 1;
+    this.generation++;
+    this.resetReason = reason;
+    for (const [k, v] of kept) {
+      this.rev++;
+      this.kv.set(k, { ...v, modRevision: this.rev, createRevision: this.rev });
+    }
+    for (const s of this.#subs) s();
+  }
+  generation = 0;
+  resetReason = "";
 
   #record(ev: Change["ev"]): void {
     this.history.push({ rev: this.rev, ev });
@@ -144,7 +165,17 @@ class FakeRegistry implements Registry {
     this.calls.push(`watch ${key}@${opts.fromRevision}`);
     let next = opts.fromRevision;
     const match = (k: string) => opts.prefix ? k.startsWith(key) : k === key;
+    const generation = this.generation;
+    if (opts.fromRevision > this.rev + 1) {
+      // A watch from a revision this store never reached: it lost its memory before.
+      yield { type: "reset", reason: this.resetReason || "revision went backwards" };
+      return;
+    }
     while (!signal.aborted) {
+      if (this.generation !== generation) {
+        yield { type: "reset", reason: this.resetReason };
+        return;
+      }
       if (next <= this.compactedTo) {
         yield { type: "compacted" };
         return;
@@ -202,7 +233,7 @@ class Env implements AsyncDisposable {
     return new Env(await Deno.makeTempDir({ prefix: "fl-mgr-" }));
   }
   manager(reg: FakeRegistry, configJson: string, extra: Record<string, unknown> = {}) {
-    return new EtcdSubnetManager({
+    return new RegistrySubnetManager({
       registry: reg,
       config: parseNetworkConfig(configJson),
       prefix: P,
@@ -228,7 +259,7 @@ Deno.test("acquireLease() reuses our lease by PublicIP (no write when attrs are 
   reg.put(key("10.1.7.0/24"), value("192.168.0.2"), 5000);
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
   const m = env.manager(reg, NET16);
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(lease.subnet.toString(), "10.1.7.0/24");
   assert.ok(lease.expiration && Math.abs(lease.expiration.getTime() - Date.now() - 5e6) < 5000);
   assert.deepEqual(reg.calls.filter((c) => /create|update|delete/.test(c)), []);
@@ -246,7 +277,7 @@ Deno.test("acquireLease() rewrites our lease's attrs guarded by its revision (ne
     backendType: "vxlan",
     backendData: { VtepMAC: "bb:bb:bb:bb:bb:bb" },
   });
-  const lease = await m.acquireLease(want, env.ac.signal);
+  const { lease } = await m.acquireLease(want, env.ac.signal);
   assert.equal(lease.subnet.toString(), "10.1.7.0/24");
   assert.ok(reg.calls.includes(`update ${key("10.1.7.0/24")}@${rev}`));
   assert.equal(reg.kv.get(key("10.1.7.0/24"))!.value, encodeLeaseValue(want));
@@ -258,7 +289,7 @@ Deno.test("acquireLease() deletes our lease that no longer fits and picks a new 
   const reg = new FakeRegistry();
   reg.put(key("10.1.7.0/24"), value("192.168.0.2"));
   const m = env.manager(reg, '{"Network":"10.1.0.0/16","SubnetLen":25}');
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(reg.kv.has(key("10.1.7.0/24")), false);
   assert.equal(lease.subnet.prefix, 25);
   assert.equal(lease.subnet.toString(), "10.1.0.128/25"); // random() = 0: first candidate
@@ -275,7 +306,7 @@ Deno.test("acquireLease() takes the subnet.env subnet when free and fitting, els
   });
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16);
-  const a = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: a } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(a.subnet.toString(), "10.1.42.0/24");
 
   // Held by someone else now: a random pick among the first free ones instead.
@@ -283,7 +314,7 @@ Deno.test("acquireLease() takes the subnet.env subnet when free and fitting, els
   reg2.put(key("10.1.42.0/24"), value("192.168.0.3"));
   reg2.put(key("10.1.1.0/24"), value("192.168.0.4"));
   const m2 = env.manager(reg2, NET16, { random: () => 0.999 });
-  const b = await m2.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: b } = await m2.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(b.subnet.toString(), "10.1.102.0/24"); // 100th free: 10.1.2..102 minus 42
 });
 
@@ -293,14 +324,14 @@ Deno.test("acquireLease() uses our reservation as is and never allocates another
   reg.put(key("10.1.1.0/24"), value("192.168.0.9"), null); // someone else's reservation
   reg.put(key("10.1.5.0/24"), value("192.168.0.2"), null); // ours
   const m = env.manager(reg, NET16);
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(lease.subnet.toString(), "10.1.5.0/24");
   assert.equal(lease.expiration, null);
   assert.equal(lease.etcdLeaseId, null);
   assert.deepEqual(reg.calls.filter((c) => /create|update|delete/.test(c)), []);
 
   const m2 = env.manager(reg, NET16);
-  const other = await m2.acquireLease(attrs("192.168.0.3"), env.ac.signal);
+  const { lease: other } = await m2.acquireLease(attrs("192.168.0.3"), env.ac.signal);
   assert.equal(other.subnet.toString(), "10.1.2.0/24"); // 10.1.1.0 is reserved
   // keepLease on a reservation never renews it.
   const ac = new AbortController();
@@ -318,7 +349,7 @@ Deno.test("acquireLease() rewrites a reservation's stale attrs, keeping it witho
   reg.put(key("10.1.5.0/24"), value("192.168.0.2"), null);
   const m = env.manager(reg, NET16);
   const want = attrs("192.168.0.2", { backendType: "host-gw" });
-  const lease = await m.acquireLease(want, env.ac.signal);
+  const { lease } = await m.acquireLease(want, env.ac.signal);
   assert.equal(lease.subnet.toString(), "10.1.5.0/24");
   const s = reg.kv.get(key("10.1.5.0/24"))!;
   assert.equal(s.value, encodeLeaseValue(want));
@@ -334,7 +365,7 @@ Deno.test("acquireLease() retries a lost create race with a fresh listing", asyn
     if (raced++ < 2) reg.put(k, value(`192.168.1.${raced}`)); // another host wins
   };
   const m = env.manager(reg, NET16);
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(lease.subnet.toString(), "10.1.3.0/24");
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 3);
   assert.equal(env.lines.filter((l) => l.includes("was taken meanwhile")).length, 2);
@@ -355,7 +386,7 @@ Deno.test("acquireLease() on a full network logs a clear error, retries, succeed
     /^E.* subnet\] No free subnet in 10\.1\.0\.0\/16 between 10\.1\.1\.0 and 10\.1\.3\.0 \(SubnetLen 24\): all 3 are leased or reserved/,
   );
   reg.del(key("10.1.2.0/24"));
-  const lease = await p;
+  const { lease } = await p;
   assert.equal(lease.subnet.toString(), "10.1.2.0/24");
 });
 
@@ -364,7 +395,7 @@ Deno.test("acquireLease() retries while the registry is unreachable", async () =
   const reg = new FakeRegistry();
   reg.failNext = 3;
   const m = env.manager(reg, NET16);
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(lease.subnet.toString(), "10.1.1.0/24");
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 4);
 });
@@ -385,7 +416,7 @@ Deno.test("keepLease() renews before expiry with a revision-guarded write", asyn
   const reg = new FakeRegistry();
   // TTL 3 s, margin 2.9 s: the first renewal is due 100 ms after acquisition.
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.9 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
   await new Promise((r) => setTimeout(r, 350));
@@ -401,7 +432,7 @@ Deno.test("keepLease() never overwrites a lease another host took: LeaseLostErro
   await using env = await Env.create();
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.9 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   // Our lease expired and another host created the key again.
   reg.del(key("10.1.1.0/24"));
   reg.put(key("10.1.1.0/24"), value("192.168.0.77"));
@@ -418,7 +449,7 @@ Deno.test("keepLease() renew finding the key taken (no delete seen) rejects with
   await using env = await Env.create();
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.9 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   // Overwritten in place (history compacted away, so the watch cannot tell first).
   const k = key("10.1.1.0/24");
   reg.put(k, value("192.168.0.77"));
@@ -439,7 +470,7 @@ Deno.test("keepLease() retries a failed renewal after the retry delay with a log
     renewMarginMinutes: 2.95 / 60,
     renewRetryMs: 100,
   });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   reg.failNext = 2;
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
@@ -459,7 +490,7 @@ Deno.test("watchLeases(): snapshot from the acquire listing, then added/removed;
   reg.put(`${P}/subnets/garbage`, "x");
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 1, "listed once");
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
@@ -482,7 +513,7 @@ Deno.test("watchLeases(): the changes of one etcd response arrive as one batch",
   reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   // Written together (as one txn would be): delivered in one response.
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
@@ -509,7 +540,7 @@ Deno.test("watchLeases(): a watch starting before the compacted revision re-list
   reg.put(key("10.1.11.0/24"), value("192.168.0.11"));
   reg.put(key("10.1.10.0/24"), value("192.168.0.10")); // renewal: same attrs, not reported
   reg.compact();
-  const it = m.watchLeases(own.subnet, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), [
     "added 10.1.10.0/24",
     "added 10.1.8.0/24",
@@ -569,7 +600,7 @@ Deno.test("keepLease() with a renew margin not shorter than the TTL renews at ha
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16, { ttlSeconds: 1, renewMarginMinutes: 60 });
   assert.ok(env.lines.some((l) => l.includes("renewing at half the TTL")));
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
   await new Promise((r) => setTimeout(r, 1200));
@@ -635,7 +666,7 @@ Deno.test("abort stops acquireLease(), keepLease() and waitForNetworkConfig() du
   await t.step("keepLease() resolves while a renewal is unanswered", async () => {
     const reg = new SilentRegistry();
     const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.95 / 60 });
-    const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+    const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
     reg.hang = true;
     const ac = new AbortController();
     const keeping = m.keepLease(lease, ac.signal);
@@ -672,7 +703,7 @@ Deno.test("keepLease() renewal that finds our key made a reservation (watch not 
   await using env = await Env.create();
   const reg = new DeafWatchRegistry();
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.95 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   const k = key("10.1.1.0/24");
   reg.put(k, value("192.168.0.2"), null); // an admin turns our lease into a reservation
   const ac = new AbortController();
@@ -690,7 +721,7 @@ Deno.test("keepLease() on a reservation that an admin gives an etcd lease renews
   const k = key("10.1.5.0/24");
   reg.put(k, value("192.168.0.2"), null); // our reservation
   const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.95 / 60 });
-  const lease = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(lease.etcdLeaseId, null);
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
@@ -702,4 +733,298 @@ Deno.test("keepLease() on a reservation that an admin gives an etcd lease renews
   await keeping;
   assert.ok(reg.calls.includes(`update ${k}@${rev}`), reg.calls.join("\n"));
   assert.notEqual(reg.kv.get(k)!.leaseId, null);
+});
+
+Deno.test("watchLeases(): peer leases outside the config are never handed on, removals included; one warning per change", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(`${P}/subnets/0.0.0.0-0`, value("192.168.0.8"));
+  reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
+  const m = env.manager(reg, NET16);
+  const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
+  reg.put(`${P}/subnets/8.8.0.0-16`, value("192.168.0.9"));
+  reg.put(`${P}/subnets/10.1.0.0-16`, value("192.168.0.9"));
+  reg.put(`${P}/subnets/10.1.9.0-25`, value("192.168.0.9"));
+  reg.del(`${P}/subnets/0.0.0.0-0`);
+  reg.put(key("10.1.10.0/24"), value("192.168.0.10")); // a valid one: the batch is not empty
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.10.0/24"]);
+  const warns = env.lines.filter((l) => l.startsWith("W") && l.includes("Ignoring lease"));
+  assert.deepEqual(warns.map((w) => w.replace(/^.*\] /, "").trim()), [
+    `Ignoring lease ${P}/subnets/0.0.0.0-0 (revision 2, PublicIP 192.168.0.8): 0.0.0.0/0 is not inside Network 10.1.0.0/16`,
+    `Ignoring lease ${P}/subnets/8.8.0.0-16 (revision 5, PublicIP 192.168.0.9): 8.8.0.0/16 is not inside Network 10.1.0.0/16`,
+    `Ignoring lease ${P}/subnets/10.1.0.0-16 (revision 6, PublicIP 192.168.0.9): 10.1.0.0/16 is the whole Network`,
+    `Ignoring lease ${P}/subnets/10.1.9.0-25 (revision 7, PublicIP 192.168.0.9): 10.1.9.0/25 is not of SubnetLen 24`,
+  ]);
+  // A compaction re-lists the same keys: no new warning; a changed key is warned again.
+  reg.compact();
+  reg.put(`${P}/subnets/8.8.0.0-16`, value("192.168.0.19"));
+  reg.put(key("10.1.11.0/24"), value("192.168.0.11"));
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.11.0/24"]);
+  const again = env.lines.filter((l) => l.includes("Ignoring lease")).map((l) => l.trim());
+  assert.equal(again.length, 5, again.join("\n"));
+  assert.match(again[4], /8\.8\.0\.0-16 \(revision 10, PublicIP 192\.168\.0\.19\)/);
+});
+
+Deno.test("watchLeases(): of two keys for one subnet the first created wins; the other is handed on when it goes", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const dual = `${P}/subnets/10.1.8.0-24&fc00::-64`;
+  reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
+  reg.put(dual, value("192.168.0.88"));
+  const m = env.manager(reg, NET16);
+  const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  assert.equal(own.lease.subnet.toString(), "10.1.1.0/24");
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  const first = await takeNext(it);
+  assert.deepEqual(showEvents(first), ["added 10.1.8.0/24"]);
+  assert.equal(first[0].lease.attrs.publicIP.toString(), "192.168.0.8");
+  assert.ok(env.lines.some((l) =>
+    l.includes(
+      `Ignoring lease ${dual} (revision 3, PublicIP 192.168.0.88): 10.1.8.0/24 is ` +
+        `already held by ${key("10.1.8.0/24")} (created first, at revision 2)`,
+    )
+  ));
+  reg.put(`${P}/subnets/10.1.1.0-24&fc00::-64`, value("192.168.0.77")); // our subnet
+  // The first holder goes: the other is handed on, in the same batch as the removal.
+  reg.del(key("10.1.8.0/24"));
+  const b = await takeNext(it);
+  assert.deepEqual(b.map((e) => `${e.type} ${e.lease.subnet.toString()}`), [
+    "removed 10.1.8.0/24",
+    "added 10.1.8.0/24",
+  ]);
+  assert.equal(b[1].lease.attrs.publicIP.toString(), "192.168.0.88");
+  assert.ok(env.lines.some((l) => l.includes("10.1.1.0/24 is our own lease")), env.lines.join(""));
+  // A rejected key's removal never reaches the backend.
+  reg.del(`${P}/subnets/10.1.1.0-24&fc00::-64`);
+  reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.9.0/24"]);
+});
+
+Deno.test("watchLeases(): a valid lease whose value turns malformed is removed", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
+  const m = env.manager(reg, NET16);
+  const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
+  reg.put(key("10.1.8.0/24"), "{junk");
+  assert.deepEqual(showEvents(await takeNext(it)), ["removed 10.1.8.0/24"]);
+});
+
+Deno.test("keepLease(): etcd lost its memory → our lease is re-created at once, same subnet, and renewed from there", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const m = env.manager(reg, NET16, { ttlSeconds: 60 });
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  for (let i = 0; i < 20; i++) reg.put(`${P}/other`, String(i)); // revisions well ahead
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal);
+  await new Promise((r) => setTimeout(r, 20));
+  reg.wipe("cluster id changed");
+  const k = key("10.1.1.0/24");
+  await within(
+    (async () => {
+      while (!reg.kv.has(k)) await new Promise((r) => setTimeout(r, 5));
+    })(),
+    1000,
+  );
+  assert.equal(reg.kv.get(k)!.value, value("192.168.0.2"));
+  assert.notEqual(reg.kv.get(k)!.leaseId, null);
+  assert.ok(
+    env.lines.some((l) =>
+      /W.*Etcd lost its memory \(cluster id changed\): re-creating lease 10\.1\.1\.0\/24/.test(l)
+    ),
+  );
+  assert.ok(reg.calls.includes(`create ${k}`));
+  // The own-key watch now follows the new etcd: another host taking the key is noticed.
+  reg.put(k, value("192.168.0.66"));
+  await assert.rejects(within(keeping, 1000), (err) => {
+    assert.ok(err instanceof LeaseLostError, String(err));
+    assert.match(err.message, /is now held by 192\.168\.0\.66/);
+    return true;
+  });
+  ac.abort();
+});
+
+Deno.test("keepLease(): etcd lost its memory and another host holds our subnet now → lost, never overwritten", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const m = env.manager(reg, NET16);
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal);
+  await new Promise((r) => setTimeout(r, 20));
+  const k = key("10.1.1.0/24");
+  reg.wipe("revision went backwards (40 < 57)");
+  reg.put(k, value("192.168.0.4")); // a new host was quicker
+  await assert.rejects(within(keeping, 1000), (err) => {
+    assert.ok(err instanceof LeaseLostError, String(err));
+    assert.match(
+      err.message,
+      /^Lease 10\.1\.1\.0\/24 is now held by 192\.168\.0\.4 \(etcd lost its memory: revision went backwards/,
+    );
+    return true;
+  });
+  assert.equal(reg.kv.get(k)!.value, value("192.168.0.4"));
+  assert.ok(!reg.calls.some((c) => c.startsWith(`update ${k}`)), reg.calls.join("\n"));
+  ac.abort();
+});
+
+Deno.test("keepLease(): etcd restored from a snapshot that still holds our lease → kept, stale attributes rewritten", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const k = key("10.1.1.0/24");
+  const mac = (m: string) =>
+    attrs("192.168.0.2", { backendType: "vxlan", backendData: { VtepMAC: m } });
+  reg.put(k, encodeLeaseValue(mac("aa:aa:aa:aa:aa:aa")));
+  const m = env.manager(reg, NET16);
+  const { lease } = await m.acquireLease(mac("bb:bb:bb:bb:bb:bb"), env.ac.signal);
+  assert.equal(reg.kv.get(k)!.value, encodeLeaseValue(mac("bb:bb:bb:bb:bb:bb")));
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal);
+  await new Promise((r) => setTimeout(r, 20));
+  // The snapshot is older than our last write: our key with the old VtepMAC.
+  reg.kv.set(k, { ...reg.kv.get(k)!, value: encodeLeaseValue(mac("aa:aa:aa:aa:aa:aa")) });
+  reg.wipe("revision went backwards", [k]);
+  await within(
+    (async () => {
+      while (reg.kv.get(k)!.value !== encodeLeaseValue(mac("bb:bb:bb:bb:bb:bb"))) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })(),
+    1000,
+  );
+  assert.ok(
+    env.lines.some((l) => l.includes("Rewrote lease 10.1.1.0/24 found in the restored etcd")),
+  );
+  ac.abort();
+  await keeping;
+});
+
+Deno.test("watchLeases(): etcd lost its memory → listed again, the backend gets the difference", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
+  reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
+  const m = env.manager(reg, NET16, { resetSettleMs: 200 });
+  const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24", "added 10.1.9.0/24"]);
+  const lists = reg.calls.filter((c) => c.startsWith("list")).length;
+  const next = takeNext(it); // watching now
+  await new Promise((r) => setTimeout(r, 20));
+  reg.wipe("cluster id changed");
+  // Within the settle time: 10.1.9.0's host re-creates its lease (never removed), a new one.
+  await new Promise((r) => setTimeout(r, 50));
+  reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
+  reg.put(key("10.1.20.0/24"), value("192.168.0.20"));
+  assert.deepEqual(showEvents(await next), ["added 10.1.20.0/24", "removed 10.1.8.0/24"]);
+  assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, lists + 1);
+  assert.ok(
+    env.lines.some((l) =>
+      /Etcd lost its memory \(cluster id changed\): listing .* in 0\.2 s/.test(l)
+    ),
+  );
+  // And it follows the new etcd's revisions from there.
+  reg.del(key("10.1.9.0/24"));
+  assert.deepEqual(showEvents(await takeNext(it)), ["removed 10.1.9.0/24"]);
+});
+
+Deno.test("watchNetworkConfig(): one line per change: invalid, different (key by key), deleted, back again", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const running = '{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan"}}';
+  reg.put(`${P}/config`, running, null);
+  const log = new Logger("config");
+  const ac = new AbortController();
+  const watching = watchNetworkConfig(reg, P, parseNetworkConfig(running), ac.signal, log);
+  const said = () =>
+    env.lines.filter((l) => l.includes("config]")).map((l) => l.replace(/^.*\] /, "").trim());
+  const settle = () => new Promise((r) => setTimeout(r, 20));
+  await settle();
+  assert.deepEqual(said(), [], "the running config itself says nothing");
+  reg.put(`${P}/config`, ' {"Network": "10.1.0.0/16", "Backend": {"Type": "VXLAN"}}', null);
+  await settle();
+  assert.deepEqual(said(), [], "the same config rewritten says nothing");
+  reg.put(`${P}/config`, '{"Network":"10.1.0.0/16","SubnetLen":33}', null);
+  await settle();
+  reg.put(`${P}/config`, '{"Network":"10.2.0.0/16","Backend":{"Type":"vxlan","VNI":2}}', null);
+  await settle();
+  reg.del(`${P}/config`);
+  await settle();
+  reg.put(`${P}/config`, running, null);
+  await settle();
+  ac.abort();
+  await within(watching, 500);
+  const K = `${P}/config`;
+  assert.deepEqual(said(), [
+    `Network config at ${K} changed: keeping the running config, the new one is invalid: SubnetLen 33 is not between 17 and 30`,
+    `Network config at ${K} changed (Network 10.1.0.0/16 → 10.2.0.0/16, SubnetMin 10.1.1.0 → 10.2.1.0, ` +
+    `SubnetMax 10.1.255.0 → 10.2.255.0, Backend.VNI 1 → 2): it takes effect on restart, the running config stays in use until then`,
+    `Network config at ${K} was deleted: the running config stays in use (a restart would wait for a new one)`,
+    `Network config at ${K} matches the running config again`,
+  ]);
+  assert.match(env.lines.find((l) => l.includes("is invalid"))!, /^E/);
+});
+
+Deno.test("watchNetworkConfig(): a config changed before the watch started, and a reset, are reported once", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(`${P}/config`, '{"Network":"10.1.0.0/16","Backend":{"Type":"host-gw"}}', null);
+  const ac = new AbortController();
+  const watching = watchNetworkConfig(
+    reg,
+    P,
+    parseNetworkConfig(NET16),
+    ac.signal,
+    new Logger("config"),
+  );
+  await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 20; i++) reg.put(`${P}/other`, String(i));
+  reg.wipe("cluster id changed");
+  await new Promise((r) => setTimeout(r, 20));
+  reg.put(`${P}/config`, NET16, null);
+  await new Promise((r) => setTimeout(r, 20));
+  ac.abort();
+  await within(watching, 500);
+  const lines = env.lines.filter((l) => l.includes("Network config at"));
+  assert.equal(lines.length, 3, lines.join(""));
+  assert.match(
+    lines[0],
+    /changed \(Backend\.Type udp → host-gw, Backend\.Port 8285 → \(none\), Backend\.Offload true → \(none\)\)/,
+  );
+  assert.match(lines[1], /was deleted/);
+  assert.match(lines[2], /matches the running config again/);
+});
+
+Deno.test("keepLease(): a renewal that is etcd's first answer after a wipe waits for the watch to re-create the key", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  // TTL 3 s, margin 2.9 s: the first renewal is due 100 ms after acquisition.
+  const m = env.manager(reg, NET16, { ttlSeconds: 3, renewMarginMinutes: 2.9 / 60 });
+  const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
+  for (let i = 0; i < 20; i++) reg.put(`${P}/other`, String(i));
+  const k = key("10.1.1.0/24");
+  // The wipe is seen by the renewal's update first; the watch hears of it 50 ms later.
+  const origUpdate = reg.update.bind(reg);
+  let wiped = false;
+  reg.update = (key, value, ttl, rev) => {
+    if (!wiped) {
+      wiped = true;
+      reg.rev = 1;
+      reg.kv.clear();
+      reg.history = [];
+      setTimeout(() => reg.wipe("cluster id changed"), 50);
+    }
+    return origUpdate(key, value, ttl, rev);
+  };
+  const ac = new AbortController();
+  const keeping = m.keepLease(lease, ac.signal).then(() => null, (err) => err);
+  await new Promise((r) => setTimeout(r, 400));
+  assert.equal(reg.kv.get(k)?.value, value("192.168.0.2"), env.lines.join(""));
+  ac.abort();
+  assert.equal(await keeping, null);
 });

@@ -3,9 +3,9 @@ import { SyscallError } from "../../ffi/errno.ts";
 import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig, VxlanBackendConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
-import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
-import type { LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
 import { create } from "../../lib/backend/vxlan/mod.ts";
 import {
@@ -188,14 +188,11 @@ class FakeSubnets implements SubnetManager {
   #queue: LeaseEvent[][] = [];
   #wake: (() => void) | null = null;
   constructor(readonly config: NetworkConfig) {}
-  acquireLease(attrs: LeaseAttrs): Promise<Lease> {
+  acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
     this.acquired.push(attrs);
     return Promise.resolve({
-      subnet: OWN,
-      attrs,
-      expiration: null,
-      modRevision: 1,
-      etcdLeaseId: null,
+      lease: { subnet: OWN, attrs, expiration: null, modRevision: 1, etcdLeaseId: null },
+      peers: { revision: 1, entries: [] },
     });
   }
   keepLease(): Promise<void> {
@@ -205,7 +202,11 @@ class FakeSubnets implements SubnetManager {
     this.#queue.push(batch);
     this.#wake?.();
   }
-  async *watchLeases(_own: IPNet, signal: AbortSignal): AsyncIterable<LeaseEvent[]> {
+  async *watchLeases(
+    _own: IPNet,
+    _from: unknown,
+    signal: AbortSignal,
+  ): AsyncIterable<LeaseEvent[]> {
     const onAbort = () => this.#wake?.();
     signal.addEventListener("abort", onAbort);
     try {

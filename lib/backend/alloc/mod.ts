@@ -14,7 +14,7 @@ export function create(ctx: BackendContext): Backend {
   backendConfig(ctx, "alloc");
   return {
     async init(signal) {
-      const lease = await ctx.subnets.acquireLease(
+      const { lease } = await ctx.subnets.acquireLease(
         { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
         signal,
       );

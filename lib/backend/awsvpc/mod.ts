@@ -27,6 +27,7 @@ import { backendConfig, type BackendContext, type BackendFactory, type Network }
 import type { AwsVpcBackendConfig } from "../../config.ts";
 import { errText, logger } from "../../log.ts";
 import type { Lease } from "../../lease.ts";
+import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import { isAbort } from "../../async.ts";
 import type { RouteTable } from "@aws-sdk/client-ec2";
 import { ec2Client } from "./client.ts";
@@ -73,6 +74,7 @@ async function initAwsVpc(
   const graceMs = opts.graceMs ?? 10_000;
   let tableId = "";
   let lease: Lease;
+  let peers: LeaseSnapshot;
   let ownCidr = "";
   let routePending = false;
   let instanceId = "";
@@ -115,7 +117,7 @@ async function initAwsVpc(
 
     const watcher = (async () => {
       try {
-        for await (const batch of ctx.subnets.watchLeases(lease.subnet, signal)) {
+        for await (const batch of ctx.subnets.watchLeases(lease.subnet, peers, signal)) {
           for (const ev of batch) {
             const cidr = ev.lease.subnet.toString();
             if (ev.type === "added") {
@@ -244,10 +246,10 @@ async function initAwsVpc(
     log,
   });
   try {
-    lease = await ctx.subnets.acquireLease(
+    ({ lease, peers } = await ctx.subnets.acquireLease(
       { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
       signal,
-    );
+    ));
     ownCidr = lease.subnet.toString();
     await routes.disableSourceDestCheck(signal);
     log.info(`Disabled the source/destination check of ${id.instanceId}`);

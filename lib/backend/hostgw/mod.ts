@@ -46,7 +46,7 @@ export function create(ctx: BackendContext): Backend {
             `the address ${ctx.ext.ifaceAddr} of ${ctx.ext.name} (NAT is not supported)`,
         );
       }
-      const lease = await ctx.subnets.acquireLease(
+      const { lease, peers } = await ctx.subnets.acquireLease(
         { publicIP: ctx.ext.publicIP, backendType: "host-gw", backendData: null },
         signal,
       );
@@ -61,6 +61,7 @@ export function create(ctx: BackendContext): Backend {
         ctx,
         nl,
         lease,
+        peers,
         mtu: ctx.ext.mtu,
         log,
         peer: (l) => planHostGwPeer(l, c),

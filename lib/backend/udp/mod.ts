@@ -30,6 +30,7 @@
 import { type Backend, backendConfig, type BackendContext, type Network } from "../mod.ts";
 import type { UdpBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
+import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import {
@@ -97,6 +98,8 @@ interface Parts {
   readonly ctx: BackendContext;
   readonly cfg: UdpBackendConfig;
   readonly lease: Lease;
+  /** The listing the lease was acquired against: the lease watch starts from it. */
+  readonly peers: LeaseSnapshot;
   readonly mtu: number;
   readonly tun: Tun;
   readonly sock: Fd;
@@ -112,7 +115,7 @@ async function init(
   signal: AbortSignal,
 ): Promise<UdpNetwork> {
   const { ext, subnets, config } = ctx;
-  const lease = await subnets.acquireLease(
+  const { lease, peers } = await subnets.acquireLease(
     { publicIP: ext.publicIP, backendType: "", backendData: null },
     signal,
   );
@@ -139,6 +142,7 @@ async function init(
     ctx,
     cfg,
     lease,
+    peers,
     mtu,
     tun,
     sock,
@@ -296,7 +300,7 @@ async function run(p: Parts, signal: AbortSignal): Promise<void> {
     const port = p.cfg.port;
     const watch = (async () => {
       let first = true;
-      for await (const batch of p.ctx.subnets.watchLeases(own, signal)) {
+      for await (const batch of p.ctx.subnets.watchLeases(own, p.peers, signal)) {
         const changes: PeerChange[] = [];
         for (const ev of batch) {
           const { subnet, attrs } = ev.lease;

@@ -63,7 +63,7 @@ async function init(
     if (!dev.mac) throw new Error(`Device ${spec.name} has no MAC address`);
     const mac = dev.mac;
     let devIndex = dev.index;
-    const lease = await ctx.subnets.acquireLease({
+    const { lease, peers } = await ctx.subnets.acquireLease({
       publicIP: ctx.ext.publicIP,
       backendType: "vxlan",
       backendData: vxlanLeaseData(cfg.vni, mac),
@@ -82,6 +82,7 @@ async function init(
       ctx,
       nl,
       lease,
+      peers,
       mtu,
       log,
       peer: (l) => planVxlanPeer(l, { ...peer, devIndex }),

@@ -41,6 +41,7 @@ export class EtcdKV implements Omit<Registry, "watch" | "close"> {
           key,
           value: kv.value.toString(),
           modRevision: num(kv.mod_revision),
+          createRevision: num(kv.create_revision),
           leaseId: leaseOf(kv),
         }
         : null,
@@ -71,6 +72,7 @@ export class EtcdKV implements Omit<Registry, "watch" | "close"> {
         key: kv.key.toString(),
         value: kv.value.toString(),
         modRevision: num(kv.mod_revision),
+        createRevision: num(kv.create_revision),
         leaseId,
         ttlSeconds: leaseId ? ttls.get(leaseId) ?? null : null,
       };

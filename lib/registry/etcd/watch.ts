@@ -138,6 +138,7 @@ class WatchStream implements AsyncIterable<StreamItem> {
               key: kv.key.toString(),
               value: kv.value.toString(),
               modRevision,
+              createRevision: num(kv.create_revision),
               leaseId: leaseOf(kv),
             }
             : { type: "delete", key: kv.key.toString(), modRevision },

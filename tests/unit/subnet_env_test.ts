@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readSubnetFile, writeSubnetFile } from "../../lib/subnet/file.ts";
+import { readSubnetFile, writeSubnetFile } from "../../lib/subnet/subnet_env.ts";
 import { parseCIDR } from "../../lib/ip.ts";
 
 function net(s: string) {
