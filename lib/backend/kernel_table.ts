@@ -147,6 +147,8 @@ export class KernelEntryTable {
   #warned = new Map<string, string>();
   /** Peer routes not set because of a foreign route to the same destination (see applyPlan). */
   #routeWarned = new Map<string, string>();
+  /** Peers skipped because another peer holds their VtepMAC: key → that MAC. */
+  #macWaiting = new Map<string, string>();
   /** False until the first full lease set arrived: before it, the lease set means nothing. */
   #synced = false;
 
@@ -179,8 +181,15 @@ export class KernelEntryTable {
    */
   resync(): number {
     if (!this.#synced) return 0;
+    // Of peers that claim the same VtepMAC for different hosts, the one already programmed keeps
+    // it, else the one written first (lowest mod revision): decide those in that order.
+    const before = new Set(this.#applied.keys());
     this.#applied.clear();
-    for (const [key, lease] of this.#leases) {
+    this.#macWaiting.clear();
+    const order = [...this.#leases].sort(([ka, a], [kb, b]) =>
+      Number(before.has(kb)) - Number(before.has(ka)) || a.modRevision - b.modRevision
+    );
+    for (const [key, lease] of order) {
       const entries = this.#decideLogged(key, lease);
       if (entries) this.#applied.set(key, entries);
     }
@@ -205,13 +214,16 @@ export class KernelEntryTable {
   apply(events: readonly LeaseEvent[]): void {
     // One listing per batch (not per event): routes set within the batch are flannel's own.
     let routes: readonly RouteInfo[] | undefined;
-    for (const ev of events) {
+    const queue = [...events];
+    for (let i = 0; i < queue.length; i++) {
+      const ev = queue[i];
       const key = ev.lease.subnet.toString();
       let next: PeerEntries | null = null;
       if (ev.type === "removed") {
         this.#leases.delete(key);
         this.#warned.delete(key);
         this.#routeWarned.delete(key);
+        this.#macWaiting.delete(key);
       } else {
         this.#leases.set(key, ev.lease);
         next = this.#decideLogged(key, ev.lease);
@@ -220,6 +232,14 @@ export class KernelEntryTable {
       if (next) this.#applied.set(key, next);
       else this.#applied.delete(key);
       if (!old && !next) continue;
+      // A VtepMAC this peer held and no longer does: a peer that waited for it gets it now.
+      const freed = old?.fdb && old.fdb.mac !== next?.fdb?.mac ? old.fdb.mac : null;
+      if (freed !== null && !this.#macInUse(freed, key)) {
+        for (const [k, mac] of this.#macWaiting) {
+          const lease = this.#leases.get(k);
+          if (mac === freed && lease) queue.push({ type: "added", lease });
+        }
+      }
       const plan = planUpdate(old, next, (mac) => this.#macInUse(mac, key));
       if (plan.routeSet.length > 0) routes ??= this.nl.routeList(RT_TABLE_MAIN);
       applyPlan(this.nl, plan, this.log, { routes, warned: this.#routeWarned });
@@ -258,8 +278,32 @@ export class KernelEntryTable {
     return false;
   }
 
+  /**
+   * The programmed peer other than `key` whose FDB entry sends `mac` to another host than
+   * `dst`. Two leases with one VtepMAC (cloned machines whose MAC derives from the machine id,
+   * or a lease copied by hand) would otherwise take turns overwriting the one FDB entry, and
+   * traffic for the first would go to the second.
+   */
+  #macHolder(mac: string, dst: IP, key: string): [string, PeerEntries] | null {
+    for (const [k, e] of this.#applied) {
+      if (k !== key && e.fdb?.mac === mac && !e.fdb.dst.equals(dst)) return [k, e];
+    }
+    return null;
+  }
+
   #decideLogged(key: string, lease: Lease): PeerEntries | null {
-    const d = this.decide(lease);
+    let d = this.decide(lease);
+    this.#macWaiting.delete(key);
+    const fdb = d.ok ? d.entries.fdb : null;
+    const holder = fdb ? this.#macHolder(fdb.mac, fdb.dst, key) : null;
+    if (fdb && holder) {
+      this.#macWaiting.set(key, fdb.mac);
+      d = {
+        ok: false,
+        reason: `Skipping peer ${key} (PublicIP ${lease.attrs.publicIP}): VtepMAC ${fdb.mac} is ` +
+          `already used by peer ${holder[0]} (at ${holder[1].fdb?.dst}), which keeps it`,
+      };
+    }
     if (d.ok) {
       this.#warned.delete(key);
       return d.entries;

@@ -5,6 +5,15 @@
 
 import assert from "node:assert/strict";
 import { Cluster, ETCD_PREFIX } from "../harness/cluster.ts";
+import {
+  fdbs,
+  linkDetails,
+  type Node,
+  pingOnce,
+  startAll,
+  VXLAN_CONFIG,
+  waitUntil,
+} from "./mesh_support.ts";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -55,3 +64,32 @@ for (const type of ["vxlan", "host-gw"]) {
     assert.equal(await d.stop(), 0, d.tail());
   });
 }
+
+Deno.test("vxlan: a lease copying a host's VtepMAC neither steals its traffic nor leaves a wrong FDB entry", async () => {
+  await using cluster = await Cluster.create({ hosts: 2 });
+  const [n1, n2] = await startAll(cluster, VXLAN_CONFIG);
+  const both = async () => await pingOnce(n1, n2, 2) && await pingOnce(n2, n1, 2);
+  await waitUntil("ping both ways before the copied lease", both, 15_000);
+  const mac2 = (await linkDetails(n2.host, "flannel.1"))?.address;
+  assert.ok(mac2);
+  const key = `${ETCD_PREFIX}/subnets/10.1.250.0-24`;
+  await cluster.etcd.put(
+    key,
+    JSON.stringify({
+      PublicIP: "192.168.100.61",
+      PublicIPv6: null,
+      BackendType: "vxlan",
+      BackendData: { VNI: 1, VtepMAC: mac2 },
+    }),
+  );
+  await sleep(2_000);
+  const dstOf = async (h: Node) =>
+    (await fdbs(h.host, "flannel.1")).filter((f) => f.mac === mac2).map((f) => f.dst);
+  assert.deepEqual(await dstOf(n1), [n2.host.ip]);
+  assert.ok(await both(), "the copied VtepMAC took the traffic");
+  await n1.daemon.waitForLog(/^W.*Skipping peer 10\.1\.250\.0\/24 .*VtepMAC .* is already used/);
+  await cluster.etcd.del(key);
+  await sleep(2_000);
+  assert.deepEqual(await dstOf(n1), [n2.host.ip]);
+  assert.ok(await both(), "no ping after the copied lease was deleted");
+});

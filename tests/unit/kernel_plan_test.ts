@@ -556,3 +556,39 @@ Deno.test("KernelEntryTable never replaces a connected, static or routing-daemon
     "routeReplace 10.1.3.0/24 via 10.1.3.0 dev 7 onlink",
   ]);
 });
+
+Deno.test("KernelEntryTable: a second lease with a VtepMAC another host holds does not steal its FDB entry", () => {
+  const nl = new FakeNetlink();
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const victim = { ...lease("10.1.2.0/24", "192.168.0.2"), modRevision: 5 };
+  // Same VtepMAC (MAC_B), another host: a clone with a machine-id-derived MAC, or a copied lease.
+  const thief = { ...lease("10.1.9.0/24", "192.168.0.9"), modRevision: 7 };
+  const fdb = () => nl.fdbs.filter((f) => f.mac === MAC_B).map((f) => String(f.dst));
+
+  const { lines } = captureLog(() => {
+    table.sync([victim]);
+    table.apply([{ type: "added", lease: thief }]);
+    table.resync(); // no second warning
+  });
+  assert.deepEqual(fdb(), ["192.168.0.2"]);
+  assert.equal(lines.length, 1, lines.join("\n"));
+  assert.match(
+    lines[0],
+    /^W.*Skipping peer 10\.1\.9\.0\/24 \(PublicIP 192\.168\.0\.9\): VtepMAC aa:bb:cc:00:00:0b is already used by peer 10\.1\.2\.0\/24/,
+  );
+  assert.deepEqual(nl.routes.map((r) => String(r.dst)), ["10.1.2.0/24"]);
+
+  // A restart, listing the thief first: the lease written first still wins.
+  const nl2 = new FakeNetlink();
+  const t2 = new KernelEntryTable(nl2, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  captureLog(() => t2.sync([thief, victim]));
+  assert.deepEqual(nl2.fdbs.map((f) => String(f.dst)), ["192.168.0.2"]);
+
+  // The holder goes: the waiting peer gets the MAC (the thief's key is deleted the same way).
+  captureLog(() => table.apply([{ type: "removed", lease: victim }]));
+  assert.deepEqual(fdb(), ["192.168.0.9"]);
+  assert.deepEqual(nl.routes.map((r) => String(r.dst)), ["10.1.9.0/24"]);
+  captureLog(() => table.apply([{ type: "removed", lease: thief }]));
+  assert.deepEqual(fdb(), []);
+  assert.equal(table.size, 0);
+});
