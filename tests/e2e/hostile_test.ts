@@ -93,3 +93,27 @@ Deno.test("vxlan: a lease copying a host's VtepMAC neither steals its traffic no
   assert.deepEqual(await dstOf(n1), [n2.host.ip]);
   assert.ok(await both(), "no ping after the copied lease was deleted");
 });
+
+for (const network of ["192.168.100.0/24", "0.0.0.0/0"]) {
+  Deno.test(`udp: Network ${network}, already a route on the host, is refused and the route kept`, async () => {
+    // The TUN route `<Network> dev flannel0` replaced eth0's connected route (or the default
+    // route), and the kernel dropped it with the device: the host stayed cut off after exit.
+    await using cluster = await Cluster.create({ hosts: 1 });
+    const [h1] = cluster.hosts;
+    await cluster.putConfig({ Network: network, Backend: { Type: "udp" } });
+    const before = (await h1.exec(["ip", "route"])).stdout;
+    const d = h1.startFlannel();
+    const code = await d.exitedWithin(20_000);
+    assert.equal((await h1.exec(["ip", "route"])).stdout, before, d.tail());
+    assert.ok((await h1.ping("192.168.100.1")).ok, "the host lost its own network");
+    assert.equal(code, 1, d.tail());
+    const errors = d.logs().split("\n").filter((l) => /^[EF]\d/.test(l));
+    assert.equal(errors.length, 1, d.tail());
+    assert.match(
+      errors[0],
+      new RegExp(`Network ${network.replace(/\./g, "\\.")} is already routed on this host`),
+    );
+    assert.doesNotMatch(d.logs(), /^\s+at /m);
+    assert.deepEqual(await cluster.leases(), {}, "a lease taken that cannot be used");
+  });
+}

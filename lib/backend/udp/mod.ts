@@ -33,6 +33,7 @@ import type { Lease } from "../../lease.ts";
 import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
+import { describeProtocol } from "../kernel_plan.ts";
 import {
   openTun,
   setTxQueueLen,
@@ -53,6 +54,7 @@ import {
   Wakeup,
 } from "../../../ffi/udp.ts";
 import type { Fd } from "../../../ffi/fd.ts";
+import { RT_TABLE_MAIN } from "../../../ffi/netlink/mod.ts";
 import { writeSysctl } from "../../../ffi/sysctl.ts";
 import { type CounterName, formatCounters, newCounterMemory, readCounters } from "./counters.ts";
 import {
@@ -115,6 +117,7 @@ async function init(
   signal: AbortSignal,
 ): Promise<UdpNetwork> {
   const { ext, subnets, config } = ctx;
+  refuseRoutedNetwork(ctx, config.network);
   const { lease, peers } = await subnets.acquireLease(
     { publicIP: ext.publicIP, backendType: "", backendData: null },
     signal,
@@ -171,6 +174,32 @@ function openTunDevice(cfg: UdpBackendConfig): { tun: Tun; vnetHdr: boolean } {
     }
   }
   return { tun: openTun({ name: "flannel%d" }), vnetHdr: false };
+}
+
+/**
+ * Throws when the host already routes exactly `network` (metric 0, main table): the TUN route
+ * `<Network> dev flannel0` would replace it, and take it along when the device goes. A Network
+ * equal to the underlay's own subnet replaced eth0's connected route (the host lost etcd and
+ * every neighbour, also after flannel stopped); `0.0.0.0/0` replaced the default route.
+ */
+function refuseRoutedNetwork(ctx: BackendContext, network: IPNet): void {
+  const nl = ctx.netlink();
+  let clash;
+  try {
+    clash = nl.routeList(RT_TABLE_MAIN).find((r) =>
+      r.dst.equals(network) && (r.priority ?? 0) === 0
+    );
+  } finally {
+    nl.close();
+  }
+  if (clash) {
+    const via = clash.gateway ? ` via ${clash.gateway}` : "";
+    throw new Error(
+      `Network ${network} is already routed on this host (${clash.dst}${via}, ` +
+        `${describeProtocol(clash.protocol)}): the udp backend's route to it through the TUN ` +
+        `device would replace that route; choose a Network that is not a local route`,
+    );
+  }
 }
 
 function configureDevice(
