@@ -185,19 +185,26 @@ function openTunDevice(cfg: UdpBackendConfig): { tun: Tun; vnetHdr: boolean } {
 function refuseRoutedNetwork(ctx: BackendContext, network: IPNet): void {
   const nl = ctx.netlink();
   let clash;
+  let dev: string | null = null;
   try {
     clash = nl.routeList(RT_TABLE_MAIN).find((r) =>
       r.dst.equals(network) && (r.priority ?? 0) === 0
     );
+    if (clash?.oif != null) dev = nl.linkGet(clash.oif)?.name ?? null;
   } finally {
     nl.close();
   }
   if (clash) {
     const via = clash.gateway ? ` via ${clash.gateway}` : "";
+    const on = dev ? ` dev ${dev}` : "";
+    // Our own TUN route of a previous run dies with its device: a live one is another daemon's.
+    const hint = dev?.startsWith("flannel")
+      ? "is another flannel daemon running on this host?"
+      : "choose a Network that is not a local route";
     throw new Error(
-      `Network ${network} is already routed on this host (${clash.dst}${via}, ` +
+      `Network ${network} is already routed on this host (${clash.dst}${via}${on}, ` +
         `${describeProtocol(clash.protocol)}): the udp backend's route to it through the TUN ` +
-        `device would replace that route; choose a Network that is not a local route`,
+        `device would replace that route; ${hint}`,
     );
   }
 }
