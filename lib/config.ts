@@ -4,7 +4,7 @@
  * Key names match case-insensitively, as Go's encoding/json does upstream.
  */
 
-import { addIP, type IP, type IPNet, isAligned, parseCIDR, parseIPv4, prefixSize } from "./ip.ts";
+import { addIP, IP, IPNet, isAligned, parseCIDR, prefixSize } from "./ip.ts";
 import { getFold } from "./lease.ts";
 
 export interface UdpBackendConfig {
@@ -49,14 +49,25 @@ export type BackendConfig =
   | AllocBackendConfig
   | AwsVpcBackendConfig;
 
-/** A validated network config with every default filled in. */
-export interface NetworkConfig {
+/** One family's address range: the overlay network and how it is cut into host subnets. */
+export interface SubnetRange {
+  /** `Network` or `IPv6Network`. */
   readonly network: IPNet;
+  /** `SubnetLen` or `IPv6SubnetLen`. */
   readonly subnetLen: number;
   /** First allocatable subnet base. */
   readonly subnetMin: IP;
   /** Last allocatable subnet base. */
   readonly subnetMax: IP;
+}
+
+/**
+ * A validated network config with every default filled in. At least one family is enabled:
+ * `ipv4` is null when `EnableIPv4` is false, `ipv6` is null unless `EnableIPv6` is true.
+ */
+export interface NetworkConfig {
+  readonly ipv4: SubnetRange | null;
+  readonly ipv6: SubnetRange | null;
   readonly backend: BackendConfig;
 }
 
@@ -78,21 +89,29 @@ const MAX_SUBNET_LEN = 30;
  * Parses and validates the JSON stored at `<prefix>/config`, filling in every default.
  *
  * Key names match case-insensitively (Go encoding/json), unknown keys are ignored and a JSON
- * `null` counts as absent, as upstream. Throws {@link ConfigError} naming the key and value.
+ * `null` counts as absent, as upstream. `EnableIPv4` (default true) and `EnableIPv6` (default
+ * false) choose the families; the keys of a disabled family are ignored, as upstream. Throws
+ * {@link ConfigError} naming the key and value.
  *
  * @example
  * ```ts
  * import assert from "node:assert/strict";
  *
  * const c = parseNetworkConfig('{"Network":"10.1.0.0/16","Backend":{"Type":"vxlan"}}');
- * assert.equal(c.subnetLen, 24);
- * assert.equal(c.subnetMin.toString(), "10.1.1.0"); // the first subnet is skipped
- * assert.equal(c.subnetMax.toString(), "10.1.255.0");
+ * assert.equal(c.ipv4?.subnetLen, 24);
+ * assert.equal(c.ipv4?.subnetMin.toString(), "10.1.1.0"); // the first subnet is skipped
+ * assert.equal(c.ipv4?.subnetMax.toString(), "10.1.255.0");
+ * assert.equal(c.ipv6, null);
  * assert.equal(c.backend.type === "vxlan" && c.backend.vni, 1);
  * assert.throws(() => parseNetworkConfig('{"Network":"10.1.0.0/16","SubnetLen":33}'), {
  *   name: "ConfigError",
  *   message: "SubnetLen 33 is not between 17 and 30",
  * });
+ * const d = parseNetworkConfig(
+ *   '{"Network":"10.1.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}',
+ * );
+ * assert.equal(d.ipv6?.subnetLen, 64);
+ * assert.equal(d.ipv6?.subnetMin.toString(), "fc00:0:0:1::");
  * ```
  */
 export function parseNetworkConfig(text: string): NetworkConfig {
@@ -106,50 +125,118 @@ export function parseNetworkConfig(text: string): NetworkConfig {
     throw new ConfigError(`Network config is not a JSON object: ${show(doc)}`);
   }
 
-  const network = parseNetwork(getFold(doc, "Network"));
-  const subnetLen = parseSubnetLen(getFold(doc, "SubnetLen"), network);
-  const size = prefixSize(subnetLen);
-  const first = network.ip;
-  const last = addIP(network.ip, network.size() - size);
-  const subnetMin = parseBound("SubnetMin", getFold(doc, "SubnetMin"), network, subnetLen) ??
-    addIP(first, size);
-  const subnetMax = parseBound("SubnetMax", getFold(doc, "SubnetMax"), network, subnetLen) ?? last;
-  if (subnetMin.compare(subnetMax) > 0) {
+  const enable4 = topBool(doc, "EnableIPv4") ?? true;
+  const enable6 = topBool(doc, "EnableIPv6") ?? false;
+  if (!enable4 && !enable6) {
+    throw new ConfigError("EnableIPv4 and EnableIPv6 are both false: no family to run");
+  }
+  const ipv4 = enable4 ? parseRange(doc, V4_KEYS) : null;
+  const ipv6 = enable6 ? parseRange(doc, V6_KEYS) : null;
+  const backend = parseBackend(getFold(doc, "Backend"));
+  if (ipv6 && (backend.type === "udp" || backend.type === "aws-vpc")) {
     throw new ConfigError(
-      `SubnetMin ${subnetMin} is greater than SubnetMax ${subnetMax}`,
+      `Backend.Type ${JSON.stringify(backend.type)} does not support EnableIPv6 true ` +
+        `(IPv4 only, as upstream): use vxlan, host-gw or alloc`,
     );
   }
-  const backend = parseBackend(getFold(doc, "Backend"));
-  return { network, subnetLen, subnetMin, subnetMax, backend };
+  return { ipv4, ipv6, backend };
 }
 
-function parseNetwork(v: unknown): IPNet {
-  if (v === undefined || v === null) throw new ConfigError("Network is missing: it is required");
-  if (typeof v !== "string") throw new ConfigError(`Network ${show(v)} is not a string`);
-  const net = parseCIDR(v, true);
-  // parseCIDR quotes the whole text; keep the message one short line.
-  if (typeof net === "string") {
-    throw new ConfigError(`Network ${net.replace(JSON.stringify(v), show(v))}`);
-  }
-  if (net.prefix >= MAX_SUBNET_LEN) {
+/** The key names and limits of one family. */
+interface RangeKeys {
+  readonly family: 4 | 6;
+  readonly network: string;
+  readonly subnetLen: string;
+  readonly subnetMin: string;
+  readonly subnetMax: string;
+  /** The largest subnet length: still two usable host addresses. */
+  readonly maxLen: number;
+  /** The longest Network prefix. */
+  readonly maxNetPrefix: number;
+  /** The shortest subnet length below the Network prefix (`SubnetLen` ≥ prefix + minGap). */
+  readonly minGap: number;
+  /** The default subnet length and the prefix + 2 used for small networks. */
+  readonly defaultLen: (prefix: number) => number;
+}
+
+const V4_KEYS: RangeKeys = {
+  family: 4,
+  network: "Network",
+  subnetLen: "SubnetLen",
+  subnetMin: "SubnetMin",
+  subnetMax: "SubnetMax",
+  maxLen: MAX_SUBNET_LEN,
+  maxNetPrefix: MAX_SUBNET_LEN - 1,
+  minGap: 1,
+  defaultLen: (p) => p < 24 ? 24 : p + 1,
+};
+
+/** Upstream's IPv6 rules: /64 per host, or a quarter of a network smaller than /62; ≤ /126. */
+const V6_KEYS: RangeKeys = {
+  family: 6,
+  network: "IPv6Network",
+  subnetLen: "IPv6SubnetLen",
+  subnetMin: "IPv6SubnetMin",
+  subnetMax: "IPv6SubnetMax",
+  maxLen: 126,
+  maxNetPrefix: 124,
+  minGap: 2,
+  defaultLen: (p) => p <= 62 ? 64 : p + 2,
+};
+
+function parseRange(doc: Record<string, unknown>, k: RangeKeys): SubnetRange {
+  const network = parseNetwork(getFold(doc, k.network), k);
+  const subnetLen = parseSubnetLen(getFold(doc, k.subnetLen), network, k);
+  const size = prefixSize(subnetLen, k.family);
+  const first = network.ip;
+  const last = addIP(network.ip, network.size() - size);
+  const subnetMin = parseBound(k.subnetMin, getFold(doc, k.subnetMin), network, subnetLen) ??
+    addIP(first, size);
+  const subnetMax = parseBound(k.subnetMax, getFold(doc, k.subnetMax), network, subnetLen) ??
+    last;
+  if (subnetMin.compare(subnetMax) > 0) {
     throw new ConfigError(
-      `Network ${show(v)} is too small: the prefix must be /${MAX_SUBNET_LEN - 1} or shorter`,
+      `${k.subnetMin} ${subnetMin} is greater than ${k.subnetMax} ${subnetMax}`,
+    );
+  }
+  return { network, subnetLen, subnetMin, subnetMax };
+}
+
+function parseNetwork(v: unknown, k: RangeKeys): IPNet {
+  const name = k.network;
+  if (v === undefined || v === null) {
+    throw new ConfigError(
+      k.family === 4
+        ? `${name} is missing: it is required (or set EnableIPv4 false)`
+        : `${name} is missing: it is required when EnableIPv6 is true`,
+    );
+  }
+  if (typeof v !== "string") throw new ConfigError(`${name} ${show(v)} is not a string`);
+  const net = k.family === 4 ? parseCIDR(v, true) : IPNet.parse(v, true);
+  // The parsers quote the whole text; keep the message one short line.
+  if (typeof net === "string") {
+    throw new ConfigError(`${name} ${net.replace(JSON.stringify(v), show(v))}`);
+  }
+  if (net.family !== k.family) {
+    throw new ConfigError(`${name} ${show(v)} is not an IPv${k.family} CIDR`);
+  }
+  if (net.prefix > k.maxNetPrefix) {
+    throw new ConfigError(
+      `${name} ${show(v)} is too small: the prefix must be /${k.maxNetPrefix} or shorter`,
     );
   }
   return net;
 }
 
-function parseSubnetLen(v: unknown, network: IPNet): number {
+function parseSubnetLen(v: unknown, network: IPNet, k: RangeKeys): number {
   // Upstream treats 0 (Go's zero value) like an absent key.
-  if (v === undefined || v === null || v === 0) {
-    return network.prefix < 24 ? 24 : network.prefix + 1;
-  }
+  if (v === undefined || v === null || v === 0) return k.defaultLen(network.prefix);
   if (typeof v !== "number" || !Number.isInteger(v)) {
-    throw new ConfigError(`SubnetLen ${show(v)} is not an integer`);
+    throw new ConfigError(`${k.subnetLen} ${show(v)} is not an integer`);
   }
-  const lo = network.prefix + 1;
-  if (v < lo || v > MAX_SUBNET_LEN) {
-    throw new ConfigError(`SubnetLen ${v} is not between ${lo} and ${MAX_SUBNET_LEN}`);
+  const lo = network.prefix + k.minGap;
+  if (v < lo || v > k.maxLen) {
+    throw new ConfigError(`${k.subnetLen} ${v} is not between ${lo} and ${k.maxLen}`);
   }
   return v;
 }
@@ -157,15 +244,29 @@ function parseSubnetLen(v: unknown, network: IPNet): number {
 function parseBound(key: string, v: unknown, network: IPNet, subnetLen: number): IP | null {
   if (v === undefined || v === null) return null;
   if (typeof v !== "string") throw new ConfigError(`${key} ${show(v)} is not a string`);
-  const ip = parseIPv4(v);
-  if (ip === null) throw new ConfigError(`${key} ${show(v)} is not an IPv4 address`);
+  const ip = IP.parse(v.trim());
+  if (ip === null || ip.family !== network.family) {
+    throw new ConfigError(`${key} ${show(v)} is not an IPv${network.family} address`);
+  }
   if (!network.contains(ip)) {
-    throw new ConfigError(`${key} ${ip} is not inside Network ${network}`);
+    throw new ConfigError(`${key} ${ip} is not inside ${keyOfNetwork(network)} ${network}`);
   }
   if (!isAligned(ip, subnetLen)) {
-    throw new ConfigError(`${key} ${ip} is not aligned to SubnetLen ${subnetLen}`);
+    const lenKey = network.family === 4 ? "SubnetLen" : "IPv6SubnetLen";
+    throw new ConfigError(`${key} ${ip} is not aligned to ${lenKey} ${subnetLen}`);
   }
   return ip;
+}
+
+function keyOfNetwork(n: IPNet): string {
+  return n.family === 4 ? "Network" : "IPv6Network";
+}
+
+function topBool(obj: Record<string, unknown>, key: string): boolean | null {
+  const v = getFold(obj, key);
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "boolean") throw new ConfigError(`${key} ${show(v)} is not a boolean`);
+  return v;
 }
 
 function parseBackend(v: unknown): BackendConfig {

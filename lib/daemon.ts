@@ -17,6 +17,7 @@ import { watchNetworkConfig } from "./subnet/config_watch.ts";
 import { RegistrySubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
 import { writeSubnetFile } from "./subnet/subnet_env.ts";
+import { describeSubnets } from "./lease.ts";
 import { loadBackend } from "./backend/loaders.ts";
 import type { BackendContext } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
@@ -68,11 +69,10 @@ export async function runDaemon(opts: Options): Promise<number> {
   let nl: Netlink | null = null;
   let registry: ReturnType<typeof connectEtcd> | null = null;
   try {
+    // Fail fast on a missing interface before waiting for etcd; the addresses of the families
+    // the config enables are looked up once the config is known.
     nl = Netlink.open();
-    const ext = findExternalInterface(nl, opts);
-    log.info(describeInterface(ext));
-    nl.close();
-    nl = null;
+    findExternalInterface(nl, opts);
 
     registry = connectEtcd({
       endpoints: opts.etcdEndpoints,
@@ -83,9 +83,18 @@ export async function runDaemon(opts: Options): Promise<number> {
       password: opts.etcdPassword || undefined,
     });
     const config = await waitForNetworkConfig(registry, opts.etcdPrefix, signal, logger("config"));
-    log.info(
-      `Network ${config.network}, SubnetLen ${config.subnetLen}, backend ${config.backend.type}`,
+    const ranges = [config.ipv4, config.ipv6].filter((r) => r !== null).map((r) =>
+      `${r.network.family === 4 ? "Network" : "IPv6Network"} ${r.network}, ` +
+      `${r.network.family === 4 ? "SubnetLen" : "IPv6SubnetLen"} ${r.subnetLen}`
     );
+    log.info(`${ranges.join(", ")}, backend ${config.backend.type}`);
+    const ext = findExternalInterface(nl, opts, {
+      ipv4: config.ipv4 !== null,
+      ipv6: config.ipv6 !== null,
+    });
+    log.info(describeInterface(ext));
+    nl.close();
+    nl = null;
 
     const create = await loadBackend(config.backend.type);
     const subnets = new RegistrySubnetManager({
@@ -106,13 +115,15 @@ export async function runDaemon(opts: Options): Promise<number> {
     const network = await create(ctx).init(signal);
 
     await writeSubnetFile(opts.subnetFile, {
-      network: config.network,
+      network: config.ipv4?.network ?? null,
       subnet: network.lease.subnet,
+      ipv6Network: config.ipv6?.network ?? null,
+      ipv6Subnet: network.lease.ipv6Subnet,
       mtu: network.mtu,
       ipMasq: opts.ipMasq,
     });
     log.info(
-      `Wrote ${opts.subnetFile} (subnet ${network.lease.subnet}, MTU ${network.mtu})`,
+      `Wrote ${opts.subnetFile} (subnet ${describeSubnets(network.lease)}, MTU ${network.mtu})`,
     );
     try {
       if (sdNotify("READY=1")) log.v(1, "Notified systemd: READY=1");

@@ -1,14 +1,21 @@
 /**
- * External interface discovery: which interface carries overlay traffic, its IPv4 address, the
- * address advertised to peers, and its MTU — all read from the kernel through rtnetlink dumps.
+ * External interface discovery: which interface carries overlay traffic, its IPv4 and IPv6
+ * addresses, the addresses advertised to peers, and its MTU — all read from the kernel through
+ * rtnetlink dumps.
  *
- * Order (as upstream flannel): each `--iface` (a name, or an IPv4 address held by some
+ * Order (as upstream flannel): each `--iface` (a name, or an IPv4 or IPv6 address held by some
  * interface) in turn, first match wins; else each `--iface-regex` against interface names and
- * addresses; else the interface of the default IPv4 route.
+ * addresses; else, with `--iface-can-reach`, the interface and source address of the kernel's
+ * route to that address (`ip route get`, either family); else the interface of the default IPv4
+ * route (the default IPv6 route on an IPv6-only network).
+ *
+ * Each enabled family needs an address on the chosen interface: the one the choice named, else
+ * the first global one (IPv4 falls back to a link-local one, as upstream; IPv6 never does: a
+ * link-local underlay address would need a zone).
  */
 
 import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from "../ffi/netlink/mod.ts";
-import { type IP, parseIPv4 } from "./ip.ts";
+import { type Family, IP } from "./ip.ts";
 
 /** The interface that carries overlay traffic between hosts. */
 export interface ExternalInterface {
@@ -16,10 +23,14 @@ export interface ExternalInterface {
   readonly name: string;
   /** Interface index. */
   readonly index: number;
-  /** The IPv4 address on the interface. */
-  readonly ifaceAddr: IP;
-  /** The address advertised to peers (`--public-ip`, else `ifaceAddr`). */
-  readonly publicIP: IP;
+  /** The IPv4 address on the interface; null when the config disables IPv4. */
+  readonly ifaceAddr: IP | null;
+  /** The IPv4 address advertised to peers (`--public-ip`, else `ifaceAddr`). */
+  readonly publicIP: IP | null;
+  /** The IPv6 address on the interface; null unless the config enables IPv6. */
+  readonly ifaceV6Addr: IP | null;
+  /** The IPv6 address advertised to peers (`--public-ipv6`, else `ifaceV6Addr`). */
+  readonly publicIPv6: IP | null;
   /** The interface MTU as the kernel reports it. */
   readonly mtu: number;
 }
@@ -27,8 +38,13 @@ export interface ExternalInterface {
 /** The rtnetlink reads discovery needs (a subset of ffi/netlink `Netlink`). */
 export interface LinkReader {
   linkList(): { index: number; name: string; mtu: number }[];
-  addrList(index?: number): { index: number; address: IP; prefix: number; scope: number }[];
-  defaultRoute(): { index: number; gateway: IP | null } | null;
+  addrList(
+    index?: number,
+    family?: Family,
+  ): { index: number; address: IP; prefix: number; scope: number }[];
+  defaultRoute(family?: Family): { index: number; gateway: IP | null } | null;
+  /** `ip route get`: null when unreachable. */
+  routeGet(dst: IP): { oif: number | null; prefsrc: IP | null } | null;
 }
 
 /** What the command line says about the external interface. */
@@ -36,6 +52,16 @@ export interface IfaceOptions {
   iface: string[];
   ifaceRegex: string[];
   publicIP: string;
+  /** `--public-ipv6`; `""` = the interface's IPv6 address. */
+  publicIPv6?: string;
+  /** An IPv4 or IPv6 address; `""` = not used. Consulted only without `--iface`/`--iface-regex`. */
+  ifaceCanReach?: string;
+}
+
+/** Which families the network config enables (both default to IPv4 only). */
+export interface Families {
+  readonly ipv4: boolean;
+  readonly ipv6: boolean;
 }
 
 /** A discovery failure with a message fit for the log. */
@@ -46,23 +72,35 @@ export class InterfaceError extends Error {
   }
 }
 
-/** Finds the external interface; throws {@link InterfaceError} with a clear message. */
-export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): ExternalInterface {
-  const links = nl.linkList().sort((a, b) => a.index - b.index);
-  const addrs = nl.addrList();
-  const addrsOf = (index: number) => addrs.filter((a) => a.index === index);
+type Link = { index: number; name: string; mtu: number };
+type Addr = { index: number; address: IP; prefix: number; scope: number };
 
-  let chosen: { index: number; name: string; mtu: number } | undefined;
-  let ifaceAddr: IP | null = null;
+/** Finds the external interface; throws {@link InterfaceError} with a clear message. */
+export function findExternalInterface(
+  nl: LinkReader,
+  opts: IfaceOptions,
+  families: Families = { ipv4: true, ipv6: false },
+): ExternalInterface {
+  const links = nl.linkList().sort((a, b) => a.index - b.index);
+  const addrs: Addr[] = [
+    ...(families.ipv4 ? nl.addrList(undefined, 4) : []),
+    ...(families.ipv6 ? nl.addrList(undefined, 6) : []),
+  ];
+  const addrsOf = (index: number, family: Family) =>
+    addrs.filter((a) => a.index === index && a.address.family === family);
+
+  let chosen: Link | undefined;
+  /** Addresses the choice itself named (an `--iface` address, a regex match, a route source). */
+  const named: { 4: IP | null; 6: IP | null } = { 4: null, 6: null };
 
   if (opts.iface.length > 0) {
     for (const want of opts.iface) {
-      const ip = parseIPv4(want);
+      const ip = IP.parse(want.trim());
       if (ip !== null) {
         const a = addrs.find((x) => x.address.equals(ip));
         if (a) {
           chosen = links.find((l) => l.index === a.index);
-          ifaceAddr = ip;
+          named[ip.family] = ip;
         }
       } else {
         chosen = links.find((l) => l.name === want);
@@ -83,10 +121,10 @@ export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): Exter
           chosen = l;
           break;
         }
-        const a = addrsOf(l.index).find((x) => re.test(x.address.toString()));
+        const a = addrs.find((x) => x.index === l.index && re.test(x.address.toString()));
         if (a) {
           chosen = l;
-          ifaceAddr = a.address;
+          named[a.address.family] = a.address;
           break;
         }
       }
@@ -97,43 +135,108 @@ export function findExternalInterface(nl: LinkReader, opts: IfaceOptions): Exter
         `No interface name or address matches --iface-regex ${opts.ifaceRegex.join(", ")}`,
       );
     }
+  } else if (opts.ifaceCanReach) {
+    const dst = IP.parse(opts.ifaceCanReach.trim());
+    if (dst === null) {
+      throw new InterfaceError(
+        `--iface-can-reach ${opts.ifaceCanReach} is not an IPv4 or IPv6 address`,
+      );
+    }
+    const r = nl.routeGet(dst);
+    if (!r || r.oif === null) {
+      throw new InterfaceError(`No route to --iface-can-reach ${opts.ifaceCanReach}`);
+    }
+    chosen = links.find((l) => l.index === r.oif);
+    if (!chosen) {
+      throw new InterfaceError(
+        `The route to --iface-can-reach ${opts.ifaceCanReach} uses interface index ${r.oif}, which is gone`,
+      );
+    }
+    // The source address the kernel picks for that destination, as upstream flannel.
+    if (r.prefsrc !== null) named[r.prefsrc.family] = r.prefsrc;
   } else {
-    const def = nl.defaultRoute();
+    const family: Family = families.ipv4 ? 4 : 6;
+    const def = nl.defaultRoute(family);
     if (!def) {
-      throw new InterfaceError("No default IPv4 route to find the external interface: use --iface");
+      throw new InterfaceError(
+        `No default IPv${family} route to find the external interface: use --iface`,
+      );
     }
     chosen = links.find((l) => l.index === def.index);
     if (!chosen) {
       throw new InterfaceError(`The default route's interface (index ${def.index}) is gone`);
     }
   }
+  const link = chosen;
 
-  if (ifaceAddr === null) {
-    const own = addrsOf(chosen.index);
-    const global = own.find((a) => a.scope === RT_SCOPE_UNIVERSE);
-    const linkLocal = own.findLast((a) => a.scope === RT_SCOPE_LINK);
-    const pick = global ?? linkLocal;
-    if (!pick) throw new InterfaceError(`Failed to find IPv4 address for interface ${chosen.name}`);
-    ifaceAddr = pick.address;
-    if (ifaceAddr.family !== 4) {
-      throw new InterfaceError(`Interface ${chosen.name} has a malformed address ${pick.address}`);
+  let ifaceAddr: IP | null = null;
+  if (families.ipv4) {
+    ifaceAddr = named[4];
+    if (ifaceAddr === null) {
+      const own = addrsOf(link.index, 4);
+      const pick = own.find((a) => a.scope === RT_SCOPE_UNIVERSE) ??
+        own.findLast((a) => a.scope === RT_SCOPE_LINK);
+      if (!pick) throw new InterfaceError(`Failed to find IPv4 address for interface ${link.name}`);
+      ifaceAddr = pick.address;
     }
   }
-  if (!(chosen.mtu > 0)) {
-    throw new InterfaceError(`Interface ${chosen.name} reports MTU ${chosen.mtu}`);
+  let ifaceV6Addr: IP | null = null;
+  if (families.ipv6) {
+    ifaceV6Addr = named[6];
+    if (ifaceV6Addr === null) {
+      const pick = addrsOf(link.index, 6).find((a) => a.scope === RT_SCOPE_UNIVERSE);
+      if (!pick) {
+        throw new InterfaceError(
+          `Failed to find a global IPv6 address for interface ${link.name} (EnableIPv6 is true)`,
+        );
+      }
+      ifaceV6Addr = pick.address;
+    }
+  }
+  if (!(link.mtu > 0)) {
+    throw new InterfaceError(`Interface ${link.name} reports MTU ${link.mtu}`);
   }
 
-  let publicIP = ifaceAddr;
-  if (opts.publicIP) {
-    const p = parseIPv4(opts.publicIP);
-    if (p === null) throw new InterfaceError(`--public-ip ${opts.publicIP} is not an IPv4 address`);
-    publicIP = p;
+  const publicIP = families.ipv4 ? overrideOf("--public-ip", opts.publicIP, 4) ?? ifaceAddr : null;
+  const publicIPv6 = families.ipv6
+    ? overrideOf("--public-ipv6", opts.publicIPv6 ?? "", 6) ?? ifaceV6Addr
+    : null;
+  return {
+    name: link.name,
+    index: link.index,
+    ifaceAddr,
+    publicIP,
+    ifaceV6Addr,
+    publicIPv6,
+    mtu: link.mtu,
+  };
+}
+
+function overrideOf(flag: string, text: string, family: Family): IP | null {
+  if (!text) return null;
+  const ip = IP.parse(text.trim());
+  if (ip?.family !== family) {
+    throw new InterfaceError(`${flag} ${text} is not an IPv${family} address`);
   }
-  return { name: chosen.name, index: chosen.index, ifaceAddr, publicIP, mtu: chosen.mtu };
+  return ip;
 }
 
 /** One line describing the interface for the log. */
 export function describeInterface(ext: ExternalInterface): string {
-  const pub = ext.publicIP.equals(ext.ifaceAddr) ? "" : `, public IP ${ext.publicIP}`;
-  return `Using interface ${ext.name} (index ${ext.index}) with address ${ext.ifaceAddr}${pub}, MTU ${ext.mtu}`;
+  const parts: string[] = [];
+  if (ext.ifaceAddr) {
+    const pub = ext.publicIP && !ext.publicIP.equals(ext.ifaceAddr)
+      ? ` (public IP ${ext.publicIP})`
+      : "";
+    parts.push(`address ${ext.ifaceAddr}${pub}`);
+  }
+  if (ext.ifaceV6Addr) {
+    const pub = ext.publicIPv6 && !ext.publicIPv6.equals(ext.ifaceV6Addr)
+      ? ` (public IPv6 ${ext.publicIPv6})`
+      : "";
+    parts.push(`IPv6 address ${ext.ifaceV6Addr}${pub}`);
+  }
+  return `Using interface ${ext.name} (index ${ext.index}) with ${
+    parts.join(" and ")
+  }, MTU ${ext.mtu}`;
 }

@@ -8,7 +8,7 @@
  */
 
 import { FlagSet } from "./flags.ts";
-import { parseIPv4 } from "./ip.ts";
+import { IP, parseIPv4 } from "./ip.ts";
 
 /** flanneld's version, printed by `--version`. */
 export const VERSION = "0.1.0";
@@ -31,6 +31,8 @@ export interface Options {
   ifaceRegex: string[];
   /** The PublicIP to advertise; `""` = the external interface's address. */
   publicIP: string;
+  /** The PublicIPv6 to advertise (with `EnableIPv6`); `""` = the interface's IPv6 address. */
+  publicIPv6: string;
   subnetFile: string;
   /** Minutes before lease expiry at which to renew, 1–1439. */
   subnetLeaseRenewMargin: number;
@@ -122,6 +124,13 @@ export function parseOptions(
       "IPv4 address to advertise to the other hosts (default: the interface's address)",
       checkIPv4,
     ),
+    publicIPv6: fs.string(
+      "public-ipv6",
+      "",
+      "IPv6 address to advertise to the other hosts when EnableIPv6 is set " +
+        "(default: the interface's global IPv6 address)",
+      checkIPv6,
+    ),
     subnetFile: fs.string(
       "subnet-file",
       "/run/flannel/subnet.env",
@@ -183,6 +192,7 @@ export function parseOptions(
       iface: f.iface.value,
       ifaceRegex: f.ifaceRegex.value.map(goFlagGroup),
       publicIP: f.publicIP.value,
+      publicIPv6: f.publicIPv6.value,
       subnetFile: f.subnetFile.value,
       subnetLeaseRenewMargin: f.subnetLeaseRenewMargin.value,
       ipMasq: f.ipMasq.value,
@@ -220,11 +230,18 @@ function checkIPv4(s: string): string | null {
   return s === "" || parseIPv4(s) !== null ? null : "not an IPv4 address";
 }
 
-/** An IPv4 address, or a Linux interface name (1–15 bytes, no `/`, `:` or white space). */
+function checkIPv6(s: string): string | null {
+  return s === "" || IP.parse(s)?.family === 6 ? null : "not an IPv6 address";
+}
+
+/**
+ * An IPv4 or IPv6 address, or a Linux interface name (1–15 bytes, no `/`, `:` or white space).
+ */
 function checkIface(s: string): string | null {
   if (/^[\d.]+$/.test(s)) return parseIPv4(s) !== null ? null : "not an IPv4 address";
-  if (s.length === 0 || s.length > 15 || s === "." || s === ".." || /[/:\s]/.test(s)) {
-    return "not an interface name or IPv4 address";
+  if (s.includes(":")) return IP.parse(s)?.family === 6 ? null : "not an IPv6 address";
+  if (s.length === 0 || s.length > 15 || s === "." || s === ".." || /[/\s]/.test(s)) {
+    return "not an interface name or IP address";
   }
   return null;
 }

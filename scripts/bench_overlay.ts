@@ -4,8 +4,12 @@
  * same path built by hand with `ip`/`bridge` (kernel VXLAN with static FDB/ARP/route entries;
  * plain routes). Runs alternate between the two paths so machine noise hits both alike.
  *
- * Usage: deno run -A scripts/bench_overlay.ts [--backend vxlan|host-gw|all] [--rounds 3]
- *        [--seconds 10] [--pings 100]
+ * Usage: deno run -A scripts/bench_overlay.ts [--backend vxlan|host-gw|all] [--family 4|6|all]
+ *        [--rounds 3] [--seconds 10] [--pings 100]
+ *
+ * `--family 6`: a dual-stack network over an IPv6 underlay, measured between the containers'
+ * IPv6 addresses (flannel-v6.1 for vxlan, IPv6 routes via PublicIPv6 for host-gw), against the
+ * same IPv6 path built by hand (vxlan with `local <IPv6>`, NDP and FDB entries; plain routes).
  *
  * Ratios: throughput flannel / hand (target ≥ 0.95); RTT hand / flannel (≥ 0.95 = flannel no
  * slower). Everything lives in namespaces made (and removed) by the test harness.
@@ -19,6 +23,7 @@ import { median } from "./bench_stats.ts";
 const args = parseArgs({
   options: {
     backend: { type: "string", default: "all" },
+    family: { type: "string", default: "all" },
     rounds: { type: "string", default: "3" },
     seconds: { type: "string", default: "10" },
     pings: { type: "string", default: "100" },
@@ -28,6 +33,9 @@ const ROUNDS = Number(args.values.rounds);
 const SECONDS = Number(args.values.seconds);
 const PINGS = Number(args.values.pings);
 const backends = args.values.backend === "all" ? ["vxlan", "host-gw"] : [args.values.backend!];
+const families: (4 | 6)[] = args.values.family === "all"
+  ? [4, 6]
+  : [Number(args.values.family) === 6 ? 6 : 4];
 
 interface Path {
   /** Source container address on host 2, destination container on host 1. */
@@ -52,6 +60,53 @@ async function ipBatch(host: Host, lines: string[]): Promise<void> {
   await w.close();
   const o = await child.output();
   if (!o.success) throw new Error(`${host.name}: ip -batch: ${new TextDecoder().decode(o.stderr)}`);
+}
+
+/** Builds the hand-made IPv6 path on fd77:<i>::/64 over the IPv6 underlay; returns it. */
+async function buildByHand6(backend: string, hosts: Host[]): Promise<Path> {
+  const macs = hosts.map((_, i) => `02:77:00:00:06:0${i + 1}`);
+  for (const [i, h] of hosts.entries()) {
+    const own = `fd77:${i + 1}::`;
+    const lines = [`addr add ${own}1/128 dev lo nodad`];
+    if (backend === "vxlan") {
+      lines.push(
+        `link add vxh6 type vxlan id 78 local ${h.ip6} dev eth0 dstport 4791 nolearning`,
+        `link set vxh6 address ${macs[i]} mtu 1430 up`,
+        `addr add ${own}/128 dev vxh6 nodad`,
+      );
+    }
+    for (const [j, p] of hosts.entries()) {
+      if (j === i) continue;
+      const peer = `fd77:${j + 1}::`;
+      if (backend === "vxlan") {
+        lines.push(
+          `neigh add ${peer} lladdr ${macs[j]} dev vxh6 nud permanent`,
+          `route add ${peer}/64 via ${peer} dev vxh6 onlink`,
+        );
+      } else {
+        lines.push(`route add ${peer}/64 via ${p.ip6} dev eth0`);
+      }
+    }
+    await ipBatch(h, lines);
+    if (backend === "vxlan") {
+      for (const [j, p] of hosts.entries()) {
+        if (j === i) continue;
+        await sh(h, [
+          "bridge",
+          "fdb",
+          "add",
+          macs[j],
+          "dev",
+          "vxh6",
+          "dst",
+          p.ip6!,
+          "self",
+          "permanent",
+        ]);
+      }
+    }
+  }
+  return { src: "fd77:2::1", dst: "fd77:1::1" };
 }
 
 /** Builds the hand-made path between the hosts on 10.77.<i>.0/24; returns it. */
@@ -142,21 +197,26 @@ async function waitPing(host: Host, path: Path): Promise<void> {
   throw new Error(`No ping from ${path.src} to ${path.dst}`);
 }
 
-async function bench(backend: string): Promise<string> {
-  await using cluster = await Cluster.create({ hosts: 2 });
-  await cluster.putConfig({ Network: "10.1.0.0/16", Backend: { Type: backend } });
+async function bench(backend: string, family: 4 | 6): Promise<string> {
+  await using cluster = await Cluster.create({ hosts: 2, ipv6: family === 6 });
+  const v6keys = family === 6 ? { EnableIPv6: true, IPv6Network: "fc00::/48" } : {};
+  await cluster.putConfig({ Network: "10.1.0.0/16", ...v6keys, Backend: { Type: backend } });
   const [h1, h2] = cluster.hosts;
   const daemons = [h1, h2].map((h) => h.startFlannel());
   await Promise.all(daemons.map((d) => d.waitReady(30_000)));
-  const containers = await Promise.all([h1, h2].map((h) => h.addContainerAddress()));
+  const containers = await Promise.all(
+    [h1, h2].map((h) => family === 6 ? h.addContainerAddress6() : h.addContainerAddress()),
+  );
   const flannel: Path = { src: containers[1], dst: containers[0] };
-  const hand = await buildByHand(backend, [h1, h2]);
+  const hand = family === 6
+    ? await buildByHand6(backend, [h1, h2])
+    : await buildByHand(backend, [h1, h2]);
   await waitPing(h2, flannel);
   await waitPing(h2, hand);
+  const label = `${backend} IPv${family}`;
   console.log(
-    `${backend}: flannel ${await leaseOf(h2)} → ${await leaseOf(
-      h1,
-    )}, hand 10.77.2.0/24 → 10.77.1.0/24`,
+    `${label}: flannel ${flannel.src} → ${flannel.dst}, hand ${hand.src} → ${hand.dst}` +
+      (family === 4 ? ` (leases ${await leaseOf(h2)} → ${await leaseOf(h1)})` : ""),
   );
 
   const server = new Deno.Command("ip", {
@@ -184,15 +244,15 @@ async function bench(backend: string): Promise<string> {
     // Adjacent runs share the machine's load of the moment: their ratio is the steadier figure.
     const paired = tput.flannel.map((f, i) => f / tput.hand[i]);
     console.log(
-      `${backend}: per-round throughput ratios ${paired.map((x) => x.toFixed(3)).join(" ")}`,
+      `${label}: per-round throughput ratios ${paired.map((x) => x.toFixed(3)).join(" ")}`,
     );
     const tf = median(tput.flannel), th = median(tput.hand);
     const rf = median(rtt.flannel), rh = median(rtt.hand);
-    const line = `| ${backend} | ${tf.toFixed(2)} | ${th.toFixed(2)} | ${(tf / th).toFixed(3)} | ` +
+    const line = `| ${label} | ${tf.toFixed(2)} | ${th.toFixed(2)} | ${(tf / th).toFixed(3)} | ` +
       `${median(paired).toFixed(3)} | ` +
       `${rf.toFixed(0)} | ${rh.toFixed(0)} | ${(rh / rf).toFixed(3)} |`;
     console.log(
-      `${backend}: throughput median flannel ${tf.toFixed(2)} / hand ${th.toFixed(2)} Gbit/s = ` +
+      `${label}: throughput median flannel ${tf.toFixed(2)} / hand ${th.toFixed(2)} Gbit/s = ` +
         `${(tf / th).toFixed(3)}; RTT median flannel ${rf.toFixed(0)} / hand ${
           rh.toFixed(0)
         } µs, ` +
@@ -206,7 +266,7 @@ async function bench(backend: string): Promise<string> {
 }
 
 const rows: string[] = [];
-for (const b of backends) rows.push(await bench(b));
+for (const f of families) for (const b of backends) rows.push(await bench(b, f));
 console.log(
   `\n${ROUNDS} × ${SECONDS} s iperf3 TCP, ${PINGS} pings at 10 ms per round; medians\n` +
     "| backend | flannel Gbit/s | hand Gbit/s | ratio of medians | median per-round ratio | " +

@@ -36,9 +36,14 @@ export async function takeNext<T>(it: AsyncIterator<T>, ms = 2000): Promise<T> {
   }
 }
 
-/** A lease-event batch as sorted `"added 10.1.8.0/24"` lines, for comparisons. */
+/**
+ * A lease-event batch as sorted `"added 10.1.8.0/24"` lines (`"added 10.1.8.0/24 + fc00:0:0:8::/64"`
+ * for a dual-stack lease), for comparisons.
+ */
 export function showEvents(batch: LeaseEvent[]): string[] {
-  return batch.map((e) => `${e.type} ${e.lease.subnet}`).sort();
+  return batch.map((e) =>
+    `${e.type} ${[e.lease.subnet, e.lease.ipv6Subnet].filter((n) => n !== null).join(" + ")}`
+  ).sort();
 }
 
 /** An address from test text (throws on a typo). */

@@ -108,6 +108,7 @@ export const RTA_TABLE = 15;
 export const RTNLGRP_LINK = 1;
 export const RTNLGRP_NEIGH = 3;
 export const RTNLGRP_IPV4_ROUTE = 7;
+export const RTNLGRP_IPV6_ROUTE = 11;
 // IFLA_EXT_MASK values
 export const RTEXT_FILTER_VF = 1;
 export const RTEXT_FILTER_SKIP_STATS = 8;
@@ -133,6 +134,8 @@ export const IFLA_VXLAN_PROXY = 11;
 export const IFLA_VXLAN_L2MISS = 13;
 export const IFLA_VXLAN_L3MISS = 14;
 export const IFLA_VXLAN_PORT = 15; // __be16
+export const IFLA_VXLAN_GROUP6 = 16;
+export const IFLA_VXLAN_LOCAL6 = 17;
 export const IFLA_VXLAN_GBP = 23; // flag
 
 // linux/if.h ------------------------------------------------------------------------------------
@@ -187,3 +190,7 @@ const TYPE_NAMES: Record<number, string> = {
 export function msgTypeName(type: number): string {
   return TYPE_NAMES[type] ?? `NLMSG_${type}`;
 }
+
+// linux/if_addr.h
+/** `ifa_flags`: skip duplicate address detection (`ip addr add … nodad`). */
+export const IFA_F_NODAD = 0x02;

@@ -17,6 +17,7 @@ import {
 } from "./family.ts";
 import { msgAttrs, type NlMsg } from "./message.ts";
 import {
+  AF_INET6,
   IFA_ADDRESS,
   IFA_LOCAL,
   IFF_UP,
@@ -28,12 +29,14 @@ import {
   IFLA_MTU,
   IFLA_VXLAN_GBP,
   IFLA_VXLAN_GROUP,
+  IFLA_VXLAN_GROUP6,
   IFLA_VXLAN_ID,
   IFLA_VXLAN_L2MISS,
   IFLA_VXLAN_L3MISS,
   IFLA_VXLAN_LEARNING,
   IFLA_VXLAN_LINK,
   IFLA_VXLAN_LOCAL,
+  IFLA_VXLAN_LOCAL6,
   IFLA_VXLAN_PORT,
   IFLA_VXLAN_PROXY,
   IFLA_VXLAN_TTL,
@@ -53,6 +56,12 @@ import {
 import { IP, IPNet } from "../ip.ts";
 
 const IP_ZERO = IP.fromU32(0);
+const IP6_ZERO = IP.fromBigInt(0n, 6);
+
+/** The zero address of an `AF_*` family (a default route carries no `RTA_DST`). */
+function zeroOf(af: number): IP {
+  return af === AF_INET6 ? IP6_ZERO : IP_ZERO;
+}
 
 /** A network interface, as `ip -d link` shows it. */
 export interface LinkInfo {
@@ -88,7 +97,7 @@ export interface VxlanInfo {
   l3miss: boolean;
 }
 
-/** An IPv4 address on an interface. */
+/** An IPv4 or IPv6 address on an interface. */
 export interface AddrInfo {
   index: number;
   address: IP;
@@ -96,7 +105,7 @@ export interface AddrInfo {
   scope: number;
 }
 
-/** An IPv4 route. */
+/** An IPv4 or IPv6 route. */
 export interface RouteInfo {
   /** 10.1.15.0/24; 0.0.0.0/0 for default. */
   dst: IPNet;
@@ -116,7 +125,7 @@ export interface RouteInfo {
   kernel: boolean;
 }
 
-/** An IPv4 neighbour (ARP) entry. */
+/** A neighbour entry: ARP (IPv4) or NDP (IPv6). */
 export interface NeighInfo {
   index: number;
   /** 0.0.0.0 when the kernel sent no IPv4 `NDA_DST`. */
@@ -171,12 +180,12 @@ export function decodeLink(m: NlMsg): LinkInfo {
 function decodeVxlan(data: Uint8Array): VxlanInfo {
   const d = parseAttrs(data);
   const id = d.get(IFLA_VXLAN_ID);
-  const local = d.get(IFLA_VXLAN_LOCAL);
+  const local = d.get(IFLA_VXLAN_LOCAL) ?? d.get(IFLA_VXLAN_LOCAL6);
   const link = d.get(IFLA_VXLAN_LINK);
   const port = d.get(IFLA_VXLAN_PORT);
   const learning = d.get(IFLA_VXLAN_LEARNING);
   const ttl = d.get(IFLA_VXLAN_TTL);
-  const group = d.get(IFLA_VXLAN_GROUP);
+  const group = d.get(IFLA_VXLAN_GROUP) ?? d.get(IFLA_VXLAN_GROUP6);
   const flag = (type: number) => {
     const a = d.get(type);
     return a !== undefined && getU8(a) !== 0;
@@ -233,7 +242,7 @@ export function decodeRoute(m: NlMsg): RouteInfo {
     if (g) gateway = getIP(g);
   }
   return {
-    dst: IPNet.of(dst ? getIP(dst) : IP_ZERO, h.dstLen),
+    dst: IPNet.of(dst ? getIP(dst) : zeroOf(h.family), h.dstLen),
     gateway,
     oif: oifIndex,
     table: table ? getU32(table) : h.table,
@@ -256,7 +265,7 @@ export function decodeNeigh(m: NlMsg): NeighInfo {
   const ll = a.get(NDA_LLADDR);
   return {
     index: h.index,
-    ip: dst && dst.length === 4 ? getIP(dst) : IP_ZERO,
+    ip: dst && (dst.length === 4 || dst.length === 16) ? getIP(dst) : zeroOf(h.family),
     mac: ll && ll.length === 6 ? getMac(ll) : null,
     state: h.state,
     flags: h.flags,
@@ -273,7 +282,8 @@ export function decodeFdb(m: NlMsg): FdbInfo {
   return {
     index: h.index,
     mac: ll ? getMac(ll) : "",
-    dst: dst && dst.length === 4 ? getIP(dst) : null,
+    // An IPv4 or IPv6 tunnel destination (vxlan over either underlay).
+    dst: dst && (dst.length === 4 || dst.length === 16) ? getIP(dst) : null,
     state: h.state,
     flags: h.flags,
     permanent: (h.state & NUD_PERMANENT) !== 0,

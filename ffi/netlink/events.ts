@@ -1,5 +1,5 @@
 /**
- * rtnetlink notifications (link, IPv4 route, neighbour) as an async iterator that does not block
+ * rtnetlink notifications (link, IPv4 and IPv6 route, ARP and NDP neighbour) as an async iterator that does not block
  * the event loop: a non-blocking socket is drained synchronously and, when empty, waited for with
  * `poll` on a Deno pool thread (`poll_async`). An eventfd in the same poll set wakes it when the
  * AbortSignal fires, so ending a subscription never leaves a pending op behind.
@@ -15,6 +15,7 @@ import type { NlMsg } from "./message.ts";
 import { NetlinkConn } from "./conn.ts";
 import {
   AF_INET,
+  AF_INET6,
   RTM_DELLINK,
   RTM_DELNEIGH,
   RTM_DELROUTE,
@@ -22,6 +23,7 @@ import {
   RTM_NEWNEIGH,
   RTM_NEWROUTE,
   RTNLGRP_IPV4_ROUTE,
+  RTNLGRP_IPV6_ROUTE,
   RTNLGRP_LINK,
   RTNLGRP_NEIGH,
 } from "./consts.ts";
@@ -41,7 +43,11 @@ export type NetlinkEvent =
   | { kind: "neigh"; type: "new" | "del"; neigh: NeighInfo }
   | { kind: "resync" };
 
-const GROUPS = { link: RTNLGRP_LINK, route: RTNLGRP_IPV4_ROUTE, neigh: RTNLGRP_NEIGH } as const;
+const GROUPS = {
+  link: [RTNLGRP_LINK],
+  route: [RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE],
+  neigh: [RTNLGRP_NEIGH],
+} as const;
 
 /** Turns a multicast message into an event; null for what the subscriber did not ask about. */
 export function decodeEvent(m: NlMsg): NetlinkEvent | null {
@@ -51,7 +57,7 @@ export function decodeEvent(m: NlMsg): NetlinkEvent | null {
       return { kind: "link", type: m.type === RTM_NEWLINK ? "new" : "del", link: decodeLink(m) };
     case RTM_NEWROUTE:
     case RTM_DELROUTE:
-      if (m.payload[0] !== AF_INET) return null;
+      if (m.payload[0] !== AF_INET && m.payload[0] !== AF_INET6) return null;
       return {
         kind: "route",
         type: m.type === RTM_NEWROUTE ? "new" : "del",
@@ -59,8 +65,8 @@ export function decodeEvent(m: NlMsg): NetlinkEvent | null {
       };
     case RTM_NEWNEIGH:
     case RTM_DELNEIGH:
-      // AF_BRIDGE (FDB) notifications share the group; NeighInfo describes ARP entries only.
-      if (m.payload[0] !== AF_INET) return null;
+      // AF_BRIDGE (FDB) notifications share the group; NeighInfo describes ARP/NDP entries only.
+      if (m.payload[0] !== AF_INET && m.payload[0] !== AF_INET6) return null;
       return {
         kind: "neigh",
         type: m.type === RTM_NEWNEIGH ? "new" : "del",
@@ -81,7 +87,7 @@ export function subscribe(
   signal: AbortSignal,
   opts: SubscribeOptions = {},
 ): AsyncIterable<NetlinkEvent> {
-  return new Subscription(groups.map((g) => GROUPS[g]), signal, opts);
+  return new Subscription(groups.flatMap((g) => GROUPS[g]), signal, opts);
 }
 
 /** Options of {@link subscribe} (an extension of the design's signature). */

@@ -22,7 +22,7 @@
  * @module
  */
 
-import type { IP } from "../ip.ts";
+import type { Family, IP } from "../ip.ts";
 import * as addr from "./addr.ts";
 import { NetlinkConn, type NetlinkTransport } from "./conn.ts";
 import type { AddrInfo, FdbInfo, LinkInfo, NeighInfo, RouteInfo } from "./decode.ts";
@@ -90,12 +90,12 @@ export class Netlink implements Disposable {
   }
 
   /** IPv4 addresses, of one link or all (`ip -4 addr show`). */
-  addrList(index?: number): AddrInfo[] {
-    return addr.addrList(this.#t, index);
+  addrList(index?: number, family: Family = 4): AddrInfo[] {
+    return addr.addrList(this.#t, index, family);
   }
   /** `ip addr add ADDRESS/PREFIX dev X`; EEXIST when present. */
-  addrAdd(index: number, address: IP, prefix: number): void {
-    addr.addrAdd(this.#t, index, address, prefix);
+  addrAdd(index: number, address: IP, prefix: number, opts: addr.AddrOptions = {}): void {
+    addr.addrAdd(this.#t, index, address, prefix, opts);
   }
   /** `ip addr del ADDRESS/PREFIX dev X`. */
   addrDel(index: number, address: IP, prefix: number): void {
@@ -103,8 +103,8 @@ export class Netlink implements Disposable {
   }
 
   /** IPv4 routes of a table (`ip -4 route show table main`), cached clones excluded. */
-  routeList(table?: number): RouteInfo[] {
-    return route.routeList(this.#t, table);
+  routeList(table?: number, family: Family = 4): RouteInfo[] {
+    return route.routeList(this.#t, table, family);
   }
   /** `ip route add`: NLM_F_CREATE|NLM_F_EXCL, EEXIST when present. */
   routeAdd(r: route.RouteSpec): void {
@@ -123,8 +123,8 @@ export class Netlink implements Disposable {
     return route.routeGet(this.#t, dst);
   }
   /** The main-table IPv4 default route with the lowest metric, or null. */
-  defaultRoute(): { index: number; gateway: IP | null } | null {
-    return route.defaultRoute(this.#t);
+  defaultRoute(family: Family = 4): { index: number; gateway: IP | null } | null {
+    return route.defaultRoute(this.#t, family);
   }
 
   /** `ip neigh replace IP lladdr MAC dev X nud permanent`. */
@@ -136,8 +136,8 @@ export class Netlink implements Disposable {
     neigh.neighDel(this.#t, index, ip);
   }
   /** IPv4 neighbours, of one link or all (`ip -4 neigh show`). */
-  neighList(index?: number): NeighInfo[] {
-    return neigh.neighList(this.#t, index);
+  neighList(index?: number, family: Family = 4): NeighInfo[] {
+    return neigh.neighList(this.#t, index, family);
   }
 
   /** `bridge fdb replace MAC dev X dst IP` (self, permanent). */

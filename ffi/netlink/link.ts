@@ -34,6 +34,7 @@ import {
   IFLA_VXLAN_LEARNING,
   IFLA_VXLAN_LINK,
   IFLA_VXLAN_LOCAL,
+  IFLA_VXLAN_LOCAL6,
   IFLA_VXLAN_PORT,
   IFLA_VXLAN_TTL,
   NLM_F_CREATE,
@@ -54,6 +55,7 @@ import { ACK, DUMP } from "./presets.ts";
 export interface VxlanSpec {
   name: string;
   vni: number;
+  /** IPv4 or IPv6 (a vxlan over the IPv6 underlay, `IFLA_VXLAN_LOCAL6`). */
   local?: IP;
   /** The lower device's index (`dev`). */
   lowerIndex?: number;
@@ -105,7 +107,10 @@ export function linkAddVxlan(t: NetlinkTransport, spec: VxlanSpec): void {
   if (spec.lowerIndex !== undefined) data.push(attrU32(IFLA_VXLAN_LINK, spec.lowerIndex));
   if (spec.ttl !== undefined) data.push(attrU8(IFLA_VXLAN_TTL, spec.ttl));
   data.push(attrU32(IFLA_VXLAN_ID, spec.vni));
-  if (spec.local !== undefined) data.push(attrIP(IFLA_VXLAN_LOCAL, spec.local));
+  // iproute2 writes an IPv6 local address as IFLA_VXLAN_LOCAL6, in the same place.
+  if (spec.local !== undefined) {
+    data.push(attrIP(spec.local.family === 4 ? IFLA_VXLAN_LOCAL : IFLA_VXLAN_LOCAL6, spec.local));
+  }
   if (spec.learning !== undefined) data.push(attrU8(IFLA_VXLAN_LEARNING, spec.learning ? 1 : 0));
   if (spec.port !== undefined) data.push(attrU16be(IFLA_VXLAN_PORT, spec.port));
   if (spec.gbp) data.push(attrFlag(IFLA_VXLAN_GBP));

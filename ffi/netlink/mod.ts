@@ -12,6 +12,7 @@ export { Netlink } from "./handle.ts";
 export type { NetlinkTransport } from "./conn.ts";
 export type { AddrInfo, FdbInfo, LinkInfo, NeighInfo, RouteInfo, VxlanInfo } from "./decode.ts";
 export type { VxlanSpec } from "./link.ts";
+export type { AddrOptions } from "./addr.ts";
 export type { RouteSpec } from "./route.ts";
 export { type NetlinkEvent, subscribe, type SubscribeOptions } from "./events.ts";
 export {

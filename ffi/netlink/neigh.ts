@@ -4,11 +4,12 @@
  * @module
  */
 
-import type { IP } from "../ip.ts";
+import type { Family, IP } from "../ip.ts";
 import { attrIP, attrMac, attrU32 } from "./attr.ts";
 import type { NetlinkTransport } from "./conn.ts";
 import {
   AF_INET,
+  AF_INET6,
   NDA_DST,
   NDA_IFINDEX,
   NDA_LLADDR,
@@ -43,16 +44,17 @@ export function neighDel(t: NetlinkTransport, index: number, ip: IP): void {
   t.request(encodeMsg({ type: RTM_DELNEIGH, flags: ACK }, h, [attrIP(NDA_DST, ip)]));
 }
 
-/** IPv4 neighbours, of one link or all (`ip -4 neigh show`). */
-export function neighList(t: NetlinkTransport, index?: number): NeighInfo[] {
+/** Neighbours of one family (ARP or NDP), of one link or all (`ip -4 neigh show`, `-6`). */
+export function neighList(t: NetlinkTransport, index?: number, family: Family = 4): NeighInfo[] {
+  const af = family === 4 ? AF_INET : AF_INET6;
   const req = encodeMsg(
     { type: RTM_GETNEIGH, flags: DUMP },
-    encodeNdMsg({ family: AF_INET }),
+    encodeNdMsg({ family: af }),
     // Strict dump checking wants ndm_ifindex 0 and the filter as NDA_IFINDEX.
     index === undefined ? [] : [attrU32(NDA_IFINDEX, index)],
   );
   return t.dump(req)
-    .filter((m) => m.type === RTM_NEWNEIGH && m.payload[0] === AF_INET)
+    .filter((m) => m.type === RTM_NEWNEIGH && m.payload[0] === af)
     .map(decodeNeigh)
     .filter((n) => index === undefined || n.index === index);
 }

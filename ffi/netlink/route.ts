@@ -5,11 +5,12 @@
  */
 
 import { isErrno } from "../errno.ts";
-import type { IP, IPNet } from "../ip.ts";
+import type { Family, IP, IPNet } from "../ip.ts";
 import { type Attr, attrIP, attrU32 } from "./attr.ts";
 import type { NetlinkTransport } from "./conn.ts";
 import {
   AF_INET,
+  AF_INET6,
   NLM_F_CREATE,
   NLM_F_EXCL,
   NLM_F_REPLACE,
@@ -60,15 +61,23 @@ export interface RouteSpec {
   metric?: number;
 }
 
-/** IPv4 routes of a table (`ip -4 route show table main`), cached clones excluded. */
-export function routeList(t: NetlinkTransport, table: number = RT_TABLE_MAIN): RouteInfo[] {
+/**
+ * The routes of one family in a table (`ip -4 route show table main`, `ip -6 …`), cached
+ * clones excluded.
+ */
+export function routeList(
+  t: NetlinkTransport,
+  table: number = RT_TABLE_MAIN,
+  family: Family = 4,
+): RouteInfo[] {
+  const af = family === 4 ? AF_INET : AF_INET6;
   const req = encodeMsg(
     { type: RTM_GETROUTE, flags: DUMP },
-    encodeRtMsg({ family: AF_INET }),
+    encodeRtMsg({ family: af }),
     [attrU32(RTA_TABLE, table)],
   );
   return t.dump(req)
-    .filter((m) => m.type === RTM_NEWROUTE && m.payload[0] === AF_INET)
+    .filter((m) => m.type === RTM_NEWROUTE && m.payload[0] === af)
     .map(decodeRoute)
     .filter((r) => r.table === table);
 }
@@ -95,7 +104,12 @@ export function routeDel(t: NetlinkTransport, r: RouteSpec): void {
 export function routeGet(t: NetlinkTransport, dst: IP): RouteInfo | null {
   const req = encodeMsg(
     { type: RTM_GETROUTE, flags: NLM_F_REQUEST },
-    encodeRtMsg({ family: afOf(dst), dstLen: dst.bits, flags: RTM_F_LOOKUP_TABLE }),
+    // The kernel refuses RTM_F_LOOKUP_TABLE in an IPv6 get (EINVAL), and iproute2 sends none.
+    encodeRtMsg({
+      family: afOf(dst),
+      dstLen: dst.bits,
+      flags: dst.family === 4 ? RTM_F_LOOKUP_TABLE : 0,
+    }),
     [attrIP(RTA_DST, dst)],
   );
   try {
@@ -106,9 +120,12 @@ export function routeGet(t: NetlinkTransport, dst: IP): RouteInfo | null {
   }
 }
 
-/** The main-table IPv4 default route with the lowest metric, or null. */
-export function defaultRoute(t: NetlinkTransport): { index: number; gateway: IP | null } | null {
-  const best = routeList(t, RT_TABLE_MAIN)
+/** The main-table default route of a family with the lowest metric, or null. */
+export function defaultRoute(
+  t: NetlinkTransport,
+  family: Family = 4,
+): { index: number; gateway: IP | null } | null {
+  const best = routeList(t, RT_TABLE_MAIN, family)
     .filter((r) => r.dst.prefix === 0 && r.type === RTN_UNICAST && r.oif !== null)
     .sort((a, b) => (a.priority ?? 0) - (b.priority ?? 0))[0];
   return best ? { index: best.oif!, gateway: best.gateway } : null;
@@ -118,8 +135,16 @@ function routeMsg(type: number, flags: number, r: RouteSpec): Uint8Array<ArrayBu
   const { ip, prefix } = r.dst;
   const del = type === RTM_DELROUTE;
   const table = r.table ?? RT_TABLE_MAIN;
-  // As iproute2: a delete matches any protocol/type and scope "nowhere" matches every scope.
-  const scope = r.scope ?? (del ? RT_SCOPE_NOWHERE : r.gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK);
+  // As iproute2: a delete matches any protocol/type and scope "nowhere" matches every scope;
+  // IPv6 routes have no scope of their own, iproute2 always sends universe for them.
+  const scope = r.scope ??
+    (ip.family === 6
+      ? RT_SCOPE_UNIVERSE
+      : del
+      ? RT_SCOPE_NOWHERE
+      : r.gateway
+      ? RT_SCOPE_UNIVERSE
+      : RT_SCOPE_LINK);
   const h = encodeRtMsg({
     family: afOf(ip),
     dstLen: prefix,

@@ -53,9 +53,11 @@ export type PeerDecision =
   | { readonly ok: true; readonly entries: PeerEntries }
   | { readonly ok: false; readonly reason: string };
 
-/** Which kernel entries belong to the backend. */
+/** Which kernel entries belong to the backend (one family's: each family has its own table). */
 export interface Scope {
-  /** The overlay network: managed routes lie inside it. */
+  /** The address family of the routes and neighbours (IPv4 and IPv6 are listed apart). */
+  readonly family: 4 | 6;
+  /** The overlay network (`Network` or `IPv6Network`): managed routes lie inside it. */
   readonly network: IPNet;
   /** Our own subnet: never touched. */
   readonly own: IPNet;
@@ -132,11 +134,22 @@ export function isLegacyRoute(r: RouteInfo, scope: Scope): boolean {
     r.gateway !== null;
 }
 
+/**
+ * True when the route has the metric a route added without one gets: 0 for IPv4, 1024 for IPv6
+ * (the kernel's IP6_RT_PRIO_USER), so an IPv6 route flannel added is not taken for another's.
+ */
+export function hasDefaultMetric(r: RouteInfo): boolean {
+  const p = r.priority ?? 0;
+  return p === 0 || (r.dst.family === 6 && p === IP6_RT_PRIO_USER);
+}
+
+const IP6_RT_PRIO_USER = 1024; // linux/ipv6_route.h
+
 const PROTOCOL_NAMES: Record<number, string> = { 2: "kernel", 3: "boot", 4: "static" };
 
 /**
  * The route among `routes` that a replace to `dst` would overwrite and that is not flannel's to
- * overwrite, or null: main table, metric 0, same destination, and neither flannel's own
+ * overwrite, or null: main table, default metric ({@link hasDefaultMetric}), same destination, and neither flannel's own
  * ({@link RTPROT_FLANNEL}) nor a unicast protocol-boot route (the previous version's, which
  * marked nothing; also what plain `ip route add` makes, adopted only for a peer lease's exact
  * subnet). A connected route (protocol kernel), an admin's `proto static` or a routing daemon's
@@ -144,7 +157,7 @@ const PROTOCOL_NAMES: Record<number, string> = { 2: "kernel", 3: "boot", 4: "sta
  */
 export function foreignRouteAt(routes: readonly RouteInfo[], dst: IPNet): RouteInfo | null {
   for (const r of routes) {
-    if (r.table !== RT_TABLE_MAIN || (r.priority ?? 0) !== 0 || !r.dst.equals(dst)) continue;
+    if (r.table !== RT_TABLE_MAIN || !hasDefaultMetric(r) || !r.dst.equals(dst)) continue;
     if (r.protocol === RTPROT_FLANNEL) continue;
     if (r.protocol === RTPROT_BOOT && r.type === RTN_UNICAST) continue;
     return r;
@@ -160,7 +173,7 @@ export function describeProtocol(protocol: number): string {
 /** True when the kernel route is exactly the wanted one (so it is left untouched). */
 export function routeMatches(r: RouteInfo, want: RouteEntry): boolean {
   return r.dst.equals(want.dst) && sameIP(r.gateway, want.gateway) && r.oif === want.oif &&
-    r.onlink === want.onlink && (r.priority ?? 0) === 0 && r.protocol === RTPROT_FLANNEL;
+    r.onlink === want.onlink && hasDefaultMetric(r) && r.protocol === RTPROT_FLANNEL;
 }
 
 /**
@@ -187,7 +200,7 @@ export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, sc
     if (!isManagedRoute(r) && !(want && isLegacyRoute(r, scope))) continue;
     if (want && !routeOk.has(dst) && routeMatches(r, want)) {
       routeOk.add(dst);
-    } else if (!want || (r.priority ?? 0) !== 0 || routeOk.has(dst)) {
+    } else if (!want || !hasDefaultMetric(r) || routeOk.has(dst)) {
       // Not ours to keep: a replace would not overwrite a route with another metric.
       plan.routeDel.push(r);
     }
@@ -199,6 +212,8 @@ export function planSync(desired: Iterable<PeerEntries>, kernel: KernelState, sc
     const neighOk = new Set<string>();
     for (const n of kernel.neighs) {
       if (n.index !== scope.devIndex) continue;
+      // The kernel's own entries for IPv6 multicast groups (ff02::…, NUD_NOARP): not peers.
+      if (n.ip.family === 6 && n.ip.bytes[0] === 0xff) continue;
       const ip = n.ip.toString();
       const want = neighs.get(ip);
       if (!want) plan.neighDel.push(n);

@@ -61,9 +61,15 @@ function describeRoute(r: { dst: IPNet; gateway: IP | null; oif: number | null }
   return `${r.dst}${r.gateway ? ` via ${r.gateway}` : ""}${r.oif !== null ? ` dev #${r.oif}` : ""}`;
 }
 
+/** What a neighbour entry of `ip`'s family is called. */
+function nd(ip: IP): string {
+  return ip.family === 4 ? "ARP" : "NDP";
+}
+
 /** What {@link applyPlan} checks the routes it sets against. */
 export interface ApplyOptions {
-  /** The main table as listed just before the plan was made; else listed when a route is set. */
+  /** The main table (of the plan's family) as listed just before the plan was made; else listed
+   * when a route is set. */
   readonly routes?: readonly RouteInfo[];
   /** Destination → the warning last logged for it, so a collision is logged once, not per sync. */
   readonly warned?: Map<string, string>;
@@ -94,7 +100,7 @@ export function applyPlan(
     run(`delete route ${describeRoute(r)}`, () => nl.routeDel(routeDelSpec(r)), true);
   }
   for (const n of plan.neighDel) {
-    run(`delete ARP entry ${n.ip} on #${n.index}`, () => nl.neighDel(n.index, n.ip), true);
+    run(`delete ${nd(n.ip)} entry ${n.ip} on #${n.index}`, () => nl.neighDel(n.index, n.ip), true);
   }
   for (const f of plan.fdbDel) {
     const dst = f.dst ?? IP_ZERO;
@@ -112,13 +118,13 @@ export function applyPlan(
   }
   for (const n of plan.neighSet) {
     run(
-      `set ARP entry ${n.ip} lladdr ${n.mac} on #${n.index}`,
+      `set ${nd(n.ip)} entry ${n.ip} lladdr ${n.mac} on #${n.index}`,
       () => nl.neighSet(n.index, n.ip, n.mac),
     );
   }
   let routes = opts.routes ?? null;
   for (const r of plan.routeSet) {
-    routes ??= nl.routeList(RT_TABLE_MAIN);
+    routes ??= nl.routeList(RT_TABLE_MAIN, r.dst.family);
     const foreign = foreignRouteAt(routes, r.dst);
     if (foreign) {
       const dst = r.dst.toString();
@@ -149,6 +155,8 @@ export class KernelEntryTable {
   #routeWarned = new Map<string, string>();
   /** Peers skipped because another peer holds their VtepMAC: key → that MAC. */
   #macWaiting = new Map<string, string>();
+  /** Set by a batch in which a VtepMAC changed hands: a full reconcile follows it. */
+  #reshuffle = false;
   /** False until the first full lease set arrived: before it, the lease set means nothing. */
   #synced = false;
 
@@ -170,7 +178,10 @@ export class KernelEntryTable {
    */
   sync(leases: Iterable<Lease>): number {
     this.#leases.clear();
-    for (const l of leases) this.#leases.set(l.subnet.toString(), l);
+    for (const l of leases) {
+      const key = this.#keyOf(l);
+      if (key !== null) this.#leases.set(key, l);
+    }
     this.#synced = true;
     return this.resync();
   }
@@ -181,21 +192,23 @@ export class KernelEntryTable {
    */
   resync(): number {
     if (!this.#synced) return 0;
-    // Of peers that claim the same VtepMAC for different hosts, the one already programmed keeps
-    // it, else the one written first (lowest mod revision): decide those in that order.
-    const before = new Set(this.#applied.keys());
+    // Of peers that claim one VtepMAC for different hosts, the lease written last gets it (a
+    // host whose address changed keeps its MAC; its old lease lingers until it expires): decide
+    // the newest first.
     this.#applied.clear();
     this.#macWaiting.clear();
     const order = [...this.#leases].sort(([ka, a], [kb, b]) =>
-      Number(before.has(kb)) - Number(before.has(ka)) || a.modRevision - b.modRevision
+      b.modRevision - a.modRevision || (ka < kb ? -1 : ka > kb ? 1 : 0)
     );
     for (const [key, lease] of order) {
       const entries = this.#decideLogged(key, lease);
       if (entries) this.#applied.set(key, entries);
     }
     const kernel: KernelState = {
-      routes: this.nl.routeList(RT_TABLE_MAIN),
-      neighs: this.scope.devIndex !== null ? this.nl.neighList(this.scope.devIndex) : [],
+      routes: this.nl.routeList(RT_TABLE_MAIN, this.scope.family),
+      neighs: this.scope.devIndex !== null
+        ? this.nl.neighList(this.scope.devIndex, this.scope.family)
+        : [],
       fdbs: this.scope.devIndex !== null ? this.nl.fdbList(this.scope.devIndex) : [],
     };
     const plan = planSync(this.#applied.values(), kernel, this.scope);
@@ -214,10 +227,13 @@ export class KernelEntryTable {
   apply(events: readonly LeaseEvent[]): void {
     // One listing per batch (not per event): routes set within the batch are flannel's own.
     let routes: readonly RouteInfo[] | undefined;
-    const queue = [...events];
-    for (let i = 0; i < queue.length; i++) {
-      const ev = queue[i];
-      const key = ev.lease.subnet.toString();
+    // A VtepMAC changing hands (a newer lease claims it, or its holder goes while another
+    // waits for it): settled by a full reconcile after the batch, rare enough to afford it.
+    this.#reshuffle = false;
+    for (const ev of events) {
+      const key = this.#keyOf(ev.lease);
+      // A peer without a subnet of this family (an IPv4-only host in a dual-stack network).
+      if (key === null) continue;
       let next: PeerEntries | null = null;
       if (ev.type === "removed") {
         this.#leases.delete(key);
@@ -231,22 +247,19 @@ export class KernelEntryTable {
       const old = this.#applied.get(key) ?? null;
       if (next) this.#applied.set(key, next);
       else this.#applied.delete(key);
-      if (!old && !next) continue;
-      // A VtepMAC this peer held and no longer does: a peer that waited for it gets it now.
       const freed = old?.fdb && old.fdb.mac !== next?.fdb?.mac ? old.fdb.mac : null;
-      if (freed !== null && !this.#macInUse(freed, key)) {
-        for (const [k, mac] of this.#macWaiting) {
-          const lease = this.#leases.get(k);
-          if (mac === freed && lease) queue.push({ type: "added", lease });
-        }
+      if (freed !== null && [...this.#macWaiting.values()].includes(freed)) {
+        this.#reshuffle = true;
       }
+      if (!old && !next) continue;
       const plan = planUpdate(old, next, (mac) => this.#macInUse(mac, key));
-      if (plan.routeSet.length > 0) routes ??= this.nl.routeList(RT_TABLE_MAIN);
+      if (plan.routeSet.length > 0) routes ??= this.nl.routeList(RT_TABLE_MAIN, this.scope.family);
       applyPlan(this.nl, plan, this.log, { routes, warned: this.#routeWarned });
       if (this.log.enabled(1)) {
         this.log.v(1, `${ev.type === "removed" ? "Removed" : "Programmed"} peer ${key}`);
       }
     }
+    if (this.#reshuffle) this.resync();
   }
 
   /** Restores an applied route the kernel reports deleted (self-healing). True when restored. */
@@ -273,6 +286,12 @@ export class KernelEntryTable {
     return false;
   }
 
+  /** The peer's subnet of this table's family, as the key of its entries; null when none. */
+  #keyOf(lease: Lease): string | null {
+    const s = this.scope.family === 4 ? lease.subnet : lease.ipv6Subnet;
+    return s === null ? null : s.toString();
+  }
+
   #macInUse(mac: string, except: string): boolean {
     for (const [k, e] of this.#applied) if (k !== except && e.fdb?.mac === mac) return true;
     return false;
@@ -280,9 +299,10 @@ export class KernelEntryTable {
 
   /**
    * The programmed peer other than `key` whose FDB entry sends `mac` to another host than
-   * `dst`. Two leases with one VtepMAC (cloned machines whose MAC derives from the machine id,
-   * or a lease copied by hand) would otherwise take turns overwriting the one FDB entry, and
-   * traffic for the first would go to the second.
+   * `dst`. Two leases with one VtepMAC (a host whose address changed, next to its old lease;
+   * cloned machines whose MAC derives from the machine id; a lease copied by hand) share one FDB
+   * entry: it follows the newest lease, the other waits and gets the MAC back when the newer
+   * one goes (before, the entry stayed on a deleted lease's host for good).
    */
   #macHolder(mac: string, dst: IP, key: string): [string, PeerEntries] | null {
     for (const [k, e] of this.#applied) {
@@ -296,12 +316,16 @@ export class KernelEntryTable {
     this.#macWaiting.delete(key);
     const fdb = d.ok ? d.entries.fdb : null;
     const holder = fdb ? this.#macHolder(fdb.mac, fdb.dst, key) : null;
-    if (fdb && holder) {
+    const holderLease = holder ? this.#leases.get(holder[0]) : undefined;
+    if (holder && holderLease && lease.modRevision > holderLease.modRevision) {
+      // Newer than the holder: it takes the MAC; the reconcile after the batch demotes the holder.
+      this.#reshuffle = true;
+    } else if (fdb && holder) {
       this.#macWaiting.set(key, fdb.mac);
       d = {
         ok: false,
         reason: `Skipping peer ${key} (PublicIP ${lease.attrs.publicIP}): VtepMAC ${fdb.mac} is ` +
-          `already used by peer ${holder[0]} (at ${holder[1].fdb?.dst}), which keeps it`,
+          `also claimed by peer ${holder[0]} (at ${holder[1].fdb?.dst}); the newer lease gets it`,
       };
     }
     if (d.ok) {

@@ -12,9 +12,10 @@
  * handles, so that tests hand a backend a recording fake instead of each backend opening its own.
  */
 
-import type { NetworkConfig } from "../config.ts";
+import type { NetworkConfig, SubnetRange } from "../config.ts";
+import type { IP, IPNet } from "../ip.ts";
 import type { ExternalInterface } from "../extiface.ts";
-import type { Lease } from "../lease.ts";
+import type { Lease, LeaseAttrs } from "../lease.ts";
 import type { SubnetManager } from "../subnet/mod.ts";
 import type { Netlink, NetlinkEvent } from "../../ffi/netlink/mod.ts";
 
@@ -86,4 +87,37 @@ export function backendConfig<T extends NetworkConfig["backend"]["type"]>(
   const b = ctx.config.backend;
   if (b.type !== type) throw new Error(`Backend type ${b.type} given to the ${type} backend`);
   return b as Extract<NetworkConfig["backend"], { type: T }>;
+}
+
+/** What an IPv4-only backend (udp, aws-vpc, as upstream) needs of the config and interface. */
+export interface Ipv4Side {
+  readonly range: SubnetRange;
+  readonly publicIP: IP;
+  readonly ifaceAddr: IP;
+}
+
+/**
+ * The IPv4 side of the config and interface for a backend that knows no IPv6; throws a clear
+ * error when the config enables IPv6 or disables IPv4 (parseNetworkConfig refuses that already,
+ * so this is a wiring error).
+ */
+export function ipv4Only(ctx: BackendContext, type: string): Ipv4Side {
+  const range = ctx.config.ipv4;
+  if (!range || ctx.config.ipv6) {
+    throw new Error(`The ${type} backend supports IPv4 only (EnableIPv6 must be false)`);
+  }
+  const { publicIP, ifaceAddr } = ctx.ext;
+  if (!publicIP || !ifaceAddr) throw new Error("The external interface has no IPv4 address");
+  return { range, publicIP, ifaceAddr };
+}
+
+/** Lease attributes of an IPv4-only host. */
+export function ipv4Attrs(publicIP: IP, backendType = "", backendData: unknown = null): LeaseAttrs {
+  return { publicIP, publicIPv6: null, backendType, backendData, backendV6Data: null };
+}
+
+/** The IPv4 subnet of our own lease (IPv4-only backends). */
+export function ownIPv4(lease: Lease): IPNet {
+  if (!lease.subnet) throw new Error("The lease has no IPv4 subnet");
+  return lease.subnet;
 }

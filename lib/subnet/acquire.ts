@@ -1,6 +1,7 @@
 /**
- * Which subnet a host takes: its own lease or reservation by PublicIP, else the subnet of the
- * previous subnet.env when free, else a random pick among the first 100 free subnets.
+ * Which subnets a host takes: its own lease or reservation by PublicIP (PublicIPv6 on an
+ * IPv6-only network), else the subnets of the previous subnet.env when free, else a random pick
+ * among the first 100 free subnets; with IPv6 enabled both families in one key, as upstream.
  *
  * Reservations (keys without an etcd lease) are never allocated to another host, never renewed
  * and never deleted. A reservation for our PublicIP is used; when its stored attributes differ
@@ -10,11 +11,14 @@
  * a reservation's value alone; this is a deliberate difference.
  */
 
+import type { SubnetRange } from "../config.ts";
 import { type IPNet, prefixSize } from "../ip.ts";
 import {
+  describeSubnets,
   encodeLeaseValue,
   type Lease,
   type LeaseAttrs,
+  type LeaseSubnets,
   subnetKey,
   subnetsPrefix,
 } from "../lease.ts";
@@ -94,9 +98,50 @@ export async function acquireLease(
   }
 }
 
+/** The config's ranges by family, enabled ones only. */
+function ranges(ctx: SubnetContext): [4 | 6, SubnetRange][] {
+  const out: [4 | 6, SubnetRange][] = [];
+  if (ctx.config.ipv4) out.push([4, ctx.config.ipv4]);
+  if (ctx.config.ipv6) out.push([6, ctx.config.ipv6]);
+  return out;
+}
+
+/** The subnet of one family. */
+export function subnetOf(s: LeaseSubnets, family: 4 | 6): IPNet | null {
+  return family === 4 ? s.subnet : s.ipv6Subnet;
+}
+
+/**
+ * True when `s` could have been allocated under the config: each enabled family's subnet fits
+ * its range, and a disabled family has no subnet (the key would name it).
+ */
+export function fitsAll(ctx: SubnetContext, s: LeaseSubnets): boolean {
+  const c = ctx.config;
+  const ok = (r: SubnetRange | null, n: IPNet | null) =>
+    r ? n !== null && fitsConfig(r, n) : n === null;
+  return ok(c.ipv4, s.subnet) && ok(c.ipv6, s.ipv6Subnet);
+}
+
+/**
+ * Whose lease is ours: the one with our PublicIP, or on an IPv6-only network (every host then
+ * writes PublicIP 0.0.0.0, as upstream) the one with our PublicIPv6.
+ */
+export function isOurs(ctx: SubnetContext, theirs: LeaseAttrs, ours: LeaseAttrs): boolean {
+  const a = ctx.config.ipv4 ? theirs.publicIP : theirs.publicIPv6;
+  const b = ctx.config.ipv4 ? ours.publicIP : ours.publicIPv6;
+  return a !== null && b !== null && a.equals(b);
+}
+
+/** Our address for log lines (PublicIP, or PublicIPv6 on an IPv6-only network). */
+function whoAmI(ctx: SubnetContext, attrs: LeaseAttrs): string {
+  return String((ctx.config.ipv4 ? attrs.publicIP : attrs.publicIPv6) ?? "(none)");
+}
+
 /**
  * One round: a fresh listing, then reuse / subnet file / random pick. Null: retry now.
- * Every registry call is abandoned when `signal` aborts, and no later step runs.
+ * Every registry call is abandoned when `signal` aborts, and no later step runs. Both families
+ * are leased together in one key; the subnet file and the random pick are per family (a
+ * previous IPv4 subnet is kept while the IPv6 one is new when IPv6 was just enabled).
  */
 async function tryAcquire(
   ctx: AcquireContext,
@@ -104,27 +149,27 @@ async function tryAcquire(
   signal: AbortSignal,
 ): Promise<Acquired | null> {
   const peers = await listSubnets(ctx, signal);
-  const entries = peers.entries.filter((e) => e.subnet !== null);
+  const entries = peers.entries.filter((e) => e.subnets !== null);
   const done = (lease: Lease | null) => lease ? { lease, peers } : null;
 
   // 1. Ours by PublicIP. A reservation wins over a lease.
-  const mine = entries.filter((e) => e.lease?.attrs.publicIP.equals(attrs.publicIP));
+  const mine = entries.filter((e) => e.lease !== null && isOurs(ctx, e.lease.attrs, attrs));
   const deleted = new Set<string>();
   const isLease = (e: SubnetEntry) => e.lease!.etcdLeaseId === null ? 0 : 1;
   mine.sort((a, b) => isLease(a) - isLease(b));
   for (const e of mine) {
     const lease = e.lease!;
-    const cidr = lease.subnet.toString();
-    if (!fitsConfig(ctx.config, lease.subnet)) {
+    const cidr = describeSubnets(lease);
+    if (!fitsAll(ctx, lease)) {
       if (lease.etcdLeaseId === null) {
         ctx.log.warn(
-          `Reservation ${cidr} for ${attrs.publicIP} does not fit the network ` +
-            `config (${describeRange(ctx)}): ignored`,
+          `Reservation ${cidr} for ${whoAmI(ctx, attrs)} does not fit the network ` +
+            `config (${describeRanges(ctx)}): ignored`,
         );
         continue;
       }
       ctx.log.info(
-        `Deleting lease ${cidr}: it no longer fits the network config (${describeRange(ctx)})`,
+        `Deleting lease ${cidr}: it no longer fits the network config (${describeRanges(ctx)})`,
       );
       if (await abortable(ctx.registry.delete(e.key, e.modRevision), signal)) {
         deleted.add(e.key);
@@ -134,36 +179,42 @@ async function tryAcquire(
     return done(await reuse(ctx, e.key, lease, attrs, signal));
   }
 
-  // Keys whose value is malformed still occupy their subnet, as do leases of another length
+  // Keys whose value is malformed still occupy their subnets, as do leases of another length
   // (an older config). Keys outside the Network, or the whole Network, are never used by any
   // host (see peer_leases.ts): counted as taken, `0.0.0.0-0` would block every acquisition.
-  const taken = entries.filter((e) =>
-    !deleted.has(e.key) && ctx.config.network.containsNet(e.subnet!) &&
-    !ctx.config.network.equals(e.subnet!)
-  ).map((e) => e.subnet!);
-
-  // 2. The subnet in the previous subnet.env, when free and fitting.
-  const prev = (await readSubnetFile(ctx.subnetFile)).subnet;
-  if (prev && fitsConfig(ctx.config, prev) && !taken.some((t) => t.overlaps(prev))) {
-    const lease = await create(ctx, prev, attrs, signal);
-    if (lease) {
-      ctx.log.info(`Acquired lease ${prev} (the subnet of ${ctx.subnetFile})`);
-      return done(lease);
+  const live = entries.filter((e) => !deleted.has(e.key));
+  const prevFile = await readSubnetFile(ctx.subnetFile);
+  const picked: { 4: IPNet | null; 6: IPNet | null } = { 4: null, 6: null };
+  const fromFile: string[] = [];
+  for (const [family, range] of ranges(ctx)) {
+    const taken = live.map((e) => subnetOf(e.subnets!, family)).filter((n): n is IPNet =>
+      n !== null && range.network.containsNet(n) && !range.network.equals(n)
+    );
+    // 2. The subnet in the previous subnet.env, when free and fitting.
+    const prev = family === 4 ? prevFile.subnet : prevFile.ipv6Subnet;
+    if (prev && fitsConfig(range, prev) && !taken.some((t) => t.overlaps(prev))) {
+      picked[family] = prev;
+      fromFile.push(prev.toString());
+      continue;
     }
-    ctx.log.info(`Subnet ${prev} was taken meanwhile by another host: retrying`);
-    return null;
+    // 3. A random pick among the first 100 free subnets.
+    const free = candidateSubnets(range, taken, 100);
+    if (free.length === 0) throw new NoFreeSubnetError(noFreeMessage(range));
+    picked[family] = free[Math.min(free.length - 1, Math.floor(ctx.random() * free.length))];
   }
-
-  // 3. A random pick among the first 100 free subnets.
-  const free = candidateSubnets(ctx.config, taken, 100);
-  if (free.length === 0) throw new NoFreeSubnetError(noFreeMessage(ctx));
-  const pick = free[Math.min(free.length - 1, Math.floor(ctx.random() * free.length))];
-  const lease = await create(ctx, pick, attrs, signal);
+  const want: LeaseSubnets = { subnet: picked[4], ipv6Subnet: picked[6] };
+  const lease = await create(ctx, want, attrs, signal);
+  const cidr = describeSubnets(want);
   if (lease) {
-    ctx.log.info(`Acquired lease ${pick}`);
+    const note = fromFile.length === 0
+      ? ""
+      : fromFile.length === ranges(ctx).length
+      ? ` (the subnet of ${ctx.subnetFile})`
+      : ` (${fromFile.join(", ")} from ${ctx.subnetFile})`;
+    ctx.log.info(`Acquired lease ${cidr}${note}`);
     return done(lease);
   }
-  ctx.log.info(`Subnet ${pick} was taken meanwhile by another host: retrying`);
+  ctx.log.info(`Subnet ${cidr} was taken meanwhile by another host: retrying`);
   return null;
 }
 
@@ -175,7 +226,7 @@ async function reuse(
   attrs: LeaseAttrs,
   signal: AbortSignal,
 ): Promise<Lease | null> {
-  const cidr = old.subnet.toString();
+  const cidr = describeSubnets(old);
   if (old.etcdLeaseId === null) {
     if (attrsEqual(old.attrs, attrs)) {
       ctx.log.info(`Using reservation ${cidr}`);
@@ -187,7 +238,7 @@ async function reuse(
     );
     if (!w) return null;
     ctx.log.info(`Using reservation ${cidr} (attributes updated, still without TTL)`);
-    return buildLease(old.subnet, attrs, w, null);
+    return buildLease(old, attrs, w, null);
   }
   // The listing asked etcd for the time left: an expiration in the past means it ran out (or
   // its TTL could not be read) between listing and TTL query.
@@ -204,31 +255,33 @@ async function reuse(
   );
   if (!w) return null;
   ctx.log.info(`Reusing lease ${cidr} (attributes updated)`);
-  return buildLease(old.subnet, attrs, w, w.ttlSeconds);
+  return buildLease(old, attrs, w, w.ttlSeconds);
 }
 
 async function create(
   ctx: SubnetContext,
-  subnet: IPNet,
+  subnets: LeaseSubnets,
   attrs: LeaseAttrs,
   signal: AbortSignal,
 ): Promise<Lease | null> {
   const w = await abortable(
-    ctx.registry.create(subnetKey(ctx.prefix, subnet), encodeLeaseValue(attrs), ctx.ttlSeconds),
+    ctx.registry.create(subnetKey(ctx.prefix, subnets), encodeLeaseValue(attrs), ctx.ttlSeconds),
     signal,
   );
-  return w ? buildLease(subnet, attrs, w, w.ttlSeconds) : null;
+  return w ? buildLease(subnets, attrs, w, w.ttlSeconds) : null;
 }
 
-function describeRange(ctx: SubnetContext): string {
-  const c = ctx.config;
-  return `${c.network} between ${c.subnetMin} and ${c.subnetMax}, SubnetLen ${c.subnetLen}`;
+function describeRanges(ctx: SubnetContext): string {
+  return ranges(ctx).map(([f, c]) => {
+    const len = f === 4 ? "SubnetLen" : "IPv6SubnetLen";
+    return `${c.network} between ${c.subnetMin} and ${c.subnetMax}, ${len} ${c.subnetLen}`;
+  }).join("; ");
 }
 
-function noFreeMessage(ctx: SubnetContext): string {
-  const c = ctx.config;
+function noFreeMessage(c: SubnetRange): string {
   const span = c.subnetMax.toBigInt() - c.subnetMin.toBigInt();
   const n = span / prefixSize(c.subnetLen, c.subnetMin.family) + 1n;
+  const len = c.network.family === 4 ? "SubnetLen" : "IPv6SubnetLen";
   return `No free subnet in ${c.network} between ${c.subnetMin} and ${c.subnetMax} ` +
-    `(SubnetLen ${c.subnetLen}): all ${n} are leased or reserved`;
+    `(${len} ${c.subnetLen}): all ${n} are leased or reserved`;
 }

@@ -6,14 +6,14 @@
  * low in the range while the random pick keeps create races rare.
  */
 
-import type { NetworkConfig } from "../config.ts";
+import type { SubnetRange } from "../config.ts";
 import { IP, IPNet, isAligned, prefixSize } from "../ip.ts";
 
 /**
- * True when `subnet` could have been allocated under `config`: its prefix is SubnetLen, it is
- * aligned to that length and its base lies within SubnetMin..SubnetMax.
+ * True when `subnet` could have been allocated from one family's range of the config: its
+ * prefix is SubnetLen, it is aligned to that length and its base lies within SubnetMin..SubnetMax.
  */
-export function fitsConfig(config: NetworkConfig, subnet: IPNet): boolean {
+export function fitsConfig(config: SubnetRange, subnet: IPNet): boolean {
   return subnet.prefix === config.subnetLen &&
     subnet.family === config.subnetMin.family &&
     isAligned(subnet.ip, subnet.prefix) &&
@@ -22,7 +22,7 @@ export function fitsConfig(config: NetworkConfig, subnet: IPNet): boolean {
 }
 
 /**
- * The first `limit` subnets of SubnetLen from SubnetMin upward (up to SubnetMax) that overlap
+ * The first `limit` subnets of SubnetLen from SubnetMin upward, in one family's range, (up to SubnetMax) that overlap
  * none of `taken`. `taken` may hold networks of any length (reservations, leases from an older
  * config). Runs in O(t log t + limit) for t taken networks, whatever the size of the range.
  *
@@ -34,12 +34,17 @@ export function fitsConfig(config: NetworkConfig, subnet: IPNet): boolean {
  *
  * const config = parseNetworkConfig('{"Network":"10.1.0.0/16"}');
  * const taken = [IPNet.mustParse("10.1.2.0/24")];
- * const free = candidateSubnets(config, taken, 3);
+ * const free = candidateSubnets(config.ipv4!, taken, 3);
  * assert.deepEqual(free.map(String), ["10.1.1.0/24", "10.1.3.0/24", "10.1.4.0/24"]);
+ * const v6 = parseNetworkConfig(
+ *   '{"EnableIPv6":true,"IPv6Network":"fc00::/48","Network":"10.1.0.0/16","Backend":{"Type":"vxlan"}}',
+ * );
+ * const free6 = candidateSubnets(v6.ipv6!, [IPNet.mustParse("fc00:0:0:2::/64")], 2);
+ * assert.deepEqual(free6.map(String), ["fc00:0:0:1::/64", "fc00:0:0:3::/64"]);
  * ```
  */
 export function candidateSubnets(
-  config: NetworkConfig,
+  config: SubnetRange,
   taken: readonly IPNet[],
   limit = 100,
 ): IPNet[] {

@@ -28,11 +28,16 @@ const BACKEND_NAMES: Record<string, string> = {
 /** `config` as config-key → value text, every default filled in. */
 function configFields(config: NetworkConfig): Map<string, string> {
   const m = new Map<string, string>([
-    ["Network", config.network.toString()],
-    ["SubnetLen", String(config.subnetLen)],
-    ["SubnetMin", config.subnetMin.toString()],
-    ["SubnetMax", config.subnetMax.toString()],
+    ["EnableIPv4", String(config.ipv4 !== null)],
+    ["EnableIPv6", String(config.ipv6 !== null)],
   ]);
+  for (const [r, p] of [[config.ipv4, ""], [config.ipv6, "IPv6"]] as const) {
+    if (!r) continue;
+    m.set(`${p}Network`, r.network.toString());
+    m.set(`${p}SubnetLen`, String(r.subnetLen));
+    m.set(`${p}SubnetMin`, r.subnetMin.toString());
+    m.set(`${p}SubnetMax`, r.subnetMax.toString());
+  }
   for (const [k, v] of Object.entries(config.backend)) {
     m.set(`Backend.${BACKEND_NAMES[k] ?? k}`, v === null ? "(auto)" : String(v));
   }

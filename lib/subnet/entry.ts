@@ -3,8 +3,13 @@
  * built from a registry key-value or write result.
  */
 
-import type { IPNet } from "../ip.ts";
-import { decodeLeaseValue, type Lease, type LeaseAttrs, parseSubnetKey } from "../lease.ts";
+import {
+  decodeLeaseValue,
+  type Lease,
+  type LeaseAttrs,
+  type LeaseSubnets,
+  parseSubnetKey,
+} from "../lease.ts";
 import type { KeyValue } from "../registry/mod.ts";
 
 /** One key under `<prefix>/subnets/`, parsed. */
@@ -13,9 +18,9 @@ export interface SubnetEntry {
   readonly modRevision: number;
   /** The revision that created the key: the first holder of a subnet wins an overlap. */
   readonly createRevision: number;
-  /** Null when the key names no subnet (`problem` says why). */
-  readonly subnet: IPNet | null;
-  /** Null when the key or its value is malformed; a malformed value still occupies `subnet`. */
+  /** The subnets the key names (either family); null when it names none (`problem` says why). */
+  readonly subnets: LeaseSubnets | null;
+  /** Null when the key or its value is malformed; a malformed value still occupies `subnets`. */
   readonly lease: Lease | null;
   /** Why the key or value is unusable; null when `lease` is set. */
   readonly problem: string | null;
@@ -26,14 +31,15 @@ export interface SubnetEntry {
  * or a write), else an estimate (the configured TTL); ignored for a reservation (no etcd lease).
  */
 export function buildLease(
-  subnet: IPNet,
+  subnets: LeaseSubnets,
   attrs: LeaseAttrs,
   stored: { readonly modRevision: number; readonly leaseId: string | null },
   ttlSeconds: number | null,
   now = Date.now(),
 ): Lease {
   return {
-    subnet,
+    subnet: subnets.subnet,
+    ipv6Subnet: subnets.ipv6Subnet,
     attrs,
     expiration: stored.leaseId === null ? null : new Date(now + (ttlSeconds ?? 0) * 1000),
     modRevision: stored.modRevision,
@@ -48,9 +54,12 @@ export function readEntry(
   now = Date.now(),
 ): SubnetEntry {
   const base = { key: kv.key, modRevision: kv.modRevision, createRevision: kv.createRevision };
-  const subnet = parseSubnetKey(kv.key);
-  if (typeof subnet === "string") return { ...base, subnet: null, lease: null, problem: subnet };
+  const subnets = parseSubnetKey(kv.key);
+  if (typeof subnets === "string") {
+    return { ...base, subnets: null, lease: null, problem: subnets };
+  }
   const attrs = decodeLeaseValue(kv.value);
-  if (typeof attrs === "string") return { ...base, subnet, lease: null, problem: attrs };
-  return { ...base, subnet, lease: buildLease(subnet, attrs, kv, ttlSeconds, now), problem: null };
+  if (typeof attrs === "string") return { ...base, subnets, lease: null, problem: attrs };
+  const lease = buildLease(subnets, attrs, kv, ttlSeconds, now);
+  return { ...base, subnets, lease, problem: null };
 }

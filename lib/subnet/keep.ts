@@ -5,10 +5,16 @@
  * no other host holds the key).
  */
 
-import { decodeLeaseValue, encodeLeaseValue, type Lease, subnetKey } from "../lease.ts";
+import {
+  decodeLeaseValue,
+  describeSubnets,
+  encodeLeaseValue,
+  type Lease,
+  subnetKey,
+} from "../lease.ts";
 import { abortable, sleep } from "../async.ts";
 import { errText } from "../log.ts";
-import { attrsEqual } from "./acquire.ts";
+import { attrsEqual, isOurs } from "./acquire.ts";
 import { retry, type SubnetContext } from "./context.ts";
 import { buildLease } from "./entry.ts";
 import { LeaseLostError } from "./mod.ts";
@@ -54,8 +60,8 @@ export async function keepLease(
 }
 
 async function renewLoop(ctx: KeepContext, state: KeepState, signal: AbortSignal): Promise<void> {
-  const key = subnetKey(ctx.prefix, state.lease.subnet);
-  const cidr = state.lease.subnet.toString();
+  const key = subnetKey(ctx.prefix, state.lease);
+  const cidr = describeSubnets(state.lease);
   while (!signal.aborted) {
     const l = state.lease;
     if (l.etcdLeaseId === null || l.expiration === null) {
@@ -76,7 +82,7 @@ async function renewLoop(ctx: KeepContext, state: KeepState, signal: AbortSignal
         signal,
       );
       if (w) {
-        state.lease = buildLease(l.subnet, l.attrs, w, w.ttlSeconds);
+        state.lease = buildLease(l, l.attrs, w, w.ttlSeconds);
         ctx.log.info(`Renewed lease ${cidr} (expires ${state.lease.expiration!.toISOString()})`);
         continue;
       }
@@ -108,8 +114,8 @@ async function renewLoop(ctx: KeepContext, state: KeepState, signal: AbortSignal
 
 /** Watches our own key; rejects with LeaseLostError when it is deleted or taken. */
 async function watchOwn(ctx: KeepContext, state: KeepState, signal: AbortSignal): Promise<void> {
-  const key = subnetKey(ctx.prefix, state.lease.subnet);
-  const cidr = state.lease.subnet.toString();
+  const key = subnetKey(ctx.prefix, state.lease);
+  const cidr = describeSubnets(state.lease);
   let from = state.lease.modRevision + 1;
   while (!signal.aborted) {
     let ended: { type: "compacted" } | { type: "reset"; reason: string } | null = null;
@@ -150,7 +156,7 @@ function observe(
 ): void {
   if (modRevision <= state.lease.modRevision) return;
   const attrs = decodeLeaseValue(value);
-  if (typeof attrs === "string" || !attrs.publicIP.equals(state.lease.attrs.publicIP)) {
+  if (typeof attrs === "string" || !isOurs(ctx, attrs, state.lease.attrs)) {
     throw new LeaseLostError(`Lease ${cidr} is now held by ${holder(attrs)}`);
   }
   const l = state.lease;
@@ -162,7 +168,8 @@ function observe(
 }
 
 function holder(attrs: ReturnType<typeof decodeLeaseValue>): string {
-  return typeof attrs === "string" ? "an unreadable value" : attrs.publicIP.toString();
+  if (typeof attrs === "string") return "an unreadable value";
+  return String(attrs.publicIP ?? attrs.publicIPv6 ?? "(no address)");
 }
 
 /**
@@ -178,14 +185,14 @@ async function recreate(
   signal: AbortSignal,
 ): Promise<number> {
   const l = state.lease;
-  const key = subnetKey(ctx.prefix, l.subnet);
-  const cidr = l.subnet.toString();
+  const key = subnetKey(ctx.prefix, l);
+  const cidr = describeSubnets(l);
   const value = encodeLeaseValue(l.attrs);
   ctx.log.warn(`Etcd lost its memory (${reason}): re-creating lease ${cidr}`);
   while (true) {
     const w = await retry(ctx, () => ctx.registry.create(key, value, ctx.ttlSeconds), signal);
     if (w) {
-      state.lease = buildLease(l.subnet, l.attrs, w, w.ttlSeconds);
+      state.lease = buildLease(l, l.attrs, w, w.ttlSeconds);
       state.wake?.();
       ctx.log.info(`Re-created lease ${cidr} (expires ${state.lease.expiration!.toISOString()})`);
       return w.modRevision;
@@ -194,7 +201,7 @@ async function recreate(
     const kv = cur.kv;
     if (!kv) continue; // gone again since the create: try again
     const attrs = decodeLeaseValue(kv.value);
-    if (typeof attrs === "string" || !attrs.publicIP.equals(l.attrs.publicIP)) {
+    if (typeof attrs === "string" || !isOurs(ctx, attrs, l.attrs)) {
       throw new LeaseLostError(
         `Lease ${cidr} is now held by ${holder(attrs)} (etcd lost its memory: ${reason})`,
       );
@@ -207,14 +214,14 @@ async function recreate(
         signal,
       );
       if (!u) continue;
-      state.lease = buildLease(l.subnet, l.attrs, u, u.ttlSeconds);
+      state.lease = buildLease(l, l.attrs, u, u.ttlSeconds);
       state.wake?.();
       ctx.log.info(`Rewrote lease ${cidr} found in the restored etcd (attributes updated)`);
       return u.modRevision;
     }
     const id = kv.leaseId;
     const ttl = id === null ? null : await retry(ctx, () => ctx.registry.leaseTTL(id), signal);
-    state.lease = buildLease(l.subnet, l.attrs, kv, ttl);
+    state.lease = buildLease(l, l.attrs, kv, ttl);
     state.wake?.();
     ctx.log.info(`Found lease ${cidr} in the restored etcd: keeping it`);
     return cur.revision;

@@ -8,9 +8,8 @@
  * listing taken at once would remove (and a moment later restore) the routes of all of them.
  */
 
-import type { IPNet } from "../ip.ts";
 import { sleep } from "../async.ts";
-import { subnetKey, subnetsPrefix } from "../lease.ts";
+import { type LeaseSubnets, subnetKey, subnetsPrefix } from "../lease.ts";
 import { listSubnets } from "./acquire.ts";
 import { retry, type SubnetContext } from "./context.ts";
 import { readEntry } from "./entry.ts";
@@ -20,7 +19,7 @@ import { PeerLeases } from "./peer_leases.ts";
 /** Other hosts' leases from `from` (a fresh listing when null), until `signal` aborts. */
 export async function* watchLeases(
   ctx: SubnetContext & { readonly resetSettleMs: number },
-  own: IPNet,
+  own: LeaseSubnets,
   from: LeaseSnapshot | null,
   signal: AbortSignal,
 ): AsyncIterable<LeaseEvent[]> {

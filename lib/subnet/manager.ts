@@ -5,8 +5,7 @@
  */
 
 import type { NetworkConfig } from "../config.ts";
-import type { IPNet } from "../ip.ts";
-import type { Lease, LeaseAttrs } from "../lease.ts";
+import type { Lease, LeaseAttrs, LeaseSubnets } from "../lease.ts";
 import { type Logger, logger } from "../log.ts";
 import type { Registry } from "../registry/mod.ts";
 import { type AcquireContext, acquireLease } from "./acquire.ts";
@@ -79,7 +78,7 @@ export class RegistrySubnetManager implements SubnetManager {
   }
 
   watchLeases(
-    own: IPNet,
+    own: LeaseSubnets,
     from: LeaseSnapshot | null,
     signal: AbortSignal,
   ): AsyncIterable<LeaseEvent[]> {

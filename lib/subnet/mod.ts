@@ -8,8 +8,7 @@
  * @module
  */
 
-import type { IPNet } from "../ip.ts";
-import type { Lease, LeaseAttrs } from "../lease.ts";
+import type { Lease, LeaseAttrs, LeaseSubnets } from "../lease.ts";
 import type { NetworkConfig } from "../config.ts";
 import type { SubnetEntry } from "./entry.ts";
 
@@ -65,7 +64,7 @@ export interface SubnetManager {
    * Ends when `signal` aborts.
    */
   watchLeases(
-    own: IPNet,
+    own: LeaseSubnets,
     from: LeaseSnapshot | null,
     signal: AbortSignal,
   ): AsyncIterable<LeaseEvent[]>;

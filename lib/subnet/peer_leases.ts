@@ -10,27 +10,55 @@
  *
  * Leases of exactly SubnetLen on the SubnetLen grid overlap only when they are the same subnet
  * (the IPv4 part of two keys such as `10.1.5.0-24` and `10.1.5.0-24&fc00::-64`), so overlaps
- * are found by grouping on the subnet.
+ * are found by grouping on the subnet. With IPv6 enabled the same holds for the IPv6 half
+ * (inside IPv6Network, exactly IPv6SubnetLen, not the whole IPv6Network, no overlap): a lease
+ * sits in one group per family and is handed on only when it is the first holder in each.
  */
 
-import type { NetworkConfig } from "../config.ts";
+import type { NetworkConfig, SubnetRange } from "../config.ts";
 import type { IPNet } from "../ip.ts";
-import type { Lease } from "../lease.ts";
+import type { Lease, LeaseSubnets } from "../lease.ts";
 import type { Logger } from "../log.ts";
 import { attrsEqual } from "./acquire.ts";
 import type { SubnetEntry } from "./entry.ts";
 import type { LeaseEvent } from "./mod.ts";
 
-/** Why a peer subnet can never be used under `config`; null when it can. */
-function scopeProblem(config: NetworkConfig, subnet: IPNet): string | null {
+/** Why one family's subnet of a peer can never be used; null when it can. */
+function rangeProblem(r: SubnetRange, subnet: IPNet): string | null {
+  const v6 = r.network.family === 6;
+  const netKey = v6 ? "IPv6Network" : "Network";
+  const lenKey = v6 ? "IPv6SubnetLen" : "SubnetLen";
   const cidr = subnet.toString();
-  const network = config.network.toString();
-  if (!config.network.containsNet(subnet)) return `${cidr} is not inside Network ${network}`;
-  if (subnet.equals(config.network)) return `${cidr} is the whole Network`;
-  if (subnet.prefix !== config.subnetLen) {
-    return `${cidr} is not of SubnetLen ${config.subnetLen}`;
-  }
+  if (!r.network.containsNet(subnet)) return `${cidr} is not inside ${netKey} ${r.network}`;
+  if (subnet.equals(r.network)) return `${cidr} is the whole ${netKey}`;
+  if (subnet.prefix !== r.subnetLen) return `${cidr} is not of ${lenKey} ${r.subnetLen}`;
   return null;
+}
+
+/**
+ * Why a peer lease can never be used under `config`; null when it can. Each enabled family's
+ * subnet is checked; a family the config disables is ignored. A peer without the IPv6 half
+ * (an IPv4-only host in a dual-stack network) is used for IPv4 alone, as upstream; a lease with
+ * no subnet of any enabled family is refused.
+ */
+function scopeProblem(config: NetworkConfig, s: LeaseSubnets): string | null {
+  let usable = false;
+  for (const [r, n] of [[config.ipv4, s.subnet], [config.ipv6, s.ipv6Subnet]] as const) {
+    if (!r || !n) continue;
+    const why = rangeProblem(r, n);
+    if (why !== null) return why;
+    usable = true;
+  }
+  if (usable) return null;
+  return config.ipv4 ? "it has no IPv4 subnet" : "it has no IPv6 subnet (IPv6-only network)";
+}
+
+/** The overlap groups of a lease: the CIDR of each enabled family's subnet. */
+function groupsOf(config: NetworkConfig, s: LeaseSubnets): string[] {
+  const out: string[] = [];
+  if (config.ipv4 && s.subnet) out.push(s.subnet.toString());
+  if (config.ipv6 && s.ipv6Subnet) out.push(s.ipv6Subnet.toString());
+  return out;
 }
 
 /** A usable-looking lease: in scope, waiting for the overlap check. */
@@ -42,12 +70,13 @@ interface Held {
 /** The reducer: feed it listings and watch events, take the events for the backends. */
 export class PeerLeases {
   readonly #config: NetworkConfig;
-  readonly #own: IPNet;
+  /** Our own subnets' CIDRs (either family). */
+  readonly #own: Set<string>;
   readonly #ownKey: string;
   readonly #log: Logger;
   /** In-scope leases by key. */
   #held = new Map<string, Held>();
-  /** Keys of #held by subnet (CIDR text). */
+  /** Keys of #held by subnet (CIDR text, either family). */
   #groups = new Map<string, Set<string>>();
   /** What the backends have been given, by key. */
   #handed = new Map<string, Lease>();
@@ -56,9 +85,9 @@ export class PeerLeases {
   /** Key → the mod revision it was last warned about. */
   #warned = new Map<string, number>();
 
-  constructor(config: NetworkConfig, own: IPNet, ownKey: string, log: Logger) {
+  constructor(config: NetworkConfig, own: LeaseSubnets, ownKey: string, log: Logger) {
     this.#config = config;
-    this.#own = own;
+    this.#own = new Set(groupsOf(config, own));
     this.#ownKey = ownKey;
     this.#log = log;
   }
@@ -79,7 +108,7 @@ export class PeerLeases {
       this.#take(e);
     }
     for (const k of this.#warned.keys()) if (!present.has(k)) this.#warned.delete(k);
-    for (const subnet of this.#groups.keys()) this.#settle(subnet);
+    this.#settle([...this.#groups.keys()]);
     this.#touched.clear();
     const removed: LeaseEvent[] = [];
     const added: LeaseEvent[] = [];
@@ -97,10 +126,8 @@ export class PeerLeases {
   put(entry: SubnetEntry): void {
     const old = this.#held.get(entry.key);
     if (old) this.#drop(entry.key, old);
-    const group = this.#take(entry);
-    if (group !== null) this.#settle(group);
-    const oldGroup = old ? old.lease.subnet.toString() : null;
-    if (oldGroup !== null && oldGroup !== group) this.#settle(oldGroup);
+    const groups = this.#take(entry);
+    this.#settle([...groups, ...(old ? groupsOf(this.#config, old.lease) : [])]);
   }
 
   /** A delete of `key` (from a watch). */
@@ -109,7 +136,7 @@ export class PeerLeases {
     const old = this.#held.get(key);
     if (!old) return;
     this.#drop(key, old);
-    this.#settle(old.lease.subnet.toString());
+    this.#settle(groupsOf(this.#config, old.lease));
   }
 
   /** The events since the last flush (one etcd response): removals first, then additions. */
@@ -125,61 +152,80 @@ export class PeerLeases {
     return [...removed, ...added];
   }
 
-  /** Files `e` under #held when in scope; returns its subnet group then, else null. */
-  #take(e: SubnetEntry): string | null {
-    if (e.key === this.#ownKey) return null;
-    if (e.subnet === null || e.lease === null) {
+  /** Files `e` under #held when in scope; returns its subnet groups then, else none. */
+  #take(e: SubnetEntry): string[] {
+    if (e.key === this.#ownKey) return [];
+    if (e.subnets === null || e.lease === null) {
       this.#warn(e, `Skipping malformed lease ${e.key} (revision ${e.modRevision}): ${e.problem}`);
-      return null;
+      return [];
     }
-    const why = scopeProblem(this.#config, e.subnet);
+    const why = scopeProblem(this.#config, e.subnets);
     if (why !== null) {
       this.#warn(e, this.#ignoring(e, e.lease, why));
-      return null;
+      return [];
     }
-    const group = e.subnet.toString();
     this.#held.set(e.key, { entry: e, lease: e.lease });
-    let keys = this.#groups.get(group);
-    if (!keys) this.#groups.set(group, keys = new Set());
-    keys.add(e.key);
-    return group;
+    const groups = groupsOf(this.#config, e.lease);
+    for (const g of groups) {
+      let keys = this.#groups.get(g);
+      if (!keys) this.#groups.set(g, keys = new Set());
+      keys.add(e.key);
+    }
+    return groups;
   }
 
   #drop(key: string, h: Held): void {
     this.#held.delete(key);
-    const group = h.lease.subnet.toString();
-    const keys = this.#groups.get(group);
-    keys?.delete(key);
-    if (keys?.size === 0) this.#groups.delete(group);
+    for (const g of groupsOf(this.#config, h.lease)) {
+      const keys = this.#groups.get(g);
+      keys?.delete(key);
+      if (keys?.size === 0) this.#groups.delete(g);
+    }
     this.#hand(key, undefined);
   }
 
-  /** Hands on the first holder of `group`'s subnet; warns about the others. */
-  #settle(group: string): void {
-    const keys = this.#groups.get(group);
-    if (!keys) return;
-    const holders = [...keys].map((k) => this.#held.get(k)!);
-    const ours = holders[0].lease.subnet.equals(this.#own);
+  /** The first created holder of a subnet group. */
+  #first(group: string): Held | null {
     let first: Held | null = null;
-    if (!ours) {
-      for (const h of holders) {
-        if (
-          !first || h.entry.createRevision < first.entry.createRevision ||
-          (h.entry.createRevision === first.entry.createRevision && h.entry.key < first.entry.key)
-        ) first = h;
-      }
+    for (const k of this.#groups.get(group) ?? []) {
+      const h = this.#held.get(k)!;
+      if (
+        !first || h.entry.createRevision < first.entry.createRevision ||
+        (h.entry.createRevision === first.entry.createRevision && h.entry.key < first.entry.key)
+      ) first = h;
     }
-    for (const h of holders) {
-      if (h === first) {
-        this.#warned.delete(h.entry.key);
-        this.#hand(h.entry.key, h.lease);
-        continue;
+    return first;
+  }
+
+  /**
+   * Re-decides every holder of `groups`: a lease is handed on when, in each of its subnets
+   * (one per enabled family), it is the first created holder and that subnet is not ours.
+   */
+  #settle(groups: readonly string[]): void {
+    const keys = new Set<string>();
+    for (const g of groups) for (const k of this.#groups.get(g) ?? []) keys.add(k);
+    for (const key of keys) {
+      const h = this.#held.get(key)!;
+      let why: string | null = null;
+      for (const g of groupsOf(this.#config, h.lease)) {
+        if (this.#own.has(g)) {
+          why = `${g} is our own lease`;
+          break;
+        }
+        const first = this.#first(g)!;
+        if (first !== h) {
+          why =
+            `${g} is already held by ${first.entry.key} (created first, at revision ${first.entry.createRevision})`;
+          break;
+        }
       }
-      this.#hand(h.entry.key, undefined);
-      const why = first
-        ? `${group} is already held by ${first.entry.key} (created first, at revision ${first.entry.createRevision})`
-        : `${group} is our own lease`;
-      this.#warn(h.entry, this.#ignoring(h.entry, h.lease, why));
+      if (why === null) {
+        this.#warned.delete(key);
+        this.#hand(key, h.lease);
+      } else {
+        this.#hand(key, undefined);
+        this.#warn(h.entry, this.#ignoring(h.entry, h.lease, why));
+      }
     }
   }
 
@@ -192,7 +238,9 @@ export class PeerLeases {
   }
 
   #ignoring(e: SubnetEntry, lease: Lease, why: string): string {
-    return `Ignoring lease ${e.key} (revision ${e.modRevision}, PublicIP ${lease.attrs.publicIP.toString()}): ${why}`;
+    const a = lease.attrs;
+    const who = a.publicIP ? `PublicIP ${a.publicIP}` : `PublicIPv6 ${a.publicIPv6 ?? "(none)"}`;
+    return `Ignoring lease ${e.key} (revision ${e.modRevision}, ${who}): ${why}`;
   }
 
   #warn(e: SubnetEntry, line: string): void {

@@ -4,21 +4,29 @@
  * ```
  * FLANNEL_NETWORK=10.1.0.0/16
  * FLANNEL_SUBNET=10.1.15.1/24
+ * FLANNEL_IPV6_NETWORK=fc00::/48
+ * FLANNEL_IPV6_SUBNET=fc00:0:0:22::1/64
  * FLANNEL_MTU=1450
  * FLANNEL_IPMASQ=false
  * ```
  *
- * `FLANNEL_SUBNET` is the lease's base address + 1 with the lease's prefix length.
+ * `FLANNEL_SUBNET` and `FLANNEL_IPV6_SUBNET` are the lease's base address + 1 with the lease's
+ * prefix length. The IPv4 lines are left out when IPv4 is disabled and the IPv6 lines unless
+ * IPv6 is enabled, in upstream's order.
  */
 
-import { addIP, IPNet, parseCIDR } from "../ip.ts";
+import { addIP, IPNet } from "../ip.ts";
 
 /** What subnet.env says. */
 export interface SubnetFileContent {
-  /** The overlay network (the config's `Network`). */
-  network: IPNet;
-  /** The lease (network address, e.g. 10.1.15.0/24). */
-  subnet: IPNet;
+  /** The overlay network (the config's `Network`); null when IPv4 is disabled. */
+  network: IPNet | null;
+  /** The lease (network address, e.g. 10.1.15.0/24); null when IPv4 is disabled. */
+  subnet: IPNet | null;
+  /** The config's `IPv6Network`; null unless IPv6 is enabled. */
+  ipv6Network?: IPNet | null;
+  /** The IPv6 lease; null unless IPv6 is enabled. */
+  ipv6Subnet?: IPNet | null;
   mtu: number;
   ipMasq: boolean;
 }
@@ -41,13 +49,31 @@ export interface SubnetFileContent {
  *   text,
  *   "FLANNEL_NETWORK=10.1.0.0/16\nFLANNEL_SUBNET=10.1.15.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n",
  * );
+ * const dual = formatSubnetFile({
+ *   network: null,
+ *   subnet: null,
+ *   ipv6Network: IPNet.mustParse("fc00::/48"),
+ *   ipv6Subnet: IPNet.mustParse("fc00:0:0:22::/64"),
+ *   mtu: 1430,
+ *   ipMasq: false,
+ * });
+ * assert.equal(
+ *   dual,
+ *   "FLANNEL_IPV6_NETWORK=fc00::/48\nFLANNEL_IPV6_SUBNET=fc00:0:0:22::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n",
+ * );
  * ```
  */
 export function formatSubnetFile(c: SubnetFileContent): string {
-  return `FLANNEL_NETWORK=${c.network}\n` +
-    `FLANNEL_SUBNET=${addIP(c.subnet.ip, 1n)}/${c.subnet.prefix}\n` +
-    `FLANNEL_MTU=${c.mtu}\n` +
-    `FLANNEL_IPMASQ=${c.ipMasq}\n`;
+  let out = "";
+  if (c.network && c.subnet) {
+    out += `FLANNEL_NETWORK=${c.network}\n` +
+      `FLANNEL_SUBNET=${addIP(c.subnet.ip, 1n)}/${c.subnet.prefix}\n`;
+  }
+  if (c.ipv6Network && c.ipv6Subnet) {
+    out += `FLANNEL_IPV6_NETWORK=${c.ipv6Network}\n` +
+      `FLANNEL_IPV6_SUBNET=${addIP(c.ipv6Subnet.ip, 1n)}/${c.ipv6Subnet.prefix}\n`;
+  }
+  return out + `FLANNEL_MTU=${c.mtu}\n` + `FLANNEL_IPMASQ=${c.ipMasq}\n`;
 }
 
 /**
@@ -74,31 +100,45 @@ function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** What {@link readSubnetFile} found. */
+export interface PreviousSubnets {
+  network?: IPNet;
+  subnet?: IPNet;
+  ipv6Network?: IPNet;
+  ipv6Subnet?: IPNet;
+}
+
+const FIELDS: Record<string, { key: keyof PreviousSubnets; family: 4 | 6 }> = {
+  FLANNEL_NETWORK: { key: "network", family: 4 },
+  FLANNEL_SUBNET: { key: "subnet", family: 4 },
+  FLANNEL_IPV6_NETWORK: { key: "ipv6Network", family: 6 },
+  FLANNEL_IPV6_SUBNET: { key: "ipv6Subnet", family: 6 },
+};
+
 /**
- * Reads what parses from an existing subnet.env: `FLANNEL_NETWORK` and `FLANNEL_SUBNET` (as its
- * network address: 10.1.15.1/24 → 10.1.15.0/24). Missing file, junk lines, bad values: those
- * fields are left out.
+ * Reads what parses from an existing subnet.env: `FLANNEL_NETWORK`, `FLANNEL_SUBNET`,
+ * `FLANNEL_IPV6_NETWORK` and `FLANNEL_IPV6_SUBNET` (subnets as their network address:
+ * 10.1.15.1/24 → 10.1.15.0/24). Missing file, junk lines, bad values or a value of the wrong
+ * family: those fields are left out.
  */
-export async function readSubnetFile(path: string): Promise<{ network?: IPNet; subnet?: IPNet }> {
+export async function readSubnetFile(path: string): Promise<PreviousSubnets> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
   } catch {
     return {};
   }
-  const out: { network?: IPNet; subnet?: IPNet } = {};
+  const out: PreviousSubnets = {};
   for (const raw of text.split("\n")) {
     const line = raw.trim();
     const eq = line.indexOf("=");
     if (eq < 0) continue;
-    const name = line.slice(0, eq).trim();
+    const field = FIELDS[line.slice(0, eq).trim()];
+    if (!field) continue;
     const value = line.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
-    if (name !== "FLANNEL_NETWORK" && name !== "FLANNEL_SUBNET") continue;
-    const net = parseCIDR(value, false);
-    if (typeof net === "string") continue;
-    const masked = IPNet.of(net.ip, net.prefix);
-    if (name === "FLANNEL_NETWORK") out.network = masked;
-    else out.subnet = masked;
+    const net = IPNet.parse(value, false);
+    if (typeof net === "string" || net.family !== field.family) continue;
+    out[field.key] = IPNet.of(net.ip, net.prefix);
   }
   return out;
 }

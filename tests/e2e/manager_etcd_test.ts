@@ -19,7 +19,13 @@ const P = "/coreos.com/network";
 const NET16 = parseNetworkConfig('{"Network":"10.1.0.0/16"}');
 
 function attrs(ip: string): LeaseAttrs {
-  return { publicIP: parseIPv4(ip)!, backendType: "", backendData: null };
+  return {
+    publicIP: parseIPv4(ip)!,
+    publicIPv6: null,
+    backendType: "",
+    backendData: null,
+    backendV6Data: null,
+  };
 }
 
 function key(cidr: string): string {
@@ -75,18 +81,18 @@ Deno.test(
       ),
     );
     const leases = acquired.map((a) => a.lease);
-    const subnets = new Set(leases.map((l) => l.subnet.toString()));
+    const subnets = new Set(leases.map((l) => l.subnet!.toString()));
     assert.equal(subnets.size, 10);
     const stored = await ctx.etcd.list(`${P}/subnets/`);
     assert.equal(Object.keys(stored).length, 10);
     for (const l of leases) {
-      assert.equal(stored[key(l.subnet.toString())], encodeLeaseValue(l.attrs));
+      assert.equal(stored[key(l.subnet!.toString())], encodeLeaseValue(l.attrs));
     }
     const { lease: again } = await ctx.manager({}, `${ctx.dir}/h3.env`).acquireLease(
       attrs("192.168.0.13"),
       ctx.ac.signal,
     );
-    assert.equal(again.subnet.toString(), leases[3].subnet.toString());
+    assert.equal(again.subnet!.toString(), leases[3].subnet!.toString());
   },
 );
 
@@ -97,7 +103,7 @@ Deno.test(
     await ctx.etcd.put(key("10.1.1.0/24"), encodeLeaseValue(attrs("192.168.0.50")));
     const m = ctx.manager({ ttlSeconds: 4, renewMarginMinutes: 3 / 60, random: () => 0 });
     const { lease } = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
-    assert.equal(lease.subnet.toString(), "10.1.2.0/24");
+    assert.equal(lease.subnet!.toString(), "10.1.2.0/24");
     const ac = new AbortController();
     // Settles as soon as the lease is lost; caught now so that it is never unhandled.
     const keeping = m.keepLease(lease, ac.signal).then(() => null, (err) => err);
@@ -127,7 +133,7 @@ Deno.test(
     });
     const m = ctx.manager({ random: () => 0 });
     const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
-    const it = m.watchLeases(own.lease.subnet, own.peers, ctx.ac.signal)[Symbol.asyncIterator]();
+    const it = m.watchLeases(own.lease, own.peers, ctx.ac.signal)[Symbol.asyncIterator]();
     assert.deepEqual(showEvents(await takeNext(it, 15_000)), ["added 10.1.8.0/24"]);
 
     await ctx.etcd.stop();
@@ -144,7 +150,7 @@ Deno.test(
     await ctx.etcd.del(key("10.1.9.0/24"));
     await ctx.etcd.put(key("10.1.20.0/24"), encodeLeaseValue(attrs("192.168.0.20")));
     await ctx.etcd.compact(await ctx.etcd.revision());
-    const it2 = m2.watchLeases(own2.lease.subnet, own2.peers, ctx.ac.signal)
+    const it2 = m2.watchLeases(own2.lease, own2.peers, ctx.ac.signal)
       [Symbol.asyncIterator]();
     const snap = showEvents(await takeNext(it2, 15_000));
     assert.ok(snap.includes("added 10.1.9.0/24"), snap.join());
@@ -180,7 +186,7 @@ Deno.test(
     const m = ctx.manager({ config: cfg });
     const own = await m.acquireLease(attrs("192.168.0.2"), ctx.ac.signal);
     const first = await takeNext(
-      m.watchLeases(own.lease.subnet, own.peers, ctx.ac.signal)[Symbol.asyncIterator](),
+      m.watchLeases(own.lease, own.peers, ctx.ac.signal)[Symbol.asyncIterator](),
       15_000,
     );
     const ms = performance.now() - t0;
@@ -208,7 +214,7 @@ Deno.test(
     assert.ok(fails.length >= 3 && fails.length <= 8, `${fails.length} attempts`);
     await ctx.etcd.start();
     const cfg = await p;
-    assert.equal(cfg.network.toString(), "10.5.0.0/16");
+    assert.equal(cfg.ipv4?.network.toString(), "10.5.0.0/16");
     assert.equal(cfg.backend.type, "alloc");
   },
 );

@@ -299,7 +299,7 @@ async function converge(
     } catch {
       return false;
     }
-  }, 10_000).catch(() => {});
+  }, 20_000).catch(() => {});
   await check();
   // udp programs no kernel state per peer: the first ping through each pair tells.
   await waitUntil(`${backend} pings through`, async () => {

@@ -55,8 +55,17 @@ function install(signal: Deno.Signal, code: number): void {
   }
 }
 
-install("SIGTERM", 143);
-install("SIGINT", 130);
+/**
+ * Set in the environment of a child process that a test spawns from its own file and that handles
+ * SIGTERM itself (e.g. a daemon stand-in that must exit 0 on SIGTERM): the listeners below would
+ * exit it with 143 before its own handler ran.
+ */
+export const TEST_CHILD_ENV = "FL_TEST_CHILD";
+
+if (!Deno.env.get(TEST_CHILD_ENV)) {
+  install("SIGTERM", 143);
+  install("SIGINT", 130);
+}
 globalThis.addEventListener("unload", runCleanups);
 
 /** The start time of process `pid` (field 22 of /proc/<pid>/stat), or null when it is gone. */

@@ -56,6 +56,9 @@ export const ETCD_PREFIX = "/coreos.com/network";
 /** The hub bridge's address, where etcd listens. */
 export const HUB_IP = "192.168.100.1";
 
+/** The hub bridge's IPv6 address (with `ipv6: true`): the hosts' IPv6 default gateway. */
+export const HUB_IP6 = "fd00:100::1";
+
 /** Options of {@linkcode Cluster.create}. */
 export interface ClusterOptions {
   /** Hosts created up front (default 1). */
@@ -71,6 +74,12 @@ export interface ClusterOptions {
    * process exits 130/143), see `cleanup.ts`.
    */
   handleSigint?: boolean;
+  /**
+   * Also an IPv6 underlay (default false): br0 gets fd00:100::1/64 and each host's eth0
+   * fd00:100::<10+i>/64 with an IPv6 default route via the hub. Every address is `nodad`, so
+   * it is usable at once (duplicate address detection would hold it tentative for a second).
+   */
+  ipv6?: boolean;
 }
 
 /** Options of {@linkcode Cluster.addHost}. */
@@ -87,6 +96,8 @@ export class Host {
   readonly ns: string;
   /** The underlay address of eth0. */
   readonly ip: string;
+  /** The IPv6 underlay address of eth0; null unless the cluster has `ipv6: true`. */
+  readonly ip6: string | null;
   readonly iface = "eth0" as const;
   /** The underlay MTU of eth0. */
   readonly mtu: number;
@@ -103,6 +114,7 @@ export class Host {
     this.name = `h${index}`;
     this.ns = `${cluster.tag}-${this.name}`;
     this.ip = `192.168.100.${10 + index}`;
+    this.ip6 = cluster.ipv6 ? `fd00:100::${10 + index}` : null;
     this.mtu = mtu;
     this.dir = `${cluster.dir}/${this.name}`;
     this.subnetFile = `${this.dir}/subnet.env`;
@@ -186,6 +198,32 @@ export class Host {
     return ip;
   }
 
+  /**
+   * Puts the IPv6 "container" address — FLANNEL_IPV6_SUBNET's base+1 — as a /128 on `lo`
+   * (`nodad`) and returns it. Idempotent.
+   */
+  async addContainerAddress6(): Promise<string> {
+    const env = await this.readSubnetEnv();
+    const subnet = env?.FLANNEL_IPV6_SUBNET;
+    if (!subnet) throw new Error(`No FLANNEL_IPV6_SUBNET in ${this.subnetFile}`);
+    const ip = subnet.split("/")[0];
+    const r = await run([
+      "ip",
+      "-n",
+      this.ns,
+      "addr",
+      "replace",
+      `${ip}/128`,
+      "dev",
+      "lo",
+      "nodad",
+    ]);
+    if (r.code !== 0) {
+      throw new Error(`Cannot add ${ip}/128 on lo in ${this.ns}: ${r.stderr.trim()}`);
+    }
+    return ip;
+  }
+
   /** Pings `ip` from this host (optionally from a source address); rttMs is the average. */
   async ping(
     ip: string,
@@ -238,6 +276,8 @@ export class Cluster implements AsyncDisposable {
   readonly mtu: number;
   /** Whether Ctrl-C tears the cluster down and exits: always (see `cleanup.ts`). */
   readonly handleSigint: boolean;
+  /** Whether the underlay has IPv6 too. */
+  readonly ipv6: boolean;
   #etcd: ClusterEtcd;
   #namespaces: string[] = [];
   #disposed = false;
@@ -250,6 +290,7 @@ export class Cluster implements AsyncDisposable {
     this.#etcd = new ClusterEtcd(this.hub, HUB_IP, opts.etcd === "tls");
     this.etcd = this.#etcd;
     this.handleSigint = true;
+    this.ipv6 = opts.ipv6 ?? false;
   }
 
   /** Builds the hub, `opts.hosts` hosts and (unless `startEtcd: false`) etcd. */
@@ -265,6 +306,7 @@ export class Cluster implements AsyncDisposable {
         stdin: [
           "link add br0 type bridge",
           `addr add ${HUB_IP}/24 dev br0`,
+          ...(c.ipv6 ? [`addr add ${HUB_IP6}/64 dev br0 nodad`] : []),
           "link set br0 up",
           "",
         ].join("\n"),
@@ -310,8 +352,10 @@ export class Cluster implements AsyncDisposable {
     await runOk(["ip", "-n", host.ns, "-batch", "-"], {
       stdin: [
         `addr add ${host.ip}/24 dev eth0`,
+        ...(host.ip6 ? [`addr add ${host.ip6}/64 dev eth0 nodad`] : []),
         "link set eth0 up",
         `route add default via ${HUB_IP} dev eth0`,
+        ...(host.ip6 ? [`route add default via ${HUB_IP6} dev eth0`] : []),
         "",
       ].join("\n"),
     });

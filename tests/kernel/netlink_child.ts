@@ -35,7 +35,7 @@ function toArgs(verb: string, args: unknown[]): unknown[] {
     case "addrAdd":
     case "addrDel": {
       const [address, prefix] = (a[1] as string).split("/");
-      return [a[0], IP.mustParse(address), Number(prefix)];
+      return [a[0], IP.mustParse(address), Number(prefix), ...a.slice(2)];
     }
     case "routeAdd":
     case "routeReplace":

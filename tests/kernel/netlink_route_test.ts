@@ -365,3 +365,98 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  asRoot(
+    "IPv6 verbs: vxlan over IPv6, /128 nodad, onlink route, NDP and FDB entries, dumps by family",
+  ),
+  async () => {
+    await withNs(async (ns, v0) => {
+      const spec = {
+        name: "flannel-v6.1",
+        vni: 1,
+        local: "fd00::1",
+        lowerIndex: v0,
+        port: 8472,
+        learning: false,
+        ttl: 0,
+        mtu: 1430,
+      };
+      const [a0, add, got] = await verbs(ns, [
+        ["addrAdd", v0, "fd00::1/64", { nodad: true }],
+        ["linkAddVxlan", spec],
+        ["linkGet", "flannel-v6.1"],
+      ]);
+      assertEquals([a0, add], [{ ok: null }, { ok: null }]);
+      const [ipLink] = await ipj(ns, "ip", "-d", "-j", "link", "show", "flannel-v6.1");
+      assertEquals(ipLink.linkinfo.info_data.local6, "fd00::1");
+      // deno-lint-ignore no-explicit-any
+      const link = got.ok as any;
+      assertEquals(link.vxlan.local, "fd00::1");
+      const idx = link.index as number;
+      const res = await verbs(ns, [
+        ["linkSetUp", idx],
+        ["addrAdd", idx, "fc00:0:0:22::/128", { nodad: true }],
+        ["routeReplace", {
+          dst: "fc00:0:0:7::/64",
+          gateway: "fc00:0:0:7::",
+          oif: idx,
+          onlink: true,
+          protocol: 102,
+        }],
+        ["neighSet", idx, "fc00:0:0:7::", "0e:aa:bb:cc:dd:ff"],
+        ["fdbSet", idx, "0e:aa:bb:cc:dd:ff", "fd00::2"],
+        ["routeReplace", { dst: "::/0", gateway: "fd00::fe", oif: v0 }],
+        ["addrList", idx, 6],
+        ["routeList", 254, 6],
+        ["neighList", idx, 6],
+        ["fdbList", idx],
+        ["routeGet", "fd00::2"],
+        ["defaultRoute", 6],
+        ["addrList", idx],
+      ]);
+      for (const r of res.slice(0, 6)) assertEquals(r, { ok: null });
+      // deno-lint-ignore no-explicit-any
+      const [addrs, routes, neighs, fdb, get, def, addrs4] = res.slice(6).map((r) => r.ok as any);
+      ok(
+        // deno-lint-ignore no-explicit-any
+        addrs.some((a: any) => a.address === "fc00:0:0:22::" && a.prefix === 128),
+        JSON.stringify(addrs),
+      );
+      assertEquals(addrs4, [], "the IPv4 dump holds no IPv6 address");
+      // deno-lint-ignore no-explicit-any
+      const r = routes.find((x: any) => x.dst === "fc00:0:0:7::/64");
+      assertEquals(
+        [r.gateway, r.oif, r.onlink, r.protocol, r.priority],
+        ["fc00:0:0:7::", idx, true, 102, 1024],
+      );
+      // deno-lint-ignore no-explicit-any
+      const n = neighs.find((x: any) => x.ip === "fc00:0:0:7::");
+      assertEquals([n.mac, n.permanent], ["0e:aa:bb:cc:dd:ff", true]);
+      // deno-lint-ignore no-explicit-any
+      const f = fdb.find((x: any) => x.mac === "0e:aa:bb:cc:dd:ff");
+      assertEquals([f.dst, f.permanent], ["fd00::2", true]);
+      assertEquals([get.oif, get.gateway, get.prefsrc], [v0, null, "fd00::1"]);
+      assertEquals(def, { index: v0, gateway: "fd00::fe" });
+      // iproute2 agrees.
+      const [ir] = await ipj(ns, "ip", "-6", "-j", "route", "show", "fc00:0:0:7::/64");
+      assertEquals([ir.gateway, ir.dev, ir.flags, ir.protocol], [
+        "fc00:0:0:7::",
+        "flannel-v6.1",
+        ["onlink"],
+        "102",
+      ]);
+      const [nd] = await ipj(ns, "ip", "-6", "-j", "neigh", "show", "fc00:0:0:7::");
+      assertEquals([nd.lladdr, nd.state], ["0e:aa:bb:cc:dd:ff", ["PERMANENT"]]);
+      const del = await verbs(ns, [
+        ["routeDel", { dst: "fc00:0:0:7::/64", gateway: "fc00:0:0:7::", oif: idx, protocol: 102 }],
+        ["neighDel", idx, "fc00:0:0:7::"],
+        ["fdbDel", idx, "0e:aa:bb:cc:dd:ff", "fd00::2"],
+        ["addrDel", idx, "fc00:0:0:22::/128"],
+      ]);
+      for (const d of del) assertEquals(d, { ok: null });
+      assertEquals(await ipj(ns, "ip", "-6", "-j", "route", "show", "fc00:0:0:7::/64"), []);
+      assertEquals(await ipj(ns, "ip", "-6", "-j", "neigh", "show", "fc00:0:0:7::"), []);
+    });
+  },
+);

@@ -10,6 +10,7 @@
 
 import assert from "node:assert/strict";
 import { createNamespace, deleteNamespace, run, runOk, uniqueTag } from "../harness/netns.ts";
+import { TEST_CHILD_ENV } from "../harness/cleanup.ts";
 import { asRoot } from "./root.ts";
 
 const SELF = new URL(import.meta.url).pathname;
@@ -35,17 +36,27 @@ async function child(spec: HostSpec): Promise<void> {
   const peer = parseCIDR(spec.peerSubnet) as InstanceType<typeof IPNet>;
   const lease = (subnet: InstanceType<typeof IPNet>, ip: string) => ({
     subnet,
-    attrs: { publicIP: parseIPv4(ip)!, backendType: "", backendData: null },
+    ipv6Subnet: null,
+    attrs: {
+      publicIP: parseIPv4(ip)!,
+      publicIPv6: null,
+      backendType: "",
+      backendData: null,
+      backendV6Data: null,
+    },
     expiration: null,
     modRevision: 1,
     etcdLeaseId: null,
   });
   const removed = Promise.withResolvers<void>();
   const config = {
-    network: new IPNet(parseIPv4("10.5.0.0")!, 16),
-    subnetLen: 24,
-    subnetMin: parseIPv4("10.5.1.0")!,
-    subnetMax: parseIPv4("10.5.255.0")!,
+    ipv4: {
+      network: new IPNet(parseIPv4("10.5.0.0")!, 16),
+      subnetLen: 24,
+      subnetMin: parseIPv4("10.5.1.0")!,
+      subnetMax: parseIPv4("10.5.255.0")!,
+    },
+    ipv6: null,
     backend: { type: "udp" as const, port: PORT, offload: spec.offload },
   };
   const subnets = {
@@ -70,6 +81,8 @@ async function child(spec: HostSpec): Promise<void> {
     index: 0,
     ifaceAddr: parseIPv4(spec.ifaceAddr)!,
     publicIP: parseIPv4(spec.ifaceAddr)!,
+    ifaceV6Addr: null,
+    publicIPv6: null,
     mtu: 1500,
   };
   const backend = create({
@@ -110,6 +123,8 @@ class HostProc {
   constructor(ns: string, spec: HostSpec) {
     const proc = new Deno.Command("ip", {
       args: ["netns", "exec", ns, Deno.execPath(), "run", "-A", SELF, JSON.stringify(spec)],
+      // The child stops on SIGTERM by itself; the harness's kill cleanup must not exit it first.
+      env: { [TEST_CHILD_ENV]: "1" },
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",

@@ -28,7 +28,14 @@ const net = (s: string) => parseCIDR(s) as IPNet;
 function lease(cidr: string, ip = "10.0.1.11"): Lease {
   return {
     subnet: net(cidr),
-    attrs: { publicIP: parseIPv4(ip)!, backendType: "", backendData: null },
+    ipv6Subnet: null,
+    attrs: {
+      publicIP: parseIPv4(ip)!,
+      publicIPv6: null,
+      backendType: "",
+      backendData: null,
+      backendV6Data: null,
+    },
     expiration: null,
     modRevision: 1,
     etcdLeaseId: null,
@@ -38,10 +45,13 @@ function lease(cidr: string, ip = "10.0.1.11"): Lease {
 /** A subnet manager that hands out 10.1.15.0/24 and lets the test push lease batches. */
 class RecordingSubnets implements SubnetManager {
   readonly config: NetworkConfig = {
-    network: net("10.1.0.0/16"),
-    subnetLen: 24,
-    subnetMin: parseIPv4("10.1.1.0")!,
-    subnetMax: parseIPv4("10.1.255.0")!,
+    ipv4: {
+      network: net("10.1.0.0/16"),
+      subnetLen: 24,
+      subnetMin: parseIPv4("10.1.1.0")!,
+      subnetMax: parseIPv4("10.1.255.0")!,
+    },
+    ipv6: null,
     backend: { type: "aws-vpc", routeTableID: null },
   };
   acquired: LeaseAttrs[] = [];
@@ -63,7 +73,7 @@ class RecordingSubnets implements SubnetManager {
     this.#wake?.();
   }
   async *watchLeases(
-    _own: IPNet,
+    _own: unknown,
     _from: unknown,
     signal: AbortSignal,
   ): AsyncIterable<LeaseEvent[]> {
@@ -134,6 +144,8 @@ async function withBackend(
       index: 2,
       ifaceAddr: parseIPv4("10.0.1.10")!,
       publicIP: parseIPv4("10.0.1.10")!,
+      ifaceV6Addr: null,
+      publicIPv6: null,
       mtu: 9001,
     },
     subnets,
@@ -172,7 +184,13 @@ Deno.test("init() disables source/dest check, creates the route and returns the 
     const ready = await backend.init(new AbortController().signal);
     assert.equal(ready.mtu, 9001);
     assert.deepEqual(subnets.acquired, [
-      { publicIP: parseIPv4("10.0.1.10"), backendType: "", backendData: null },
+      {
+        publicIP: parseIPv4("10.0.1.10"),
+        publicIPv6: null,
+        backendType: "",
+        backendData: null,
+        backendV6Data: null,
+      },
     ]);
     assert.equal(fake.state.instances[0].sourceDestCheck, false);
     assert.deepEqual(

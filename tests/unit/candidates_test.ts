@@ -1,14 +1,25 @@
 import assert from "node:assert/strict";
-import { type NetworkConfig, parseNetworkConfig } from "../../lib/config.ts";
+import { parseNetworkConfig, type SubnetRange } from "../../lib/config.ts";
 import { addIP, IP, IPNet, parseCIDR, prefixSize } from "../../lib/ip.ts";
 import { candidateSubnets, fitsConfig } from "../../lib/subnet/candidates.ts";
 
-function cfg(json: unknown): NetworkConfig {
-  return parseNetworkConfig(JSON.stringify(json));
+/** The IPv4 range of a config. */
+function cfg(json: unknown): SubnetRange {
+  return parseNetworkConfig(JSON.stringify(json)).ipv4!;
+}
+
+/** The IPv6 range of a vxlan config with `IPv6Network` (and more IPv6 keys). */
+function cfg6(json: Record<string, unknown>): SubnetRange {
+  return parseNetworkConfig(JSON.stringify({
+    Network: "10.1.0.0/16",
+    EnableIPv6: true,
+    Backend: { Type: "vxlan" },
+    ...json,
+  })).ipv6!;
 }
 
 function net(s: string): IPNet {
-  const n = parseCIDR(s, false);
+  const n = s.includes(":") ? IPNet.parse(s, false) : parseCIDR(s, false);
   if (typeof n === "string") throw new Error(n);
   return n;
 }
@@ -16,9 +27,9 @@ function net(s: string): IPNet {
 const C16 = cfg({ Network: "10.1.0.0/16" });
 
 /** The obvious O(range × taken) algorithm the fast one must agree with. */
-function naive(config: NetworkConfig, taken: IPNet[], limit: number): IPNet[] {
+function naive(config: SubnetRange, taken: IPNet[], limit: number): IPNet[] {
   const out: IPNet[] = [];
-  const size = prefixSize(config.subnetLen);
+  const size = prefixSize(config.subnetLen, config.network.family);
   for (
     let s = config.subnetMin;
     s.compare(config.subnetMax) <= 0 && out.length < limit;
@@ -202,4 +213,72 @@ Deno.test("candidateSubnets() over a /8 of /30s (4M subnets) stops after the lim
   }
   const last = candidateSubnets(c, chain);
   assert.deepEqual(last.map(String), ["10.255.255.248/30", "10.255.255.252/30"]);
+});
+
+Deno.test("IPv6: fitsConfig() and candidateSubnets() on 128-bit ranges", async (t) => {
+  const c = cfg6({ IPv6Network: "fc00::/48" });
+  await t.step("the first free /64s from SubnetMin (fc00:0:0:1::) upward", () => {
+    assert.deepEqual(
+      candidateSubnets(c, [net("fc00:0:0:2::/64"), net("fc00:0:0:4::/63")], 4).map(String),
+      ["fc00:0:0:1::/64", "fc00:0:0:3::/64", "fc00:0:0:6::/64", "fc00:0:0:7::/64"],
+    );
+  });
+  await t.step("IPv4 leases do not occupy IPv6 space", () => {
+    assert.equal(
+      candidateSubnets(c, [net("10.1.0.0/16"), net("0.0.0.0/0")], 1)[0].toString(),
+      "fc00:0:0:1::/64",
+    );
+  });
+  await t.step("fitsConfig()", () => {
+    assert.equal(fitsConfig(c, net("fc00:0:0:ffff::/64")), true);
+    assert.equal(fitsConfig(c, net("fc00::/64")), false); // the skipped first subnet
+    assert.equal(fitsConfig(c, net("fc00:1::/64")), false); // outside
+    assert.equal(fitsConfig(c, net("fc00:0:0:5::/65")), false);
+    assert.equal(fitsConfig(c, net("10.1.5.0/24")), false); // another family
+  });
+  await t.step("a /16 of /126s (2^110 subnets): the walk stops after the limit", () => {
+    const big = cfg6({ IPv6Network: "fd00::/16", IPv6SubnetLen: 126 });
+    const t0 = performance.now();
+    const got = candidateSubnets(big, [net("fd00::/17")]);
+    assert.ok(performance.now() - t0 < 1000);
+    assert.equal(got.length, 100);
+    assert.equal(got[0].toString(), "fd00:8000::/126");
+    assert.equal(got[99].toString(), "fd00:8000::18c/126");
+  });
+  await t.step("the top of the address space: no overflow past ffff:…", () => {
+    const top = cfg6({ IPv6Network: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0/124" });
+    assert.deepEqual(candidateSubnets(top, []).map(String), [
+      "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff4/126",
+      "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff8/126",
+      "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffc/126",
+    ]);
+  });
+});
+
+Deno.test("IPv6: candidateSubnets() agrees with the naive algorithm on random inputs", () => {
+  const rand = rng(66);
+  const c = cfg6({
+    IPv6Network: "fd12:3456::/112",
+    IPv6SubnetLen: 120,
+    IPv6SubnetMin: "fd12:3456::300",
+  });
+  const base = IP.mustParse("fd12:3456::").toBigInt();
+  for (let round = 0; round < 200; round++) {
+    const taken: IPNet[] = [];
+    const n = Math.floor(rand() * 30);
+    for (let i = 0; i < n; i++) {
+      const edge = rand() < 1 / 3;
+      const prefix = edge ? 128 : 108 + Math.floor(rand() * 21);
+      const off = edge
+        ? BigInt(Math.floor(rand() * 256)) * 256n + 255n
+        : BigInt(Math.floor(rand() * 0x10000));
+      taken.push(IPNet.of(IP.fromBigInt(base + off, 6), prefix));
+    }
+    const limit = 1 + Math.floor(rand() * 60);
+    assert.deepEqual(
+      candidateSubnets(c, taken, limit).map(String),
+      naive(c, taken, limit).map(String),
+      `round ${round}: taken ${taken.map(String).join(" ")}`,
+    );
+  }
 });

@@ -231,7 +231,12 @@ const BAD: { json: string; key: string; value: string; message: string }[] = [
   },
   { json: "[1,2]", key: "Network config", value: "[1,2]", message: "" },
   { json: '"10.1.0.0/16"', key: "Network config", value: '"10.1.0.0/16"', message: "" },
-  { json: "{}", key: "Network", value: "missing", message: "Network is missing: it is required" },
+  {
+    json: "{}",
+    key: "Network",
+    value: "missing",
+    message: "Network is missing: it is required (or set EnableIPv4 false)",
+  },
   {
     json: '{"Network":16}',
     key: "Network",
@@ -460,10 +465,12 @@ Deno.test("parseNetworkConfig() fills defaults and accepts valid configs", async
   for (const g of GOOD) {
     await t.step(g.name, () => {
       const c = parseNetworkConfig(JSON.stringify(g.json));
-      assert.equal(c.network.toString(), g.network);
-      assert.equal(c.subnetLen, g.subnetLen);
-      assert.equal(c.subnetMin.toString(), g.min);
-      assert.equal(c.subnetMax.toString(), g.max);
+      assert.ok(c.ipv4);
+      assert.equal(c.ipv4.network.toString(), g.network);
+      assert.equal(c.ipv4.subnetLen, g.subnetLen);
+      assert.equal(c.ipv4.subnetMin.toString(), g.min);
+      assert.equal(c.ipv4.subnetMax.toString(), g.max);
+      assert.equal(c.ipv6, null);
       assert.deepEqual(c.backend, g.backend);
     });
   }

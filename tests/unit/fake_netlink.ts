@@ -59,6 +59,7 @@ export class FakeNetlink {
   lookups = new Map<string, RouteInfo>();
   nextIndex = 10;
   closed = false;
+  #randomMacs = 0;
 
   close(): void {
     this.closed = true;
@@ -76,7 +77,8 @@ export class FakeNetlink {
       name: spec.name,
       kind: "vxlan",
       mtu: spec.mtu ?? 1450,
-      mac: spec.mac ?? "0a:00:00:00:00:01",
+      // Random MACs: 0a:00:00:00:00:01, then :02, … (distinct per device, as the kernel's).
+      mac: spec.mac ?? `0a:00:00:00:00:${(++this.#randomMacs).toString(16).padStart(2, "0")}`,
       flags: 0,
       up: false,
       vxlan: {
@@ -112,11 +114,13 @@ export class FakeNetlink {
     const l = this.links.findIndex((x) => x.index === index);
     if (l >= 0) this.links[l] = { ...this.links[l], mtu };
   }
-  addrList(index?: number): AddrInfo[] {
-    return this.addrs.filter((a) => index === undefined || a.index === index);
+  addrList(index?: number, family: 4 | 6 = 4): AddrInfo[] {
+    return this.addrs.filter((a) =>
+      (index === undefined || a.index === index) && a.address.family === family
+    );
   }
-  addrAdd(index: number, address: IP, prefix: number): void {
-    this.calls.push(`addrAdd ${index} ${address}/${prefix}`);
+  addrAdd(index: number, address: IP, prefix: number, opts: { nodad?: boolean } = {}): void {
+    this.calls.push(`addrAdd ${index} ${address}/${prefix}${opts.nodad ? " nodad" : ""}`);
     this.addrs.push({ index, address, prefix, scope: 0 });
   }
   addrDel(index: number, address: IP, prefix: number): void {
@@ -127,8 +131,8 @@ export class FakeNetlink {
   }
 
   // --- routes
-  routeList(table = 254): RouteInfo[] {
-    return this.routes.filter((r) => r.table === table);
+  routeList(table = 254, family: 4 | 6 = 4): RouteInfo[] {
+    return this.routes.filter((r) => r.table === table && r.dst.family === family);
   }
   routeGet(dst: IP): RouteInfo | null {
     return this.lookups.get(dst.toString()) ?? null;
@@ -153,8 +157,10 @@ export class FakeNetlink {
   }
 
   // --- ARP
-  neighList(index?: number): NeighInfo[] {
-    return this.neighs.filter((n) => index === undefined || n.index === index);
+  neighList(index?: number, family: 4 | 6 = 4): NeighInfo[] {
+    return this.neighs.filter((n) =>
+      (index === undefined || n.index === index) && n.ip.family === family
+    );
   }
   neighSet(index: number, ip: IP, mac: string): void {
     this.calls.push(`neighSet ${index} ${ip} ${mac}`);
@@ -200,16 +206,24 @@ function describe(r: RouteSpec): string {
   }${r.onlink ? " onlink" : ""}${r.metric ? ` metric ${r.metric}` : ""}`;
 }
 
-/** A peer lease as the subnet manager would hand it over. */
+/** A peer lease as the subnet manager would hand it over (`v6`: its IPv6 half). */
 export function lease(
   subnet: string,
   publicIP: string,
   backendType = "vxlan",
   backendData: unknown = { VNI: 1, VtepMAC: "aa:bb:cc:00:00:0b" },
+  v6: { subnet: string; publicIPv6: string; backendV6Data?: unknown } | null = null,
 ): Lease {
   return {
-    subnet: net(subnet),
-    attrs: { publicIP: ip(publicIP), backendType, backendData },
+    subnet: subnet ? net(subnet) : null,
+    ipv6Subnet: v6 ? net(v6.subnet) : null,
+    attrs: {
+      publicIP: publicIP ? ip(publicIP) : null,
+      publicIPv6: v6 ? ip(v6.publicIPv6) : null,
+      backendType,
+      backendData,
+      backendV6Data: v6?.backendV6Data ?? null,
+    },
     expiration: null,
     modRevision: 1,
     etcdLeaseId: null,

@@ -2,10 +2,10 @@ import assert from "node:assert/strict";
 import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import type { IP, IPNet } from "../../lib/ip.ts";
-import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
-import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import { encodeLeaseValue, type LeaseAttrs, type LeaseSubnets } from "../../lib/lease.ts";
+import type { Acquired, LeaseEvent, LeaseSnapshot, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
-import { create, planHostGwPeer } from "../../lib/backend/hostgw/mod.ts";
+import { create, type HostGwPeerContext, planHostGwPeer } from "../../lib/backend/hostgw/mod.ts";
 import { RTPROT_FLANNEL } from "../../lib/backend/kernel_plan.ts";
 import { fakeContext, FakeNetlink, lease, noEvents, routeOf } from "./fake_netlink.ts";
 import { ip, logCapture, net } from "../helpers.ts";
@@ -14,10 +14,13 @@ const EXT = 2;
 const NETWORK: IPNet = net("10.1.0.0/16");
 const OWN: IPNet = net("10.1.1.0/24");
 const config: NetworkConfig = {
-  network: NETWORK,
-  subnetLen: 24,
-  subnetMin: ip("10.1.1.0"),
-  subnetMax: ip("10.1.255.0"),
+  ipv4: {
+    network: NETWORK,
+    subnetLen: 24,
+    subnetMin: ip("10.1.1.0"),
+    subnetMax: ip("10.1.255.0"),
+  },
+  ipv6: null,
   backend: { type: "host-gw" },
 };
 const ext: ExternalInterface = {
@@ -25,6 +28,8 @@ const ext: ExternalInterface = {
   index: EXT,
   ifaceAddr: ip("192.168.0.1"),
   publicIP: ip("192.168.0.1"),
+  ifaceV6Addr: null,
+  publicIPv6: null,
   mtu: 1500,
 };
 const c = {
@@ -74,10 +79,11 @@ Deno.test("planHostGwPeer", async (t) => {
 class FakeSubnets implements SubnetManager {
   acquired: LeaseAttrs[] = [];
   constructor(readonly config: NetworkConfig, private readonly batches: LeaseEvent[][]) {}
+  own: LeaseSubnets = { subnet: OWN, ipv6Subnet: null };
   acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
     this.acquired.push(attrs);
     return Promise.resolve({
-      lease: { subnet: OWN, attrs, expiration: null, modRevision: 1, etcdLeaseId: null },
+      lease: { ...this.own, attrs, expiration: null, modRevision: 1, etcdLeaseId: null },
       peers: { revision: 1, entries: [] },
     });
   }
@@ -85,8 +91,8 @@ class FakeSubnets implements SubnetManager {
     return Promise.resolve();
   }
   async *watchLeases(
-    _own: IPNet,
-    _from: unknown,
+    _own: LeaseSubnets,
+    _from: LeaseSnapshot | null,
     signal: AbortSignal,
   ): AsyncIterable<LeaseEvent[]> {
     for (const b of this.batches) yield b;
@@ -220,4 +226,40 @@ Deno.test("host-gw backend: routes the kernel flushed with the external interfac
   ac.abort();
   await running;
   assert.ok(lines.some((l) => /eth0 is up again: restoring peer routes/.test(l)), lines.join(""));
+});
+
+Deno.test("planHostGwPeer, IPv6: the peer's IPv6 subnet via its PublicIPv6", async (t) => {
+  const c6: HostGwPeerContext = {
+    family: 6,
+    extIndex: EXT,
+    extName: "eth0",
+    ownIP: ip("fd00::1"),
+    isDirect: (a: IP) => a.toString().startsWith("fd00::"),
+  };
+  const v6 = (subnet: string, publicIPv6: string) =>
+    lease("10.1.2.0/24", "192.168.0.2", "host-gw", null, { subnet, publicIPv6 });
+  await t.step("directly connected: route via PublicIPv6 on eth0", () => {
+    assert.deepEqual(planHostGwPeer(v6("fc00:0:0:2::/64", "fd00::2"), c6), {
+      ok: true,
+      entries: {
+        route: { dst: net("fc00:0:0:2::/64"), gateway: ip("fd00::2"), oif: EXT, onlink: false },
+        neigh: null,
+        fdb: null,
+      },
+    });
+  });
+  await t.step("behind a router: skipped, named by its PublicIPv6", () => {
+    const d = planHostGwPeer(v6("fc00:0:0:3::/64", "2001:db8::3"), c6);
+    assert.equal(d.ok, false);
+    if (!d.ok) {
+      assert.match(d.reason, /peer fc00:0:0:3::\/64 \(PublicIPv6 2001:db8::3\).*not on a directly/);
+    }
+  });
+  await t.step("an IPv4-only peer has nothing for the IPv6 table", () => {
+    const d = planHostGwPeer(lease("10.1.4.0/24", "192.168.0.4", "host-gw", null), c6);
+    assert.equal(d.ok, false);
+  });
+  await t.step("our own PublicIPv6: skipped", () => {
+    assert.equal(planHostGwPeer(v6("fc00:0:0:9::/64", "fd00::1"), c6).ok, false);
+  });
 });

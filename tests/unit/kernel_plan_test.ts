@@ -23,6 +23,7 @@ const MAC_B = "aa:bb:cc:00:00:0b";
 const MAC_C = "aa:bb:cc:00:00:0c";
 
 const scope: Scope = {
+  family: 4,
   network: net("10.1.0.0/16"),
   own: net("10.1.1.0/24"),
   extIndex: EXT,
@@ -557,38 +558,43 @@ Deno.test("KernelEntryTable never replaces a connected, static or routing-daemon
   ]);
 });
 
-Deno.test("KernelEntryTable: a second lease with a VtepMAC another host holds does not steal its FDB entry", () => {
+Deno.test("KernelEntryTable: one VtepMAC claimed by two hosts follows the newer lease and comes back when it goes", () => {
   const nl = new FakeNetlink();
   const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
-  const victim = { ...lease("10.1.2.0/24", "192.168.0.2"), modRevision: 5 };
-  // Same VtepMAC (MAC_B), another host: a clone with a machine-id-derived MAC, or a copied lease.
-  const thief = { ...lease("10.1.9.0/24", "192.168.0.9"), modRevision: 7 };
+  const older = { ...lease("10.1.2.0/24", "192.168.0.2"), modRevision: 5 };
+  // Same VtepMAC (MAC_B), another host: the same host after an address change (its old lease
+  // lingers until it expires), a clone with a machine-id-derived MAC, or a copied lease.
+  const newer = { ...lease("10.1.9.0/24", "192.168.0.9"), modRevision: 7 };
   const fdb = () => nl.fdbs.filter((f) => f.mac === MAC_B).map((f) => String(f.dst));
+  const routes = () => nl.routes.map((r) => String(r.dst)).sort();
 
   const { lines } = captureLog(() => {
-    table.sync([victim]);
-    table.apply([{ type: "added", lease: thief }]);
+    table.sync([older]);
+    table.apply([{ type: "added", lease: newer }]);
     table.resync(); // no second warning
   });
-  assert.deepEqual(fdb(), ["192.168.0.2"]);
+  assert.deepEqual(fdb(), ["192.168.0.9"]);
+  assert.deepEqual(routes(), ["10.1.9.0/24"]);
   assert.equal(lines.length, 1, lines.join("\n"));
   assert.match(
     lines[0],
-    /^W.*Skipping peer 10\.1\.9\.0\/24 \(PublicIP 192\.168\.0\.9\): VtepMAC aa:bb:cc:00:00:0b is already used by peer 10\.1\.2\.0\/24/,
+    /^W.*Skipping peer 10\.1\.2\.0\/24 \(PublicIP 192\.168\.0\.2\): VtepMAC aa:bb:cc:00:00:0b is also claimed by peer 10\.1\.9\.0\/24 \(at 192\.168\.0\.9\)/,
   );
-  assert.deepEqual(nl.routes.map((r) => String(r.dst)), ["10.1.2.0/24"]);
 
-  // A restart, listing the thief first: the lease written first still wins.
-  const nl2 = new FakeNetlink();
-  const t2 = new KernelEntryTable(nl2, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
-  captureLog(() => t2.sync([thief, victim]));
-  assert.deepEqual(nl2.fdbs.map((f) => String(f.dst)), ["192.168.0.2"]);
+  // A restart, whatever the listing order: the newer lease gets the MAC.
+  for (const order of [[older, newer], [newer, older]]) {
+    const nl2 = new FakeNetlink();
+    const t2 = new KernelEntryTable(nl2, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+    captureLog(() => t2.sync(order));
+    assert.deepEqual(nl2.fdbs.map((f) => String(f.dst)), ["192.168.0.9"]);
+  }
 
-  // The holder goes: the waiting peer gets the MAC (the thief's key is deleted the same way).
-  captureLog(() => table.apply([{ type: "removed", lease: victim }]));
-  assert.deepEqual(fdb(), ["192.168.0.9"]);
-  assert.deepEqual(nl.routes.map((r) => String(r.dst)), ["10.1.9.0/24"]);
-  captureLog(() => table.apply([{ type: "removed", lease: thief }]));
+  // The newer one goes (a copy deleted, an old address's lease expired): the other gets the MAC
+  // back; before, the FDB entry kept pointing at the deleted lease's host.
+  captureLog(() => table.apply([{ type: "removed", lease: newer }]));
+  assert.deepEqual(fdb(), ["192.168.0.2"]);
+  assert.deepEqual(routes(), ["10.1.2.0/24"]);
+  captureLog(() => table.apply([{ type: "removed", lease: older }]));
   assert.deepEqual(fdb(), []);
   assert.equal(table.size, 0);
 });

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { showEvents, takeNext } from "../helpers.ts";
 import { parseNetworkConfig } from "../../lib/config.ts";
-import { type IPNet, parseCIDR, parseIPv4 } from "../../lib/ip.ts";
+import { IPNet, parseCIDR, parseIPv4 } from "../../lib/ip.ts";
 import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
 import { Logger, setSink } from "../../lib/log.ts";
 import {
@@ -212,7 +212,14 @@ function net(s: string): IPNet {
 }
 
 function attrs(ip: string, extra: Partial<LeaseAttrs> = {}): LeaseAttrs {
-  return { publicIP: parseIPv4(ip)!, backendType: "", backendData: null, ...extra };
+  return {
+    publicIP: parseIPv4(ip)!,
+    publicIPv6: null,
+    backendType: "",
+    backendData: null,
+    backendV6Data: null,
+    ...extra,
+  };
 }
 
 function key(cidr: string): string {
@@ -260,7 +267,7 @@ Deno.test("acquireLease() reuses our lease by PublicIP (no write when attrs are 
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
   const m = env.manager(reg, NET16);
   const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(lease.subnet.toString(), "10.1.7.0/24");
+  assert.equal(lease.subnet!.toString(), "10.1.7.0/24");
   assert.ok(lease.expiration && Math.abs(lease.expiration.getTime() - Date.now() - 5e6) < 5000);
   assert.deepEqual(reg.calls.filter((c) => /create|update|delete/.test(c)), []);
 });
@@ -278,7 +285,7 @@ Deno.test("acquireLease() rewrites our lease's attrs guarded by its revision (ne
     backendData: { VtepMAC: "bb:bb:bb:bb:bb:bb" },
   });
   const { lease } = await m.acquireLease(want, env.ac.signal);
-  assert.equal(lease.subnet.toString(), "10.1.7.0/24");
+  assert.equal(lease.subnet!.toString(), "10.1.7.0/24");
   assert.ok(reg.calls.includes(`update ${key("10.1.7.0/24")}@${rev}`));
   assert.equal(reg.kv.get(key("10.1.7.0/24"))!.value, encodeLeaseValue(want));
   assert.equal(lease.modRevision, reg.kv.get(key("10.1.7.0/24"))!.modRevision);
@@ -291,8 +298,8 @@ Deno.test("acquireLease() deletes our lease that no longer fits and picks a new 
   const m = env.manager(reg, '{"Network":"10.1.0.0/16","SubnetLen":25}');
   const { lease: lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
   assert.equal(reg.kv.has(key("10.1.7.0/24")), false);
-  assert.equal(lease.subnet.prefix, 25);
-  assert.equal(lease.subnet.toString(), "10.1.0.128/25"); // random() = 0: first candidate
+  assert.equal(lease.subnet!.prefix, 25);
+  assert.equal(lease.subnet!.toString(), "10.1.0.128/25"); // random() = 0: first candidate
   assert.ok(env.lines.some((l) => l.includes("Deleting lease 10.1.7.0/24")));
 });
 
@@ -307,7 +314,7 @@ Deno.test("acquireLease() takes the subnet.env subnet when free and fitting, els
   const reg = new FakeRegistry();
   const m = env.manager(reg, NET16);
   const { lease: a } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(a.subnet.toString(), "10.1.42.0/24");
+  assert.equal(a.subnet!.toString(), "10.1.42.0/24");
 
   // Held by someone else now: a random pick among the first free ones instead.
   const reg2 = new FakeRegistry();
@@ -315,7 +322,7 @@ Deno.test("acquireLease() takes the subnet.env subnet when free and fitting, els
   reg2.put(key("10.1.1.0/24"), value("192.168.0.4"));
   const m2 = env.manager(reg2, NET16, { random: () => 0.999 });
   const { lease: b } = await m2.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(b.subnet.toString(), "10.1.102.0/24"); // 100th free: 10.1.2..102 minus 42
+  assert.equal(b.subnet!.toString(), "10.1.102.0/24"); // 100th free: 10.1.2..102 minus 42
 });
 
 Deno.test("acquireLease() uses our reservation as is and never allocates another's", async () => {
@@ -325,14 +332,14 @@ Deno.test("acquireLease() uses our reservation as is and never allocates another
   reg.put(key("10.1.5.0/24"), value("192.168.0.2"), null); // ours
   const m = env.manager(reg, NET16);
   const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(lease.subnet.toString(), "10.1.5.0/24");
+  assert.equal(lease.subnet!.toString(), "10.1.5.0/24");
   assert.equal(lease.expiration, null);
   assert.equal(lease.etcdLeaseId, null);
   assert.deepEqual(reg.calls.filter((c) => /create|update|delete/.test(c)), []);
 
   const m2 = env.manager(reg, NET16);
   const { lease: other } = await m2.acquireLease(attrs("192.168.0.3"), env.ac.signal);
-  assert.equal(other.subnet.toString(), "10.1.2.0/24"); // 10.1.1.0 is reserved
+  assert.equal(other.subnet!.toString(), "10.1.2.0/24"); // 10.1.1.0 is reserved
   // keepLease on a reservation never renews it.
   const ac = new AbortController();
   const keeping = m.keepLease(lease, ac.signal);
@@ -350,7 +357,7 @@ Deno.test("acquireLease() rewrites a reservation's stale attrs, keeping it witho
   const m = env.manager(reg, NET16);
   const want = attrs("192.168.0.2", { backendType: "host-gw" });
   const { lease } = await m.acquireLease(want, env.ac.signal);
-  assert.equal(lease.subnet.toString(), "10.1.5.0/24");
+  assert.equal(lease.subnet!.toString(), "10.1.5.0/24");
   const s = reg.kv.get(key("10.1.5.0/24"))!;
   assert.equal(s.value, encodeLeaseValue(want));
   assert.equal(s.leaseId, null);
@@ -366,7 +373,7 @@ Deno.test("acquireLease() retries a lost create race with a fresh listing", asyn
   };
   const m = env.manager(reg, NET16);
   const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(lease.subnet.toString(), "10.1.3.0/24");
+  assert.equal(lease.subnet!.toString(), "10.1.3.0/24");
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 3);
   assert.equal(env.lines.filter((l) => l.includes("was taken meanwhile")).length, 2);
 });
@@ -387,7 +394,7 @@ Deno.test("acquireLease() on a full network logs a clear error, retries, succeed
   );
   reg.del(key("10.1.2.0/24"));
   const { lease } = await p;
-  assert.equal(lease.subnet.toString(), "10.1.2.0/24");
+  assert.equal(lease.subnet!.toString(), "10.1.2.0/24");
 });
 
 Deno.test("acquireLease() retries while the registry is unreachable", async () => {
@@ -396,7 +403,7 @@ Deno.test("acquireLease() retries while the registry is unreachable", async () =
   reg.failNext = 3;
   const m = env.manager(reg, NET16);
   const { lease } = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(lease.subnet.toString(), "10.1.1.0/24");
+  assert.equal(lease.subnet!.toString(), "10.1.1.0/24");
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 4);
 });
 
@@ -490,7 +497,7 @@ Deno.test("watchLeases(): snapshot from the acquire listing, then added/removed;
   reg.put(`${P}/subnets/garbage`, "x");
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   assert.equal(reg.calls.filter((c) => c.startsWith("list")).length, 1, "listed once");
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
@@ -513,7 +520,7 @@ Deno.test("watchLeases(): the changes of one etcd response arrive as one batch",
   reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   // Written together (as one txn would be): delivered in one response.
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
@@ -540,7 +547,7 @@ Deno.test("watchLeases(): a watch starting before the compacted revision re-list
   reg.put(key("10.1.11.0/24"), value("192.168.0.11"));
   reg.put(key("10.1.10.0/24"), value("192.168.0.10")); // renewal: same attrs, not reported
   reg.compact();
-  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), [
     "added 10.1.10.0/24",
     "added 10.1.8.0/24",
@@ -587,7 +594,7 @@ Deno.test("waitForNetworkConfig(): retries while unreachable, rejects on abort",
   reg.failNext = 2;
   reg.put(`${P}/config`, NET16, null);
   const cfg = await waitForNetworkConfig(reg, P, env.ac.signal, new Logger("config"));
-  assert.equal(cfg.network.toString(), "10.1.0.0/16");
+  assert.equal(cfg.ipv4?.network.toString(), "10.1.0.0/16");
   const reg2 = new FakeRegistry();
   const ac = new AbortController();
   const p = waitForNetworkConfig(reg2, P, ac.signal, new Logger("config"));
@@ -742,7 +749,7 @@ Deno.test("watchLeases(): peer leases outside the config are never handed on, re
   reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   reg.put(`${P}/subnets/8.8.0.0-16`, value("192.168.0.9"));
   reg.put(`${P}/subnets/10.1.0.0-16`, value("192.168.0.9"));
@@ -775,11 +782,11 @@ Deno.test("watchLeases(): of two keys for one subnet the first created wins; the
   reg.put(dual, value("192.168.0.88"));
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  assert.equal(own.lease.subnet.toString(), "10.1.1.0/24");
-  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  assert.equal(own.lease.subnet!.toString(), "10.1.1.0/24");
+  const it = m.watchLeases(own.lease, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   const first = await takeNext(it);
   assert.deepEqual(showEvents(first), ["added 10.1.8.0/24"]);
-  assert.equal(first[0].lease.attrs.publicIP.toString(), "192.168.0.8");
+  assert.equal(first[0].lease.attrs.publicIP?.toString(), "192.168.0.8");
   assert.ok(env.lines.some((l) =>
     l.includes(
       `Ignoring lease ${dual} (revision 3, PublicIP 192.168.0.88): 10.1.8.0/24 is ` +
@@ -790,11 +797,11 @@ Deno.test("watchLeases(): of two keys for one subnet the first created wins; the
   // The first holder goes: the other is handed on, in the same batch as the removal.
   reg.del(key("10.1.8.0/24"));
   const b = await takeNext(it);
-  assert.deepEqual(b.map((e) => `${e.type} ${e.lease.subnet.toString()}`), [
+  assert.deepEqual(b.map((e) => `${e.type} ${e.lease.subnet!.toString()}`), [
     "removed 10.1.8.0/24",
     "added 10.1.8.0/24",
   ]);
-  assert.equal(b[1].lease.attrs.publicIP.toString(), "192.168.0.88");
+  assert.equal(b[1].lease.attrs.publicIP?.toString(), "192.168.0.88");
   assert.ok(env.lines.some((l) => l.includes("10.1.1.0/24 is our own lease")), env.lines.join(""));
   // A rejected key's removal never reaches the backend.
   reg.del(`${P}/subnets/10.1.1.0-24&fc00::-64`);
@@ -808,7 +815,7 @@ Deno.test("watchLeases(): a valid lease whose value turns malformed is removed",
   reg.put(key("10.1.8.0/24"), value("192.168.0.8"));
   const m = env.manager(reg, NET16);
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24"]);
   reg.put(key("10.1.8.0/24"), "{junk");
   assert.deepEqual(showEvents(await takeNext(it)), ["removed 10.1.8.0/24"]);
@@ -911,7 +918,7 @@ Deno.test("watchLeases(): etcd lost its memory → listed again, the backend get
   reg.put(key("10.1.9.0/24"), value("192.168.0.9"));
   const m = env.manager(reg, NET16, { resetSettleMs: 200 });
   const own = await m.acquireLease(attrs("192.168.0.2"), env.ac.signal);
-  const it = m.watchLeases(own.lease.subnet, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  const it = m.watchLeases(own.lease, own.peers, env.ac.signal)[Symbol.asyncIterator]();
   assert.deepEqual(showEvents(await takeNext(it)), ["added 10.1.8.0/24", "added 10.1.9.0/24"]);
   const lists = reg.calls.filter((c) => c.startsWith("list")).length;
   const next = takeNext(it); // watching now
@@ -1027,4 +1034,218 @@ Deno.test("keepLease(): a renewal that is etcd's first answer after a wipe waits
   assert.equal(reg.kv.get(k)?.value, value("192.168.0.2"), env.lines.join(""));
   ac.abort();
   assert.equal(await keeping, null);
+});
+
+// --- IPv6: both families in one key, upstream's key forms, the peer checks for the IPv6 half
+
+const DUAL =
+  '{"Network":"10.1.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"vxlan"}}';
+const V6ONLY =
+  '{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fc00::/48","Backend":{"Type":"host-gw"}}';
+
+function attrs6(ip: string | null, ip6: string, extra: Partial<LeaseAttrs> = {}): LeaseAttrs {
+  return {
+    publicIP: ip === null ? null : parseIPv4(ip)!,
+    publicIPv6: IPNet.mustParse(`${ip6}/128`).ip,
+    backendType: "vxlan",
+    backendData: ip === null ? null : { VNI: 1, VtepMAC: "0e:00:00:00:00:04" },
+    backendV6Data: { VNI: 1, VtepMAC: "0e:00:00:00:00:06" },
+    ...extra,
+  };
+}
+
+const value6 = (ip: string | null, ip6: string, extra: Partial<LeaseAttrs> = {}) =>
+  encodeLeaseValue(attrs6(ip, ip6, extra));
+
+Deno.test("IPv6: acquireLease() leases both families in one upstream-style key", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(`${P}/subnets/10.1.1.0-24&fc00:0:0:1::-64`, value6("192.168.0.9", "fd00::9"));
+  const m = env.manager(reg, DUAL);
+  const { lease } = await m.acquireLease(attrs6("192.168.0.2", "fd00::2"), env.ac.signal);
+  assert.equal(lease.subnet!.toString(), "10.1.2.0/24"); // random() = 0: the first free
+  assert.equal(lease.ipv6Subnet!.toString(), "fc00:0:0:2::/64");
+  const k = `${P}/subnets/10.1.2.0-24&fc00:0:0:2::-64`;
+  assert.equal(
+    reg.kv.get(k)?.value,
+    '{"PublicIP":"192.168.0.2","PublicIPv6":"fd00::2","BackendType":"vxlan",' +
+      '"BackendData":{"VNI":1,"VtepMAC":"0e:00:00:00:00:04"},' +
+      '"BackendV6Data":{"VNI":1,"VtepMAC":"0e:00:00:00:00:06"}}',
+  );
+  assert.ok(env.lines.some((l) => l.includes("Acquired lease 10.1.2.0/24 + fc00:0:0:2::/64")));
+
+  // A restart finds it by PublicIP and writes nothing.
+  const writes = reg.calls.length;
+  const again = await env.manager(reg, DUAL).acquireLease(
+    attrs6("192.168.0.2", "fd00::2"),
+    env.ac.signal,
+  );
+  assert.equal(again.lease.ipv6Subnet!.toString(), "fc00:0:0:2::/64");
+  assert.deepEqual(reg.calls.slice(writes).filter((c) => !c.startsWith("list")), []);
+});
+
+Deno.test("IPv6: an IPv4-only lease of ours is replaced when IPv6 gets enabled", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(key("10.1.7.0/24"), value("192.168.0.2"));
+  await writeSubnetFile(`${env.dir}/subnet.env`, {
+    network: net("10.1.0.0/16"),
+    subnet: net("10.1.7.0/24"),
+    mtu: 1450,
+    ipMasq: false,
+  });
+  const m = env.manager(reg, DUAL);
+  const { lease } = await m.acquireLease(attrs6("192.168.0.2", "fd00::2"), env.ac.signal);
+  // The old key no longer fits (it names no IPv6 subnet): deleted; subnet.env keeps the IPv4
+  // subnet, the IPv6 one is a random pick.
+  assert.equal(reg.kv.has(key("10.1.7.0/24")), false);
+  assert.equal(lease.subnet!.toString(), "10.1.7.0/24");
+  assert.equal(lease.ipv6Subnet!.toString(), "fc00:0:0:1::/64");
+  assert.ok(reg.kv.has(`${P}/subnets/10.1.7.0-24&fc00:0:0:1::-64`));
+});
+
+Deno.test("IPv6: acquireLease() prefers FLANNEL_SUBNET and FLANNEL_IPV6_SUBNET of subnet.env", async () => {
+  await using env = await Env.create();
+  await writeSubnetFile(`${env.dir}/subnet.env`, {
+    network: net("10.1.0.0/16"),
+    subnet: net("10.1.42.0/24"),
+    ipv6Network: IPNet.mustParse("fc00::/48"),
+    ipv6Subnet: IPNet.mustParse("fc00:0:0:2a::/64"),
+    mtu: 1450,
+    ipMasq: false,
+  });
+  assert.match(
+    await Deno.readTextFile(`${env.dir}/subnet.env`),
+    /FLANNEL_IPV6_SUBNET=fc00:0:0:2a::1\/64\n/,
+  );
+  const reg = new FakeRegistry();
+  const m = env.manager(reg, DUAL);
+  const { lease } = await m.acquireLease(attrs6("192.168.0.2", "fd00::2"), env.ac.signal);
+  assert.equal(lease.subnet!.toString(), "10.1.42.0/24");
+  assert.equal(lease.ipv6Subnet!.toString(), "fc00:0:0:2a::/64");
+  assert.ok(env.lines.some((l) => l.includes("(the subnet of")), env.lines.join(""));
+
+  // The IPv6 one held by another host (in a key with another IPv4 subnet): IPv4 from the file,
+  // IPv6 a random pick among the free ones.
+  const reg2 = new FakeRegistry();
+  reg2.put(`${P}/subnets/10.1.9.0-24&fc00:0:0:2a::-64`, value6("192.168.0.9", "fd00::9"));
+  const { lease: b } = await env.manager(reg2, DUAL).acquireLease(
+    attrs6("192.168.0.2", "fd00::2"),
+    env.ac.signal,
+  );
+  assert.equal(b.subnet!.toString(), "10.1.42.0/24");
+  assert.equal(b.ipv6Subnet!.toString(), "fc00:0:0:1::/64");
+});
+
+Deno.test("IPv6-only: key 0.0.0.0-0&…, PublicIP 0.0.0.0, reuse by PublicIPv6", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  // Another IPv6-only host (also PublicIP 0.0.0.0): not ours.
+  reg.put(
+    `${P}/subnets/0.0.0.0-0&fc00:0:0:1::-64`,
+    value6(null, "fd00::9", { backendType: "host-gw", backendData: null, backendV6Data: null }),
+  );
+  const m = env.manager(reg, V6ONLY);
+  const mine = attrs6(null, "fd00::2", {
+    backendType: "host-gw",
+    backendData: null,
+    backendV6Data: null,
+  });
+  const { lease } = await m.acquireLease(mine, env.ac.signal);
+  assert.equal(lease.subnet, null);
+  assert.equal(lease.ipv6Subnet!.toString(), "fc00:0:0:2::/64");
+  const k = `${P}/subnets/0.0.0.0-0&fc00:0:0:2::-64`;
+  assert.equal(
+    reg.kv.get(k)?.value,
+    '{"PublicIP":"0.0.0.0","PublicIPv6":"fd00::2","BackendType":"host-gw"}',
+  );
+  const again = await env.manager(reg, V6ONLY).acquireLease(mine, env.ac.signal);
+  assert.equal(again.lease.ipv6Subnet!.toString(), "fc00:0:0:2::/64");
+  assert.equal(reg.kv.size, 2);
+});
+
+Deno.test("IPv6: every IPv6 subnet is taken: no free subnet, named with IPv6SubnetLen", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const cfg =
+    '{"Network":"10.1.0.0/16","EnableIPv6":true,"IPv6Network":"fc00::/124","Backend":{"Type":"vxlan"}}';
+  for (const [i, v6] of ["fc00::4", "fc00::8", "fc00::c"].entries()) {
+    reg.put(
+      `${P}/subnets/10.1.${i + 1}.0-24&${v6}-126`,
+      value6(`192.168.0.${10 + i}`, `fd00::${10 + i}`),
+    );
+  }
+  const m = env.manager(reg, cfg, { noFreeSubnetRetryMs: 20 });
+  const ac = new AbortController();
+  const p = m.acquireLease(attrs6("192.168.0.2", "fd00::2"), ac.signal);
+  await new Promise((r) => setTimeout(r, 100));
+  ac.abort();
+  await assert.rejects(p);
+  assert.ok(
+    env.lines.some((l) =>
+      l.includes(
+        "No free subnet in fc00::/124 between fc00::4 and fc00::c (IPv6SubnetLen 126): all 3 are leased",
+      )
+    ),
+    env.lines.join(""),
+  );
+});
+
+Deno.test("IPv6: peer leases are checked for the IPv6 half too (inside, IPv6SubnetLen, no overlap)", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  const s = (name: string) => `${P}/subnets/${name}`;
+  reg.put(s("10.1.3.0-24&fc00:0:0:3::-64"), value6("192.168.0.3", "fd00::3")); // good
+  reg.put(s("10.1.4.0-24&fc01::-64"), value6("192.168.0.4", "fd00::4")); // outside IPv6Network
+  reg.put(s("10.1.5.0-24&fc00:0:0:5::-80"), value6("192.168.0.5", "fd00::5")); // wrong length
+  reg.put(s("10.1.6.0-24&fc00::-48"), value6("192.168.0.6", "fd00::6")); // the whole network
+  reg.put(s("10.1.7.0-24&fc00:0:0:3::-64"), value6("192.168.0.7", "fd00::7")); // overlaps .3's
+  reg.put(s("10.1.8.0-24"), value("192.168.0.8")); // IPv4-only peer: used for IPv4 alone
+  reg.put(s("10.1.9.0-24&fc00:0:0:1::-64"), value6("192.168.0.9", "fd00::9")); // our IPv6 subnet
+  const m = env.manager(reg, DUAL);
+  await writeSubnetFile(`${env.dir}/subnet.env`, {
+    network: net("10.1.0.0/16"),
+    subnet: net("10.1.1.0/24"),
+    ipv6Network: IPNet.mustParse("fc00::/48"),
+    ipv6Subnet: IPNet.mustParse("fc00:0:0:1::/64"),
+    mtu: 1450,
+    ipMasq: false,
+  });
+  // fc00:0:0:1:: is taken by .9 in etcd: we get another one.
+  const own = await m.acquireLease(attrs6("192.168.0.2", "fd00::2"), env.ac.signal);
+  assert.equal(own.lease.subnet!.toString(), "10.1.1.0/24");
+  assert.equal(own.lease.ipv6Subnet!.toString(), "fc00:0:0:2::/64");
+  const it = m.watchLeases(own.lease, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(showEvents(await takeNext(it)), [
+    "added 10.1.3.0/24 + fc00:0:0:3::/64",
+    "added 10.1.8.0/24",
+    "added 10.1.9.0/24 + fc00:0:0:1::/64",
+  ]);
+  const warns = env.lines.filter((l) => l.startsWith("W")).join("");
+  assert.match(warns, /10\.1\.4\.0-24&fc01::-64 .*fc01::\/64 is not inside IPv6Network fc00::\/48/);
+  assert.match(warns, /10\.1\.5\.0-24&fc00:0:0:5::-80 .*is not of IPv6SubnetLen 64/);
+  assert.match(warns, /10\.1\.6\.0-24&fc00::-48 .*is the whole IPv6Network/);
+  assert.match(warns, /10\.1\.7\.0-24&fc00:0:0:3::-64 .*fc00:0:0:3::\/64 is already held by/);
+
+  // Our IPv6 subnet appearing in another key is refused; the first holder going lets the next in.
+  reg.put(s("10.1.10.0-24&fc00:0:0:2::-64"), value6("192.168.0.10", "fd00::10"));
+  reg.del(s("10.1.3.0-24&fc00:0:0:3::-64"));
+  const b = await takeNext(it);
+  assert.deepEqual(showEvents(b), [
+    "added 10.1.7.0/24 + fc00:0:0:3::/64",
+    "removed 10.1.3.0/24 + fc00:0:0:3::/64",
+  ]);
+  assert.ok(env.lines.some((l) => l.includes("fc00:0:0:2::/64 is our own lease")));
+});
+
+Deno.test("IPv6-only: a peer lease without an IPv6 subnet is refused", async () => {
+  await using env = await Env.create();
+  const reg = new FakeRegistry();
+  reg.put(key("10.1.3.0/24"), value("192.168.0.3"));
+  reg.put(`${P}/subnets/0.0.0.0-0&fc00:0:0:4::-64`, value6(null, "fd00::4"));
+  const m = env.manager(reg, V6ONLY);
+  const own = await m.acquireLease(attrs6(null, "fd00::2"), env.ac.signal);
+  const it = m.watchLeases(own.lease, own.peers, env.ac.signal)[Symbol.asyncIterator]();
+  assert.deepEqual(showEvents(await takeNext(it)), ["added fc00:0:0:4::/64"]);
+  assert.ok(env.lines.some((l) => l.includes("it has no IPv6 subnet (IPv6-only network)")));
 });

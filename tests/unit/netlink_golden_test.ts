@@ -363,3 +363,169 @@ Deno.test("list verbs send the dump requests iproute2 sends", async (t) => {
     );
   });
 });
+
+// IPv6: captured by the same script (the IPv6 section: v0 index 3 with fd00::1/64, flannel-v6.1
+// index 5).
+const FD00_1 = "fd000000 00000000 00000000 00000001";
+const FD00_2 = "fd000000 00000000 00000000 00000002";
+const FC00_22 = "fc000000 00000022 00000000 00000000";
+const FC00_7 = "fc000000 00000007 00000000 00000000";
+const FC00_8 = "fc000000 00000008 00000000 00000000";
+
+Deno.test("linkAddVxlan() over IPv6 writes IFLA_VXLAN_LOCAL6 where iproute2 does", () => {
+  // ip link add flannel-v6.1 mtu 1430 address 0e:11:22:33:44:77 type vxlan id 1 local fd00::1 \
+  //   dev v0 dstport 8472 nolearning ttl 0
+  const golden = hex(
+    "98000000 1000 0506", // nlmsg_len 152, RTM_NEWLINK REQUEST|ACK|EXCL|CREATE
+    SEQ_PID,
+    "00 00 0000 00000000 00000000 00000000", // ifinfomsg
+    "0800 0400 96050000", // IFLA_MTU 1430
+    "0a00 0100 0e1122334477 0000", // IFLA_ADDRESS + pad
+    "1100 0300 666c616e6e656c2d76362e3100 000000", // IFLA_IFNAME "flannel-v6.1\0" + pad
+    "5000 1200", // IFLA_LINKINFO, 80 bytes
+    "0900 0100 76786c616e 000000", //   IFLA_INFO_KIND "vxlan"
+    "4000 0200", //   IFLA_INFO_DATA, 64 bytes
+    "0800 0300 03000000", //     IFLA_VXLAN_LINK 3 (v0)
+    "0500 0500 00 000000", //     IFLA_VXLAN_TTL 0
+    "0800 0100 01000000", //     IFLA_VXLAN_ID 1
+    `1400 1100 ${FD00_1}`, //     IFLA_VXLAN_LOCAL6 fd00::1
+    "0500 0700 00 000000", //     IFLA_VXLAN_LEARNING 0
+    "0600 0f00 2118 0000", //     IFLA_VXLAN_PORT 8472
+  );
+  assertEquals(
+    sent((nl) =>
+      nl.linkAddVxlan({
+        name: "flannel-v6.1",
+        vni: 1,
+        local: ip("fd00::1"),
+        lowerIndex: 3,
+        port: 8472,
+        learning: false,
+        ttl: 0,
+        mtu: 1430,
+        mac: "0e:11:22:33:44:77",
+      })
+    ),
+    golden,
+  );
+});
+
+Deno.test("IPv6 address, route, NDP neighbour and fdb verbs encode as iproute2 does", async (t) => {
+  await t.step("ip addr add fc00:0:0:22::/128 dev flannel-v6.1 nodad", () => {
+    assertEquals(
+      sent((nl) => nl.addrAdd(5, ip("fc00:0:0:22::"), 128, { nodad: true })),
+      hex(
+        "40000000 1400 0506", // RTM_NEWADDR REQUEST|ACK|EXCL|CREATE
+        SEQ_PID,
+        "0a 80 02 00 05000000", // ifaddrmsg: AF_INET6, /128, IFA_F_NODAD, universe, index 5
+        `1400 0200 ${FC00_22}`, // IFA_LOCAL
+        `1400 0100 ${FC00_22}`, // IFA_ADDRESS
+      ),
+    );
+  });
+  await t.step(
+    "ip -6 route replace fc00:0:0:7::/64 via fc00:0:0:7:: dev flannel-v6.1 onlink",
+    () => {
+      assertEquals(
+        sent((nl) =>
+          nl.routeReplace({
+            dst: net("fc00:0:0:7::/64"),
+            gateway: ip("fc00:0:0:7::"),
+            oif: 5,
+            onlink: true,
+          })
+        ),
+        hex(
+          "4c000000 1800 0505", // RTM_NEWROUTE REQUEST|ACK|REPLACE|CREATE
+          SEQ_PID,
+          // rtmsg: AF_INET6, /64, table main, boot, universe, unicast, RTNH_F_ONLINK
+          "0a 40 00 00 fe 03 00 01 04000000",
+          `1400 0100 ${FC00_7}`, // RTA_DST
+          `1400 0500 ${FC00_7}`, // RTA_GATEWAY
+          "0800 0400 05000000", // RTA_OIF 5
+        ),
+      );
+    },
+  );
+  const via = hex(`1400 0100 ${FC00_8}`, `1400 0500 ${FD00_2}`, "0800 0400 03000000");
+  await t.step("ip -6 route replace fc00:0:0:8::/64 via fd00::2 dev v0", () => {
+    assertEquals(
+      sent((nl) =>
+        nl.routeReplace({ dst: net("fc00:0:0:8::/64"), gateway: ip("fd00::2"), oif: 3 })
+      ),
+      hex("4c000000 1800 0505", SEQ_PID, "0a 40 00 00 fe 03 00 01 00000000", via),
+    );
+  });
+  await t.step("ip -6 route del fc00:0:0:8::/64 via fd00::2 dev v0", () => {
+    assertEquals(
+      sent((nl) => nl.routeDel({ dst: net("fc00:0:0:8::/64"), gateway: ip("fd00::2"), oif: 3 })),
+      // RTM_DELROUTE REQUEST|ACK; proto, scope and type unspecified, as iproute2
+      hex("4c000000 1900 0500", SEQ_PID, "0a 40 00 00 fe 00 00 00 00000000", via),
+    );
+  });
+  await t.step(
+    "ip -6 neigh replace fc00:0:0:7:: lladdr 0e:aa:bb:cc:dd:ff dev flannel-v6.1 nud permanent",
+    () => {
+      assertEquals(
+        sent((nl) => nl.neighSet(5, ip("fc00:0:0:7::"), "0e:aa:bb:cc:dd:ff")),
+        hex(
+          "3c000000 1c00 0505", // RTM_NEWNEIGH REQUEST|ACK|REPLACE|CREATE
+          SEQ_PID,
+          "0a 000000 05000000 8000 00 00", // ndmsg: AF_INET6, ifindex 5, NUD_PERMANENT
+          `1400 0100 ${FC00_7}`, // NDA_DST
+          "0a00 0200 0eaabbccddff 0000", // NDA_LLADDR
+        ),
+      );
+    },
+  );
+  await t.step("ip -6 neigh del fc00:0:0:7:: dev flannel-v6.1", () => {
+    assertEquals(
+      sent((nl) => nl.neighDel(5, ip("fc00:0:0:7::"))),
+      hex("30000000 1d00 0500", SEQ_PID, "0a 000000 05000000 8000 00 00", `1400 0100 ${FC00_7}`),
+    );
+  });
+  await t.step("bridge fdb replace 0e:aa:bb:cc:dd:ff dev flannel-v6.1 dst fd00::2", () => {
+    assertEquals(
+      sent((nl) => nl.fdbSet(5, "0e:aa:bb:cc:dd:ff", ip("fd00::2"))),
+      hex(
+        "3c000000 1c00 0505",
+        SEQ_PID,
+        "07 000000 05000000 c000 02 00", // AF_BRIDGE, NUD_NOARP|NUD_PERMANENT, NTF_SELF
+        "0a00 0200 0eaabbccddff 0000", // NDA_LLADDR
+        `1400 0100 ${FD00_2}`, // NDA_DST fd00::2
+      ),
+    );
+  });
+});
+
+Deno.test("IPv6 list verbs send the AF_INET6 dump requests iproute2 sends", async (t) => {
+  await t.step("addrList(undefined, 6): ip -6 addr show", () => {
+    assertEquals(
+      sent((nl) => nl.addrList(undefined, 6)),
+      hex("18000000 1600 0103", SEQ_PID, "0a 00 00 00 00000000"), // ifaddrmsg AF_INET6
+    );
+  });
+  await t.step("routeList(254, 6): ip -6 route show table main", () => {
+    assertEquals(
+      sent((nl) => nl.routeList(254, 6)),
+      hex("24000000 1a00 0103", SEQ_PID, "0a 00 00 00 00 00 00 00 00000000", "0800 0f00 fe000000"),
+    );
+  });
+  await t.step("routeGet: ip route get fd00::7:5 (no RTM_F_LOOKUP_TABLE for IPv6)", () => {
+    assertEquals(
+      sent((nl) => nl.routeGet(ip("fd00::7:5"))),
+      hex(
+        "30000000 1a00 0100", // RTM_GETROUTE REQUEST
+        SEQ_PID,
+        "0a 80 00 00 00 00 00 00 00000000", // rtmsg: AF_INET6, dst_len 128, flags 0
+        "1400 0100 fd000000 00000000 00000000 00070005", // RTA_DST
+      ),
+    );
+  });
+  await t.step("neighList(undefined, 6): ip -6 neigh show", () => {
+    assertEquals(
+      sent((nl) => nl.neighList(undefined, 6)),
+      hex("1c000000 1e00 0103", SEQ_PID, "0a 000000 00000000 0000 00 00"), // ndmsg AF_INET6
+    );
+  });
+});

@@ -3,9 +3,9 @@ import { SyscallError } from "../../ffi/errno.ts";
 import type { NetlinkEvent } from "../../ffi/netlink/mod.ts";
 import type { NetworkConfig, VxlanBackendConfig } from "../../lib/config.ts";
 import type { IPNet } from "../../lib/ip.ts";
-import { encodeLeaseValue, type LeaseAttrs } from "../../lib/lease.ts";
+import { encodeLeaseValue, type LeaseAttrs, type LeaseSubnets } from "../../lib/lease.ts";
 import { logger } from "../../lib/log.ts";
-import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import type { Acquired, LeaseEvent, LeaseSnapshot, SubnetManager } from "../../lib/subnet/mod.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
 import { create } from "../../lib/backend/vxlan/mod.ts";
 import {
@@ -157,10 +157,13 @@ const OWN: IPNet = net("10.1.1.0/24");
 
 function config(over: Partial<VxlanBackendConfig> = {}): NetworkConfig {
   return {
-    network: NETWORK,
-    subnetLen: 24,
-    subnetMin: ip("10.1.1.0"),
-    subnetMax: ip("10.1.255.0"),
+    ipv4: {
+      network: NETWORK,
+      subnetLen: 24,
+      subnetMin: ip("10.1.1.0"),
+      subnetMax: ip("10.1.255.0"),
+    },
+    ipv6: null,
     backend: {
       type: "vxlan",
       vni: 1,
@@ -179,6 +182,8 @@ const ext: ExternalInterface = {
   index: 2,
   ifaceAddr: ip("192.168.0.1"),
   publicIP: ip("192.168.0.1"),
+  ifaceV6Addr: null,
+  publicIPv6: null,
   mtu: 1500,
 };
 
@@ -188,10 +193,11 @@ class FakeSubnets implements SubnetManager {
   #queue: LeaseEvent[][] = [];
   #wake: (() => void) | null = null;
   constructor(readonly config: NetworkConfig) {}
+  own: LeaseSubnets = { subnet: OWN, ipv6Subnet: null };
   acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
     this.acquired.push(attrs);
     return Promise.resolve({
-      lease: { subnet: OWN, attrs, expiration: null, modRevision: 1, etcdLeaseId: null },
+      lease: { ...this.own, attrs, expiration: null, modRevision: 1, etcdLeaseId: null },
       peers: { revision: 1, entries: [] },
     });
   }
@@ -203,8 +209,8 @@ class FakeSubnets implements SubnetManager {
     this.#wake?.();
   }
   async *watchLeases(
-    _own: IPNet,
-    _from: unknown,
+    _own: LeaseSubnets,
+    _from: LeaseSnapshot | null,
     signal: AbortSignal,
   ): AsyncIterable<LeaseEvent[]> {
     const onAbort = () => this.#wake?.();
@@ -454,4 +460,128 @@ Deno.test("vxlan backend: a failing lease watch ends run() and the repair loop w
   assert.equal((healSignal as AbortSignal | null)?.aborted, true);
   assert.equal(nl.closed, true);
   assert.equal(ac.signal.aborted, false);
+});
+
+// --- IPv6: flannel-v6.<VNI> as a second instance of the route network
+
+const ext6: ExternalInterface = { ...ext, ifaceV6Addr: ip("fd00::1"), publicIPv6: ip("fd00::1") };
+
+function config6(ipv4 = true): NetworkConfig {
+  const c = config();
+  return {
+    ...c,
+    ipv4: ipv4 ? c.ipv4 : null,
+    ipv6: {
+      network: net("fc00::/48"),
+      subnetLen: 64,
+      subnetMin: ip("fc00:0:0:1::"),
+      subnetMax: ip("fc00:0:0:ffff::"),
+    },
+  };
+}
+
+const V6_PEER = { subnet: "fc00:0:0:2::/64", publicIPv6: "fd00::2" };
+
+Deno.test("vxlan backend, dual-stack: two devices, both advertised, /32 and /128 (nodad), the smaller MTU", async () => {
+  const nl = new FakeNetlink();
+  const subnets = new FakeSubnets(config6());
+  subnets.own = { subnet: OWN, ipv6Subnet: net("fc00:0:0:1::/64") };
+  const backend = create(
+    fakeContext({ config: subnets.config, ext: ext6, subnets, nl, events: events([]).source }),
+  );
+  using _log = logCapture();
+  const network = await backend.init(new AbortController().signal);
+  assert.equal(network.mtu, 1430);
+  assert.equal(
+    encodeLeaseValue(subnets.acquired[0]),
+    '{"PublicIP":"192.168.0.1","PublicIPv6":"fd00::1","BackendType":"vxlan",' +
+      '"BackendData":{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"},' +
+      '"BackendV6Data":{"VNI":1,"VtepMAC":"0a:00:00:00:00:02"}}',
+  );
+  assert.deepEqual(nl.take(), [
+    "linkAddVxlan flannel.1 vni 1 mac random",
+    "linkSetUp 10",
+    "linkAddVxlan flannel-v6.1 vni 1 mac random",
+    "linkSetUp 11",
+    "addrAdd 10 10.1.1.0/32",
+    "addrAdd 11 fc00:0:0:1::/128 nodad",
+  ]);
+  assert.equal(nl.links[1].mtu, 1430);
+  assert.deepEqual(nl.links[1].vxlan?.local, ip("fd00::1"));
+  nl.close();
+});
+
+Deno.test("vxlan backend, dual-stack: peers get NDP, FDB (IPv6 dst) and onlink routes on flannel-v6.1; IPv4-only peers only IPv4", async () => {
+  const nl = new FakeNetlink();
+  const subnets = new FakeSubnets(config6());
+  subnets.own = { subnet: OWN, ipv6Subnet: net("fc00:0:0:1::/64") };
+  const backend = create(
+    fakeContext({ config: subnets.config, ext: ext6, subnets, nl, events: events([]).source }),
+  );
+  const ac = new AbortController();
+  using _log = logCapture();
+  const network = await backend.init(ac.signal);
+  nl.take();
+  const running = network.run(ac.signal);
+  const data6 = { VNI: 1, VtepMAC: "aa:bb:cc:00:00:6b" };
+  const dual = lease("10.1.2.0/24", "192.168.0.2", "vxlan", undefined, {
+    ...V6_PEER,
+    backendV6Data: data6,
+  });
+  subnets.push([{ type: "added", lease: dual }]);
+  await until(() => nl.routes.length === 2);
+  assert.deepEqual(nl.take(), [
+    "fdbSet 10 aa:bb:cc:00:00:0b 192.168.0.2",
+    "neighSet 10 10.1.2.0 aa:bb:cc:00:00:0b",
+    "routeReplace 10.1.2.0/24 via 10.1.2.0 dev 10 onlink",
+    "fdbSet 11 aa:bb:cc:00:00:6b fd00::2",
+    "neighSet 11 fc00:0:0:2:: aa:bb:cc:00:00:6b",
+    "routeReplace fc00:0:0:2::/64 via fc00:0:0:2:: dev 11 onlink",
+  ]);
+  const data3 = { VNI: 1, VtepMAC: "aa:bb:cc:00:00:0c" };
+  subnets.push([{ type: "added", lease: lease("10.1.3.0/24", "192.168.0.3", "vxlan", data3) }]);
+  await until(() => nl.routes.length === 3);
+  assert.deepEqual(nl.take(), [
+    "fdbSet 10 aa:bb:cc:00:00:0c 192.168.0.3",
+    "neighSet 10 10.1.3.0 aa:bb:cc:00:00:0c",
+    "routeReplace 10.1.3.0/24 via 10.1.3.0 dev 10 onlink",
+  ]);
+  subnets.push([{ type: "removed", lease: dual }]);
+  await until(() => nl.routes.length === 1);
+  assert.deepEqual(nl.take(), [
+    "routeDel 10.1.2.0/24 via 10.1.2.0 dev 10",
+    "neighDel 10 10.1.2.0",
+    "fdbDel 10 aa:bb:cc:00:00:0b 192.168.0.2",
+    "routeDel fc00:0:0:2::/64 via fc00:0:0:2:: dev 11",
+    "neighDel 11 fc00:0:0:2::",
+    "fdbDel 11 aa:bb:cc:00:00:6b fd00::2",
+  ]);
+  ac.abort();
+  await running;
+});
+
+Deno.test("vxlan backend, IPv6-only: only flannel-v6.1, no BackendData, a peer without BackendV6Data skipped", async () => {
+  const nl = new FakeNetlink();
+  const subnets = new FakeSubnets(config6(false));
+  subnets.own = { subnet: null, ipv6Subnet: net("fc00:0:0:1::/64") };
+  const v6only: ExternalInterface = { ...ext6, ifaceAddr: null, publicIP: null };
+  const backend = create(
+    fakeContext({ config: subnets.config, ext: v6only, subnets, nl, events: events([]).source }),
+  );
+  const ac = new AbortController();
+  using log = logCapture();
+  const network = await backend.init(ac.signal);
+  assert.deepEqual(nl.links.map((l) => l.name), ["flannel-v6.1"]);
+  assert.equal(
+    encodeLeaseValue(subnets.acquired[0]),
+    '{"PublicIP":"0.0.0.0","PublicIPv6":"fd00::1","BackendType":"vxlan",' +
+      '"BackendV6Data":{"VNI":1,"VtepMAC":"0a:00:00:00:00:01"}}',
+  );
+  nl.take();
+  const running = network.run(ac.signal);
+  subnets.push([{ type: "added", lease: lease("", "", "vxlan", null, V6_PEER) }]);
+  await until(() => log.lines.some((l) => l.includes("BackendV6Data is not a JSON object")));
+  assert.deepEqual(nl.take(), []);
+  ac.abort();
+  await running;
 });

@@ -23,11 +23,19 @@
  * its route present (or replaces it) and its lease again by PublicIP.
  */
 
-import { backendConfig, type BackendContext, type BackendFactory, type Network } from "../mod.ts";
+import {
+  backendConfig,
+  type BackendContext,
+  type BackendFactory,
+  ipv4Attrs,
+  ipv4Only,
+  type Network,
+  ownIPv4,
+} from "../mod.ts";
+import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import type { AwsVpcBackendConfig } from "../../config.ts";
 import { errText, logger } from "../../log.ts";
 import type { Lease } from "../../lease.ts";
-import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import { isAbort } from "../../async.ts";
 import type { RouteTable } from "@aws-sdk/client-ec2";
 import { ec2Client } from "./client.ts";
@@ -73,6 +81,7 @@ async function initAwsVpc(
   const routeRetryMs = opts.routeRetryMs ?? 10_000;
   const graceMs = opts.graceMs ?? 10_000;
   let tableId = "";
+  const v4 = ipv4Only(ctx, "aws-vpc");
   let lease: Lease;
   let peers: LeaseSnapshot;
   let ownCidr = "";
@@ -117,8 +126,10 @@ async function initAwsVpc(
 
     const watcher = (async () => {
       try {
-        for await (const batch of ctx.subnets.watchLeases(lease.subnet, peers, signal)) {
+        for await (const batch of ctx.subnets.watchLeases(lease, peers, signal)) {
           for (const ev of batch) {
+            // IPv4 only (upstream's aws-vpc is): a lease without an IPv4 subnet has no route.
+            if (!ev.lease.subnet) continue;
             const cidr = ev.lease.subnet.toString();
             if (ev.type === "added") {
               leased.add(cidr);
@@ -240,17 +251,14 @@ async function initAwsVpc(
   const routes = new VpcRoutes({
     client,
     instanceId: id.instanceId,
-    network: ctx.config.network,
-    subnetLen: ctx.config.subnetLen,
+    network: v4.range.network,
+    subnetLen: v4.range.subnetLen,
     retry: opts.retry,
     log,
   });
   try {
-    ({ lease, peers } = await ctx.subnets.acquireLease(
-      { publicIP: ctx.ext.publicIP, backendType: "", backendData: null },
-      signal,
-    ));
-    ownCidr = lease.subnet.toString();
+    ({ lease, peers } = await ctx.subnets.acquireLease(ipv4Attrs(v4.publicIP), signal));
+    ownCidr = ownIPv4(lease).toString();
     await routes.disableSourceDestCheck(signal);
     log.info(`Disabled the source/destination check of ${id.instanceId}`);
     tableId = await routes.chooseRouteTable(cfg.routeTableID, signal);

@@ -27,7 +27,15 @@
  *   and with it the address and route; the lease is reused by PublicIP on the next start.
  */
 
-import { type Backend, backendConfig, type BackendContext, type Network } from "../mod.ts";
+import {
+  type Backend,
+  backendConfig,
+  type BackendContext,
+  ipv4Attrs,
+  ipv4Only,
+  type Network,
+  ownIPv4,
+} from "../mod.ts";
 import type { UdpBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
 import type { LeaseSnapshot } from "../../subnet/mod.ts";
@@ -100,7 +108,9 @@ interface Parts {
   readonly ctx: BackendContext;
   readonly cfg: UdpBackendConfig;
   readonly lease: Lease;
-  /** The listing the lease was acquired against: the lease watch starts from it. */
+  /** Our IPv4 subnet (udp is IPv4 only, as upstream). */
+  readonly own: IPNet;
+  /** The listing the lease was acquired against. */
   readonly peers: LeaseSnapshot;
   readonly mtu: number;
   readonly tun: Tun;
@@ -116,28 +126,28 @@ async function init(
   cfg: UdpBackendConfig,
   signal: AbortSignal,
 ): Promise<UdpNetwork> {
-  const { ext, subnets, config } = ctx;
-  refuseRoutedNetwork(ctx, config.network);
-  const { lease, peers } = await subnets.acquireLease(
-    { publicIP: ext.publicIP, backendType: "", backendData: null },
-    signal,
-  );
+  const { ext, subnets } = ctx;
+  const v4 = ipv4Only(ctx, "udp");
+  refuseRoutedNetwork(ctx, v4.range.network);
+  const { lease, peers } = await subnets.acquireLease(ipv4Attrs(v4.publicIP), signal);
+  const own = ownIPv4(lease);
+  const network = v4.range.network;
   const mtu = ext.mtu - ENCAP_OVERHEAD;
   const { tun, vnetHdr } = openTunDevice(cfg);
   let sock: Fd | null = null;
   let gso = { udpGso: false, udpGro: false };
   try {
-    configureDevice(ctx, tun.name, mtu, config.network, lease);
+    configureDevice(ctx, tun.name, mtu, network, own);
     sock = udpSocket();
-    gso = setUpSocket(sock, ext.ifaceAddr, cfg.port, vnetHdr);
+    gso = setUpSocket(sock, v4.ifaceAddr, cfg.port, vnetHdr);
   } catch (err) {
     sock?.close();
     tun.fd.close();
     throw err;
   }
   log.info(
-    `Device ${tun.name} up: ${lease.subnet.ip}/32, mtu ${mtu}, ` +
-      `route ${config.network}; UDP ${ext.ifaceAddr}:${cfg.port}` +
+    `Device ${tun.name} up: ${own.ip}/32, mtu ${mtu}, ` +
+      `route ${network}; UDP ${v4.ifaceAddr}:${cfg.port}` +
       ` (offloads: tun ${vnetHdr ? "on" : "off"}, gso ${gso.udpGso ? "on" : "off"}, ` +
       `gro ${gso.udpGro ? "on" : "off"})`,
   );
@@ -145,6 +155,7 @@ async function init(
     ctx,
     cfg,
     lease,
+    own,
     peers,
     mtu,
     tun,
@@ -214,7 +225,7 @@ function configureDevice(
   name: string,
   mtu: number,
   network: IPNet,
-  lease: Lease,
+  own: IPNet,
 ): void {
   const nl = ctx.netlink();
   try {
@@ -222,7 +233,7 @@ function configureDevice(
     if (link === null) throw new Error(`TUN device ${name} vanished after TUNSETIFF`);
     nl.linkSetMtu(link.index, mtu);
     setTxQueueLen(name, TXQUEUELEN);
-    const addr = lease.subnet.ip;
+    const addr = own.ip;
     const have = nl.addrList(link.index).some((a) => a.address.equals(addr) && a.prefix === 32);
     if (!have) nl.addrAdd(link.index, addr, 32);
     // Our ICMP errors come from the TUN address, which is local: without accept_local the
@@ -307,9 +318,9 @@ async function run(p: Parts, signal: AbortSignal): Promise<void> {
     udpFd: p.sock.fd,
     wakeFd: wake.fd.fd,
     // The Worker's per-packet path keeps IPv4 as host-order u32: convert at its boundary.
-    ownNet: p.lease.subnet.ip.toU32(),
-    ownPrefix: p.lease.subnet.prefix,
-    tunAddr: p.lease.subnet.ip.toU32(),
+    ownNet: p.own.ip.toU32(),
+    ownPrefix: p.own.prefix,
+    tunAddr: p.own.ip.toU32(),
     mtu: p.mtu,
     vnetHdr: p.vnetHdr,
     udpGso: p.udpGso,
@@ -332,22 +343,24 @@ async function run(p: Parts, signal: AbortSignal): Promise<void> {
   try {
     await Promise.race([ready.promise, workerDied.promise]);
     if (failed) throw new Error(failed);
-    const own = p.lease.subnet;
+    const own = p.own;
     const port = p.cfg.port;
     const watch = (async () => {
       let first = true;
-      for await (const batch of p.ctx.subnets.watchLeases(own, p.peers, signal)) {
+      for await (const batch of p.ctx.subnets.watchLeases(p.lease, p.peers, signal)) {
         const changes: PeerChange[] = [];
         for (const ev of batch) {
           const { subnet, attrs } = ev.lease;
-          if (subnet.equals(own)) continue;
+          const pub = attrs.publicIP;
+          // An IPv6-only peer has nothing for an IPv4 overlay.
+          if (subnet === null || pub === null || subnet.equals(own)) continue;
           const op = ev.type === "added" ? "set" : "del";
           // u32 for the Worker's peer table (see WorkerInit).
           const net = subnet.ip.toU32();
-          changes.push({ op, net, prefix: subnet.prefix, ip: attrs.publicIP.toU32(), port });
+          changes.push({ op, net, prefix: subnet.prefix, ip: pub.toU32(), port });
           // The first batch is the whole set (thousands of lines on a big network): -v=1.
           const line = `${ev.type === "added" ? "Route" : "Unroute"} ${subnet}` +
-            (ev.type === "added" ? ` via ${attrs.publicIP}:${port}` : "");
+            (ev.type === "added" ? ` via ${pub}:${port}` : "");
           if (first) log.v(1, line);
           else log.info(line);
         }

@@ -5,7 +5,7 @@
  * to traffic. A recreated device gets the old MAC back for the same reason.
  */
 
-import type { LinkInfo, Netlink } from "../../../ffi/netlink/mod.ts";
+import { type LinkInfo, type Netlink, RT_SCOPE_UNIVERSE } from "../../../ffi/netlink/mod.ts";
 import { isErrno } from "../../../ffi/errno.ts";
 import type { IP } from "../../ip.ts";
 import type { Logger } from "../../log.ts";
@@ -27,7 +27,7 @@ export type DeviceOps = Pick<
 export interface DeviceSpec {
   readonly name: string;
   readonly vni: number;
-  /** The external interface address. */
+  /** The external interface address (IPv6 for `flannel-v6.<VNI>`). */
   readonly local: IP;
   readonly lowerIndex: number;
   readonly port: number;
@@ -129,8 +129,10 @@ export function ensureDevice(
 }
 
 /**
- * Leaves `address/prefix` on the device when present; removes every other IPv4 address; adds it
- * when missing. Returns the number of changes.
+ * Leaves `address/prefix` on the device when present; removes every other address of its family
+ * (for IPv6 the global ones: the kernel's own link-local address stays); adds it when missing
+ * (an IPv6 one `nodad`: the lease makes it unique, and a tentative address could not be used as
+ * a source for a second). Returns the number of changes.
  */
 export function ensureAddress(
   nl: DeviceOps,
@@ -141,8 +143,9 @@ export function ensureAddress(
 ): number {
   let changes = 0;
   let present = false;
-  for (const a of nl.addrList(index)) {
+  for (const a of nl.addrList(index, address.family)) {
     if (a.index !== index) continue;
+    if (address.family === 6 && a.scope !== RT_SCOPE_UNIVERSE) continue;
     if (a.address.equals(address) && a.prefix === prefix) {
       present = true;
       continue;
@@ -152,7 +155,7 @@ export function ensureAddress(
     changes++;
   }
   if (!present) {
-    nl.addrAdd(index, address, prefix);
+    nl.addrAdd(index, address, prefix, address.family === 6 ? { nodad: true } : {});
     changes++;
   }
   return changes;

@@ -16,15 +16,17 @@ export interface VxlanLeaseData {
   readonly VtepMAC: string;
 }
 
-/** What the planner needs to know about this host. */
+/** What the planner needs to know about this host, for one address family. */
 export interface VxlanPeerContext {
+  /** 4 (default): `flannel.<VNI>` over the IPv4 underlay; 6: `flannel-v6.<VNI>` over IPv6. */
+  readonly family?: 4 | 6;
   readonly vni: number;
-  /** Index of `flannel.<VNI>`. */
+  /** Index of `flannel.<VNI>` (or `flannel-v6.<VNI>`). */
   readonly devIndex: number;
   /** Index of the external interface. */
   readonly extIndex: number;
   readonly directRouting: boolean;
-  /** Our own PublicIP: a lease carrying it is a stale one of ours, not a peer. */
+  /** Our own PublicIP (PublicIPv6): a lease carrying it is a stale one of ours, not a peer. */
   readonly ownIP: IP;
   /** True when `ip` is reachable without a gateway through the external interface. */
   readonly isDirect: (ip: IP) => boolean;
@@ -54,11 +56,21 @@ export function decodeVxlanData(data: unknown): { vni: number | null; mac: strin
   return { vni: (rawVni as number | null | undefined) ?? null, mac: formatMAC(mac) };
 }
 
-/** The kernel entries for one peer lease, or why it is skipped. */
+/**
+ * The kernel entries for one peer lease in one family, or why it is skipped. For IPv6 the
+ * subnet, address and data are the lease's IPv6 ones (`PublicIPv6`, `BackendV6Data`), the
+ * entries NDP neighbours and FDB entries with IPv6 destinations on `flannel-v6.<VNI>`.
+ */
 export function planVxlanPeer(lease: Lease, c: VxlanPeerContext): PeerDecision {
-  const subnet = lease.subnet;
-  const pub = lease.attrs.publicIP;
-  const who = `peer ${subnet} (PublicIP ${pub})`;
+  const v6 = c.family === 6;
+  const subnet = v6 ? lease.ipv6Subnet : lease.subnet;
+  const pub = v6 ? lease.attrs.publicIPv6 : lease.attrs.publicIP;
+  const pubKey = v6 ? "PublicIPv6" : "PublicIP";
+  const who = `peer ${subnet} (${pubKey} ${pub})`;
+  if (subnet === null) return { ok: false, reason: `Skipping ${who}: no IPv${c.family} subnet` };
+  if (pub === null) {
+    return { ok: false, reason: `Skipping ${who}: the lease has no ${pubKey}` };
+  }
   if (lease.attrs.backendType !== "vxlan") {
     const type = lease.attrs.backendType || "udp";
     return {
@@ -67,10 +79,15 @@ export function planVxlanPeer(lease: Lease, c: VxlanPeerContext): PeerDecision {
     };
   }
   if (pub.equals(c.ownIP)) {
-    return { ok: false, reason: `Skipping ${who}: that is our own PublicIP` };
+    return { ok: false, reason: `Skipping ${who}: that is our own ${pubKey}` };
   }
-  const data = decodeVxlanData(lease.attrs.backendData);
-  if (typeof data === "string") return { ok: false, reason: `Skipping ${who}: ${data}` };
+  const data = decodeVxlanData(v6 ? lease.attrs.backendV6Data : lease.attrs.backendData);
+  if (typeof data === "string") {
+    return {
+      ok: false,
+      reason: `Skipping ${who}: ${v6 ? data.replace("BackendData", "BackendV6Data") : data}`,
+    };
+  }
   if (data.vni !== null && data.vni !== c.vni) {
     return { ok: false, reason: `Skipping ${who}: VNI ${data.vni} differs from ours (${c.vni})` };
   }
@@ -84,7 +101,7 @@ export function planVxlanPeer(lease: Lease, c: VxlanPeerContext): PeerDecision {
       },
     };
   }
-  const base = lease.subnet.ip;
+  const base = subnet.ip;
   return {
     ok: true,
     entries: {
