@@ -42,8 +42,25 @@ export interface AwsVpcBackendConfig {
   readonly routeTableID: string | null;
 }
 
+export interface WireguardBackendConfig {
+  readonly type: "wireguard";
+  /** UDP port of the IPv4 device, default 51820. */
+  readonly listenPort: number;
+  /** UDP port of the IPv6 device (with IPv6), default 51821. */
+  readonly listenPortV6: number;
+  /** The preshared key (32 bytes, `wg genpsk`'s base64), or null. */
+  readonly psk: Uint8Array | null;
+  /** Persistent keepalive in seconds; 0 = off. */
+  readonly persistentKeepaliveInterval: number;
+  /** Device MTU; null = external MTU − 80. */
+  readonly mtu: number | null;
+  /** Device layout: only `separate` (one device per address family) so far. */
+  readonly mode: "separate";
+}
+
 export type BackendConfig =
   | UdpBackendConfig
+  | WireguardBackendConfig
   | VxlanBackendConfig
   | HostGwBackendConfig
   | AllocBackendConfig
@@ -80,7 +97,7 @@ export class ConfigError extends Error {
 }
 
 /** The backend types this daemon knows, in the order error messages list them. */
-export const BACKEND_TYPES = ["udp", "vxlan", "host-gw", "alloc", "aws-vpc"] as const;
+export const BACKEND_TYPES = ["udp", "vxlan", "host-gw", "alloc", "aws-vpc", "wireguard"] as const;
 
 /** The largest SubnetLen: a /30 still holds two usable host addresses. */
 const MAX_SUBNET_LEN = 30;
@@ -137,6 +154,13 @@ export function parseNetworkConfig(text: string): NetworkConfig {
     throw new ConfigError(
       `Backend.Type ${JSON.stringify(backend.type)} does not support EnableIPv6 true ` +
         `(IPv4 only, as upstream): use vxlan, host-gw or alloc`,
+    );
+  }
+  if (ipv6 && backend.type === "wireguard") {
+    // Upstream has a second device flannel-wg-v6 on ListenPortV6; ours is IPv4 only so far.
+    throw new ConfigError(
+      `Backend.Type "wireguard" does not support EnableIPv6 true yet ` +
+        `(this daemon's wireguard is IPv4 only): use vxlan, host-gw or alloc for IPv6`,
     );
   }
   return { ipv4, ipv6, backend };
@@ -303,6 +327,18 @@ function parseBackend(v: unknown): BackendConfig {
       return { type };
     case "aws-vpc":
       return { type, routeTableID: routeTableKey(v) };
+    case "wireguard":
+      return {
+        type,
+        listenPort: intKey(v, "ListenPort", 1, 65535) ?? 51820,
+        listenPortV6: intKey(v, "ListenPortV6", 1, 65535) ?? 51821,
+        psk: pskKey(v),
+        // Upstream reads a time.Duration from a JSON number and multiplies it by a second:
+        // the number is seconds.
+        persistentKeepaliveInterval: intKey(v, "PersistentKeepaliveInterval", 0, 65535) ?? 0,
+        mtu: intKey(v, "MTU", 576, 65535),
+        mode: modeKey(v),
+      };
     default:
       throw new ConfigError(`Backend.Type ${show(rawType)} is not one of ${known}`);
   }
@@ -323,6 +359,27 @@ function boolKey(obj: Record<string, unknown>, key: string): boolean | null {
   if (v === undefined || v === null) return null;
   if (typeof v !== "boolean") throw new ConfigError(`Backend.${key} ${show(v)} is not a boolean`);
   return v;
+}
+
+function pskKey(obj: Record<string, unknown>): Uint8Array | null {
+  const v = getFold(obj, "PSK");
+  if (v === undefined || v === null || v === "") return null;
+  const bad = () =>
+    new ConfigError(`Backend.PSK ${show(v)} is not a key: 32 bytes of base64 (wg genpsk)`);
+  if (typeof v !== "string" || !/^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$/.test(v)) throw bad();
+  const raw = atob(v);
+  return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+}
+
+function modeKey(obj: Record<string, unknown>): "separate" {
+  const v = getFold(obj, "Mode");
+  if (v === undefined || v === null || v === "" || v === "separate") return "separate";
+  if (v === "auto" || v === "ipv4" || v === "ipv6") {
+    throw new ConfigError(
+      `Backend.Mode ${show(v)} is not supported yet: only "separate" (it needs IPv6 support)`,
+    );
+  }
+  throw new ConfigError(`Backend.Mode ${show(v)} is not one of separate, auto, ipv4, ipv6`);
 }
 
 function routeTableKey(obj: Record<string, unknown>): string | null {

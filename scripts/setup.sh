@@ -18,6 +18,12 @@ command -v iperf3 >/dev/null || pkgs+=(iperf3)
 command -v tcpdump >/dev/null || pkgs+=(tcpdump)
 command -v openssl >/dev/null || pkgs+=(openssl)
 command -v strace >/dev/null || pkgs+=(strace)
+# The wireguard backend's crypto (libcrypto for packets, libsodium for X25519/XChaCha20) and the
+# real WireGuard peer its interop tests run against.
+ldconfig -p | grep -q 'libsodium\.so\.23 ' || pkgs+=(libsodium23)
+ldconfig -p | grep -q 'libcrypto\.so\.3 ' || pkgs+=(libssl3)
+command -v wireguard-go >/dev/null || pkgs+=(wireguard-go)
+command -v wg >/dev/null || pkgs+=(wireguard-tools)
 deno_ok() { command -v deno >/dev/null && deno --version 2>/dev/null | head -1 | grep -q '^deno 2\.9\.'; }
 if ! deno_ok && ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 

@@ -15,6 +15,7 @@ const LOADERS: Record<BackendConfig["type"], () => Promise<{ create: BackendFact
   "vxlan": () => import("./vxlan/mod.ts"),
   "host-gw": () => import("./hostgw/mod.ts"),
   "aws-vpc": () => import("./awsvpc/mod.ts"),
+  "wireguard": () => import("./wireguard/mod.ts"),
 };
 
 /** Loads the factory of a backend type. */

@@ -11,78 +11,10 @@ import assert from "node:assert/strict";
 import { Cluster, type Host, REPO_ROOT } from "../harness/cluster.ts";
 import { leaseKey } from "../harness/flannel.ts";
 import { assertFullMesh, pingOnce, startNode, waitUntil } from "./mesh_support.ts";
+import { countersOf, readPcap, tcpdump } from "./capture_support.ts";
 
 const UDP_CONFIG = { Network: "10.1.0.0/16", Backend: { Type: "udp" } };
 const PORT = 8285;
-
-/** The counters from the daemon's last "Data path stopped:" line. */
-function countersOf(logs: string): Record<string, number> {
-  const line = logs.split("\n").findLast((l) => l.includes("Data path stopped:"));
-  assert.ok(line, "no 'Data path stopped' line in the daemon log");
-  const c: Record<string, number> = {};
-  for (const m of line.matchAll(/(\w+)=(\d+)/g)) c[m[1]] = Number(m[2]);
-  return c;
-}
-
-/** Packets of a pcap file: link type and the bytes of each frame. */
-function readPcap(b: Uint8Array): { linkType: number; frames: Uint8Array[] } {
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  assert.equal(v.getUint32(0, true), 0xa1b2c3d4, "pcap magic (little-endian, microseconds)");
-  const linkType = v.getUint32(20, true);
-  const frames: Uint8Array[] = [];
-  for (let off = 24; off + 16 <= b.length;) {
-    const incl = v.getUint32(off + 8, true);
-    frames.push(b.subarray(off + 16, off + 16 + incl));
-    off += 16 + incl;
-  }
-  return { linkType, frames };
-}
-
-/** Starts tcpdump in `host` writing to `file`; resolves once it listens. */
-async function tcpdump(host: Host, iface: string, filter: string[], file: string) {
-  const p = new Deno.Command("ip", {
-    args: [
-      "netns",
-      "exec",
-      host.ns,
-      "tcpdump",
-      "-Z",
-      "root",
-      "--immediate-mode",
-      "-i",
-      iface,
-      "-n",
-      "-U",
-      "-s",
-      "0",
-      "-w",
-      file,
-      ...filter,
-    ],
-    stdout: "null",
-    stderr: "piped",
-  }).spawn();
-  const reader = p.stderr.getReader();
-  let text = "";
-  while (!text.includes("listening on")) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`tcpdump on ${iface} exited: ${text}`);
-    text += new TextDecoder().decode(value);
-  }
-  return {
-    async stop() {
-      await new Promise((r) => setTimeout(r, 300));
-      p.kill("SIGINT");
-      await p.status;
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        text += new TextDecoder().decode(value);
-      }
-      return text;
-    },
-  };
-}
 
 /** Code for `deno eval` that sends datagrams from `src:8285` to `dst:8285` (see kinds below). */
 function senderCode(src: string, dst: string, kind: "crafted" | "random", n: number, inner: {

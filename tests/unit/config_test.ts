@@ -373,19 +373,20 @@ const BAD: { json: string; key: string; value: string; message: string }[] = [
     json: '{"Network":"10.1.0.0/16","Backend":{"Type":"foo"}}',
     key: "Backend.Type",
     value: '"foo"',
-    message: 'Backend.Type "foo" is not one of udp, vxlan, host-gw, alloc, aws-vpc',
+    message: 'Backend.Type "foo" is not one of udp, vxlan, host-gw, alloc, aws-vpc, wireguard',
   },
   {
     json: '{"Network":"10.1.0.0/16","Backend":{"Type":""}}',
     key: "Backend.Type",
     value: '""',
-    message: 'Backend.Type "" is not one of udp, vxlan, host-gw, alloc, aws-vpc',
+    message: 'Backend.Type "" is not one of udp, vxlan, host-gw, alloc, aws-vpc, wireguard',
   },
   {
     json: '{"Network":"10.1.0.0/16","Backend":{"Port":8285}}',
     key: "Backend.Type",
     value: "missing",
-    message: "Backend.Type is missing: must be one of udp, vxlan, host-gw, alloc, aws-vpc",
+    message:
+      "Backend.Type is missing: must be one of udp, vxlan, host-gw, alloc, aws-vpc, wireguard",
   },
   {
     json: '{"Network":"10.1.0.0/16","Backend":{"Type":7}}',
@@ -520,4 +521,79 @@ Deno.test("parseNetworkConfig() shortens a huge bad value in the message", () =>
   }
   assert.ok(message.startsWith('Network "xxx'), message);
   assert.ok(message.length < 200, `message is ${message.length} characters long`);
+});
+
+Deno.test("wireguard config: upstream's keys and defaults, each bad value named", async (t) => {
+  const parse = (backend: Record<string, unknown>) =>
+    parseNetworkConfig(
+      JSON.stringify({ Network: "10.1.0.0/16", Backend: { Type: "wireguard", ...backend } }),
+    )
+      .backend;
+  await t.step("defaults", () => {
+    assert.deepEqual(parse({}), {
+      type: "wireguard",
+      listenPort: 51820,
+      listenPortV6: 51821,
+      psk: null,
+      persistentKeepaliveInterval: 0,
+      mtu: null,
+      mode: "separate",
+    });
+  });
+  await t.step("every key set", () => {
+    const b = parse({
+      ListenPort: 5000,
+      listenportv6: 5001,
+      PSK: "uN2Sbx6qbqC8I3VWWIRMK+4upeSAcA1Im1A4mHBCZ1Y=",
+      PersistentKeepaliveInterval: 25,
+      MTU: 1400,
+      Mode: "separate",
+    });
+    assert.ok(b.type === "wireguard");
+    assert.equal(b.listenPort, 5000);
+    assert.equal(b.listenPortV6, 5001);
+    assert.equal(b.psk?.length, 32);
+    assert.equal(b.persistentKeepaliveInterval, 25);
+    assert.equal(b.mtu, 1400);
+  });
+  const bad: [Record<string, unknown>, string][] = [
+    [{ ListenPort: 0 }, "Backend.ListenPort 0 is not between 1 and 65535"],
+    [{ ListenPort: "51820" }, 'Backend.ListenPort "51820" is not an integer'],
+    [{ PSK: "short" }, 'Backend.PSK "short" is not a key: 32 bytes of base64 (wg genpsk)'],
+    [
+      { PSK: "uN2Sbx6qbqC8I3VWWIRMK+4upeSAcA1Im1A4mHBCZ1Z=" },
+      'Backend.PSK "uN2Sbx6qbqC8I3VWWIRMK+4upeSAcA1Im1A4mHBCZ1Z=" is not a key: 32 bytes of base64 (wg genpsk)',
+    ],
+    [
+      { PersistentKeepaliveInterval: -1 },
+      "Backend.PersistentKeepaliveInterval -1 is not between 0 and 65535",
+    ],
+    [{ MTU: 100 }, "Backend.MTU 100 is not between 576 and 65535"],
+    [
+      { Mode: "auto" },
+      'Backend.Mode "auto" is not supported yet: only "separate" (it needs IPv6 support)',
+    ],
+    [{ Mode: "both" }, 'Backend.Mode "both" is not one of separate, auto, ipv4, ipv6'],
+  ];
+  for (const [b, message] of bad) {
+    await t.step(message, () => {
+      assert.throws(() => parse(b), { name: "ConfigError", message });
+    });
+  }
+  await t.step("EnableIPv6 is refused until the IPv6 device exists", () => {
+    assert.throws(
+      () =>
+        parseNetworkConfig(JSON.stringify({
+          Network: "10.1.0.0/16",
+          EnableIPv6: true,
+          IPv6Network: "fd00:1::/56",
+          Backend: { Type: "wireguard" },
+        })),
+      {
+        name: "ConfigError",
+        message: 'Backend.Type "wireguard" does not support EnableIPv6 true yet ' +
+          "(this daemon's wireguard is IPv4 only): use vxlan, host-gw or alloc for IPv6",
+      },
+    );
+  });
 });

@@ -1,0 +1,297 @@
+/**
+ * The wireguard backend's pieces without privileges: leases → peers (upstream's BackendData,
+ * with and without `Port`), the key file, and the UAPI `get` text.
+ */
+
+import assert from "node:assert/strict";
+import { LeasePeers, peerFromLease } from "../../lib/backend/wireguard/lease_peers.ts";
+import { keyFilePath, loadOrCreateKey } from "../../lib/backend/wireguard/keyfile.ts";
+import {
+  generatePrivateKey,
+  parseKey,
+  publicKey,
+  toBase64,
+  toHex,
+} from "../../lib/backend/wireguard/keys.ts";
+import { formatGet, REFUSED } from "../../lib/backend/wireguard/uapi.ts";
+import { Device } from "../../lib/backend/wireguard/device.ts";
+import { PacketAead, randomBytes } from "../../ffi/crypto.ts";
+import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import type { NetworkConfig } from "../../lib/config.ts";
+import type { ExternalInterface } from "../../lib/extiface.ts";
+import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
+import { create, type DeviceSetup, type WireguardDevice } from "../../lib/backend/wireguard/mod.ts";
+import type { PeerBatch } from "../../lib/backend/wireguard/protocol.ts";
+import { fakeContext, lease as fakeLease } from "./fake_netlink.ts";
+import { ip, logCapture, net } from "../helpers.ts";
+import { IPNet } from "../../lib/ip.ts";
+
+const PUB = toBase64(publicKey(generatePrivateKey()));
+
+function lease(backendType: string, backendData: unknown): Lease {
+  return fakeLease("10.1.2.0/24", "192.168.100.11", backendType, backendData);
+}
+
+const OWN = { port: 51820, psk: null, keepalive: 0 };
+
+Deno.test("peerFromLease() reads upstream's BackendData; no Port means our ListenPort", () => {
+  assert.deepEqual(peerFromLease(lease("wireguard", { PublicKey: PUB, Port: 40000 }), OWN), {
+    publicKey: PUB,
+    presharedKey: null,
+    ip: 0xc0a8640b,
+    port: 40000,
+    allowedIPs: [{ net: 0x0a010200, prefix: 24 }],
+    persistentKeepalive: 0,
+  });
+  // Upstream before v0.26.6 writes only the key: the peer listens where we do.
+  const old = peerFromLease(lease("wireguard", { PublicKey: PUB }), { ...OWN, port: 5555 });
+  assert.ok(typeof old !== "string");
+  assert.equal(old.port, 5555);
+  const psk = randomBytes(32);
+  const withPsk = peerFromLease(lease("wireguard", { PublicKey: PUB }), {
+    port: 1,
+    psk,
+    keepalive: 25,
+  });
+  assert.ok(typeof withPsk !== "string");
+  assert.equal(withPsk.presharedKey, toBase64(psk));
+  assert.equal(withPsk.persistentKeepalive, 25);
+});
+
+Deno.test("peerFromLease() names what is wrong with a lease it cannot use", () => {
+  assert.equal(peerFromLease(lease("vxlan", {}), OWN), 'backend type "vxlan" is not wireguard');
+  assert.equal(peerFromLease(lease("wireguard", null), OWN), "BackendData has no PublicKey");
+  assert.equal(
+    peerFromLease(lease("wireguard", { PublicKey: "abc" }), OWN),
+    "Invalid PublicKey: not 32 bytes of base64",
+  );
+  assert.equal(
+    peerFromLease(lease("wireguard", { PublicKey: PUB, Port: 70000 }), OWN),
+    "BackendData Port 70000 is not a port",
+  );
+});
+
+Deno.test("loadOrCreateKey() creates a 0600 base64 key once, then reads the same key", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/sub/wgkey`;
+    const a = await loadOrCreateKey(path);
+    assert.ok(a.created);
+    assert.equal((await Deno.stat(path)).mode! & 0o777, 0o600);
+    const text = await Deno.readTextFile(path);
+    assert.match(text, /^[A-Za-z0-9+/]{43}=$/);
+    assert.equal(a.key[0] & 7, 0, "clamped");
+    const b = await loadOrCreateKey(path);
+    assert.ok(!b.created);
+    assert.equal(toHex(b.key), toHex(a.key));
+    assert.equal(b.warning, undefined);
+    await Deno.chmod(path, 0o644);
+    assert.equal(
+      (await loadOrCreateKey(path)).warning,
+      `WireGuard key file ${path} has mode 0644: other users may read the private key (chmod 600 it)`,
+    );
+    await Deno.writeTextFile(path, "junk");
+    await assert.rejects(
+      () => loadOrCreateKey(path),
+      {
+        message:
+          `Cannot use WireGuard key file ${path}: Invalid private key: not 32 bytes of base64`,
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.equal(keyFilePath(() => undefined), "/run/flannel/wgkey");
+  assert.equal(keyFilePath((n) => n === "WIREGUARD_KEY_FILE" ? "/tmp/k" : undefined), "/tmp/k");
+});
+
+Deno.test("formatGet() answers get=1 as wireguard-go does (keys in hex, one peer block each)", () => {
+  using aead = new PacketAead(8);
+  const priv = generatePrivateKey();
+  const dev = new Device(priv, {
+    clock: { now: () => 0, wallMs: () => 0 },
+    random: randomBytes,
+    send: () => {},
+  }, aead);
+  const peerPriv = generatePrivateKey();
+  dev.setPeer({
+    publicKey: publicKey(peerPriv),
+    endpoint: { ip: 0xc0a8640c, port: 51820 },
+    allowedIPs: [{ net: 0x0a010300, prefix: 24 }],
+    persistentKeepalive: 0,
+  });
+  assert.equal(
+    formatGet(dev, 51820),
+    `private_key=${toHex(priv)}\nlisten_port=51820\n` +
+      `public_key=${toHex(publicKey(peerPriv))}\npreshared_key=${"0".repeat(64)}\n` +
+      "protocol_version=1\nendpoint=192.168.100.12:51820\n" +
+      "last_handshake_time_sec=0\nlast_handshake_time_nsec=0\ntx_bytes=0\nrx_bytes=0\n" +
+      "persistent_keepalive_interval=0\nallowed_ip=10.1.3.0/24\nerrno=0\n\n",
+  );
+  assert.equal(REFUSED, "errno=1\n\n");
+  assert.equal(toHex(parseKey(toBase64(priv), "k")), toHex(priv));
+});
+
+Deno.test("LeasePeers: added → set, removed → del, a re-keyed host's old key removed, own lease skipped", () => {
+  const own = IPNet.mustParse("10.1.1.0/24");
+  const lp = new LeasePeers(own, OWN);
+  const at = (subnet: string, key: string, type: "added" | "removed" = "added"): LeaseEvent => ({
+    type,
+    lease: fakeLease(subnet, "192.168.100.12", "wireguard", { PublicKey: key }),
+  });
+  const k1 = toBase64(publicKey(generatePrivateKey())),
+    k2 = toBase64(publicKey(generatePrivateKey()));
+  let r = lp.apply([at("10.1.1.0/24", k1), at("10.1.2.0/24", k1)]);
+  assert.deepEqual(r.changes.map((c) => c.op), ["set"], "our own lease is not a peer");
+  assert.deepEqual(r.lines, ["Subnet added: 10.1.2.0/24 via 192.168.100.12:51820"]);
+  r = lp.apply([at("10.1.2.0/24", k2)]);
+  assert.deepEqual(
+    r.changes.map((c) => c.op === "del" ? `del ${c.publicKey}` : `set ${c.peer.publicKey}`),
+    [
+      `del ${k1}`,
+      `set ${k2}`,
+    ],
+  );
+  // The same host moved to a new subnet and the old lease expires: its key stays.
+  r = lp.apply([at("10.1.3.0/24", k2)]);
+  r = lp.apply([at("10.1.2.0/24", k2, "removed")]);
+  assert.deepEqual(r.changes, []);
+  assert.deepEqual(r.lines, ["Subnet removed: 10.1.2.0/24"]);
+  r = lp.apply([at("10.1.3.0/24", k2, "removed")]);
+  assert.deepEqual(r.changes, [{ op: "del", publicKey: k2 }]);
+  r = lp.apply([{
+    type: "added",
+    lease: fakeLease("10.1.4.0/24", "192.168.100.13", "vxlan", null),
+  }]);
+  assert.deepEqual(r.changes, []);
+  assert.deepEqual(r.warnings, [
+    'Ignoring the lease of 10.1.4.0/24: backend type "vxlan" is not wireguard',
+  ]);
+  assert.equal(lp.size, 0);
+});
+
+Deno.test("wireguard backend through the device seam: lease data, MTU, key file, peers from leases", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const config: NetworkConfig = {
+      ipv4: {
+        network: net("10.1.0.0/16"),
+        subnetLen: 24,
+        subnetMin: ip("10.1.1.0"),
+        subnetMax: ip("10.1.255.0"),
+      },
+      ipv6: null,
+      backend: {
+        type: "wireguard",
+        listenPort: 51820,
+        listenPortV6: 51821,
+        psk: null,
+        persistentKeepaliveInterval: 25,
+        mtu: null,
+        mode: "separate",
+      },
+    };
+    const ext: ExternalInterface = {
+      name: "eth0",
+      index: 2,
+      ifaceAddr: ip("192.168.0.1"),
+      publicIP: ip("192.168.0.1"),
+      ifaceV6Addr: null,
+      publicIPv6: null,
+      mtu: 1500,
+    };
+    const peerKey = toBase64(publicKey(generatePrivateKey()));
+    const peer = (subnet: string, data: unknown) =>
+      fakeLease(subnet, "192.168.0.2", "wireguard", data);
+    const acquired: LeaseAttrs[] = [];
+    const subnets: SubnetManager = {
+      config,
+      acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
+        acquired.push(attrs);
+        return Promise.resolve({
+          lease: { ...fakeLease("10.1.1.0/24", "192.168.0.1"), attrs },
+          peers: { revision: 1, entries: [] },
+        });
+      },
+      keepLease: () => Promise.resolve(),
+      async *watchLeases(_own: unknown, _from: unknown, signal: AbortSignal) {
+        yield [{
+          type: "added",
+          lease: peer("10.1.2.0/24", { PublicKey: peerKey }),
+        }] as LeaseEvent[];
+        yield [{
+          type: "removed",
+          lease: peer("10.1.2.0/24", { PublicKey: peerKey }),
+        }] as LeaseEvent[];
+        await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+      },
+    };
+    const setups: DeviceSetup[] = [];
+    const applied: PeerBatch[] = [];
+    const events: string[] = [];
+    const device = (s: DeviceSetup): WireguardDevice => {
+      setups.push(s);
+      return {
+        name: s.name,
+        start: () => Promise.resolve(void events.push("start")),
+        died: new Promise(() => {}),
+        apply: (b) => void applied.push(b),
+        dump: () => Promise.resolve("errno=0\n\n"),
+        counters: () => ({}) as ReturnType<WireguardDevice["counters"]>,
+        close: () => Promise.resolve(void events.push("close")),
+      };
+    };
+    const ctx = fakeContext({
+      config,
+      ext,
+      subnets,
+      env: { WIREGUARD_KEY_FILE: `${dir}/wgkey`, FLANNEL_WG_SOCKET_DIR: `${dir}/wg` },
+    });
+    using _log = logCapture();
+    const network = await create(ctx, device).init(new AbortController().signal);
+    assert.equal(network.mtu, 1420, "external MTU − 80");
+    assert.equal(network.device, "flannel-wg");
+    const pub = toBase64(publicKey(parseKey(await Deno.readTextFile(`${dir}/wgkey`), "k")));
+    assert.equal(
+      encodeLeaseValue(acquired[0]),
+      `{"PublicIP":"192.168.0.1","PublicIPv6":null,"BackendType":"wireguard",` +
+        `"BackendData":{"PublicKey":"${pub}","Port":51820}}`,
+    );
+    assert.equal(setups[0].name, "flannel-wg");
+    assert.equal(String(setups[0].address), "10.1.1.0");
+    assert.equal(String(setups[0].network), "10.1.0.0/16");
+    const ac = new AbortController();
+    const running = network.run(ac.signal);
+    for (let i = 0; i < 100 && applied.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+    // The UAPI socket answers from the device while running.
+    const conn = await Deno.connect({ transport: "unix", path: `${dir}/wg/flannel-wg.sock` });
+    await conn.write(new TextEncoder().encode("get=1\n\n"));
+    const buf = new Uint8Array(64);
+    const n = await conn.read(buf);
+    conn.close();
+    assert.equal(new TextDecoder().decode(buf.subarray(0, n ?? 0)), "errno=0\n\n");
+    ac.abort();
+    await running;
+    assert.deepEqual(events, ["start", "close"]);
+    assert.deepEqual(applied, [
+      {
+        op: "peers",
+        changes: [{
+          op: "set",
+          peer: {
+            publicKey: peerKey,
+            presharedKey: null,
+            ip: ip("192.168.0.2").toU32(),
+            port: 51820,
+            allowedIPs: [{ net: ip("10.1.2.0").toU32(), prefix: 24 }],
+            persistentKeepalive: 25,
+          },
+        }],
+      },
+      { op: "peers", changes: [{ op: "del", publicKey: peerKey }] },
+    ]);
+    await assert.rejects(() => Deno.stat(`${dir}/wg/flannel-wg.sock`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
