@@ -145,6 +145,31 @@ export function hasDefaultMetric(r: RouteInfo): boolean {
 
 const IP6_RT_PRIO_USER = 1024; // linux/ipv6_route.h
 
+const PROTOCOL_NAMES: Record<number, string> = { 2: "kernel", 3: "boot", 4: "static" };
+
+/**
+ * The route among `routes` that a replace to `dst` would overwrite and that is not flannel's to
+ * overwrite, or null: main table, default metric ({@link hasDefaultMetric}), same destination, and neither flannel's own
+ * ({@link RTPROT_FLANNEL}) nor a unicast protocol-boot route (the previous version's, which
+ * marked nothing; also what plain `ip route add` makes, adopted only for a peer lease's exact
+ * subnet). A connected route (protocol kernel), an admin's `proto static` or a routing daemon's
+ * route is never replaced: a peer subnet that collides with one is not routed.
+ */
+export function foreignRouteAt(routes: readonly RouteInfo[], dst: IPNet): RouteInfo | null {
+  for (const r of routes) {
+    if (r.table !== RT_TABLE_MAIN || !hasDefaultMetric(r) || !r.dst.equals(dst)) continue;
+    if (r.protocol === RTPROT_FLANNEL) continue;
+    if (r.protocol === RTPROT_BOOT && r.type === RTN_UNICAST) continue;
+    return r;
+  }
+  return null;
+}
+
+/** `protocol kernel`, `protocol static`, `protocol 12`: as `ip route` names it. */
+export function describeProtocol(protocol: number): string {
+  return `protocol ${PROTOCOL_NAMES[protocol] ?? protocol}`;
+}
+
 /** True when the kernel route is exactly the wanted one (so it is left untouched). */
 export function routeMatches(r: RouteInfo, want: RouteEntry): boolean {
   return r.dst.equals(want.dst) && sameIP(r.gateway, want.gateway) && r.oif === want.oif &&

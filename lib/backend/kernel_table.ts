@@ -25,7 +25,9 @@ import {
   resyncs,
 } from "../health/catalog.ts";
 import {
+  describeProtocol,
   emptyPlan,
+  foreignRouteAt,
   type KernelState,
   type PeerDecision,
   type PeerEntries,
@@ -80,8 +82,26 @@ function nd(ip: IP): string {
   return ip.family === 4 ? "ARP" : "NDP";
 }
 
-/** Applies `plan` in order; failures are logged and counted, never thrown. */
-export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
+/** What {@link applyPlan} checks the routes it sets against. */
+export interface ApplyOptions {
+  /** The main table (of the plan's family) as listed just before the plan was made; else listed
+   * when a route is set. */
+  readonly routes?: readonly RouteInfo[];
+  /** Destination → the warning last logged for it, so a collision is logged once, not per sync. */
+  readonly warned?: Map<string, string>;
+}
+
+/**
+ * Applies `plan` in order; failures are logged and counted, never thrown. A route is not set
+ * where the kernel holds someone else's route to the same destination ({@link foreignRouteAt}):
+ * a replace would overwrite a connected route (a Network overlapping the underlay) or an admin's.
+ */
+export function applyPlan(
+  nl: KernelOps,
+  plan: Plan,
+  log: Logger,
+  opts: ApplyOptions = {},
+): number {
   let failures = 0;
   const run = (
     labels: { kind: "route" | "neigh" | "fdb"; op: "set" | "delete" },
@@ -133,7 +153,20 @@ export function applyPlan(nl: KernelOps, plan: Plan, log: Logger): number {
       () => nl.neighSet(n.index, n.ip, n.mac),
     );
   }
+  let routes = opts.routes ?? null;
   for (const r of plan.routeSet) {
+    routes ??= nl.routeList(RT_TABLE_MAIN, r.dst.family);
+    const foreign = foreignRouteAt(routes, r.dst);
+    if (foreign) {
+      const dst = r.dst.toString();
+      const why = `Not routing peer subnet ${dst}: the kernel already has a route to it that is ` +
+        `not flannel's (${describeRoute(foreign)}, ${describeProtocol(foreign.protocol)}); ` +
+        `left alone (does the Network overlap a local network?)`;
+      if (opts.warned?.get(dst) !== why) log.warn(why);
+      opts.warned?.set(dst, why);
+      continue;
+    }
+    opts.warned?.delete(r.dst.toString());
     run(ROUTE_SET, `replace route ${describeRoute(r)}`, () => nl.routeReplace(routeSpecOf(r)));
   }
   return failures;
@@ -149,6 +182,12 @@ export class KernelEntryTable {
   #leases = new Map<string, Lease>();
   #applied = new Map<string, PeerEntries>();
   #warned = new Map<string, string>();
+  /** Peer routes not set because of a foreign route to the same destination (see applyPlan). */
+  #routeWarned = new Map<string, string>();
+  /** Peers skipped because another peer holds their VtepMAC: key → that MAC. */
+  #macWaiting = new Map<string, string>();
+  /** Set by a batch in which a VtepMAC changed hands: a full reconcile follows it. */
+  #reshuffle = false;
   /** False until the first full lease set arrived: before it, the lease set means nothing. */
   #synced = false;
 
@@ -185,8 +224,15 @@ export class KernelEntryTable {
   resync(): number {
     if (!this.#synced) return 0;
     resyncs.inc({ what: "peers" });
+    // Of peers that claim one VtepMAC for different hosts, the lease written last gets it (a
+    // host whose address changed keeps its MAC; its old lease lingers until it expires): decide
+    // the newest first.
     this.#applied.clear();
-    for (const [key, lease] of this.#leases) {
+    this.#macWaiting.clear();
+    const order = [...this.#leases].sort(([ka, a], [kb, b]) =>
+      b.modRevision - a.modRevision || (ka < kb ? -1 : ka > kb ? 1 : 0)
+    );
+    for (const [key, lease] of order) {
       const entries = this.#decideLogged(key, lease);
       if (entries) this.#applied.set(key, entries);
     }
@@ -198,7 +244,7 @@ export class KernelEntryTable {
       fdbs: this.scope.devIndex !== null ? this.nl.fdbList(this.scope.devIndex) : [],
     };
     const plan = planSync(this.#applied.values(), kernel, this.scope);
-    applyPlan(this.nl, plan, this.log);
+    applyPlan(this.nl, plan, this.log, { routes: kernel.routes, warned: this.#routeWarned });
     peersInUse.set(this.#applied.size);
     return planSize(plan);
   }
@@ -212,6 +258,11 @@ export class KernelEntryTable {
 
   /** Applies a batch of lease events incrementally. */
   apply(events: readonly LeaseEvent[]): void {
+    // One listing per batch (not per event): routes set within the batch are flannel's own.
+    let routes: readonly RouteInfo[] | undefined;
+    // A VtepMAC changing hands (a newer lease claims it, or its holder goes while another
+    // waits for it): settled by a full reconcile after the batch, rare enough to afford it.
+    this.#reshuffle = false;
     for (const ev of events) {
       const key = this.#keyOf(ev.lease);
       // A peer without a subnet of this family (an IPv4-only host in a dual-stack network).
@@ -220,6 +271,8 @@ export class KernelEntryTable {
       if (ev.type === "removed") {
         this.#leases.delete(key);
         this.#warned.delete(key);
+        this.#routeWarned.delete(key);
+        this.#macWaiting.delete(key);
       } else {
         this.#leases.set(key, ev.lease);
         next = this.#decideLogged(key, ev.lease);
@@ -227,14 +280,20 @@ export class KernelEntryTable {
       const old = this.#applied.get(key) ?? null;
       if (next) this.#applied.set(key, next);
       else this.#applied.delete(key);
+      const freed = old?.fdb && old.fdb.mac !== next?.fdb?.mac ? old.fdb.mac : null;
+      if (freed !== null && [...this.#macWaiting.values()].includes(freed)) {
+        this.#reshuffle = true;
+      }
       if (!old && !next) continue;
       const plan = planUpdate(old, next, (mac) => this.#macInUse(mac, key));
-      applyPlan(this.nl, plan, this.log);
+      if (plan.routeSet.length > 0) routes ??= this.nl.routeList(RT_TABLE_MAIN, this.scope.family);
+      applyPlan(this.nl, plan, this.log, { routes, warned: this.#routeWarned });
       peersInUse.set(this.#applied.size);
       if (this.log.enabled(1)) {
         this.log.v(1, `${ev.type === "removed" ? "Removed" : "Programmed"} peer ${key}`);
       }
     }
+    if (this.#reshuffle) this.resync();
   }
 
   /** Restores an applied route the kernel reports deleted (self-healing). True when restored. */
@@ -245,7 +304,9 @@ export class KernelEntryTable {
       return false;
     }
     configDrift.inc({ what: "peers" });
-    applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log);
+    applyPlan(this.nl, { ...emptyPlan(), routeSet: [e.route] }, this.log, {
+      warned: this.#routeWarned,
+    });
     return true;
   }
 
@@ -272,8 +333,37 @@ export class KernelEntryTable {
     return false;
   }
 
+  /**
+   * The programmed peer other than `key` whose FDB entry sends `mac` to another host than
+   * `dst`. Two leases with one VtepMAC (a host whose address changed, next to its old lease;
+   * cloned machines whose MAC derives from the machine id; a lease copied by hand) share one FDB
+   * entry: it follows the newest lease, the other waits and gets the MAC back when the newer
+   * one goes (before, the entry stayed on a deleted lease's host for good).
+   */
+  #macHolder(mac: string, dst: IP, key: string): [string, PeerEntries] | null {
+    for (const [k, e] of this.#applied) {
+      if (k !== key && e.fdb?.mac === mac && !e.fdb.dst.equals(dst)) return [k, e];
+    }
+    return null;
+  }
+
   #decideLogged(key: string, lease: Lease): PeerEntries | null {
-    const d = this.decide(lease);
+    let d = this.decide(lease);
+    this.#macWaiting.delete(key);
+    const fdb = d.ok ? d.entries.fdb : null;
+    const holder = fdb ? this.#macHolder(fdb.mac, fdb.dst, key) : null;
+    const holderLease = holder ? this.#leases.get(holder[0]) : undefined;
+    if (holder && holderLease && lease.modRevision > holderLease.modRevision) {
+      // Newer than the holder: it takes the MAC; the reconcile after the batch demotes the holder.
+      this.#reshuffle = true;
+    } else if (fdb && holder) {
+      this.#macWaiting.set(key, fdb.mac);
+      d = {
+        ok: false,
+        reason: `Skipping peer ${key} (PublicIP ${lease.attrs.publicIP}): VtepMAC ${fdb.mac} is ` +
+          `also claimed by peer ${holder[0]} (at ${holder[1].fdb?.dst}); the newer lease gets it`,
+      };
+    }
     if (d.ok) {
       this.#warned.delete(key);
       return d.entries;

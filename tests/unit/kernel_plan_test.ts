@@ -513,3 +513,88 @@ Deno.test("isDirect() is true only for a gatewayless unicast route out of the ex
   };
   assert.equal(isDirect(nl, ip("192.168.0.2"), EXT), false, "lookup error");
 });
+
+Deno.test("KernelEntryTable never replaces a connected, static or routing-daemon route to a peer's subnet", () => {
+  const nl = new FakeNetlink();
+  // eth0's connected route (a Network overlapping the underlay), an admin's static route, a bird
+  // route (protocol 12), and a plain `ip route add` (boot), which is adopted as before.
+  nl.routes.push(
+    routeOf({ dst: net("10.1.2.0/24"), oif: EXT, protocol: 2 }),
+    routeOf({ dst: net("10.1.3.0/24"), gateway: ip("192.168.0.9"), oif: EXT, protocol: 4 }),
+    routeOf({ dst: net("10.1.4.0/24"), gateway: ip("192.168.0.9"), oif: EXT, protocol: 12 }),
+    routeOf({ dst: net("10.1.5.0/24"), gateway: ip("10.1.5.0"), oif: DEV, protocol: 3 }),
+  );
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const peer = (subnet: string, n: number) =>
+    lease(subnet, `192.168.0.${n}`, "vxlan", {
+      VNI: 1,
+      VtepMAC: `aa:bb:cc:00:00:0${n}`,
+    });
+  const { lines } = captureLog(() => {
+    table.sync([peer("10.1.2.0/24", 2), peer("10.1.3.0/24", 3)]);
+    // Incremental events and a second full sync warn no more than once per subnet.
+    table.apply([{ type: "added", lease: peer("10.1.4.0/24", 4) }]);
+    table.apply([{ type: "added", lease: peer("10.1.5.0/24", 5) }]);
+    table.resync();
+  });
+  const routeCalls = nl.take().filter((c) => c.startsWith("route"));
+  assert.deepEqual(routeCalls, [
+    "routeReplace 10.1.5.0/24 via 10.1.5.0 dev 7 onlink",
+  ]);
+  assert.deepEqual(
+    nl.routes.map((r) => `${r.dst} ${r.protocol}`).sort(),
+    ["10.1.2.0/24 2", "10.1.3.0/24 4", "10.1.4.0/24 12", "10.1.5.0/24 102"],
+  );
+  assert.equal(lines.length, 3, lines.join("\n"));
+  assert.match(lines[0], /^W.*Not routing peer subnet 10\.1\.2\.0\/24: .*protocol kernel/);
+  assert.match(lines[1], /^W.*Not routing peer subnet 10\.1\.3\.0\/24: .*protocol static/);
+  assert.match(lines[2], /^W.*Not routing peer subnet 10\.1\.4\.0\/24: .*protocol 12/);
+
+  // The admin removes the static route: the next sync routes the peer.
+  nl.routes = nl.routes.filter((r) => r.protocol !== 4);
+  table.resync();
+  assert.deepEqual(nl.take().filter((c) => c.startsWith("route")), [
+    "routeReplace 10.1.3.0/24 via 10.1.3.0 dev 7 onlink",
+  ]);
+});
+
+Deno.test("KernelEntryTable: one VtepMAC claimed by two hosts follows the newer lease and comes back when it goes", () => {
+  const nl = new FakeNetlink();
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const older = { ...lease("10.1.2.0/24", "192.168.0.2"), modRevision: 5 };
+  // Same VtepMAC (MAC_B), another host: the same host after an address change (its old lease
+  // lingers until it expires), a clone with a machine-id-derived MAC, or a copied lease.
+  const newer = { ...lease("10.1.9.0/24", "192.168.0.9"), modRevision: 7 };
+  const fdb = () => nl.fdbs.filter((f) => f.mac === MAC_B).map((f) => String(f.dst));
+  const routes = () => nl.routes.map((r) => String(r.dst)).sort();
+
+  const { lines } = captureLog(() => {
+    table.sync([older]);
+    table.apply([{ type: "added", lease: newer }]);
+    table.resync(); // no second warning
+  });
+  assert.deepEqual(fdb(), ["192.168.0.9"]);
+  assert.deepEqual(routes(), ["10.1.9.0/24"]);
+  assert.equal(lines.length, 1, lines.join("\n"));
+  assert.match(
+    lines[0],
+    /^W.*Skipping peer 10\.1\.2\.0\/24 \(PublicIP 192\.168\.0\.2\): VtepMAC aa:bb:cc:00:00:0b is also claimed by peer 10\.1\.9\.0\/24 \(at 192\.168\.0\.9\)/,
+  );
+
+  // A restart, whatever the listing order: the newer lease gets the MAC.
+  for (const order of [[older, newer], [newer, older]]) {
+    const nl2 = new FakeNetlink();
+    const t2 = new KernelEntryTable(nl2, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+    captureLog(() => t2.sync(order));
+    assert.deepEqual(nl2.fdbs.map((f) => String(f.dst)), ["192.168.0.9"]);
+  }
+
+  // The newer one goes (a copy deleted, an old address's lease expired): the other gets the MAC
+  // back; before, the FDB entry kept pointing at the deleted lease's host.
+  captureLog(() => table.apply([{ type: "removed", lease: newer }]));
+  assert.deepEqual(fdb(), ["192.168.0.2"]);
+  assert.deepEqual(routes(), ["10.1.2.0/24"]);
+  captureLog(() => table.apply([{ type: "removed", lease: older }]));
+  assert.deepEqual(fdb(), []);
+  assert.equal(table.size, 0);
+});

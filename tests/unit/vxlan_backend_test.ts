@@ -538,11 +538,12 @@ Deno.test("vxlan backend, dual-stack: peers get NDP, FDB (IPv6 dst) and onlink r
     "neighSet 11 fc00:0:0:2:: aa:bb:cc:00:00:6b",
     "routeReplace fc00:0:0:2::/64 via fc00:0:0:2:: dev 11 onlink",
   ]);
-  subnets.push([{ type: "added", lease: lease("10.1.3.0/24", "192.168.0.3") }]);
+  const data3 = { VNI: 1, VtepMAC: "aa:bb:cc:00:00:0c" };
+  subnets.push([{ type: "added", lease: lease("10.1.3.0/24", "192.168.0.3", "vxlan", data3) }]);
   await until(() => nl.routes.length === 3);
   assert.deepEqual(nl.take(), [
-    "fdbSet 10 aa:bb:cc:00:00:0b 192.168.0.3",
-    "neighSet 10 10.1.3.0 aa:bb:cc:00:00:0b",
+    "fdbSet 10 aa:bb:cc:00:00:0c 192.168.0.3",
+    "neighSet 10 10.1.3.0 aa:bb:cc:00:00:0c",
     "routeReplace 10.1.3.0/24 via 10.1.3.0 dev 10 onlink",
   ]);
   subnets.push([{ type: "removed", lease: dual }]);
@@ -550,7 +551,7 @@ Deno.test("vxlan backend, dual-stack: peers get NDP, FDB (IPv6 dst) and onlink r
   assert.deepEqual(nl.take(), [
     "routeDel 10.1.2.0/24 via 10.1.2.0 dev 10",
     "neighDel 10 10.1.2.0",
-    // (the IPv4 FDB entry stays: 10.1.3.0's peer has the same VtepMAC in this test)
+    "fdbDel 10 aa:bb:cc:00:00:0b 192.168.0.2",
     "routeDel fc00:0:0:2::/64 via fc00:0:0:2:: dev 11",
     "neighDel 11 fc00:0:0:2::",
     "fdbDel 11 aa:bb:cc:00:00:6b fd00::2",

@@ -41,6 +41,7 @@ import type { Lease } from "../../lease.ts";
 import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
+import { describeProtocol } from "../kernel_plan.ts";
 import {
   openTun,
   setTxQueueLen,
@@ -61,6 +62,7 @@ import {
   Wakeup,
 } from "../../../ffi/udp.ts";
 import type { Fd } from "../../../ffi/fd.ts";
+import { RT_TABLE_MAIN } from "../../../ffi/netlink/mod.ts";
 import { writeSysctl } from "../../../ffi/sysctl.ts";
 import { peersInUse } from "../../health/catalog.ts";
 import { type CounterName, formatCounters, newCounterMemory, readCounters } from "./counters.ts";
@@ -127,6 +129,7 @@ async function init(
 ): Promise<UdpNetwork> {
   const { ext, subnets } = ctx;
   const v4 = ipv4Only(ctx, "udp");
+  refuseRoutedNetwork(ctx, v4.range.network);
   const { lease, peers } = await subnets.acquireLease(ipv4Attrs(v4.publicIP), signal);
   const own = ownIPv4(lease);
   const network = v4.range.network;
@@ -183,6 +186,39 @@ function openTunDevice(cfg: UdpBackendConfig): { tun: Tun; vnetHdr: boolean } {
     }
   }
   return { tun: openTun({ name: "flannel%d" }), vnetHdr: false };
+}
+
+/**
+ * Throws when the host already routes exactly `network` (metric 0, main table): the TUN route
+ * `<Network> dev flannel0` would replace it, and take it along when the device goes. A Network
+ * equal to the underlay's own subnet replaced eth0's connected route (the host lost etcd and
+ * every neighbour, also after flannel stopped); `0.0.0.0/0` replaced the default route.
+ */
+function refuseRoutedNetwork(ctx: BackendContext, network: IPNet): void {
+  const nl = ctx.netlink();
+  let clash;
+  let dev: string | null = null;
+  try {
+    clash = nl.routeList(RT_TABLE_MAIN).find((r) =>
+      r.dst.equals(network) && (r.priority ?? 0) === 0
+    );
+    if (clash?.oif != null) dev = nl.linkGet(clash.oif)?.name ?? null;
+  } finally {
+    nl.close();
+  }
+  if (clash) {
+    const via = clash.gateway ? ` via ${clash.gateway}` : "";
+    const on = dev ? ` dev ${dev}` : "";
+    // Our own TUN route of a previous run dies with its device: a live one is another daemon's.
+    const hint = dev?.startsWith("flannel")
+      ? "is another flannel daemon running on this host?"
+      : "choose a Network that is not a local route";
+    throw new Error(
+      `Network ${network} is already routed on this host (${clash.dst}${via}${on}, ` +
+        `${describeProtocol(clash.protocol)}): the udp backend's route to it through the TUN ` +
+        `device would replace that route; ${hint}`,
+    );
+  }
 }
 
 function configureDevice(

@@ -1,0 +1,129 @@
+/**
+ * A careless operator and a hostile etcd writer, end to end: each test holds a hole found by
+ * trying the daemon as one (see issue 10's follow-up), against real namespaces and a real etcd.
+ */
+
+import assert from "node:assert/strict";
+import { Cluster, ETCD_PREFIX } from "../harness/cluster.ts";
+import {
+  fdbs,
+  linkDetails,
+  type Node,
+  pingOnce,
+  startAll,
+  VXLAN_CONFIG,
+  waitUntil,
+} from "./mesh_support.ts";
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface JsonRoute {
+  dst: string;
+  dev?: string;
+  gateway?: string;
+  protocol?: string;
+}
+
+for (const type of ["vxlan", "host-gw"]) {
+  Deno.test(`${type}: a peer lease on the underlay's own /24 never replaces the connected route`, async () => {
+    // A Network that overlaps the hosts' own network (192.168.100.0/24, where etcd is), and a
+    // lease for exactly that /24: replacing eth0's connected route would cut the host off.
+    await using cluster = await Cluster.create({ hosts: 1 });
+    const [h1] = cluster.hosts;
+    await cluster.putConfig({
+      Network: "192.168.0.0/16",
+      SubnetMin: "192.168.101.0",
+      SubnetMax: "192.168.102.0",
+      Backend: { Type: type },
+    });
+    const data = type === "vxlan" ? { VNI: 1, VtepMAC: "aa:bb:cc:00:00:32" } : undefined;
+    await cluster.etcd.put(
+      `${ETCD_PREFIX}/subnets/192.168.100.0-24`,
+      JSON.stringify({
+        PublicIP: "192.168.100.50",
+        PublicIPv6: null,
+        BackendType: type,
+        BackendData: data,
+      }),
+    );
+    const d = h1.startFlannel();
+    await d.waitReady(30_000);
+    // The peer leases are programmed right after READY: give them time to (not) land.
+    await sleep(3_000);
+    const routes = await h1.ipJson<JsonRoute[]>(["route", "show", "192.168.100.0/24"]);
+    assert.deepEqual(
+      routes.map((r) => [r.dst, r.dev, r.protocol]),
+      [["192.168.100.0/24", "eth0", "kernel"]],
+      d.tail(),
+    );
+    assert.ok((await h1.ping("192.168.100.1")).ok, "the host lost its own network");
+    await d.waitForLog(
+      /^W.*Not routing peer subnet 192\.168\.100\.0\/24: .*protocol kernel/,
+      15_000,
+    );
+    assert.equal(await d.stop(), 0, d.tail());
+  });
+}
+
+Deno.test("vxlan: a lease copying a host's VtepMAC leaves no wrong FDB entry once it is deleted", async () => {
+  await using cluster = await Cluster.create({ hosts: 2 });
+  const [n1, n2] = await startAll(cluster, VXLAN_CONFIG);
+  const both = async () => await pingOnce(n1, n2, 2) && await pingOnce(n2, n1, 2);
+  await waitUntil("ping both ways before the copied lease", both, 15_000);
+  const mac2 = (await linkDetails(n2.host, "flannel.1"))?.address;
+  assert.ok(mac2);
+  const key = `${ETCD_PREFIX}/subnets/10.1.250.0-24`;
+  await cluster.etcd.put(
+    key,
+    JSON.stringify({
+      PublicIP: "192.168.100.61",
+      PublicIPv6: null,
+      BackendType: "vxlan",
+      BackendData: { VNI: 1, VtepMAC: mac2 },
+    }),
+  );
+  const dstOf = async (h: Node) =>
+    (await fdbs(h.host, "flannel.1")).filter((f) => f.mac === mac2).map((f) => f.dst);
+  // One FDB entry per MAC: it follows the newer lease (the copy), with one warning for n2's.
+  await waitUntil(
+    "FDB entry on the copy",
+    async () => (await dstOf(n1))[0] === "192.168.100.61",
+    10_000,
+  );
+  await n1.daemon.waitForLog(
+    new RegExp(
+      `^W.*Skipping peer ${
+        n2.lease.replace(/\./g, "\\.")
+      } .*VtepMAC ${mac2} is also claimed by peer 10\\.1\\.250\\.0/24`,
+    ),
+  );
+  await cluster.etcd.del(key);
+  await sleep(2_000);
+  // Before: the entry stayed on the deleted copy's address, n2 unreachable until a restart.
+  assert.deepEqual(await dstOf(n1), [n2.host.ip]);
+  assert.ok(await both(), "no ping after the copied lease was deleted");
+});
+
+for (const network of ["192.168.100.0/24", "0.0.0.0/0"]) {
+  Deno.test(`udp: Network ${network}, already a route on the host, is refused and the route kept`, async () => {
+    // The TUN route `<Network> dev flannel0` replaced eth0's connected route (or the default
+    // route), and the kernel dropped it with the device: the host stayed cut off after exit.
+    await using cluster = await Cluster.create({ hosts: 1 });
+    const [h1] = cluster.hosts;
+    await cluster.putConfig({ Network: network, Backend: { Type: "udp" } });
+    const before = (await h1.exec(["ip", "route"])).stdout;
+    const d = h1.startFlannel();
+    const code = await d.exitedWithin(20_000);
+    assert.equal((await h1.exec(["ip", "route"])).stdout, before, d.tail());
+    assert.ok((await h1.ping("192.168.100.1")).ok, "the host lost its own network");
+    assert.equal(code, 1, d.tail());
+    const errors = d.logs().split("\n").filter((l) => /^[EF]\d/.test(l));
+    assert.equal(errors.length, 1, d.tail());
+    assert.match(
+      errors[0],
+      new RegExp(`Network ${network.replace(/\./g, "\\.")} is already routed on this host`),
+    );
+    assert.doesNotMatch(d.logs(), /^\s+at /m);
+    assert.deepEqual(await cluster.leases(), {}, "a lease taken that cannot be used");
+  });
+}
