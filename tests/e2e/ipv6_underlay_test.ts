@@ -178,6 +178,25 @@ Deno.test("IPv6-only underlay, vxlan: etcd at http://[fd00:100::1]:2379, --iface
     );
   }
   await assertPing6Matrix(nodes);
+
+  // Restarts: h1 without its subnet.env finds its own lease by PublicIPv6 (every PublicIP is
+  // 0.0.0.0 here, so that cannot tell the hosts apart); h3 keeps its lease and --public-ipv6.
+  const [n1, n2, n3] = nodes;
+  for (const n of [n1, n3]) {
+    n.daemon.kill("SIGTERM");
+    assert.equal(await n.daemon.exitedWithin(10_000), 0, n.daemon.tail());
+  }
+  await Deno.remove(h1.subnetFile);
+  const r1 = await start6(h1, [], h1.ip6!, false);
+  const r3 = await start6(h3, [`--iface=${h3.ip6}`, `--public-ipv6=${public3}`], public3);
+  assert.equal(r1.lease6, n1.lease6, "h1 found its lease by PublicIPv6");
+  assert.equal(r3.lease6, n3.lease6, "h3 kept its lease");
+  for (const r of [r1, r3]) {
+    await r.daemon.waitForLog(new RegExp(`Reusing lease ${escape(r.lease6)}`), 5_000);
+  }
+  const after = [r1, n2, r3];
+  await assertLeases(cluster, after, "vxlan");
+  await assertPing6Matrix(after);
 });
 
 Deno.test("IPv6-only underlay, host-gw: etcd over TLS at https://[fd00:100::1]:2379 (IP SAN), ping6 matrix", async () => {
