@@ -199,7 +199,7 @@ Deno.test("IPv6-only underlay, vxlan: etcd at http://[fd00:100::1]:2379, --iface
   await assertPing6Matrix(after);
 });
 
-Deno.test("IPv6-only underlay, host-gw: etcd over TLS at https://[fd00:100::1]:2379 (IP SAN), ping6 matrix", async () => {
+Deno.test("IPv6-only underlay, host-gw: etcd over TLS at https://[fd00:100::1]:2379 (IP SAN), --iface-regex on an IPv6 address, ping6 matrix", async () => {
   await using cluster = await Cluster.create({ hosts: 3, ipv6Only: true, etcd: "tls" });
   assert.equal(cluster.etcd.endpoints, `https://[${HUB_IP6}]:2379`);
   const san = await new Deno.Command("openssl", {
@@ -215,7 +215,13 @@ Deno.test("IPv6-only underlay, host-gw: etcd over TLS at https://[fd00:100::1]:2
   }).output();
   assert.match(new TextDecoder().decode(san.stdout), /IP Address:FD00:100:0:0:0:0:0:1/i);
   await cluster.putConfig(V6ONLY_HOSTGW);
-  const nodes = await Promise.all(cluster.hosts.map((h) => start6(h)));
+  // Another way to choose the interface by an IPv6 address: a regex on the address.
+  const [h1, h2, h3] = cluster.hosts;
+  const nodes = await Promise.all([
+    start6(h1),
+    start6(h2),
+    start6(h3, [`--iface-regex=^fd00:100::13$`]),
+  ]);
   await assertLeases(cluster, nodes, "host-gw");
   await waitUntil("IPv6 routes in place", async () => {
     for (const a of nodes) if ((await overlayRoutes6(a.host)).length !== 2) return false;
