@@ -237,3 +237,20 @@ Deno.test("IPv6-only underlay, host-gw: etcd over TLS at https://[fd00:100::1]:2
   }
   await assertPing6Matrix(nodes);
 });
+
+Deno.test("IPv6-only underlay, IPv4 network config: a one-line error naming the interface, exit 1", async () => {
+  await using cluster = await Cluster.create({ hosts: 2, ipv6Only: true });
+  await cluster.putConfig({ Network: "10.1.0.0/16", Backend: { Type: "vxlan" } });
+  const [h1, h2] = cluster.hosts;
+  const byName = h1.startFlannel();
+  const byRoute = h2.startFlannel([], {}, { defaultIface: false });
+  assert.equal(await byName.exitedWithin(30_000), 1, byName.tail());
+  assert.equal(await byRoute.exitedWithin(30_000), 1, byRoute.tail());
+  assert.match(byName.logs(), /E.* Failed to find IPv4 address for interface eth0\n/);
+  assert.match(
+    byRoute.logs(),
+    /E.* No default IPv4 route to find the external interface: use --iface\n/,
+  );
+  for (const d of [byName, byRoute]) assert.doesNotMatch(d.logs(), /\n\s+at /, "no stack trace");
+  assert.deepEqual(await cluster.leases(), {});
+});
