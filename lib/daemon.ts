@@ -10,7 +10,7 @@
 import type { Options } from "./options.ts";
 import { VERSION } from "./options.ts";
 import { errText, logger, setVerbosity } from "./log.ts";
-import { describeInterface, findExternalInterface } from "./extiface.ts";
+import { checkExternalInterface, describeInterface, findExternalInterface } from "./extiface.ts";
 import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
 import { watchNetworkConfig } from "./subnet/config_watch.ts";
@@ -84,7 +84,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     // Fail fast on a missing interface before waiting for etcd; the addresses of the families
     // the config enables are looked up once the config is known.
     nl = Netlink.open();
-    findExternalInterface(nl, opts);
+    checkExternalInterface(nl, opts);
 
     const etcd = connectEtcd({
       endpoints: opts.etcdEndpoints,

@@ -88,7 +88,76 @@ export function findExternalInterface(
   ];
   const addrsOf = (index: number, family: Family) =>
     addrs.filter((a) => a.index === index && a.address.family === family);
+  const { link, named } = chooseLink(nl, opts, links, addrs, [families.ipv4 ? 4 : 6]);
 
+  let ifaceAddr: IP | null = null;
+  if (families.ipv4) {
+    ifaceAddr = named[4];
+    if (ifaceAddr === null) {
+      const own = addrsOf(link.index, 4);
+      const pick = own.find((a) => a.scope === RT_SCOPE_UNIVERSE) ??
+        own.findLast((a) => a.scope === RT_SCOPE_LINK);
+      if (!pick) throw new InterfaceError(`Failed to find IPv4 address for interface ${link.name}`);
+      ifaceAddr = pick.address;
+    }
+  }
+  let ifaceV6Addr: IP | null = null;
+  if (families.ipv6) {
+    ifaceV6Addr = named[6];
+    if (ifaceV6Addr === null) {
+      const pick = addrsOf(link.index, 6).find((a) => a.scope === RT_SCOPE_UNIVERSE);
+      if (!pick) {
+        throw new InterfaceError(
+          `Failed to find a global IPv6 address for interface ${link.name} (EnableIPv6 is true)`,
+        );
+      }
+      ifaceV6Addr = pick.address;
+    }
+  }
+  if (!(link.mtu > 0)) {
+    throw new InterfaceError(`Interface ${link.name} reports MTU ${link.mtu}`);
+  }
+
+  const publicIP = families.ipv4 ? overrideOf("--public-ip", opts.publicIP, 4) ?? ifaceAddr : null;
+  const publicIPv6 = families.ipv6
+    ? overrideOf("--public-ipv6", opts.publicIPv6 ?? "", 6) ?? ifaceV6Addr
+    : null;
+  return {
+    name: link.name,
+    index: link.index,
+    ifaceAddr,
+    publicIP,
+    ifaceV6Addr,
+    publicIPv6,
+    mtu: link.mtu,
+  };
+}
+
+/**
+ * The early check, before the network config (and so the families) is known: the interface the
+ * options choose exists. An `--iface` address may be of either family, and without a choice the
+ * default IPv4 route, else the default IPv6 one, names it (an IPv6-only host has no IPv4 route).
+ * Addresses are checked once the config says which families it needs
+ * ({@link findExternalInterface}). Throws {@link InterfaceError}; returns the interface's name.
+ */
+export function checkExternalInterface(nl: LinkReader, opts: IfaceOptions): string {
+  const links = nl.linkList().sort((a, b) => a.index - b.index);
+  const addrs: Addr[] = [...nl.addrList(undefined, 4), ...nl.addrList(undefined, 6)];
+  return chooseLink(nl, opts, links, addrs, [4, 6]).link.name;
+}
+
+/**
+ * The interface the options choose among `links` (with `addrs` the addresses an `--iface`,
+ * `--iface-regex` may name), and the addresses the choice named; without a choice, the first
+ * of `defaultFamilies` with a default route names it.
+ */
+function chooseLink(
+  nl: LinkReader,
+  opts: IfaceOptions,
+  links: Link[],
+  addrs: Addr[],
+  defaultFamilies: Family[],
+): { link: Link; named: { 4: IP | null; 6: IP | null } } {
   let chosen: Link | undefined;
   /** Addresses the choice itself named (an `--iface` address, a regex match, a route source). */
   const named: { 4: IP | null; 6: IP | null } = { 4: null, 6: null };
@@ -155,61 +224,24 @@ export function findExternalInterface(
     // The source address the kernel picks for that destination, as upstream flannel.
     if (r.prefsrc !== null) named[r.prefsrc.family] = r.prefsrc;
   } else {
-    const family: Family = families.ipv4 ? 4 : 6;
-    const def = nl.defaultRoute(family);
+    let def: { index: number } | null = null;
+    for (const family of defaultFamilies) {
+      def = nl.defaultRoute(family);
+      if (def) break;
+    }
     if (!def) {
+      const which = defaultFamilies.map((f) => `IPv${f}`).join(" or ");
       throw new InterfaceError(
-        `No default IPv${family} route to find the external interface: use --iface`,
+        `No default ${which} route to find the external interface: use --iface`,
       );
     }
-    chosen = links.find((l) => l.index === def.index);
+    const index = def.index;
+    chosen = links.find((l) => l.index === index);
     if (!chosen) {
-      throw new InterfaceError(`The default route's interface (index ${def.index}) is gone`);
+      throw new InterfaceError(`The default route's interface (index ${index}) is gone`);
     }
   }
-  const link = chosen;
-
-  let ifaceAddr: IP | null = null;
-  if (families.ipv4) {
-    ifaceAddr = named[4];
-    if (ifaceAddr === null) {
-      const own = addrsOf(link.index, 4);
-      const pick = own.find((a) => a.scope === RT_SCOPE_UNIVERSE) ??
-        own.findLast((a) => a.scope === RT_SCOPE_LINK);
-      if (!pick) throw new InterfaceError(`Failed to find IPv4 address for interface ${link.name}`);
-      ifaceAddr = pick.address;
-    }
-  }
-  let ifaceV6Addr: IP | null = null;
-  if (families.ipv6) {
-    ifaceV6Addr = named[6];
-    if (ifaceV6Addr === null) {
-      const pick = addrsOf(link.index, 6).find((a) => a.scope === RT_SCOPE_UNIVERSE);
-      if (!pick) {
-        throw new InterfaceError(
-          `Failed to find a global IPv6 address for interface ${link.name} (EnableIPv6 is true)`,
-        );
-      }
-      ifaceV6Addr = pick.address;
-    }
-  }
-  if (!(link.mtu > 0)) {
-    throw new InterfaceError(`Interface ${link.name} reports MTU ${link.mtu}`);
-  }
-
-  const publicIP = families.ipv4 ? overrideOf("--public-ip", opts.publicIP, 4) ?? ifaceAddr : null;
-  const publicIPv6 = families.ipv6
-    ? overrideOf("--public-ipv6", opts.publicIPv6 ?? "", 6) ?? ifaceV6Addr
-    : null;
-  return {
-    name: link.name,
-    index: link.index,
-    ifaceAddr,
-    publicIP,
-    ifaceV6Addr,
-    publicIPv6,
-    mtu: link.mtu,
-  };
+  return { link: chosen, named };
 }
 
 function overrideOf(flag: string, text: string, family: Family): IP | null {

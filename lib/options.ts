@@ -290,7 +290,12 @@ function checkEndpoints(s: string): string | null {
     try {
       url = new URL(e);
     } catch {
-      return `${JSON.stringify(e)} is not a URL (expected http://host:port or https://host:port)`;
+      // `http://fd00::1:2379`: an IPv6 host must be in brackets, as in every URL.
+      const v6 = /^[a-z]+:\/\/[0-9a-f]*:[0-9a-f]*:/i.test(e)
+        ? "; an IPv6 address goes in brackets: http://[fd00::1]:2379"
+        : "";
+      const expected = `http://host:port or https://host:port${v6}`;
+      return `${JSON.stringify(e)} is not a URL (expected ${expected})`;
     }
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       return `${JSON.stringify(e)} is not an http:// or https:// URL`;

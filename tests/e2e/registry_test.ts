@@ -238,6 +238,57 @@ Deno.test(
 );
 
 Deno.test(
+  "registry: an IPv6 endpoint in brackets, plain and TLS by IPv6 address (IP SAN checked)",
+  async () => {
+    // Plain: http://[::1]:port.
+    {
+      await using etcd = await EtcdServer.start({ host: "::1" });
+      assert.match(etcd.endpoint, /^http:\/\/\[::1\]:\d+$/);
+      const reg = connectEtcd({ endpoints: [etcd.endpoint] });
+      try {
+        assert.ok(await reg.create("/v6/k", "v", 60));
+        assert.equal(await etcd.get("/v6/k"), "v");
+      } finally {
+        reg.close();
+      }
+    }
+    // TLS: the server certificate names ::1 (and 127.0.0.1); written in another IPv6 form the
+    // endpoint is the same address.
+    {
+      await using etcd = await EtcdServer.start({ host: "::1", clientCertAuth: true });
+      const f = etcd.tlsFiles!;
+      const tls = { caFile: f.caFile, certFile: f.certFile, keyFile: f.keyFile };
+      for (const endpoint of [etcd.endpoint, etcd.endpoint.replace("[::1]", "[0:0::0:1]")]) {
+        const reg = connectEtcd({ endpoints: [endpoint], ...tls });
+        try {
+          assert.ok(await reg.create(`/v6/${endpoint.length}`, "v", 60), endpoint);
+        } finally {
+          reg.close();
+        }
+      }
+    }
+    // A server certificate for 127.0.0.1 and fd00::1 only, served on [::1]: refused.
+    const dir = await Deno.makeTempDir({ prefix: "fl-certs-" });
+    try {
+      const certs = await makeCerts(dir, { ips: ["fd00::1"] });
+      await using etcd = await EtcdServer.start({ host: "::1", clientCertAuth: true, certs });
+      const reg = connectEtcd({
+        endpoints: [etcd.endpoint],
+        caFile: certs.caFile,
+        certFile: certs.clientCertFile,
+        keyFile: certs.clientKeyFile,
+      });
+      await withLogs(async (logs) => {
+        await assert.rejects(reg.get("/x"), /Cannot reach etcd/);
+        assert.ok(logs.some((l) => /::1/.test(l) && /altnames|IP/.test(l)), logs.join(""));
+      }).finally(() => reg.close());
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+);
+
+Deno.test(
   "registry: TLS refuses a server certificate that does not name the endpoint's IP",
   async () => {
     const dir = await Deno.makeTempDir({ prefix: "fl-certs-" });

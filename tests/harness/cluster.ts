@@ -80,6 +80,12 @@ export interface ClusterOptions {
    * it is usable at once (duplicate address detection would hold it tentative for a second).
    */
   ipv6?: boolean;
+  /**
+   * An IPv6-only underlay (default false; implies `ipv6`): neither br0 nor any eth0 has an IPv4
+   * address, the hosts' only default route is the IPv6 one, and etcd listens on
+   * `[fd00:100::1]:2379` ({@linkcode HUB_IP6}).
+   */
+  ipv6Only?: boolean;
 }
 
 /** Options of {@linkcode Cluster.addHost}. */
@@ -94,7 +100,7 @@ export class Host {
   readonly name: string;
   /** The namespace name, `fl<hex>-h<i>`. */
   readonly ns: string;
-  /** The underlay address of eth0. */
+  /** The IPv4 underlay address of eth0 (not on eth0 with `ipv6Only`). */
   readonly ip: string;
   /** The IPv6 underlay address of eth0; null unless the cluster has `ipv6: true`. */
   readonly ip6: string | null;
@@ -134,15 +140,23 @@ export class Host {
   /**
    * Starts `deno run -A --v8-flags=… main.ts` ({@link DAEMON_V8_FLAGS}) in this host with `--etcd-endpoints`, `--iface=eth0` and
    * `--subnet-file` (and the TLS files when etcd uses TLS), then `extraArgs` (which win, as the
-   * last occurrence of a Go flag does). The environment is only PATH, HOME, DENO_DIR (shared with
-   * the test, so no download), NO_COLOR and `env`.
+   * last occurrence of a Go flag does). `--iface` is repeatable (the first match wins), so it is
+   * left out when `extraArgs` choose the interface (`--iface`, `--iface-regex`,
+   * `--iface-can-reach`) or `defaultIface` is false (discovery by the default route). The
+   * environment is only PATH, HOME, DENO_DIR (shared with the test, so no download), NO_COLOR
+   * and `env`.
    */
-  startFlannel(extraArgs: string[] = [], env: Record<string, string> = {}): Daemon {
+  startFlannel(
+    extraArgs: string[] = [],
+    env: Record<string, string> = {},
+    { defaultIface = true }: { defaultIface?: boolean } = {},
+  ): Daemon {
     const etcd = this.#cluster.etcd;
     const tls = etcd.tlsFiles;
+    const chosen = extraArgs.some((a) => /^--?iface(-regex|-can-reach)?(=|$)/.test(a));
     const args = [
       `--etcd-endpoints=${etcd.endpoints}`,
-      "--iface=eth0",
+      ...(defaultIface && !chosen ? ["--iface=eth0"] : []),
       `--subnet-file=${this.subnetFile}`,
       ...(tls
         ? [
@@ -279,7 +293,7 @@ export class Cluster implements AsyncDisposable {
   readonly hub: string;
   /** The temp dir holding host dirs, logs and subnet files. */
   readonly dir: string;
-  /** etcd, reachable from every host at {@linkcode HUB_IP}. */
+  /** etcd, reachable from every host at {@linkcode HUB_IP} ({@linkcode HUB_IP6} with `ipv6Only`). */
   readonly etcd: EtcdHandle;
   readonly hosts: Host[] = [];
   /** The default underlay MTU. */
@@ -288,6 +302,8 @@ export class Cluster implements AsyncDisposable {
   readonly handleSigint: boolean;
   /** Whether the underlay has IPv6 too. */
   readonly ipv6: boolean;
+  /** Whether the underlay has IPv6 only (no IPv4 address on br0 or eth0). */
+  readonly ipv6Only: boolean;
   #etcd: ClusterEtcd;
   #namespaces: string[] = [];
   #disposed = false;
@@ -297,10 +313,11 @@ export class Cluster implements AsyncDisposable {
     this.hub = `${tag}-hub`;
     this.dir = dir;
     this.mtu = opts.mtu ?? 1500;
-    this.#etcd = new ClusterEtcd(this.hub, HUB_IP, opts.etcd === "tls");
+    this.ipv6Only = opts.ipv6Only ?? false;
+    this.ipv6 = this.ipv6Only || (opts.ipv6 ?? false);
+    this.#etcd = new ClusterEtcd(this.hub, this.ipv6Only ? HUB_IP6 : HUB_IP, opts.etcd === "tls");
     this.etcd = this.#etcd;
     this.handleSigint = true;
-    this.ipv6 = opts.ipv6 ?? false;
   }
 
   /** Builds the hub, `opts.hosts` hosts and (unless `startEtcd: false`) etcd. */
@@ -315,7 +332,7 @@ export class Cluster implements AsyncDisposable {
       await runOk(["ip", "-n", c.hub, "-batch", "-"], {
         stdin: [
           "link add br0 type bridge",
-          `addr add ${HUB_IP}/24 dev br0`,
+          ...(c.ipv6Only ? [] : [`addr add ${HUB_IP}/24 dev br0`]),
           ...(c.ipv6 ? [`addr add ${HUB_IP6}/64 dev br0 nodad`] : []),
           "link set br0 up",
           "",
@@ -361,10 +378,10 @@ export class Cluster implements AsyncDisposable {
     await runOk(["ip", "-n", this.hub, "link", "set", hubSide, "master", "br0", "up"]);
     await runOk(["ip", "-n", host.ns, "-batch", "-"], {
       stdin: [
-        `addr add ${host.ip}/24 dev eth0`,
+        ...(this.ipv6Only ? [] : [`addr add ${host.ip}/24 dev eth0`]),
         ...(host.ip6 ? [`addr add ${host.ip6}/64 dev eth0 nodad`] : []),
         "link set eth0 up",
-        `route add default via ${HUB_IP} dev eth0`,
+        ...(this.ipv6Only ? [] : [`route add default via ${HUB_IP} dev eth0`]),
         ...(host.ip6 ? [`route add default via ${HUB_IP6} dev eth0`] : []),
         "",
       ].join("\n"),

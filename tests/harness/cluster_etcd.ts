@@ -3,7 +3,7 @@
  * with the cluster or later (to test a daemon that comes up before etcd).
  */
 
-import { EtcdServer } from "./etcd.ts";
+import { EtcdServer, hostPort } from "./etcd.ts";
 
 /** The cluster's etcd as the tests see it: key operations through etcdctl, start/stop. */
 export interface EtcdHandle {
@@ -33,7 +33,7 @@ export class ClusterEtcd implements EtcdHandle {
 
   get endpoints(): string {
     return this.#server?.endpoint ??
-      `${this.#opts.tls ? "https" : "http"}://${this.#opts.host}:${this.#opts.port}`;
+      `${this.#opts.tls ? "https" : "http"}://${hostPort(this.#opts.host, this.#opts.port)}`;
   }
 
   get tlsFiles() {

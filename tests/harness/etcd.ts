@@ -42,13 +42,18 @@ function freePort(host: string): number {
   return port;
 }
 
+/** `host:port`, an IPv6 host in brackets (`[fd00:100::1]:2379`), as URLs write it. */
+export function hostPort(host: string, port: number): string {
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 function randomPort(): number {
   return 20000 + Math.floor(Math.random() * 40000);
 }
 
 /** One etcd member started by a test. */
 export class EtcdServer implements AsyncDisposable {
-  /** `http(s)://host:port`. */
+  /** `http(s)://host:port` (`http(s)://[v6]:port` for an IPv6 host). */
   readonly endpoint: string;
   /** The client certificate, key and CA when TLS is on. */
   readonly tlsFiles?: { caFile: string; certFile: string; keyFile: string };
@@ -72,7 +77,7 @@ export class EtcdServer implements AsyncDisposable {
     certs: CertFiles | undefined,
   ) {
     const scheme = certs ? "https" : "http";
-    this.endpoint = `${scheme}://${host}:${port}`;
+    this.endpoint = `${scheme}://${hostPort(host, port)}`;
     this.dataDir = `${tmpDir}/data`;
     if (certs) {
       this.certs = certs;

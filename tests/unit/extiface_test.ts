@@ -1,5 +1,10 @@
 import assert from "node:assert/strict";
-import { findExternalInterface, InterfaceError, type LinkReader } from "../../lib/extiface.ts";
+import {
+  checkExternalInterface,
+  findExternalInterface,
+  InterfaceError,
+  type LinkReader,
+} from "../../lib/extiface.ts";
 import { ip } from "../helpers.ts";
 
 /**
@@ -210,5 +215,58 @@ Deno.test("findExternalInterface() IPv6 failures are clear", async (t) => {
       () => findExternalInterface(host(), { ...none, ifaceCanReach: "fd99::1" }, DUAL),
       { message: "No route to --iface-can-reach fd99::1" },
     );
+  });
+});
+
+Deno.test("checkExternalInterface() (before the config is known) accepts an IPv6-only interface", async (t) => {
+  /** A host whose eth0 has only IPv6 addresses and whose only default route is the IPv6 one. */
+  const v6host = (withDefault = true): LinkReader => {
+    const all = [
+      { index: 1, address: ip("127.0.0.1"), prefix: 8, scope: 254 },
+      { index: 1, address: ip("::1"), prefix: 128, scope: 254 },
+      { index: 2, address: ip("fd00:100::11"), prefix: 64, scope: 0 },
+      { index: 2, address: ip("fe80::11"), prefix: 64, scope: 253 },
+    ];
+    return {
+      linkList: () => [{ index: 1, name: "lo", mtu: 65536 }, { index: 2, name: "eth0", mtu: 1500 }],
+      addrList: (_index, family = 4) => all.filter((a) => a.address.family === family),
+      defaultRoute: (family = 4) =>
+        withDefault && family === 6 ? { index: 2, gateway: ip("fd00:100::1") } : null,
+      routeGet: () => null,
+    };
+  };
+  await t.step("the IPv6 default route when there is no IPv4 one", () => {
+    assert.equal(checkExternalInterface(v6host(), none), "eth0");
+  });
+  await t.step("--iface by IPv6 address", () => {
+    assert.equal(checkExternalInterface(v6host(), { ...none, iface: ["fd00:100::11"] }), "eth0");
+  });
+  await t.step("the IPv4 default route first when both exist", () => {
+    assert.equal(checkExternalInterface(host(), none), "eth0");
+  });
+  await t.step("--iface by an IPv6 address nobody holds", () => {
+    assert.throws(() => checkExternalInterface(v6host(), { ...none, iface: ["fd00:100::99"] }), {
+      name: "InterfaceError",
+      message: "No interface matches --iface fd00:100::99: interfaces here are lo, eth0",
+    });
+  });
+  await t.step("no default route of either family", () => {
+    assert.throws(() => checkExternalInterface(v6host(false), none), {
+      message: "No default IPv4 or IPv6 route to find the external interface: use --iface",
+    });
+  });
+  await t.step("then an IPv6-only config finds the address, an IPv4 one refuses clearly", () => {
+    const ext = findExternalInterface(v6host(), { ...none, iface: ["fd00:100::11"] }, V6ONLY);
+    assert.deepEqual([ext.name, String(ext.ifaceV6Addr), ext.ifaceAddr], [
+      "eth0",
+      "fd00:100::11",
+      null,
+    ]);
+    assert.throws(() => findExternalInterface(v6host(), none), {
+      message: "No default IPv4 route to find the external interface: use --iface",
+    });
+    assert.throws(() => findExternalInterface(v6host(), { ...none, iface: ["eth0"] }), {
+      message: "Failed to find IPv4 address for interface eth0",
+    });
   });
 });

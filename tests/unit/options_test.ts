@@ -46,7 +46,7 @@ Deno.test("parseOptions() without flags gives upstream's defaults", () => {
 
 Deno.test("parseOptions() sets every flag from the command line", () => {
   const o = run([
-    "--etcd-endpoints=https://etcd-a:2379, https://etcd-b:2379",
+    "--etcd-endpoints=https://etcd-a:2379, https://[fd00:100::1]:2379",
     "-etcd-prefix",
     "/my/net",
     "--etcd-keyfile=/k.pem",
@@ -74,7 +74,7 @@ Deno.test("parseOptions() sets every flag from the command line", () => {
     "-v=3",
   ]);
   assert.deepEqual(o, {
-    etcdEndpoints: ["https://etcd-a:2379", "https://etcd-b:2379"],
+    etcdEndpoints: ["https://etcd-a:2379", "https://[fd00:100::1]:2379"],
     etcdPrefix: "/my/net",
     etcdKeyfile: "/k.pem",
     etcdCertfile: "/c.pem",
@@ -233,6 +233,13 @@ Deno.test("parseOptions() rejects a bad flag with one line naming it", async (t)
       {},
       'invalid value "127.0.0.1:2379" for flag -etcd-endpoints: ' +
       '"127.0.0.1:2379" is not a URL (expected http://host:port or https://host:port)',
+    ],
+    [
+      ["--etcd-endpoints=http://fd00:100::1:2379"],
+      {},
+      'invalid value "http://fd00:100::1:2379" for flag -etcd-endpoints: ' +
+      '"http://fd00:100::1:2379" is not a URL (expected http://host:port or https://host:port; ' +
+      "an IPv6 address goes in brackets: http://[fd00::1]:2379)",
     ],
     [
       ["--etcd-endpoints=http://a:1,unix:///run/etcd.sock"],
