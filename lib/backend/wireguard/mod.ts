@@ -29,7 +29,6 @@ import {
   type Backend,
   backendConfig,
   type BackendContext,
-  ipv4Attrs,
   ipv4Only,
   type NetlinkHandle,
   type Network,
@@ -40,11 +39,11 @@ import type { WireguardBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
 import type { IP, IPNet } from "../../ip.ts";
 
-export { peerFromLease } from "./lease_peers.ts";
+export { leasePeerSide, ownLeaseAttrs, peerFromLease } from "./lease_peers.ts";
 import { errText, logger } from "../../log.ts";
 import type { CounterName } from "./counters.ts";
 import type { PeerBatch } from "./protocol.ts";
-import { LeasePeers } from "./lease_peers.ts";
+import { LeasePeers, ownLeaseAttrs } from "./lease_peers.ts";
 import { keyFilePath, loadOrCreateKey } from "./keyfile.ts";
 import { publicKey, toBase64 } from "./keys.ts";
 import { socketDir, UapiServer } from "./uapi_server.ts";
@@ -145,11 +144,14 @@ async function init(
   if (warning !== undefined) log.warn(warning);
   const pub = toBase64(publicKey(key));
   log.info(`${created ? "Generated" : "Loaded"} the private key in ${keyFile}; public key ${pub}`);
-  const data: WireguardLeaseData = { PublicKey: pub, Port: cfg.listenPort };
-  const { lease, peers } = await subnets.acquireLease(
-    ipv4Attrs(v4.publicIP, "wireguard", data),
-    signal,
-  );
+  const attrs = ownLeaseAttrs({
+    publicKey: pub,
+    publicIP: v4.publicIP,
+    publicIPv6: null,
+    port: cfg.listenPort,
+    portV6: cfg.listenPortV6,
+  });
+  const { lease, peers } = await subnets.acquireLease(attrs, signal);
   const own = ownIPv4(lease);
   const network = v4.range.network;
   const mtu = cfg.mtu ?? ext.mtu - OVERHEAD;
