@@ -10,7 +10,9 @@
  *   `/var/run/wireguard/flannel-wg.sock` (root only, read-only) for `wg show flannel-wg`.
  * - Keys: the private key in `/run/flannel/wgkey` (`WIREGUARD_KEY_FILE`), generated 0600 on
  *   first start and kept. The lease carries `BackendType "wireguard"` and BackendData
- *   `{"PublicKey":"<base64>","Port":<ListenPort>}`, byte for byte as upstream writes it.
+ *   `{"PublicKey":"<base64>","Port":<ListenPort>}`, byte for byte as upstream writes it
+ *   (`ownLeaseAttrs`, which also writes upstream's `BackendV6Data` `{PublicKey, Port:
+ *   ListenPortV6}` for an IPv6 side — not used until the data path carries IPv6).
  * - Lease added → a peer: its PublicKey, endpoint PublicIP:Port (a lease without `Port`, from
  *   upstream before v0.26.6, means our own ListenPort, as upstream reads it), allowed IPs = its
  *   subnet, the PSK and PersistentKeepaliveInterval of the config. Lease removed → the peer and
