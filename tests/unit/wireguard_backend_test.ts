@@ -21,7 +21,12 @@ import {
 import { formatGet, REFUSED } from "../../lib/backend/wireguard/uapi.ts";
 import { Device } from "../../lib/backend/wireguard/device.ts";
 import { PacketAead, randomBytes } from "../../ffi/crypto.ts";
-import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import {
+  decodeLeaseValue,
+  encodeLeaseValue,
+  type Lease,
+  type LeaseAttrs,
+} from "../../lib/lease.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
 import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
@@ -169,6 +174,32 @@ Deno.test("leasePeerSide() reads each family from its own fields, as upstream", 
   const p = peerFromLease(l, OWN);
   assert.ok(typeof p !== "string");
   assert.equal(p.port, 51820);
+});
+
+Deno.test("leasePeerSide() reads a lease value as upstream's dual-stack host writes it", () => {
+  const value = `{"PublicIP":"192.168.100.12","PublicIPv6":"fd00::c","BackendType":"wireguard",` +
+    `"BackendData":{"PublicKey":"${PUB}","Port":51820},` +
+    `"BackendV6Data":{"PublicKey":"${PUB}","Port":51821}}`;
+  const attrs = decodeLeaseValue(value);
+  assert.ok(typeof attrs !== "string");
+  const l: Lease = { ...dualLease(null, null), attrs };
+  const s4 = leasePeerSide(l, 4, 1), s6 = leasePeerSide(l, 6, 1);
+  assert.ok(typeof s4 !== "string" && typeof s6 !== "string");
+  assert.deepEqual(
+    [String(s4.endpoint), s4.port, String(s6.endpoint), s6.port, s6.publicKey],
+    ["192.168.100.12", 51820, "fd00::c", 51821, PUB],
+  );
+  // And our attrs survive etcd's round trip unchanged.
+  const ours = ownLeaseAttrs({
+    publicKey: PUB,
+    publicIP: ip("192.168.100.11"),
+    publicIPv6: ip("fd00::b"),
+    port: 51820,
+    portV6: 51821,
+  });
+  const back = decodeLeaseValue(encodeLeaseValue(ours));
+  assert.ok(typeof back !== "string");
+  assert.equal(encodeLeaseValue(back), encodeLeaseValue(ours));
 });
 
 Deno.test("loadOrCreateKey() creates a 0600 base64 key once, then reads the same key", async () => {
