@@ -4,7 +4,12 @@
  */
 
 import assert from "node:assert/strict";
-import { LeasePeers, peerFromLease } from "../../lib/backend/wireguard/lease_peers.ts";
+import {
+  LeasePeers,
+  leasePeerSide,
+  ownLeaseAttrs,
+  peerFromLease,
+} from "../../lib/backend/wireguard/lease_peers.ts";
 import { keyFilePath, loadOrCreateKey } from "../../lib/backend/wireguard/keyfile.ts";
 import {
   generatePrivateKey,
@@ -16,7 +21,12 @@ import {
 import { formatGet, REFUSED } from "../../lib/backend/wireguard/uapi.ts";
 import { Device } from "../../lib/backend/wireguard/device.ts";
 import { PacketAead, randomBytes } from "../../ffi/crypto.ts";
-import { encodeLeaseValue, type Lease, type LeaseAttrs } from "../../lib/lease.ts";
+import {
+  decodeLeaseValue,
+  encodeLeaseValue,
+  type Lease,
+  type LeaseAttrs,
+} from "../../lib/lease.ts";
 import type { NetworkConfig } from "../../lib/config.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
 import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
@@ -69,6 +79,127 @@ Deno.test("peerFromLease() names what is wrong with a lease it cannot use", () =
     peerFromLease(lease("wireguard", { PublicKey: PUB, Port: 70000 }), OWN),
     "BackendData Port 70000 is not a port",
   );
+});
+
+function dualLease(v4Data: unknown, v6Data: unknown, publicIPv6: string | null = "fd00::b"): Lease {
+  const l = lease("wireguard", v4Data);
+  return {
+    ...l,
+    ipv6Subnet: IPNet.mustParse("fc00:0:0:22::/64"),
+    attrs: {
+      ...l.attrs,
+      publicIPv6: publicIPv6 === null ? null : ip(publicIPv6),
+      backendV6Data: v6Data,
+    },
+  };
+}
+
+Deno.test("ownLeaseAttrs() encodes to upstream's newSubnetAttrs bytes, per enabled family", () => {
+  const both = ownLeaseAttrs({
+    publicKey: PUB,
+    publicIP: ip("192.168.100.11"),
+    publicIPv6: ip("fd00::b"),
+    port: 51820,
+    portV6: 51821,
+  });
+  // Go's json.Marshal of lease.LeaseAttrs with both wireguardLeaseAttrs raw messages.
+  assert.equal(
+    encodeLeaseValue(both),
+    `{"PublicIP":"192.168.100.11","PublicIPv6":"fd00::b","BackendType":"wireguard",` +
+      `"BackendData":{"PublicKey":"${PUB}","Port":51820},` +
+      `"BackendV6Data":{"PublicKey":"${PUB}","Port":51821}}`,
+  );
+  const v4 = ownLeaseAttrs({
+    publicKey: PUB,
+    publicIP: ip("192.168.100.11"),
+    publicIPv6: null,
+    port: 51820,
+    portV6: 51821,
+  });
+  assert.equal(
+    encodeLeaseValue(v4),
+    `{"PublicIP":"192.168.100.11","PublicIPv6":null,"BackendType":"wireguard",` +
+      `"BackendData":{"PublicKey":"${PUB}","Port":51820}}`,
+  );
+  const v6 = ownLeaseAttrs({
+    publicKey: PUB,
+    publicIP: null,
+    publicIPv6: ip("fd00::b"),
+    port: 51820,
+    portV6: 40001,
+  });
+  assert.equal(
+    encodeLeaseValue(v6),
+    `{"PublicIP":"0.0.0.0","PublicIPv6":"fd00::b","BackendType":"wireguard",` +
+      `"BackendV6Data":{"PublicKey":"${PUB}","Port":40001}}`,
+  );
+});
+
+Deno.test("leasePeerSide() reads each family from its own fields, as upstream", () => {
+  const l = dualLease({ PublicKey: PUB, Port: 51820 }, { PublicKey: PUB, Port: 40001 });
+  const s4 = leasePeerSide(l, 4, 1);
+  assert.ok(typeof s4 !== "string");
+  assert.equal(String(s4.endpoint), "192.168.100.11");
+  assert.equal(s4.port, 51820);
+  assert.equal(String(s4.subnet), "10.1.2.0/24");
+  const s6 = leasePeerSide(l, 6, 1);
+  assert.ok(typeof s6 !== "string");
+  assert.equal(s6.publicKey, PUB);
+  assert.equal(String(s6.endpoint), "fd00::b");
+  assert.equal(s6.port, 40001);
+  assert.equal(String(s6.subnet), "fc00:0:0:22::/64");
+  // No (or zero) Port in BackendV6Data: our own ListenPortV6.
+  const noPort = leasePeerSide(dualLease(null, { PublicKey: PUB, Port: 0 }), 6, 51821);
+  assert.ok(typeof noPort !== "string");
+  assert.equal(noPort.port, 51821);
+  // Each family fails on its own.
+  assert.equal(leasePeerSide(dualLease(null, {}), 4, 1), "BackendData has no PublicKey");
+  assert.equal(
+    leasePeerSide(dualLease({ PublicKey: PUB }, null), 6, 1),
+    "BackendV6Data has no PublicKey",
+  );
+  assert.equal(
+    leasePeerSide(dualLease({ PublicKey: PUB }, { PublicKey: PUB, Port: -1 }), 6, 1),
+    "BackendV6Data Port -1 is not a port",
+  );
+  assert.equal(
+    leasePeerSide(dualLease({ PublicKey: PUB }, { PublicKey: PUB }, null), 6, 1),
+    "no IPv6 subnet and PublicIPv6 (IPv4-only host)",
+  );
+  assert.equal(
+    leasePeerSide(lease("wireguard", { PublicKey: PUB }), 6, 1),
+    "no IPv6 subnet and PublicIPv6 (IPv4-only host)",
+  );
+  // An upstream dual-stack host's lease still gives our IPv4 device its peer.
+  const p = peerFromLease(l, OWN);
+  assert.ok(typeof p !== "string");
+  assert.equal(p.port, 51820);
+});
+
+Deno.test("leasePeerSide() reads a lease value as upstream's dual-stack host writes it", () => {
+  const value = `{"PublicIP":"192.168.100.12","PublicIPv6":"fd00::c","BackendType":"wireguard",` +
+    `"BackendData":{"PublicKey":"${PUB}","Port":51820},` +
+    `"BackendV6Data":{"PublicKey":"${PUB}","Port":51821}}`;
+  const attrs = decodeLeaseValue(value);
+  assert.ok(typeof attrs !== "string");
+  const l: Lease = { ...dualLease(null, null), attrs };
+  const s4 = leasePeerSide(l, 4, 1), s6 = leasePeerSide(l, 6, 1);
+  assert.ok(typeof s4 !== "string" && typeof s6 !== "string");
+  assert.deepEqual(
+    [String(s4.endpoint), s4.port, String(s6.endpoint), s6.port, s6.publicKey],
+    ["192.168.100.12", 51820, "fd00::c", 51821, PUB],
+  );
+  // And our attrs survive etcd's round trip unchanged.
+  const ours = ownLeaseAttrs({
+    publicKey: PUB,
+    publicIP: ip("192.168.100.11"),
+    publicIPv6: ip("fd00::b"),
+    port: 51820,
+    portV6: 51821,
+  });
+  const back = decodeLeaseValue(encodeLeaseValue(ours));
+  assert.ok(typeof back !== "string");
+  assert.equal(encodeLeaseValue(back), encodeLeaseValue(ours));
 });
 
 Deno.test("loadOrCreateKey() creates a 0600 base64 key once, then reads the same key", async () => {

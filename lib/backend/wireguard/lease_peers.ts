@@ -5,8 +5,8 @@
  * device.
  */
 
-import type { IPNet } from "../../ip.ts";
-import type { Lease } from "../../lease.ts";
+import type { IP, IPNet } from "../../ip.ts";
+import type { Lease, LeaseAttrs } from "../../lease.ts";
 import type { LeaseEvent } from "../../subnet/mod.ts";
 import type { PeerBatch, PeerSpec } from "./protocol.ts";
 import { parseKey, toBase64 } from "./keys.ts";
@@ -21,8 +21,111 @@ export interface OwnSpec {
   readonly keepalive: number;
 }
 
+/** An address family of the overlay: one WireGuard device each in upstream's `separate` mode. */
+export type Family = 4 | 6;
+
+/** What our lease advertises (wireguardLeaseAttrs). */
+export interface OwnLeaseSpec {
+  /** Our public key, base64 (one key for both devices: upstream reads the one key file). */
+  readonly publicKey: string;
+  /** The IPv4 PublicIP, or null when IPv4 is not enabled. */
+  readonly publicIP: IP | null;
+  /** The IPv6 PublicIPv6, or null when IPv6 is not enabled. */
+  readonly publicIPv6: IP | null;
+  /** ListenPort (the IPv4 device's). */
+  readonly port: number;
+  /** ListenPortV6 (the IPv6 device's). */
+  readonly portV6: number;
+}
+
 /**
- * The peer a lease stands for, or a one-line reason why it cannot be one.
+ * Our lease attributes as upstream's `newSubnetAttrs` writes them: `BackendData`
+ * `{"PublicKey":…,"Port":ListenPort}` when IPv4 is enabled, `BackendV6Data`
+ * `{"PublicKey":…,"Port":ListenPortV6}` when IPv6 is, the same key in both.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { IP } from "../../ip.ts";
+ * const a = ownLeaseAttrs({
+ *   publicKey: "Oq2vD8xd+uBg3fJ0mZIH8wV0iXt7Pd3BWXlD4xKbPkk=",
+ *   publicIP: IP.mustParse("192.168.100.11"),
+ *   publicIPv6: null,
+ *   port: 51820,
+ *   portV6: 51821,
+ * });
+ * assert.equal(a.backendV6Data, null);
+ * ```
+ */
+export function ownLeaseAttrs(own: OwnLeaseSpec): LeaseAttrs {
+  const data = (port: number) => ({ PublicKey: own.publicKey, Port: port });
+  return {
+    publicIP: own.publicIP,
+    publicIPv6: own.publicIPv6,
+    backendType: "wireguard",
+    backendData: own.publicIP === null ? null : data(own.port),
+    backendV6Data: own.publicIPv6 === null ? null : data(own.portV6),
+  };
+}
+
+/** One family's side of a peer lease: key, endpoint, allowed IPs (family-agnostic). */
+export interface LeasePeerSide {
+  /** The peer's public key, base64. */
+  readonly publicKey: string;
+  /** The endpoint address (PublicIP or PublicIPv6). */
+  readonly endpoint: IP;
+  /** The endpoint port. */
+  readonly port: number;
+  /** The peer's subnet of this family: its allowed IPs. */
+  readonly subnet: IPNet;
+}
+
+/**
+ * One family's side of a peer lease, as upstream reads it: IPv4 from `PublicIP`, `BackendData`
+ * and the IPv4 subnet; IPv6 from `PublicIPv6`, `BackendV6Data` and the IPv6 subnet. A missing
+ * or zero `Port` means `defaultPort` (our own ListenPort, resp. ListenPortV6). A one-line
+ * reason when the lease has no usable side of that family.
+ */
+export function leasePeerSide(
+  lease: Lease,
+  family: Family,
+  defaultPort: number,
+): LeasePeerSide | string {
+  const subnet = family === 4 ? lease.subnet : lease.ipv6Subnet;
+  const endpoint = family === 4 ? lease.attrs.publicIP : lease.attrs.publicIPv6;
+  if (subnet === null || endpoint === null) {
+    return family === 4
+      ? "no IPv4 subnet and PublicIP (IPv6-only host)"
+      : "no IPv6 subnet and PublicIPv6 (IPv4-only host)";
+  }
+  if (lease.attrs.backendType !== "wireguard") {
+    return `backend type ${JSON.stringify(lease.attrs.backendType)} is not wireguard`;
+  }
+  const field = family === 4 ? "BackendData" : "BackendV6Data";
+  const raw = family === 4 ? lease.attrs.backendData : lease.attrs.backendV6Data;
+  const d = raw !== null && typeof raw === "object" ? raw as Record<string, unknown> : null;
+  const key = d === null ? undefined : d["PublicKey"];
+  if (typeof key !== "string") return `${field} has no PublicKey`;
+  try {
+    parseKey(key, "PublicKey");
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const rawPort = d!["Port"];
+  let port = defaultPort;
+  if (rawPort !== undefined && rawPort !== null && rawPort !== 0) {
+    if (
+      typeof rawPort !== "number" || !Number.isInteger(rawPort) || rawPort < 1 || rawPort > 65535
+    ) {
+      return `${field} Port ${JSON.stringify(rawPort)} is not a port`;
+    }
+    port = rawPort;
+  }
+  return { publicKey: key, endpoint, port, subnet };
+}
+
+/**
+ * The peer a lease stands for on the IPv4 device, or a one-line reason why it cannot be one.
  *
  * @example
  * ```ts
@@ -30,10 +133,13 @@ export interface OwnSpec {
  * import { IP, IPNet } from "../../ip.ts";
  * const lease = {
  *   subnet: IPNet.mustParse("10.5.2.0/24"),
+ *   ipv6Subnet: null,
  *   attrs: {
  *     publicIP: IP.mustParse("192.168.100.11"),
+ *     publicIPv6: null,
  *     backendType: "wireguard",
  *     backendData: { PublicKey: "Oq2vD8xd+uBg3fJ0mZIH8wV0iXt7Pd3BWXlD4xKbPkk=" },
+ *     backendV6Data: null,
  *   },
  *   expiration: null,
  *   modRevision: 1,
@@ -44,36 +150,15 @@ export interface OwnSpec {
  * ```
  */
 export function peerFromLease(lease: Lease, own: OwnSpec): PeerSpec | string {
-  const subnet = lease.subnet, publicIP = lease.attrs.publicIP;
-  if (subnet === null || publicIP === null) return "no IPv4 subnet and PublicIP (IPv6-only host)";
-  if (lease.attrs.backendType !== "wireguard") {
-    return `backend type ${JSON.stringify(lease.attrs.backendType)} is not wireguard`;
-  }
-  const d = lease.attrs.backendData as Record<string, unknown> | null;
-  const key = d !== null && typeof d === "object" ? d["PublicKey"] : undefined;
-  if (typeof key !== "string") return "BackendData has no PublicKey";
-  try {
-    parseKey(key, "PublicKey");
-  } catch (err) {
-    return (err as Error).message;
-  }
-  const rawPort = d!["Port"];
-  let port = own.port;
-  if (rawPort !== undefined && rawPort !== null && rawPort !== 0) {
-    if (
-      typeof rawPort !== "number" || !Number.isInteger(rawPort) || rawPort < 1 || rawPort > 65535
-    ) {
-      return `BackendData Port ${JSON.stringify(rawPort)} is not a port`;
-    }
-    port = rawPort;
-  }
+  const side = leasePeerSide(lease, 4, own.port);
+  if (typeof side === "string") return side;
   return {
-    publicKey: key,
+    publicKey: side.publicKey,
     presharedKey: own.psk === null ? null : toBase64(own.psk),
     // The Worker keeps IPv4 as host-order u32 (see PeerSpec).
-    ip: publicIP.toU32(),
-    port,
-    allowedIPs: [{ net: subnet.ip.toU32(), prefix: subnet.prefix }],
+    ip: side.endpoint.toU32(),
+    port: side.port,
+    allowedIPs: [{ net: side.subnet.ip.toU32(), prefix: side.subnet.prefix }],
     persistentKeepalive: own.keepalive,
   };
 }

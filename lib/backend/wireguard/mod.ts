@@ -10,7 +10,9 @@
  *   `/var/run/wireguard/flannel-wg.sock` (root only, read-only) for `wg show flannel-wg`.
  * - Keys: the private key in `/run/flannel/wgkey` (`WIREGUARD_KEY_FILE`), generated 0600 on
  *   first start and kept. The lease carries `BackendType "wireguard"` and BackendData
- *   `{"PublicKey":"<base64>","Port":<ListenPort>}`, byte for byte as upstream writes it.
+ *   `{"PublicKey":"<base64>","Port":<ListenPort>}`, byte for byte as upstream writes it
+ *   (`ownLeaseAttrs`, which also writes upstream's `BackendV6Data` `{PublicKey, Port:
+ *   ListenPortV6}` for an IPv6 side — not used until the data path carries IPv6).
  * - Lease added → a peer: its PublicKey, endpoint PublicIP:Port (a lease without `Port`, from
  *   upstream before v0.26.6, means our own ListenPort, as upstream reads it), allowed IPs = its
  *   subnet, the PSK and PersistentKeepaliveInterval of the config. Lease removed → the peer and
@@ -29,7 +31,6 @@ import {
   type Backend,
   backendConfig,
   type BackendContext,
-  ipv4Attrs,
   ipv4Only,
   type NetlinkHandle,
   type Network,
@@ -40,11 +41,11 @@ import type { WireguardBackendConfig } from "../../config.ts";
 import type { Lease } from "../../lease.ts";
 import type { IP, IPNet } from "../../ip.ts";
 
-export { peerFromLease } from "./lease_peers.ts";
+export { leasePeerSide, ownLeaseAttrs, peerFromLease } from "./lease_peers.ts";
 import { errText, logger } from "../../log.ts";
 import type { CounterName } from "./counters.ts";
 import type { PeerBatch } from "./protocol.ts";
-import { LeasePeers } from "./lease_peers.ts";
+import { LeasePeers, ownLeaseAttrs } from "./lease_peers.ts";
 import { keyFilePath, loadOrCreateKey } from "./keyfile.ts";
 import { publicKey, toBase64 } from "./keys.ts";
 import { socketDir, UapiServer } from "./uapi_server.ts";
@@ -145,11 +146,14 @@ async function init(
   if (warning !== undefined) log.warn(warning);
   const pub = toBase64(publicKey(key));
   log.info(`${created ? "Generated" : "Loaded"} the private key in ${keyFile}; public key ${pub}`);
-  const data: WireguardLeaseData = { PublicKey: pub, Port: cfg.listenPort };
-  const { lease, peers } = await subnets.acquireLease(
-    ipv4Attrs(v4.publicIP, "wireguard", data),
-    signal,
-  );
+  const attrs = ownLeaseAttrs({
+    publicKey: pub,
+    publicIP: v4.publicIP,
+    publicIPv6: null,
+    port: cfg.listenPort,
+    portV6: cfg.listenPortV6,
+  });
+  const { lease, peers } = await subnets.acquireLease(attrs, signal);
   const own = ownIPv4(lease);
   const network = v4.range.network;
   const mtu = cfg.mtu ?? ext.mtu - OVERHEAD;
