@@ -249,8 +249,31 @@ function parseNetwork(v: unknown, k: RangeKeys): IPNet {
       `${name} ${show(v)} is too small: the prefix must be /${k.maxNetPrefix} or shorter`,
     );
   }
+  const reserved = (k.family === 4 ? RESERVED_V4 : RESERVED_V6).find((r) => r.net.overlaps(net));
+  if (reserved) {
+    throw new ConfigError(
+      `${name} ${show(v)} overlaps ${reserved.net} (${reserved.what}): ` +
+        `choose a unicast range such as ${k.family === 4 ? "10.0.0.0/8" : "fc00::/7"}`,
+    );
+  }
   return net;
 }
+
+/** Ranges no host can route to a peer: a Network overlapping one would break the host. */
+const RESERVED_V4: readonly { net: IPNet; what: string }[] = [
+  { net: IPNet.mustParse("0.0.0.0/8"), what: "this network" },
+  { net: IPNet.mustParse("127.0.0.0/8"), what: "loopback" },
+  { net: IPNet.mustParse("224.0.0.0/4"), what: "multicast" },
+  { net: IPNet.mustParse("240.0.0.0/4"), what: "reserved, broadcast" },
+];
+
+const RESERVED_V6: readonly { net: IPNet; what: string }[] = [
+  { net: IPNet.mustParse("::/128"), what: "unspecified" },
+  { net: IPNet.mustParse("::1/128"), what: "loopback" },
+  { net: IPNet.mustParse("::ffff:0:0/96"), what: "IPv4-mapped" },
+  { net: IPNet.mustParse("fe80::/10"), what: "link-local" },
+  { net: IPNet.mustParse("ff00::/8"), what: "multicast" },
+];
 
 function parseSubnetLen(v: unknown, network: IPNet, k: RangeKeys): number {
   // Upstream treats 0 (Go's zero value) like an absent key.

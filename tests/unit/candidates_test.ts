@@ -138,7 +138,13 @@ Deno.test("candidateSubnets() stops at SubnetMax", () => {
     "10.1.254.0/24",
     "10.1.255.0/24",
   ]);
-  const top = cfg({ Network: "0.0.0.0/0", SubnetMin: "255.255.254.0" });
+  // The config refuses 0.0.0.0/0 (reserved ranges); the arithmetic must still stop at the top.
+  const top: SubnetRange = {
+    network: IPNet.mustParse("0.0.0.0/0"),
+    subnetLen: 24,
+    subnetMin: IP.mustParse("255.255.254.0"),
+    subnetMax: IP.mustParse("255.255.255.0"),
+  };
   assert.deepEqual(candidateSubnets(top, []).map(String), [
     "255.255.254.0/24",
     "255.255.255.0/24",
@@ -246,7 +252,13 @@ Deno.test("IPv6: fitsConfig() and candidateSubnets() on 128-bit ranges", async (
     assert.equal(got[99].toString(), "fd00:8000::18c/126");
   });
   await t.step("the top of the address space: no overflow past ffff:…", () => {
-    const top = cfg6({ IPv6Network: "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0/124" });
+    // The config refuses ff00::/8 (multicast); the arithmetic must still stop at the top.
+    const top: SubnetRange = {
+      network: IPNet.mustParse("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0/124"),
+      subnetLen: 126,
+      subnetMin: IP.mustParse("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff4"),
+      subnetMax: IP.mustParse("ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffc"),
+    };
     assert.deepEqual(candidateSubnets(top, []).map(String), [
       "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff4/126",
       "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff8/126",

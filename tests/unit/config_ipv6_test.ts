@@ -148,6 +148,36 @@ interface Bad6 {
 const E6 = '"EnableIPv6":true';
 const BAD: Bad6[] = [
   {
+    json: `{${V4},${E6},"IPv6Network":"::/64",${VX}}`,
+    message:
+      'IPv6Network "::/64" overlaps ::/128 (unspecified): choose a unicast range such as fc00::/7',
+  },
+  {
+    json: `{${V4},${E6},"IPv6Network":"::/0",${VX}}`,
+    message:
+      'IPv6Network "::/0" overlaps ::/128 (unspecified): choose a unicast range such as fc00::/7',
+  },
+  {
+    json: `{${V4},${E6},"IPv6Network":"::/120",${VX}}`,
+    message:
+      'IPv6Network "::/120" overlaps ::/128 (unspecified): choose a unicast range such as fc00::/7',
+  },
+  {
+    json: `{${V4},${E6},"IPv6Network":"fe80::/64",${VX}}`,
+    message:
+      'IPv6Network "fe80::/64" overlaps fe80::/10 (link-local): choose a unicast range such as fc00::/7',
+  },
+  {
+    json: `{${V4},${E6},"IPv6Network":"ff02::/16",${VX}}`,
+    message:
+      'IPv6Network "ff02::/16" overlaps ff00::/8 (multicast): choose a unicast range such as fc00::/7',
+  },
+  {
+    json: `{${V4},${E6},"IPv6Network":"::ffff:0:0/104",${VX}}`,
+    message:
+      'IPv6Network "::ffff:0:0/104" overlaps ::ffff:0.0.0.0/96 (IPv4-mapped): choose a unicast range such as fc00::/7',
+  },
+  {
     json: `{${V4},${E6},${VX}}`,
     message: "IPv6Network is missing: it is required when EnableIPv6 is true",
   },

@@ -202,12 +202,12 @@ const GOOD: Good[] = [
     backend: UDP_DEFAULT,
   },
   {
-    name: "the whole IPv4 space does not overflow",
-    json: { Network: "0.0.0.0/0" },
-    network: "0.0.0.0/0",
+    name: "a /2 network (the whole space is refused: it holds 127.0.0.0/8)",
+    json: { Network: "128.0.0.0/2" },
+    network: "128.0.0.0/2",
     subnetLen: 24,
-    min: "0.0.1.0",
-    max: "255.255.255.0",
+    min: "128.0.1.0",
+    max: "191.255.255.0",
     backend: UDP_DEFAULT,
   },
   {
@@ -223,6 +223,62 @@ const GOOD: Good[] = [
 
 /** Bad configs: the exact message, plus the key and value it must name. */
 const BAD: { json: string; key: string; value: string; message: string }[] = [
+  {
+    json: '{"Network":"127.0.0.0/8"}',
+    key: "Network",
+    value: '"127.0.0.0/8"',
+    message:
+      'Network "127.0.0.0/8" overlaps 127.0.0.0/8 (loopback): choose a unicast range such as 10.0.0.0/8',
+  },
+  {
+    json: '{"Network":"127.0.92.0/24"}',
+    key: "Network",
+    value: '"127.0.92.0/24"',
+    message:
+      'Network "127.0.92.0/24" overlaps 127.0.0.0/8 (loopback): choose a unicast range such as 10.0.0.0/8',
+  },
+  {
+    json: '{"Network":"224.0.0.0/4"}',
+    key: "Network",
+    value: '"224.0.0.0/4"',
+    message:
+      'Network "224.0.0.0/4" overlaps 224.0.0.0/4 (multicast): choose a unicast range such as 10.0.0.0/8',
+  },
+  {
+    json: '{"Network":"239.1.0.0/16"}',
+    key: "Network",
+    value: '"239.1.0.0/16"',
+    message:
+      'Network "239.1.0.0/16" overlaps 224.0.0.0/4 (multicast): choose a unicast range such as 10.0.0.0/8',
+  },
+  {
+    json: '{"Network":"0.0.0.0/8"}',
+    key: "Network",
+    value: '"0.0.0.0/8"',
+    message:
+      'Network "0.0.0.0/8" overlaps 0.0.0.0/8 (this network): choose a unicast range such as 10.0.0.0/8',
+  },
+  {
+    json: '{"Network":"240.0.0.0/4"}',
+    key: "Network",
+    value: '"240.0.0.0/4"',
+    message:
+      'Network "240.0.0.0/4" overlaps 240.0.0.0/4 (reserved, broadcast): choose a unicast range such as 10.0.0.0/8',
+  },
+  {
+    json: '{"Network":"0.0.0.0/0"}',
+    key: "Network",
+    value: '"0.0.0.0/0"',
+    message:
+      'Network "0.0.0.0/0" overlaps 0.0.0.0/8 (this network): choose a unicast range such as 10.0.0.0/8',
+  },
+  {
+    json: '{"Network":"64.0.0.0/2"}',
+    key: "Network",
+    value: '"64.0.0.0/2"',
+    message:
+      'Network "64.0.0.0/2" overlaps 127.0.0.0/8 (loopback): choose a unicast range such as 10.0.0.0/8',
+  },
   {
     json: "{not json",
     key: "Network config",
