@@ -11,6 +11,7 @@
  */
 
 import { IP, IPNet, isAligned, parseIPv4 } from "./ip.ts";
+import { quote } from "./log.ts";
 
 /** What a host advertises with its lease. */
 export interface LeaseAttrs {
@@ -97,7 +98,7 @@ const KEY_RE =
  */
 export function parseSubnetKey(key: string): LeaseSubnets | string {
   const m = KEY_RE.exec(key);
-  const q = JSON.stringify(key);
+  const q = quote(key, 120);
   if (!m) return `key ${q} does not end in <ipv4>-<prefixlen>[&<ipv6>-<prefixlen>]`;
   const ip = parseIPv4(m[1]);
   const prefix = Number(m[2]);
@@ -144,7 +145,7 @@ export function decodeLeaseValue(value: string): LeaseAttrs | string {
   try {
     obj = JSON.parse(value);
   } catch {
-    return `value is not JSON: ${JSON.stringify(value.slice(0, 80))}`;
+    return `value is not JSON: ${quote(value)}`;
   }
   if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
     return "value is not a JSON object";
@@ -152,16 +153,16 @@ export function decodeLeaseValue(value: string): LeaseAttrs | string {
   const rec = obj as Record<string, unknown>;
   const pub = getFold(rec, "PublicIP");
   const ip = typeof pub === "string" ? parseIPv4(pub) : null;
-  if (ip === null) return `PublicIP ${JSON.stringify(pub ?? null)} is not an IPv4 address`;
+  if (ip === null) return `PublicIP ${quote(pub ?? null)} is not an IPv4 address`;
   const pub6 = getFold(rec, "PublicIPv6");
   let ip6: IP | null = null;
   if (pub6 !== undefined && pub6 !== null) {
     ip6 = typeof pub6 === "string" ? IP.parse(pub6.trim()) : null;
-    if (ip6?.family !== 6) return `PublicIPv6 ${JSON.stringify(pub6)} is not an IPv6 address`;
+    if (ip6?.family !== 6) return `PublicIPv6 ${quote(pub6)} is not an IPv6 address`;
   }
   const bt = getFold(rec, "BackendType");
   if (bt !== undefined && bt !== null && typeof bt !== "string") {
-    return `BackendType ${JSON.stringify(bt)} is not a string`;
+    return `BackendType ${quote(bt)} is not a string`;
   }
   const bd = getFold(rec, "BackendData");
   const bd6 = getFold(rec, "BackendV6Data");

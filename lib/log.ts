@@ -86,3 +86,30 @@ export function errText(err: unknown): string {
   }
   return parts.join(": ");
 }
+
+/**
+ * A foreign value (etcd content, a peer's field) as JSON for a log line or an error, cut to
+ * about `max` characters with "…" so one hostile value cannot flood the log.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * assert.equal(quote("1.2.3.4"), '"1.2.3.4"');
+ * assert.equal(quote("x".repeat(100_000)).length, 61);
+ * assert.equal(quote(undefined), "undefined");
+ * ```
+ */
+export function quote(v: unknown, max = 60): string {
+  let s: string;
+  try {
+    s = typeof v === "number" && !Number.isFinite(v) ? String(v) : JSON.stringify(v) ?? String(v);
+  } catch {
+    s = String(v); // a BigInt or a cycle: not from JSON, but never throw while logging
+  }
+  return s.length > max ? s.slice(0, max) + "…" : s;
+}
+
+/** `s` cut to `max` characters with "…": for a foreign key or name quoted without JSON. */
+export function clip(s: string, max = 120): string {
+  return s.length > max ? s.slice(0, max) + "…" : s;
+}

@@ -18,7 +18,7 @@
 import type { NetworkConfig, SubnetRange } from "../config.ts";
 import type { IPNet } from "../ip.ts";
 import type { Lease, LeaseSubnets } from "../lease.ts";
-import type { Logger } from "../log.ts";
+import { clip, type Logger } from "../log.ts";
 import { attrsEqual } from "./acquire.ts";
 import type { SubnetEntry } from "./entry.ts";
 import type { LeaseEvent } from "./mod.ts";
@@ -156,7 +156,10 @@ export class PeerLeases {
   #take(e: SubnetEntry): string[] {
     if (e.key === this.#ownKey) return [];
     if (e.subnets === null || e.lease === null) {
-      this.#warn(e, `Skipping malformed lease ${e.key} (revision ${e.modRevision}): ${e.problem}`);
+      this.#warn(
+        e,
+        `Skipping malformed lease ${clip(e.key)} (revision ${e.modRevision}): ${e.problem}`,
+      );
       return [];
     }
     const why = scopeProblem(this.#config, e.subnets);
@@ -240,7 +243,7 @@ export class PeerLeases {
   #ignoring(e: SubnetEntry, lease: Lease, why: string): string {
     const a = lease.attrs;
     const who = a.publicIP ? `PublicIP ${a.publicIP}` : `PublicIPv6 ${a.publicIPv6 ?? "(none)"}`;
-    return `Ignoring lease ${e.key} (revision ${e.modRevision}, ${who}): ${why}`;
+    return `Ignoring lease ${clip(e.key)} (revision ${e.modRevision}, ${who}): ${why}`;
   }
 
   #warn(e: SubnetEntry, line: string): void {

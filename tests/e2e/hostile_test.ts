@@ -104,7 +104,8 @@ Deno.test("vxlan: a lease copying a host's VtepMAC leaves no wrong FDB entry onc
   assert.ok(await both(), "no ping after the copied lease was deleted");
 });
 
-for (const network of ["192.168.100.0/24", "0.0.0.0/0"]) {
+// 0.0.0.0/0 (the default route) is refused by the config now: see the reserved ranges below.
+for (const network of ["192.168.100.0/24"]) {
   Deno.test(`udp: Network ${network}, already a route on the host, is refused and the route kept`, async () => {
     // The TUN route `<Network> dev flannel0` replaced eth0's connected route (or the default
     // route), and the kernel dropped it with the device: the host stayed cut off after exit.
@@ -125,5 +126,34 @@ for (const network of ["192.168.100.0/24", "0.0.0.0/0"]) {
     );
     assert.doesNotMatch(d.logs(), /^\s+at /m);
     assert.deepEqual(await cluster.leases(), {}, "a lease taken that cannot be used");
+  });
+}
+
+for (
+  const [network, reserved] of [
+    ["127.0.0.0/8", "127.0.0.0/8"],
+    ["224.0.0.0/4", "224.0.0.0/4"],
+    ["0.0.0.0/0", "0.0.0.0/8"],
+  ]
+) {
+  Deno.test(`udp: Network ${network} (reserved) is refused: no route, no lease`, async () => {
+    // Before: udp installed `127.0.0.0/8 dev flannel0` and leased 127.0.92.0/24.
+    await using cluster = await Cluster.create({ hosts: 1 });
+    const [h1] = cluster.hosts;
+    await cluster.putConfig({ Network: network, Backend: { Type: "udp" } });
+    const before = (await h1.exec(["ip", "route"])).stdout;
+    const d = h1.startFlannel();
+    const line = await d.waitForLog(/^E.*Invalid network config/, 20_000);
+    assert.match(
+      line,
+      new RegExp(
+        `Network "${network.replace(/\./g, "\\.")}" overlaps ${reserved.replace(/\./g, "\\.")} `,
+      ),
+    );
+    await sleep(1_000);
+    assert.equal((await h1.exec(["ip", "route"])).stdout, before, d.tail());
+    assert.deepEqual(await cluster.leases(), {}, "a lease taken in a reserved range");
+    assert.doesNotMatch(d.logs(), /^\s+at /m);
+    await d.stop();
   });
 }

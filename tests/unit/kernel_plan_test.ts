@@ -99,7 +99,64 @@ Deno.test("planVxlanPeer", async (t) => {
       lease("10.1.2.0/24", "192.168.0.2", "vxlan", null),
       /BackendData is not a JSON object/,
     ],
+    [
+      "the zero VtepMAC",
+      lease("10.1.2.0/24", "192.168.0.2", "vxlan", { VNI: 1, VtepMAC: "00:00:00:00:00:00" }),
+      /VtepMAC 00:00:00:00:00:00 is the zero MAC$/,
+    ],
+    [
+      "the broadcast VtepMAC",
+      lease("10.1.2.0/24", "192.168.0.2", "vxlan", { VNI: 1, VtepMAC: "FF:FF:FF:FF:FF:FF" }),
+      /VtepMAC ff:ff:ff:ff:ff:ff is a multicast or broadcast MAC$/,
+    ],
+    [
+      "a multicast VtepMAC",
+      lease("10.1.2.0/24", "192.168.0.2", "vxlan", { VNI: 1, VtepMAC: "01:00:5e:00:00:01" }),
+      /VtepMAC 01:00:5e:00:00:01 is a multicast or broadcast MAC$/,
+    ],
+    [
+      "a VtepMAC with only the group bit of the first byte",
+      lease("10.1.2.0/24", "192.168.0.2", "vxlan", { VNI: 1, VtepMAC: "33:33:00:00:00:01" }),
+      /is a multicast or broadcast MAC$/,
+    ],
   ];
+  await t.step("a peer claiming our own device's VtepMAC is skipped", () => {
+    const d = planVxlanPeer(
+      lease("10.1.2.0/24", "192.168.0.2"),
+      ctx({ ownMAC: "AA:BB:CC:00:00:0B" }),
+    );
+    assert.deepEqual(d, {
+      ok: false,
+      reason:
+        "Skipping peer 10.1.2.0/24 (PublicIP 192.168.0.2): VtepMAC aa:bb:cc:00:00:0b is our own device's MAC",
+    });
+  });
+  await t.step("IPv6: a zero or multicast VtepMAC in BackendV6Data is skipped too", () => {
+    for (const mac of ["00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff", "33:33:00:00:00:01"]) {
+      const l = lease("10.1.2.0/24", "192.168.0.2", "vxlan", undefined, {
+        subnet: "fc00:0:0:2::/64",
+        publicIPv6: "fd00::2",
+        backendV6Data: { VNI: 1, VtepMAC: mac },
+      });
+      const d = planVxlanPeer(l, ctx({ family: 6, ownIP: ip("fd00::1") }));
+      assert.equal(d.ok, false, mac);
+      if (!d.ok) {
+        assert.match(
+          d.reason,
+          /^Skipping peer fc00:0:0:2::\/64 .*VtepMAC .* is the zero MAC|multicast/,
+        );
+      }
+    }
+  });
+  await t.step("a huge VtepMAC is quoted short", () => {
+    const l = lease("10.1.2.0/24", "192.168.0.2", "vxlan", { VtepMAC: "x".repeat(100_000) });
+    const d = planVxlanPeer(l, ctx());
+    assert.equal(d.ok, false);
+    if (!d.ok) {
+      assert.ok(d.reason.length < 200, `reason is ${d.reason.length} characters long`);
+      assert.match(d.reason, /VtepMAC "x+… is not a MAC address$/);
+    }
+  });
   await t.step("a lease with our own PublicIP (a stale one of ours) is skipped", () => {
     const d = planVxlanPeer(lease("10.1.9.0/24", "192.168.0.1"), ctx());
     assert.deepEqual(d, {
@@ -479,6 +536,26 @@ Deno.test("KernelEntryTable logs a failed kernel change and carries on", () => {
     /^E.*Cannot set FDB entry aa:bb:cc:00:00:0b dst 192\.168\.0\.2 on #7: RTM_NEWNEIGH: ENODEV/,
   );
   assert.deepEqual(nl.routes.map((r) => String(r.dst)), ["10.1.2.0/24"]);
+});
+
+Deno.test("KernelEntryTable: a zero or multicast VtepMAC changes nothing in the kernel, one warning per change", () => {
+  const nl = new FakeNetlink();
+  const table = new KernelEntryTable(nl, scope, (l) => planVxlanPeer(l, ctx()), logger("test"));
+  const bad = (mac: string, rev: number) => ({
+    ...lease("10.1.2.0/24", "192.168.0.2", "vxlan", { VNI: 1, VtepMAC: mac }),
+    modRevision: rev,
+  });
+  const { lines } = captureLog(() => {
+    table.sync([bad("00:00:00:00:00:00", 1)]);
+    table.sync([bad("00:00:00:00:00:00", 1)]);
+    table.resync();
+    table.apply([{ type: "added", lease: bad("01:00:5e:00:00:01", 2) }]);
+    table.sync([bad("01:00:5e:00:00:01", 2)]);
+  });
+  assert.deepEqual(nl.take(), []);
+  assert.equal(lines.length, 2, lines.join("\n"));
+  assert.match(lines[0], /^W.*VtepMAC 00:00:00:00:00:00 is the zero MAC/);
+  assert.match(lines[1], /^W.*VtepMAC 01:00:5e:00:00:01 is a multicast or broadcast MAC/);
 });
 
 Deno.test("FakeNetlink keeps the kernel's replace semantics", () => {

@@ -198,7 +198,19 @@ Deno.test("decodeLeaseValue() names what is wrong with a malformed value", async
   const rows: [string, string][] = [
     ["", 'value is not JSON: ""'],
     ["{", 'value is not JSON: "{"'],
-    ["x".repeat(200), `value is not JSON: "${"x".repeat(80)}"`],
+    ["x".repeat(200), `value is not JSON: "${"x".repeat(59)}…`],
+    [
+      JSON.stringify({ PublicIP: "1".repeat(100_000) }),
+      `PublicIP "${"1".repeat(59)}… is not an IPv4 address`,
+    ],
+    [
+      JSON.stringify({ PublicIP: "10.0.0.1", PublicIPv6: ":".repeat(100_000) }),
+      `PublicIPv6 "${":".repeat(59)}… is not an IPv6 address`,
+    ],
+    [
+      JSON.stringify({ PublicIP: "10.0.0.1", BackendType: ["x".repeat(100_000)] }),
+      `BackendType ["${"x".repeat(58)}… is not a string`,
+    ],
     ["[]", "value is not a JSON object"],
     ["null", "value is not a JSON object"],
     ['"10.0.0.1"', "value is not a JSON object"],
@@ -218,6 +230,13 @@ Deno.test("decodeLeaseValue() names what is wrong with a malformed value", async
       assert.equal(decodeLeaseValue(value), want);
     });
   }
+});
+
+Deno.test("parseSubnetKey() quotes a huge key short", () => {
+  const got = parseSubnetKey("/coreos.com/network/subnets/" + "9".repeat(100_000));
+  assert.equal(typeof got, "string");
+  assert.ok((got as string).length < 250, `${(got as string).length} characters`);
+  assert.match(got as string, /^key "\/coreos\.com\/network\/subnets\/9+… does not end in/);
 });
 
 Deno.test("getFold() prefers the exact name, then any case", () => {

@@ -19,7 +19,7 @@
 
 import type { IP } from "../../ip.ts";
 import type { Lease } from "../../lease.ts";
-import { logger } from "../../log.ts";
+import { logger, quote } from "../../log.ts";
 import { type Backend, backendConfig, type BackendContext } from "../mod.ts";
 import type { PeerDecision } from "../kernel_plan.ts";
 import { type FamilyPlane, isDirect, routeNetwork } from "../route_network.ts";
@@ -106,7 +106,7 @@ export function planHostGwPeer(lease: Lease, c: HostGwPeerContext): PeerDecision
     const type = lease.attrs.backendType || "udp";
     return {
       ok: false,
-      reason: `Skipping ${who}: backend type ${JSON.stringify(type)} is not host-gw`,
+      reason: `Skipping ${who}: backend type ${quote(type)} is not host-gw`,
     };
   }
   if (pub.equals(c.ownIP)) {

@@ -8,6 +8,7 @@
 
 import { formatMAC, type IP, parseMAC } from "../../ip.ts";
 import { getFold, type Lease } from "../../lease.ts";
+import { quote } from "../../log.ts";
 import type { PeerDecision } from "../kernel_plan.ts";
 
 /** The lease `BackendData` of a vxlan host: `{"VNI":1,"VtepMAC":"aa:bb:cc:dd:ee:ff"}`. */
@@ -28,6 +29,8 @@ export interface VxlanPeerContext {
   readonly directRouting: boolean;
   /** Our own PublicIP (PublicIPv6): a lease carrying it is a stale one of ours, not a peer. */
   readonly ownIP: IP;
+  /** Our device's MAC (lower case): a peer claiming it would take our own traffic. */
+  readonly ownMAC?: string;
   /** True when `ip` is reachable without a gateway through the external interface. */
   readonly isDirect: (ip: IP) => boolean;
 }
@@ -48,10 +51,13 @@ export function decodeVxlanData(data: unknown): { vni: number | null; mac: strin
   const rec = data as Record<string, unknown>;
   const rawMac = getFold(rec, "VtepMAC");
   const mac = typeof rawMac === "string" ? parseMAC(rawMac) : null;
-  if (mac === null) return `VtepMAC ${JSON.stringify(rawMac ?? null)} is not a MAC address`;
+  if (mac === null) return `VtepMAC ${quote(rawMac ?? null)} is not a MAC address`;
+  // The kernel refuses such an FDB entry (EOPNOTSUPP) but takes the ARP entry: refuse it here.
+  if (mac.every((x) => x === 0)) return `VtepMAC ${formatMAC(mac)} is the zero MAC`;
+  if (mac[0] & 1) return `VtepMAC ${formatMAC(mac)} is a multicast or broadcast MAC`;
   const rawVni = getFold(rec, "VNI");
   if (rawVni !== undefined && rawVni !== null && !Number.isInteger(rawVni)) {
-    return `VNI ${JSON.stringify(rawVni)} is not an integer`;
+    return `VNI ${quote(rawVni)} is not an integer`;
   }
   return { vni: (rawVni as number | null | undefined) ?? null, mac: formatMAC(mac) };
 }
@@ -75,7 +81,7 @@ export function planVxlanPeer(lease: Lease, c: VxlanPeerContext): PeerDecision {
     const type = lease.attrs.backendType || "udp";
     return {
       ok: false,
-      reason: `Skipping ${who}: backend type ${JSON.stringify(type)} is not vxlan`,
+      reason: `Skipping ${who}: backend type ${quote(type)} is not vxlan`,
     };
   }
   if (pub.equals(c.ownIP)) {
@@ -87,6 +93,9 @@ export function planVxlanPeer(lease: Lease, c: VxlanPeerContext): PeerDecision {
       ok: false,
       reason: `Skipping ${who}: ${v6 ? data.replace("BackendData", "BackendV6Data") : data}`,
     };
+  }
+  if (c.ownMAC !== undefined && data.mac === c.ownMAC.toLowerCase()) {
+    return { ok: false, reason: `Skipping ${who}: VtepMAC ${data.mac} is our own device's MAC` };
   }
   if (data.vni !== null && data.vni !== c.vni) {
     return { ok: false, reason: `Skipping ${who}: VNI ${data.vni} differs from ours (${c.vni})` };

@@ -116,7 +116,7 @@ async function init(
       };
       return {
         family: d.family,
-        peer: (l) => planVxlanPeer(l, { ...peer, devIndex: d.index }),
+        peer: (l) => planVxlanPeer(l, { ...peer, devIndex: d.index, ownMAC: d.mac }),
         device: {
           name: d.spec.name,
           index: () => d.index,
