@@ -84,7 +84,11 @@ export async function writeSubnetFile(path: string, c: SubnetFileContent): Promi
   const slash = path.lastIndexOf("/");
   const dir = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
   const base = path.slice(slash + 1);
-  await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+  try {
+    await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+  } catch (err) {
+    throw new Error(`Cannot write subnet file ${path}: ${errorText(err)}`, { cause: err });
+  }
   const tmp = `${dir === "/" ? "" : dir}/.${base}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
     await Deno.writeTextFile(tmp, formatSubnetFile(c), { mode: 0o644 });

@@ -80,3 +80,26 @@ Deno.test("readSubnetFile() returns what parses, the subnet as its network addre
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("writeSubnetFile() under a regular file names the subnet file in its error", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/file`, "");
+    const path = `${dir}/file/subnet.env`;
+    await assert.rejects(
+      () =>
+        writeSubnetFile(path, {
+          network: net("10.1.0.0/16"),
+          subnet: net("10.1.15.0/24"),
+          mtu: 1450,
+          ipMasq: false,
+        }),
+      (e: Error) => {
+        assert.match(e.message, new RegExp(`^Cannot write subnet file ${path}: .*File exists`));
+        return true;
+      },
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
