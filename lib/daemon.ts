@@ -16,7 +16,7 @@ import { waitForNetworkConfig } from "./subnet/config_wait.ts";
 import { watchNetworkConfig } from "./subnet/config_watch.ts";
 import { RegistrySubnetManager } from "./subnet/manager.ts";
 import { LeaseLostError } from "./subnet/mod.ts";
-import { writeSubnetFile } from "./subnet/subnet_env.ts";
+import { lockSubnetFile, writeSubnetFile } from "./subnet/subnet_env.ts";
 import { describeSubnets } from "./lease.ts";
 import { loadBackend } from "./backend/loaders.ts";
 import type { BackendContext } from "./backend/mod.ts";
@@ -80,7 +80,10 @@ export async function runDaemon(opts: Options): Promise<number> {
   const readiness = daemonReadiness();
   let health: Promise<void> | null = null;
   let keeping: Promise<void> | null = null;
+  let lock: Deno.FsFile | null = null;
   try {
+    // Before anything touches the kernel or etcd: a second daemon stops here.
+    lock = lockSubnetFile(opts.subnetFile);
     // Fail fast on a missing interface before waiting for etcd; the addresses of the families
     // the config enables are looked up once the config is known.
     nl = Netlink.open();
@@ -224,6 +227,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     nl?.close();
     if (health) await withDeadline(health, 300, "health server");
     if (registry) await withDeadline(Promise.resolve(registry.close()), 300, "etcd client");
+    lock?.close();
   }
 }
 

@@ -146,3 +146,43 @@ export async function readSubnetFile(path: string): Promise<PreviousSubnets> {
   }
   return out;
 }
+
+/**
+ * Takes the exclusive lock `<subnet-file>.lock` (flock, no wait) for the daemon's life, and
+ * writes our pid into it: two daemons on one host would take two leases for one PublicIP and
+ * fight over the devices and subnet.env. Throws naming the lock file (and the holder's pid when
+ * it wrote one) when another process holds it. Close the returned file at exit (the kernel
+ * drops the lock with the process anyway); the file itself stays, so no race on its removal.
+ */
+export function lockSubnetFile(subnetFile: string): Deno.FsFile {
+  const path = `${subnetFile}.lock`;
+  const slash = path.lastIndexOf("/");
+  const dir = slash > 0 ? path.slice(0, slash) : slash === 0 ? "/" : ".";
+  let file: Deno.FsFile;
+  try {
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o644 });
+  } catch (err) {
+    throw new Error(`Cannot open lock file ${path}: ${errorText(err)}`, { cause: err });
+  }
+  let locked = false;
+  try {
+    locked = file.tryLockSync(true);
+    if (!locked) {
+      const buf = new Uint8Array(32);
+      const n = file.readSync(buf) ?? 0;
+      const pid = /^\d+/.exec(new TextDecoder().decode(buf.subarray(0, n)))?.[0];
+      throw new Error(
+        `Another flanneld holds the lock file ${path}` +
+          `${pid ? ` (pid ${pid})` : ""}: one daemon per host and subnet file`,
+      );
+    }
+    file.truncateSync(0);
+    file.writeSync(new TextEncoder().encode(`${Deno.pid}\n`));
+    return file;
+  } catch (err) {
+    file.close();
+    if (!locked) throw err;
+    throw new Error(`Cannot write lock file ${path}: ${errorText(err)}`, { cause: err });
+  }
+}

@@ -157,3 +157,33 @@ for (
     await d.stop();
   });
 }
+
+Deno.test("two daemons started at once on one host: one runs, the other exits 1 naming the lock", async () => {
+  // Before: both ran, took two leases for one PublicIP and fought over flannel.1 and subnet.env.
+  await using cluster = await Cluster.create({ hosts: 1 });
+  const [h1] = cluster.hosts;
+  await cluster.putConfig(VXLAN_CONFIG);
+  const a = h1.startFlannel();
+  const b = h1.startFlannel();
+  const ended: { loser: typeof a; winner: typeof a; code: number }[] = [];
+  a.exited().then((code) => ended.push({ loser: a, winner: b, code }));
+  b.exited().then((code) => ended.push({ loser: b, winner: a, code }));
+  await waitUntil("one of the two daemons exits", () => Promise.resolve(ended.length > 0), 30_000);
+  const first = ended[0];
+  assert.equal(first.code, 1, `${a.tail()}\n---\n${b.tail()}`);
+  await first.winner.waitReady(30_000);
+  const errors = first.loser.logs().split("\n").filter((l) => /^[EF]\d/.test(l));
+  assert.equal(errors.length, 1, first.loser.tail());
+  const pid = first.winner.denoPid();
+  assert.match(
+    errors[0],
+    new RegExp(
+      `Another flanneld holds the lock file ${h1.subnetFile.replace(/\./g, "\\.")}\\.lock${
+        pid ? ` \\(pid ${pid}\\)` : ""
+      }`,
+    ),
+  );
+  await sleep(2_000);
+  assert.equal(Object.keys(await cluster.leases()).length, 1, "two leases for one host");
+  assert.equal(await first.winner.stop(), 0, first.winner.tail());
+});

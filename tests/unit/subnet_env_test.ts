@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { readSubnetFile, writeSubnetFile } from "../../lib/subnet/subnet_env.ts";
+import { lockSubnetFile, readSubnetFile, writeSubnetFile } from "../../lib/subnet/subnet_env.ts";
 import { parseCIDR } from "../../lib/ip.ts";
 
 function net(s: string) {
@@ -99,6 +99,31 @@ Deno.test("writeSubnetFile() under a regular file names the subnet file in its e
         return true;
       },
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("lockSubnetFile(): a second holder is refused naming the lock file and our pid", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/run/flannel/subnet.env`;
+    const first = lockSubnetFile(path);
+    try {
+      assert.equal(await Deno.readTextFile(`${path}.lock`), `${Deno.pid}\n`);
+      // flock locks belong to the open file: a second open in this process conflicts too.
+      assert.throws(() => lockSubnetFile(path), {
+        message:
+          `Another flanneld holds the lock file ${path}.lock (pid ${Deno.pid}): one daemon per host and subnet file`,
+      });
+    } finally {
+      first.close();
+    }
+    lockSubnetFile(path).close(); // free again once closed
+    await Deno.writeTextFile(`${dir}/file`, "");
+    assert.throws(() => lockSubnetFile(`${dir}/file/subnet.env`), {
+      message: new RegExp(`^Cannot open lock file ${dir}/file/subnet\\.env\\.lock: `),
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
