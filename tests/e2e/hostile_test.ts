@@ -187,3 +187,17 @@ Deno.test("two daemons started at once on one host: one runs, the other exits 1 
   assert.equal(Object.keys(await cluster.leases()).length, 1, "two leases for one host");
   assert.equal(await first.winner.stop(), 0, first.winner.tail());
 });
+
+Deno.test("SIGHUP ends the daemon as it ends upstream's flanneld: exit 129, the lease kept", async () => {
+  // flanneld v0.20.2 handles only SIGINT and SIGTERM (main.go): SIGHUP takes the default action.
+  await using cluster = await Cluster.create({ hosts: 1 });
+  const [h1] = cluster.hosts;
+  await cluster.putConfig(VXLAN_CONFIG);
+  const d = h1.startFlannel();
+  await d.waitReady(30_000);
+  const before = await cluster.leases();
+  assert.equal(Object.keys(before).length, 1);
+  d.kill("SIGHUP");
+  assert.equal(await d.exitedWithin(10_000), 129, d.tail());
+  assert.deepEqual(Object.keys(await cluster.leases()), Object.keys(before));
+});
