@@ -10,7 +10,14 @@
 import type { Options } from "./options.ts";
 import { VERSION } from "./options.ts";
 import { errText, logger, setVerbosity } from "./log.ts";
-import { checkExternalInterface, describeInterface, findExternalInterface } from "./extiface.ts";
+import {
+  checkExternalInterface,
+  describeInterface,
+  type ExternalInterface,
+  findExternalInterface,
+} from "./extiface.ts";
+import type { NetworkConfig, SubnetRange } from "./config.ts";
+import type { IP } from "./ip.ts";
 import { connectEtcd } from "./registry/etcd/mod.ts";
 import { waitForNetworkConfig } from "./subnet/config_wait.ts";
 import { watchNetworkConfig } from "./subnet/config_watch.ts";
@@ -121,6 +128,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       ipv6: config.ipv6 !== null,
     });
     log.info(describeInterface(ext));
+    warnUnderlayInNetwork(config, ext);
     nl.close();
     nl = null;
 
@@ -130,6 +138,7 @@ export async function runDaemon(opts: Options): Promise<number> {
       config,
       prefix: opts.etcdPrefix,
       subnetFile: opts.subnetFile,
+      underlay: ext.networks ?? [],
       renewMarginMinutes: opts.subnetLeaseRenewMargin,
     });
     const ctx: BackendContext = {
@@ -228,6 +237,26 @@ export async function runDaemon(opts: Options): Promise<number> {
     if (health) await withDeadline(health, 300, "health server");
     if (registry) await withDeadline(Promise.resolve(registry.close()), 300, "etcd client");
     lock?.close();
+  }
+}
+
+/**
+ * One warning when a Network holds the external address: the host's own network is then part
+ * of the overlay (its subnets are skipped, but peers' routes and masquerading may cut across it).
+ */
+function warnUnderlayInNetwork(config: NetworkConfig, ext: ExternalInterface): void {
+  const pairs: [string, SubnetRange | null, IP | null][] = [
+    ["Network", config.ipv4, ext.ifaceAddr],
+    ["IPv6Network", config.ipv6, ext.ifaceV6Addr],
+  ];
+  for (const [key, range, addr] of pairs) {
+    if (range && addr && range.network.contains(addr)) {
+      log.warn(
+        `${key} ${range.network} contains the external address ${addr} of ${ext.name}: ` +
+          `subnets overlapping ${ext.name}'s networks are never leased, but choose a ${key} ` +
+          `apart from the hosts' own network`,
+      );
+    }
   }
 }
 

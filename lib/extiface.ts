@@ -15,7 +15,7 @@
  */
 
 import { RT_SCOPE_LINK, RT_SCOPE_UNIVERSE } from "../ffi/netlink/mod.ts";
-import { type Family, IP } from "./ip.ts";
+import { type Family, IP, IPNet } from "./ip.ts";
 
 /** The interface that carries overlay traffic between hosts. */
 export interface ExternalInterface {
@@ -33,6 +33,11 @@ export interface ExternalInterface {
   readonly publicIPv6: IP | null;
   /** The interface MTU as the kernel reports it. */
   readonly mtu: number;
+  /**
+   * The connected prefixes of the interface's addresses (enabled families): a lease overlapping
+   * one would hand the host an underlay address. Absent (fakes in tests): none known.
+   */
+  readonly networks?: readonly IPNet[];
 }
 
 /** The rtnetlink reads discovery needs (a subset of ffi/netlink `Netlink`). */
@@ -122,6 +127,12 @@ export function findExternalInterface(
   const publicIPv6 = families.ipv6
     ? overrideOf("--public-ipv6", opts.publicIPv6 ?? "", 6) ?? ifaceV6Addr
     : null;
+  const networks: IPNet[] = [];
+  for (const a of addrs) {
+    if (a.index !== link.index) continue;
+    const n = IPNet.of(a.address, a.prefix);
+    if (!networks.some((m) => m.equals(n))) networks.push(n);
+  }
   return {
     name: link.name,
     index: link.index,
@@ -130,6 +141,7 @@ export function findExternalInterface(
     ifaceV6Addr,
     publicIPv6,
     mtu: link.mtu,
+    networks,
   };
 }
 

@@ -39,6 +39,11 @@ export interface AcquireContext extends SubnetContext {
   readonly noFreeSubnetRetryMs: number;
   /** Random source for the candidate pick. */
   readonly random: () => number;
+  /**
+   * The external interface's connected prefixes: no subnet overlapping one is picked (it would
+   * hand this host an underlay address, e.g. the gateway's, for its bridge).
+   */
+  readonly underlay: readonly IPNet[];
 }
 
 /** The network has no free subnet for us. */
@@ -160,6 +165,16 @@ async function tryAcquire(
   for (const e of mine) {
     const lease = e.lease!;
     const cidr = describeSubnets(lease);
+    const onUnderlay = lease.etcdLeaseId === null ? undefined : underlayOverlap(ctx, lease);
+    if (onUnderlay) {
+      ctx.log.warn(
+        `Deleting lease ${cidr}: it overlaps ${onUnderlay}, a network of the external interface`,
+      );
+      if (await abortable(ctx.registry.delete(e.key, e.modRevision), signal)) {
+        deleted.add(e.key);
+      }
+      continue;
+    }
     if (!fitsAll(ctx, lease)) {
       if (lease.etcdLeaseId === null) {
         ctx.log.warn(
@@ -190,6 +205,8 @@ async function tryAcquire(
     const taken = live.map((e) => subnetOf(e.subnets!, family)).filter((n): n is IPNet =>
       n !== null && range.network.containsNet(n) && !range.network.equals(n)
     );
+    // The underlay's own prefixes, whatever their length, are never ours to lease.
+    taken.push(...ctx.underlay.filter((n) => n.family === family && n.overlaps(range.network)));
     // 2. The subnet in the previous subnet.env, when free and fitting.
     const prev = family === 4 ? prevFile.subnet : prevFile.ipv6Subnet;
     if (prev && fitsConfig(range, prev) && !taken.some((t) => t.overlaps(prev))) {
@@ -216,6 +233,12 @@ async function tryAcquire(
   }
   ctx.log.info(`Subnet ${cidr} was taken meanwhile by another host: retrying`);
   return null;
+}
+
+/** The first underlay prefix a subnet of `s` overlaps, if any. */
+function underlayOverlap(ctx: AcquireContext, s: LeaseSubnets): IPNet | undefined {
+  const subnets = [s.subnet, s.ipv6Subnet].filter((n): n is IPNet => n !== null);
+  return ctx.underlay.find((u) => subnets.some((n) => n.overlaps(u)));
 }
 
 /** Reuses our listed lease or reservation, rewriting it when its attributes are stale. */

@@ -5,6 +5,7 @@
  */
 
 import type { NetworkConfig } from "../config.ts";
+import type { IPNet } from "../ip.ts";
 import type { Lease, LeaseAttrs, LeaseSubnets } from "../lease.ts";
 import { type Logger, logger } from "../log.ts";
 import type { Registry } from "../registry/mod.ts";
@@ -32,6 +33,8 @@ export interface RegistrySubnetManagerOptions {
   noFreeSubnetRetryMs?: number;
   /** Random source for the candidate pick (tests). */
   random?: () => number;
+  /** The external interface's connected prefixes: never leased (default none). */
+  underlay?: readonly IPNet[];
   /** After etcd lost its memory, wait this long before listing the peers again, default 3 s. */
   resetSettleMs?: number;
 }
@@ -63,6 +66,7 @@ export class RegistrySubnetManager implements SubnetManager {
       subnetFile: opts.subnetFile,
       noFreeSubnetRetryMs: opts.noFreeSubnetRetryMs ?? 5_000,
       random: opts.random ?? Math.random,
+      underlay: opts.underlay ?? [],
       renewMarginMs,
       renewRetryMs: opts.renewRetryMs ?? 60_000,
       resetSettleMs: opts.resetSettleMs ?? 3_000,

@@ -201,3 +201,36 @@ Deno.test("SIGHUP ends the daemon as it ends upstream's flanneld: exit 129, the 
   assert.equal(await d.exitedWithin(10_000), 129, d.tail());
   assert.deepEqual(Object.keys(await cluster.leases()), Object.keys(before));
 });
+
+Deno.test("a Network holding the hosts' /24: the host never leases its own underlay /24", async () => {
+  // Before: subnet.env (or the random pick) handed the host 192.168.100.0/24, and Docker got
+  // --bip=192.168.100.1/24, the hub's address.
+  await using cluster = await Cluster.create({ hosts: 1 });
+  const [h1] = cluster.hosts;
+  await cluster.putConfig({
+    Network: "192.168.0.0/16",
+    SubnetMin: "192.168.100.0",
+    SubnetMax: "192.168.101.0",
+    Backend: { Type: "host-gw" },
+  });
+  await Deno.mkdir(h1.subnetFile.slice(0, h1.subnetFile.lastIndexOf("/")), { recursive: true });
+  await Deno.writeTextFile(
+    h1.subnetFile,
+    "FLANNEL_NETWORK=192.168.0.0/16\nFLANNEL_SUBNET=192.168.100.1/24\nFLANNEL_MTU=1500\n" +
+      "FLANNEL_IPMASQ=false\n",
+  );
+  const d = h1.startFlannel();
+  // (waitReady would see the old subnet.env at once.)
+  await d.waitForLog(/^I.*Wrote .* \(subnet /, 30_000);
+  assert.deepEqual(
+    Object.keys(await cluster.leases()).map((k) => k.split("/").pop()),
+    ["192.168.101.0-24"],
+    d.tail(),
+  );
+  assert.equal((await h1.readSubnetEnv())?.FLANNEL_SUBNET, "192.168.101.1/24");
+  await d.waitForLog(
+    /^W.*Network 192\.168\.0\.0\/16 contains the external address 192\.168\.100\.\d+ of eth0/,
+  );
+  assert.ok((await h1.ping("192.168.100.1")).ok, "the host lost its own network");
+  assert.equal(await d.stop(), 0, d.tail());
+});

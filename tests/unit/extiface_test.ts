@@ -57,14 +57,29 @@ type Opts = Partial<typeof none> & { publicIPv6?: string; ifaceCanReach?: string
 function pick(reader: LinkReader, opts: Opts, families = { ipv4: true, ipv6: false }) {
   const ext = findExternalInterface(reader, { ...none, ...opts }, families);
   const str = (x: { toString(): string } | null) => x === null ? null : x.toString();
+  const { networks: _networks, ...rest } = ext;
   return {
-    ...ext,
+    ...rest,
     ifaceAddr: str(ext.ifaceAddr),
     publicIP: str(ext.publicIP),
     ifaceV6Addr: str(ext.ifaceV6Addr),
     publicIPv6: str(ext.publicIPv6),
   };
 }
+
+Deno.test("findExternalInterface() reports the interface's connected prefixes, enabled families only", () => {
+  const nets = (opts: Opts, families = { ipv4: true, ipv6: false }) =>
+    findExternalInterface(host(), { ...none, ...opts }, families).networks?.map(String);
+  assert.deepEqual(nets({}), ["192.168.100.0/24"]);
+  assert.deepEqual(nets({ iface: ["eth1"] }), ["10.0.2.0/24", "172.16.0.0/16"]);
+  assert.deepEqual(nets({ iface: ["eth1"] }, DUAL), [
+    "10.0.2.0/24",
+    "172.16.0.0/16",
+    "fe80::/64",
+    "fd00:5::/64",
+  ]);
+  assert.deepEqual(nets({ iface: ["eth3"] }, V6ONLY), ["fd00:6::/64"]);
+});
 
 Deno.test("findExternalInterface() picks the interface, address and MTU", async (t) => {
   await t.step("default route interface and its first global address", () => {

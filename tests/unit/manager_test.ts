@@ -326,6 +326,53 @@ Deno.test("acquireLease() takes the subnet.env subnet when free and fitting, els
   assert.equal(b.subnet!.toString(), "10.1.102.0/24"); // 100th free: 10.1.2..102 minus 42
 });
 
+Deno.test("acquireLease() never picks a subnet overlapping the external interface's networks", async () => {
+  // A Network holding the hosts' /24: the host must not get 192.168.100.0/24 (Docker would
+  // get --bip=192.168.100.1/24, the hub's address).
+  await using env = await Env.create();
+  await writeSubnetFile(`${env.dir}/subnet.env`, {
+    network: net("192.168.0.0/16"),
+    subnet: net("192.168.100.0/24"),
+    mtu: 1450,
+    ipMasq: false,
+  });
+  const cfg = '{"Network":"192.168.0.0/16","SubnetMin":"192.168.99.0","SubnetMax":"192.168.101.0"}';
+  const underlay = [net("192.168.100.0/24"), IPNet.mustParse("fd00::/64")];
+  const reg = new FakeRegistry();
+  reg.put(key("192.168.99.0/24"), value("192.168.100.3"));
+  const m = env.manager(reg, cfg, { underlay, random: () => 0 });
+  const { lease } = await m.acquireLease(attrs("192.168.100.2"), env.ac.signal);
+  assert.equal(lease.subnet!.toString(), "192.168.101.0/24");
+
+  // Our own lease on the underlay (taken before this check): deleted, a new subnet picked.
+  const reg2 = new FakeRegistry();
+  reg2.put(key("192.168.100.0/24"), value("192.168.100.2"));
+  const m2 = env.manager(reg2, cfg, { underlay, random: () => 0 });
+  const { lease: b } = await m2.acquireLease(attrs("192.168.100.2"), env.ac.signal);
+  assert.equal(reg2.kv.has(key("192.168.100.0/24")), false);
+  assert.equal(b.subnet!.toString(), "192.168.99.0/24");
+  assert.ok(
+    env.lines.some((l) =>
+      /^W.*Deleting lease 192\.168\.100\.0\/24: it overlaps 192\.168\.100\.0\/24, a network of the external interface/
+        .test(l)
+    ),
+    env.lines.join("\n"),
+  );
+
+  // An underlay wider than the whole range: nothing free, the usual retry.
+  const reg3 = new FakeRegistry();
+  const m3 = env.manager(reg3, cfg, {
+    underlay: [net("192.168.0.0/16")],
+    noFreeSubnetRetryMs: 10,
+  });
+  const ac = new AbortController();
+  const p = m3.acquireLease(attrs("192.168.100.2"), ac.signal);
+  await new Promise((r) => setTimeout(r, 50));
+  ac.abort();
+  await assert.rejects(p);
+  assert.deepEqual(reg3.calls.filter((c) => /create/.test(c)), []);
+});
+
 Deno.test("acquireLease() uses our reservation as is and never allocates another's", async () => {
   await using env = await Env.create();
   const reg = new FakeRegistry();
