@@ -178,3 +178,63 @@ Deno.test("wireguard IPv6 (separate mode): three dual-stack hosts, ping and ping
   const still = await n1.host.ping(n2.c6, { from: n1.c6, timeoutS: 2 });
   assert.ok(still.ok, "h2 still reachable over IPv6");
 });
+
+Deno.test("wireguard IPv6-only (EnableIPv4 false): only flannel-wg-v6, ping6 matrix, upstream's 0.0.0.0-0& keys", async () => {
+  await using cluster = await Cluster.create({ hosts: 3, ipv6: true });
+  await cluster.putConfig({
+    EnableIPv4: false,
+    EnableIPv6: true,
+    IPv6Network: "fc00::/48",
+    Backend: { Type: "wireguard" },
+  });
+  const nodes = await Promise.all(cluster.hosts.map(async (host) => {
+    const daemon = host.startFlannel([], wgEnv(host));
+    try {
+      await daemon.waitReady(30_000);
+    } catch (err) {
+      throw new Error(`Flannel on ${host.name} did not get ready: ${daemon.tail(30)}`, {
+        cause: err,
+      });
+    }
+    const env = await host.readSubnetEnv();
+    assert.ok(env?.FLANNEL_IPV6_SUBNET, `no FLANNEL_IPV6_SUBNET in ${host.subnetFile}`);
+    return {
+      host,
+      daemon,
+      lease6: lease6Of(env.FLANNEL_IPV6_SUBNET),
+      c6: await host.addContainerAddress6(),
+    };
+  }));
+  const raw = await cluster.etcd.list(`${ETCD_PREFIX}/subnets/`);
+  for (const n of nodes) {
+    const value = raw[`${ETCD_PREFIX}/subnets/0.0.0.0-0&${n.lease6.replace("/", "-")}`];
+    assert.match(
+      value ?? "",
+      /^\{"PublicIP":"0\.0\.0\.0","PublicIPv6":"[0-9a-f:]+","BackendType":"wireguard","BackendV6Data":\{"PublicKey":"[A-Za-z0-9+/=]{44}","Port":51821\}\}$/,
+    );
+    const links = await n.host.ipJson<{ ifname: string }[]>(["link", "show"]);
+    const wg = links.map((l) => l.ifname).filter((name) => name.startsWith("flannel"));
+    assert.deepEqual(wg, ["flannel-wg-v6"], "no IPv4 device on an IPv6-only network");
+  }
+  let failures: string[] = [];
+  await waitUntil("ping6 matrix", async () => {
+    failures = [];
+    await Promise.all(nodes.flatMap((a) =>
+      nodes.filter((b) => b !== a).map(async (b) => {
+        const r = await a.host.ping(b.c6, { from: a.c6, timeoutS: 2 });
+        if (!r.ok) failures.push(`${a.host.name} → ${b.host.name}`);
+      })
+    ));
+    return failures.length === 0;
+  }, 60_000).catch((err) => {
+    throw new Error(`${(err as Error).message}: ${failures.join(", ")}`);
+  });
+  const dump = await wgShow(nodes[0].host, "flannel-wg-v6");
+  assert.deepEqual(
+    dump.slice(1).map((f) => `${f[2]} ${f[3]}`).sort(),
+    nodes.slice(1).map((n) => `[${n.host.ip6}]:${PORT6} ${n.lease6}`).sort(),
+  );
+  // The v6 device's stop line names it (the IPv4 device's keeps the historical form).
+  await nodes[0].daemon.stop();
+  assert.match(nodes[0].daemon.logs(), /Data path flannel-wg-v6 stopped: /);
+});
