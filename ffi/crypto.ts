@@ -245,6 +245,16 @@ function libcrypto(): typeof cryptoSymbols {
   return cryptoSymbols;
 }
 
+/**
+ * A zeroed buffer whose address stays put: V8 keeps the data of a small typed array made with
+ * `new Uint8Array(n)` (up to 64 bytes) inside its own heap, where a garbage collection can move
+ * it, while an explicit ArrayBuffer's data is allocated outside the heap. Every buffer whose
+ * address is kept across calls must come from here.
+ */
+function offHeap(n: number): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(new ArrayBuffer(n));
+}
+
 /** Bytes of an X25519 key, of a ChaCha20-Poly1305 key. */
 export const KEY_LEN = 32;
 /** Bytes of a Poly1305 tag. */
@@ -400,16 +410,17 @@ export class PacketAead implements TransportAead {
   readonly #dec: Deno.PointerValue;
   readonly #keys: Uint8Array<ArrayBuffer>;
   readonly #keyPtrs: Deno.PointerValue[] = [];
-  readonly #nonce = new Uint8Array(12);
+  readonly #nonce = offHeap(12);
   readonly #nonceView = new DataView(this.#nonce.buffer);
   readonly #noncePtr: Deno.PointerValue;
-  readonly #tag = new Uint8Array(TAG_LEN);
+  readonly #tag = offHeap(TAG_LEN);
   readonly #tagPtr: Deno.PointerValue;
-  readonly #outl = new Int32Array(1);
+  readonly #outl = new Int32Array(new ArrayBuffer(4));
   readonly #outlPtr: Deno.PointerValue;
   readonly #views: Uint8Array[] = [];
   readonly #ptrs: Deno.PointerValue[] = [];
   readonly #sym = libcrypto();
+  #freed = false;
 
   /** Creates the two EVP contexts and room for `keySlots` keys. */
   constructor(readonly keySlots: number) {
@@ -426,7 +437,7 @@ export class PacketAead implements TransportAead {
     ) {
       throw new Error("Cannot set up ChaCha20-Poly1305: EVP_*Init_ex failed");
     }
-    this.#keys = new Uint8Array(keySlots * KEY_LEN);
+    this.#keys = offHeap(keySlots * KEY_LEN);
     const kp = Deno.UnsafePointer.of(this.#keys)!;
     for (let i = 0; i < keySlots; i++) {
       this.#keyPtrs.push(Deno.UnsafePointer.offset(kp, i * KEY_LEN));
@@ -514,6 +525,8 @@ export class PacketAead implements TransportAead {
   /** Frees the EVP contexts and zeroes the keys. */
   [Symbol.dispose](): void {
     this.#keys.fill(0);
+    if (this.#freed) return; // a second dispose must not free the contexts again
+    this.#freed = true;
     this.#sym.EVP_CIPHER_CTX_free(this.#enc);
     this.#sym.EVP_CIPHER_CTX_free(this.#dec);
   }
@@ -540,7 +553,7 @@ export interface TransportAead extends Disposable {
 export class PacketAeadSodium implements TransportAead {
   readonly #keys: Uint8Array<ArrayBuffer>;
   readonly #keyPtrs: Deno.PointerValue[] = [];
-  readonly #nonce = new Uint8Array(12);
+  readonly #nonce = offHeap(12);
   readonly #nonceView = new DataView(this.#nonce.buffer);
   readonly #noncePtr: Deno.PointerValue;
   readonly #ptrs: Deno.PointerValue[] = [];
@@ -548,7 +561,7 @@ export class PacketAeadSodium implements TransportAead {
 
   /** Room for `keySlots` keys. */
   constructor(readonly keySlots: number) {
-    this.#keys = new Uint8Array(keySlots * KEY_LEN);
+    this.#keys = offHeap(keySlots * KEY_LEN);
     const kp = Deno.UnsafePointer.of(this.#keys)!;
     for (let i = 0; i < keySlots; i++) {
       this.#keyPtrs.push(Deno.UnsafePointer.offset(kp, i * KEY_LEN));

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what flannel's demo, tests and benchmarks need on a Debian machine, and nothing when
 # everything is already there: Deno 2.9.6 (from npm), etcd + etcdctl, iproute2, ping, iperf3,
-# tcpdump, openssl, iptables (--ip-masq and the forward rules run iptables-restore). Then caches
+# tcpdump, openssl, iptables (--ip-masq and the forward rules run iptables-restore), the
+# wireguard libraries and wireguard-go, Docker, busybox-static and the CNI plugins. Then caches
 # every module the daemon, demo, tests and benchmarks import into $DENO_DIR (default
 # ~/.cache/deno): daemons run inside network namespaces that cannot reach the package registry,
 # so nothing may be left to download at run time. Must run as root (the tests create network
@@ -29,6 +30,11 @@ ldconfig -p | grep -q 'libsodium\.so\.23 ' || pkgs+=(libsodium23)
 ldconfig -p | grep -q 'libcrypto\.so\.3 ' || pkgs+=(libssl3)
 command -v wireguard-go >/dev/null || pkgs+=(wireguard-go)
 command -v wg >/dev/null || pkgs+=(wireguard-tools)
+# The real consumers of subnet.env the host-integration tests run: Debian's Docker (a dockerd per
+# host namespace, an image made from busybox-static) and the CNI bridge/host-local plugins.
+command -v dockerd >/dev/null || pkgs+=(docker.io)
+[ -x /bin/busybox ] || pkgs+=(busybox-static)
+[ -x /usr/lib/cni/bridge ] || pkgs+=(containernetworking-plugins)
 deno_ok() { command -v deno >/dev/null && deno --version 2>/dev/null | head -1 | grep -q '^deno 2\.9\.'; }
 if ! deno_ok && ! command -v npm >/dev/null; then pkgs+=(nodejs npm); fi
 
@@ -36,7 +42,16 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   echo "flannel setup: installing ${pkgs[*]} from apt" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >/dev/null
+  # No package may start a service in the machine's own network namespace (docker.io would set
+  # up docker0 and its iptables there): policy-rc.d answers "not allowed" while installing.
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+  fi
   apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+  [ -z "$guard" ] || rm -f "$guard"
 fi
 if ! deno_ok; then
   echo "flannel setup: installing deno@2.9.6 from npm" >&2
