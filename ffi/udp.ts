@@ -11,8 +11,10 @@
 import { check, errno, sym } from "./libc.ts";
 import { EAGAIN, SyscallError } from "./errno.ts";
 import { Fd } from "./fd.ts";
+import { IP } from "./ip.ts";
 import {
   AF_INET,
+  AF_INET6,
   MSG_DONTWAIT,
   MSG_TRUNC,
   SO_RCVBUF,
@@ -57,11 +59,66 @@ export const IP_PMTUDISC_DONT = 0;
 /** `IP_PMTUDISC_DO` (netinet/in.h). */
 export const IP_PMTUDISC_DO = 2;
 
-/** Creates an `AF_INET`/`SOCK_DGRAM` socket, non-blocking unless told otherwise. */
-export function udpSocket(opts: { nonBlocking?: boolean } = {}): Fd {
+/** `IPPROTO_IPV6` (netinet/in.h). */
+export const IPPROTO_IPV6 = 41;
+/** `IPV6_V6ONLY` (linux/in6.h). */
+export const IPV6_V6ONLY = 26;
+/** `IPV6_MTU_DISCOVER` (linux/in6.h); takes the IP_PMTUDISC_* values. */
+export const IPV6_MTU_DISCOVER = 23;
+
+/** `struct sockaddr_in6` (linux/in6.h): 28 bytes, multi-byte fields network order. */
+export const SOCKADDR_IN6 = {
+  size: 28,
+  family: 0, // sa_family_t sin6_family (u16, host order)
+  port: 2, // in_port_t sin6_port (u16, network order)
+  flowinfo: 4, // __be32 sin6_flowinfo
+  addr: 8, // struct in6_addr sin6_addr (16 bytes)
+  scopeId: 24, // __u32 sin6_scope_id (host order)
+} as const;
+
+/** Encodes a `sockaddr_in6` for 16 network-order address bytes. */
+export function encodeSockaddrIn6(
+  addr: Uint8Array,
+  port: number,
+  scopeId = 0,
+): Uint8Array<ArrayBuffer> {
+  if (addr.length !== 16) throw new TypeError(`IPv6 address: ${addr.length} bytes (expected 16)`);
+  const b = new Uint8Array(SOCKADDR_IN6.size);
+  const v = new DataView(b.buffer);
+  v.setUint16(SOCKADDR_IN6.family, AF_INET6, true);
+  v.setUint16(SOCKADDR_IN6.port, port, false);
+  b.set(addr, SOCKADDR_IN6.addr);
+  v.setUint32(SOCKADDR_IN6.scopeId, scopeId, true);
+  return b;
+}
+
+/** Decodes a `sockaddr_in6`: a copy of the 16 address bytes and the port. */
+export function decodeSockaddrIn6(b: Uint8Array): { addr: Uint8Array<ArrayBuffer>; port: number } {
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  return {
+    addr: b.slice(SOCKADDR_IN6.addr, SOCKADDR_IN6.addr + 16),
+    port: v.getUint16(SOCKADDR_IN6.port, false),
+  };
+}
+
+/**
+ * Creates a `SOCK_DGRAM` socket, non-blocking unless told otherwise: `AF_INET`, or with `ipv6`
+ * an `AF_INET6` socket with `IPV6_V6ONLY` set (IPv6 peers only, no v4-mapped addresses, so an
+ * IPv4 socket may share the port).
+ */
+export function udpSocket(opts: { nonBlocking?: boolean; ipv6?: boolean } = {}): Fd {
   let type = SOCK_DGRAM | SOCK_CLOEXEC;
   if (opts.nonBlocking !== false) type |= SOCK_NONBLOCK;
-  return new Fd(check(sym.socket(AF_INET, type, 0), "socket"), "udp");
+  const fd = new Fd(check(sym.socket(opts.ipv6 ? AF_INET6 : AF_INET, type, 0), "socket"), "udp");
+  if (opts.ipv6) {
+    try {
+      setsockoptInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    } catch (err) {
+      fd.close();
+      throw err;
+    }
+  }
+  return fd;
 }
 
 /** Binds to `ip:port` (host-order u32 address); port 0 lets the kernel choose. */
@@ -71,6 +128,23 @@ export function bind(fd: Fd, ip: number, port: number): void {
     const e = errno();
     throw new SyscallError("bind", e, `${formatIp(ip)}:${port}`);
   }
+}
+
+/** Binds an `AF_INET6` socket to `[addr]:port` (16 network-order bytes); port 0 lets the kernel choose. */
+export function bind6(fd: Fd, addr: Uint8Array, port: number, scopeId = 0): void {
+  const sa = encodeSockaddrIn6(addr, port, scopeId);
+  if (sym.bind(fd.fd, sa, SOCKADDR_IN6.size) < 0) {
+    const e = errno();
+    throw new SyscallError("bind", e, `[${formatIp6(addr)}]:${port}`);
+  }
+}
+
+/** The local address of a bound `AF_INET6` socket. */
+export function getsockname6(fd: Fd): { addr: Uint8Array<ArrayBuffer>; port: number } {
+  const sa = new Uint8Array(SOCKADDR_IN6.size);
+  const len = new Uint32Array([SOCKADDR_IN6.size]);
+  check(sym.getsockname(fd.fd, sa, new Uint8Array(len.buffer)), "getsockname");
+  return decodeSockaddrIn6(sa);
 }
 
 /** The local address of a bound socket. */
@@ -136,6 +210,49 @@ export function sendtoRaw(
   return n < 0 ? -errno() : n;
 }
 
+/** Sends one datagram to `[addr]:port` on an `AF_INET6` socket. Throws on error (not for the hot path). */
+export function sendto6(
+  fd: Fd,
+  data: Uint8Array<ArrayBuffer>,
+  addr: Uint8Array,
+  port: number,
+): number {
+  const sa = encodeSockaddrIn6(addr, port);
+  const n = sym.sendto(fd.fd, data, data.length, 0, sa, SOCKADDR_IN6.size);
+  if (n < 0) throw new SyscallError("sendto", errno(), `[${formatIp6(addr)}]:${port}`);
+  return n;
+}
+
+/** {@link sendtoRaw} for an `AF_INET6` fd and 16 address bytes: the byte count, or `-errno`. */
+export function sendtoRaw6(
+  fd: number,
+  data: Uint8Array<ArrayBuffer>,
+  addr: Uint8Array,
+  port: number,
+): number {
+  const sa = encodeSockaddrIn6(addr, port);
+  const n = sym.sendto(fd, data, data.length, 0, sa, SOCKADDR_IN6.size);
+  return n < 0 ? -errno() : n;
+}
+
+/** {@link recvfrom} on an `AF_INET6` socket: the source as 16 address bytes (a copy). */
+export function recvfrom6(
+  fd: Fd,
+  buf: Uint8Array<ArrayBuffer>,
+  flags = MSG_DONTWAIT,
+): { length: number; truncated: boolean; addr: Uint8Array<ArrayBuffer>; port: number } | null {
+  const sa = new Uint8Array(SOCKADDR_IN6.size);
+  const len = new Uint32Array([SOCKADDR_IN6.size]);
+  const n = sym.recvfrom(fd.fd, buf, buf.length, flags | MSG_TRUNC, sa, new Uint8Array(len.buffer));
+  if (n < 0) {
+    const e = errno();
+    if (e === EAGAIN) return null;
+    throw new SyscallError("recvfrom", e);
+  }
+  const { addr, port } = decodeSockaddrIn6(sa);
+  return { length: n, truncated: n > buf.length, addr, port };
+}
+
 /**
  * Receives one datagram into `buf`; null when nothing is waiting (`EAGAIN`). `truncated` is
  * true when the datagram was longer than `buf` (`MSG_TRUNC`: `length` is then the real size).
@@ -193,8 +310,11 @@ const CTL_SPACE = cmsgSpace(4); // one UDP_SEGMENT (u16) or UDP_GRO (int) messag
 /**
  * `count` datagram slots for `recvmmsg`/`sendmmsg`, all preallocated: a payload buffer of
  * `headroom + size` bytes per slot (the iovec covers the `size` bytes after the headroom, so a
- * TUN read with a virtio header lands right before the payload), a `sockaddr_in`, an iovec, an
- * mmsghdr and one control message.
+ * TUN read with a virtio header lands right before the payload), a `sockaddr_in` (or with
+ * family 6 a `sockaddr_in6`), an iovec, an mmsghdr and one control message.
+ *
+ * An IPv4 batch uses {@link DatagramBatch.setSend}/{@link DatagramBatch.addrIp}; an IPv6 batch
+ * {@link DatagramBatch.setSend6}/{@link DatagramBatch.addr6}, each on a socket of its family.
  */
 export class DatagramBatch {
   /** Whole slots (headroom + payload), one view each. */
@@ -205,6 +325,9 @@ export class DatagramBatch {
   readonly #mm32: Uint32Array;
   readonly #iov32: Uint32Array;
   readonly #sa: DataView;
+  readonly #saBytes: Uint8Array<ArrayBuffer>;
+  readonly #saSize: number;
+  readonly #addr6: Uint8Array<ArrayBuffer>[];
   readonly #ctl: DataView;
   readonly #ctl32: Uint32Array;
   /** Bytes per slot: headroom + payload. */
@@ -224,14 +347,17 @@ export class DatagramBatch {
     readonly size: number,
     readonly headroom = 0,
     extra = 0,
+    readonly family: 4 | 6 = 4,
   ) {
+    const saSize = family === 6 ? SOCKADDR_IN6.size : SOCKADDR_IN.size;
+    this.#saSize = saSize;
     this.slotSize = headroom + size;
     this.extraOffset = count * this.slotSize;
     const data = new ArrayBuffer(count * this.slotSize + extra);
     this.all = new Uint8Array(data);
     const mm = new ArrayBuffer(count * MMSGHDR.size);
     const iov = new ArrayBuffer(count * IOVEC.size);
-    const sa = new ArrayBuffer(count * SOCKADDR_IN.size);
+    const sa = new ArrayBuffer(count * saSize);
     const ctl = new ArrayBuffer(count * CTL_SPACE);
     const dataP = Deno.UnsafePointer.of(data)!;
     const iovP = Deno.UnsafePointer.of(iov)!;
@@ -242,6 +368,8 @@ export class DatagramBatch {
     this.#mm32 = new Uint32Array(mm);
     this.#iov32 = new Uint32Array(iov);
     this.#sa = new DataView(sa);
+    this.#saBytes = new Uint8Array(sa);
+    this.#addr6 = [];
     this.#ctl = new DataView(ctl);
     this.#ctl32 = new Uint32Array(ctl);
     const mm64 = new DataView(mm);
@@ -260,13 +388,17 @@ export class DatagramBatch {
       );
       iov64.setBigUint64(i * IOVEC.size + IOVEC.len, BigInt(size), true);
       const m = i * MMSGHDR.size;
-      mm64.setBigUint64(m + MSGHDR.name, addr(saP, i * SOCKADDR_IN.size), true);
-      mm64.setUint32(m + MSGHDR.namelen, SOCKADDR_IN.size, true);
+      mm64.setBigUint64(m + MSGHDR.name, addr(saP, i * saSize), true);
+      mm64.setUint32(m + MSGHDR.namelen, saSize, true);
       mm64.setBigUint64(m + MSGHDR.iov, addr(iovP, i * IOVEC.size), true);
       mm64.setBigUint64(m + MSGHDR.iovlen, 1n, true);
       mm64.setBigUint64(m + MSGHDR.control, addr(ctlP, i * CTL_SPACE), true);
       mm64.setBigUint64(m + MSGHDR.controllen, 0n, true);
-      this.#sa.setUint16(i * SOCKADDR_IN.size + SOCKADDR_IN.family, AF_INET, true);
+      this.#sa.setUint16(i * saSize, family === 6 ? AF_INET6 : AF_INET, true); // sa_family at 0
+      if (family === 6) {
+        const a = i * saSize + SOCKADDR_IN6.addr;
+        this.#addr6.push(new Uint8Array(sa, a, 16));
+      }
     }
   }
 
@@ -283,7 +415,7 @@ export class DatagramBatch {
     const ctl = gro ? CTL_SPACE : 0;
     for (let i = 0; i < n; i++) {
       const w = (i * MMSGHDR.size) >> 2;
-      this.#mm32[w + (MSGHDR.namelen >> 2)] = SOCKADDR_IN.size;
+      this.#mm32[w + (MSGHDR.namelen >> 2)] = this.#saSize;
       this.#mm32[w + (MSGHDR.controllen >> 2)] = ctl; // recvmmsg overwrites it: reset each time
       this.#mm32[w + (MSGHDR.flags >> 2)] = 0;
       this.#iov32[(i * IOVEC.size + IOVEC.len) >> 2] = this.size;
@@ -309,13 +441,20 @@ export class DatagramBatch {
   truncated(i: number): boolean {
     return (this.#mm32[(i * MMSGHDR.size + MSGHDR.flags) >> 2] & MSG_TRUNC) !== 0;
   }
-  /** The source address of slot `i` as a host-order u32. */
+  /** The source address of slot `i` of an IPv4 batch as a host-order u32. */
   addrIp(i: number): number {
     return this.#sa.getUint32(i * SOCKADDR_IN.size + SOCKADDR_IN.addr, false);
   }
-  /** The source port of slot `i`. */
+  /** The source port of slot `i` (the port is at offset 2 of both sockaddr forms). */
   addrPort(i: number): number {
-    return this.#sa.getUint16(i * SOCKADDR_IN.size + SOCKADDR_IN.port, false);
+    return this.#sa.getUint16(i * this.#saSize + SOCKADDR_IN.port, false);
+  }
+  /**
+   * The 16 source-address bytes of slot `i` of an IPv6 batch: a view into the batch's own memory
+   * (preallocated, valid until the next `recv` or `setSend6` of that slot), not a copy.
+   */
+  addr6(i: number): Uint8Array<ArrayBuffer> {
+    return this.#addr6[i];
   }
   /** The `UDP_GRO` segment size of slot `i` after a `recv` with `gro`; 0 when not coalesced. */
   groSize(i: number): number {
@@ -337,6 +476,32 @@ export class DatagramBatch {
     this.#sa.setUint16(s + SOCKADDR_IN.port, port, false);
     const w = (i * MMSGHDR.size) >> 2;
     this.#mm32[w + (MSGHDR.namelen >> 2)] = SOCKADDR_IN.size;
+    this.#setGso(i, w, gsoSize);
+  }
+
+  /**
+   * {@link DatagramBatch.setSend} for an IPv6 batch: the destination is 16 network-order bytes
+   * at `addr[off..off+16]` (copied into the slot's `sockaddr_in6`; flow info and scope are 0).
+   */
+  setSend6(
+    i: number,
+    len: number,
+    addr: Uint8Array,
+    off: number,
+    port: number,
+    gsoSize = 0,
+  ): void {
+    this.#iov32[(i * IOVEC.size + IOVEC.len) >> 2] = len;
+    const s = i * SOCKADDR_IN6.size;
+    const sb = this.#saBytes, d = s + SOCKADDR_IN6.addr;
+    for (let k = 0; k < 16; k++) sb[d + k] = addr[off + k]; // no subarray: no per-packet view
+    this.#sa.setUint16(s + SOCKADDR_IN6.port, port, false);
+    const w = (i * MMSGHDR.size) >> 2;
+    this.#mm32[w + (MSGHDR.namelen >> 2)] = SOCKADDR_IN6.size;
+    this.#setGso(i, w, gsoSize);
+  }
+
+  #setGso(i: number, w: number, gsoSize: number): void {
     if (gsoSize > 0) {
       const c = i * CTL_SPACE;
       this.#ctl32[(c + CMSGHDR.len) >> 2] = cmsgLen(2);
@@ -362,6 +527,10 @@ export class DatagramBatch {
   }
 }
 
+function formatIp6(addr: Uint8Array): string {
+  return addr.length === 16 ? IP.fromBytes(addr).toString() : `(${addr.length}-byte address)`;
+}
+
 function formatIp(ip: number): string {
   return `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
 }
@@ -376,6 +545,8 @@ function optName(level: number, name: number): string {
     "17/103": "UDP_SEGMENT",
     "17/104": "UDP_GRO",
     "0/10": "IP_MTU_DISCOVER",
+    "41/26": "IPV6_V6ONLY",
+    "41/23": "IPV6_MTU_DISCOVER",
   };
   return names[`${level}/${name}`] ?? `level ${level} option ${name}`;
 }

@@ -156,13 +156,6 @@ export function parseNetworkConfig(text: string): NetworkConfig {
         `(IPv4 only, as upstream): use vxlan, host-gw or alloc`,
     );
   }
-  if (ipv6 && backend.type === "wireguard") {
-    // Upstream has a second device flannel-wg-v6 on ListenPortV6; ours is IPv4 only so far.
-    throw new ConfigError(
-      `Backend.Type "wireguard" does not support EnableIPv6 true yet ` +
-        `(this daemon's wireguard is IPv4 only): use vxlan, host-gw or alloc for IPv6`,
-    );
-  }
   return { ipv4, ipv6, backend };
 }
 
@@ -399,7 +392,9 @@ function modeKey(obj: Record<string, unknown>): "separate" {
   if (v === undefined || v === null || v === "" || v === "separate") return "separate";
   if (v === "auto" || v === "ipv4" || v === "ipv6") {
     throw new ConfigError(
-      `Backend.Mode ${show(v)} is not supported yet: only "separate" (it needs IPv6 support)`,
+      `Backend.Mode ${
+        show(v)
+      } is not supported yet: only "separate" (one device per address family)`,
     );
   }
   throw new ConfigError(`Backend.Mode ${show(v)} is not one of separate, auto, ipv4, ipv6`);

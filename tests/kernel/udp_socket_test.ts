@@ -1,19 +1,26 @@
 /**
  * UDP socket building blocks (ffi/udp.ts) on loopback: sendto/recvfrom, mmsg batches, truncation,
- * GSO sends and GRO receives, buffer sizes, poll. Sockets bind 127.0.0.1 only (allowed in the
- * machine's own namespace); SO_*BUFFORCE needs root, hence tests/kernel.
+ * GSO sends and GRO receives, buffer sizes, poll; the same over IPv6. Sockets bind 127.0.0.1 or
+ * ::1 only (allowed in the machine's own namespace); SO_*BUFFORCE needs root, hence tests/kernel.
  */
 
 import assert from "node:assert/strict";
 import {
   bind,
+  bind6,
   DatagramBatch,
   drainEventFd,
   getsockname,
+  getsockname6,
   getsockoptInt,
+  IPPROTO_IPV6,
+  IPV6_V6ONLY,
   Poller,
   recvfrom,
+  recvfrom6,
   sendto,
+  sendto6,
+  sendtoRaw6,
   setBufferSizes,
   setsockoptInt,
   SO_RCVBUF,
@@ -29,6 +36,16 @@ import { isErrno } from "../../ffi/errno.ts";
 import { asRoot } from "./root.ts";
 
 const LO = 0x7f000001;
+const LO6 = new Uint8Array(16);
+LO6[15] = 1; // ::1
+
+function pair6() {
+  const a = udpSocket({ ipv6: true });
+  const b = udpSocket({ ipv6: true });
+  bind6(a, LO6, 0);
+  bind6(b, LO6, 0);
+  return { a, b, pa: getsockname6(a).port, pb: getsockname6(b).port };
+}
 
 function pair() {
   const a = udpSocket();
@@ -197,4 +214,129 @@ Deno.test(asRoot("Wakeup.signal() makes a poll return at once; drainEventFd() re
   assert.ok(performance.now() - t0 < 100);
   drainEventFd(w.fd.fd, new Uint8Array(8));
   assert.equal(p.poll(0), 0);
+});
+
+Deno.test(asRoot("IPv6: an AF_INET6 socket is V6ONLY and carries a datagram over ::1"), () => {
+  const { a, b, pa, pb } = pair6();
+  try {
+    assert.equal(getsockoptInt(a, IPPROTO_IPV6, IPV6_V6ONLY), 1);
+    assert.deepEqual(getsockname6(a).addr, LO6);
+    assert.equal(recvfrom6(b, new Uint8Array(100)), null, "nothing waiting: EAGAIN → null");
+    assert.equal(sendto6(a, new Uint8Array([1, 2, 3]), LO6, pb), 3);
+    assert.equal(sendtoRaw6(a.fd, new Uint8Array([4, 5]), LO6, pb), 2);
+    assert.ok(waitReadable(b.fd));
+    const buf = new Uint8Array(2);
+    assert.deepEqual(recvfrom6(b, buf), { length: 3, truncated: true, addr: LO6, port: pa });
+    assert.deepEqual([...buf], [1, 2]);
+    assert.deepEqual(recvfrom6(b, buf), { length: 2, truncated: false, addr: LO6, port: pa });
+    assert.deepEqual([...buf], [4, 5]);
+    assert.equal(sendtoRaw6(a.fd, new Uint8Array(1), new Uint8Array(16), 0), -22, "[::]:0: EINVAL");
+  } finally {
+    a.close();
+    b.close();
+  }
+});
+
+Deno.test(asRoot("IPv6: bind6() to a taken port fails with EADDRINUSE naming [::1]:port"), () => {
+  const { a, pa } = pair6();
+  const c = udpSocket({ ipv6: true });
+  try {
+    assert.throws(
+      () => bind6(c, LO6, pa),
+      (e) => isErrno(e, "EADDRINUSE") && (e as Error).message.includes(`[::1]:${pa}`),
+    );
+    assert.throws(() => bind6(c, new Uint8Array(4), 0), /IPv6 address: 4 bytes/);
+  } finally {
+    a.close();
+    c.close();
+  }
+});
+
+Deno.test(
+  asRoot("IPv6: a family-6 DatagramBatch sends 40 datagrams with sendmmsg, receives with recvmmsg"),
+  () => {
+    const { a, b, pa, pb } = pair6();
+    const tx = new DatagramBatch(40, 2048, 0, 0, 6);
+    const rx = new DatagramBatch(64, 2048, 16, 0, 6);
+    // The destination comes from inside a larger buffer (as from a peer table): offset 5.
+    const table = new Uint8Array(32).fill(0xee);
+    table.set(LO6, 5);
+    try {
+      for (let i = 0; i < 40; i++) {
+        tx.payload(i).fill(i, 0, 100 + i);
+        tx.setSend6(i, 100 + i, table, 5, pb);
+      }
+      assert.equal(tx.send(a.fd, 40), 40);
+      let got = 0;
+      while (got < 40 && waitReadable(b.fd)) {
+        const n = rx.recv(b.fd);
+        assert.ok(n > 0, `recvmmsg: ${n}`);
+        for (let i = 0; i < n; i++) {
+          const k = got + i;
+          assert.equal(rx.len(i), 100 + k);
+          assert.deepEqual(rx.addr6(i), LO6);
+          assert.equal(rx.addrPort(i), pa);
+          assert.equal(rx.truncated(i), false);
+          assert.ok(rx.payload(i).subarray(0, 100 + k).every((x) => x === k));
+        }
+        got += n;
+      }
+      assert.equal(got, 40);
+      assert.equal(rx.recv(b.fd), -11, "empty socket: -EAGAIN");
+    } finally {
+      a.close();
+      b.close();
+    }
+  },
+);
+
+Deno.test(
+  asRoot("IPv6: a UDP GSO send arrives coalesced with the GRO segment size, or as segments"),
+  async (t) => {
+    for (const gro of [false, true]) {
+      await t.step(gro ? "receiver with UDP_GRO" : "receiver without GRO", () => {
+        const { a, b, pb } = pair6();
+        const tx = new DatagramBatch(1, 4096, 0, 0, 6);
+        const rx = new DatagramBatch(8, 65536, 0, 0, 6);
+        try {
+          if (gro) setsockoptInt(b, SOL_UDP, UDP_GRO, 1);
+          tx.setSend6(0, 350, LO6, 0, pb, 100);
+          assert.equal(tx.send(a.fd, 1), 1);
+          const lens: number[] = [];
+          const sizes: number[] = [];
+          while (lens.reduce((x, y) => x + y, 0) < 350 && waitReadable(b.fd)) {
+            const n = rx.recv(b.fd, 8, gro);
+            for (let i = 0; i < n; i++) {
+              lens.push(rx.len(i));
+              sizes.push(rx.groSize(i));
+            }
+          }
+          assert.deepEqual(lens, gro ? [350] : [100, 100, 100, 50]);
+          assert.deepEqual(sizes, gro ? [100] : [0, 0, 0, 0]);
+        } finally {
+          a.close();
+          b.close();
+        }
+      });
+    }
+  },
+);
+
+Deno.test(asRoot("IPv6 and IPv4 batches side by side keep their own address forms"), () => {
+  const v4 = pair();
+  const v6 = pair6();
+  const rx4 = new DatagramBatch(2, 64);
+  const rx6 = new DatagramBatch(2, 64, 0, 0, 6);
+  try {
+    sendto(v4.a, new Uint8Array(7), LO, v4.pb);
+    sendto6(v6.a, new Uint8Array(9), LO6, v6.pb);
+    assert.ok(waitReadable(v4.b.fd) && waitReadable(v6.b.fd));
+    assert.equal(rx4.recv(v4.b.fd), 1);
+    assert.equal(rx6.recv(v6.b.fd), 1);
+    assert.deepEqual([rx4.len(0), rx4.addrIp(0), rx4.addrPort(0)], [7, LO, v4.pa]);
+    assert.deepEqual([rx6.len(0), rx6.addrPort(0)], [9, v6.pa]);
+    assert.deepEqual(rx6.addr6(0), LO6);
+  } finally {
+    for (const s of [v4.a, v4.b, v6.a, v6.b]) s.close();
+  }
 });

@@ -627,7 +627,7 @@ Deno.test("wireguard config: upstream's keys and defaults, each bad value named"
     [{ MTU: 100 }, "Backend.MTU 100 is not between 576 and 65535"],
     [
       { Mode: "auto" },
-      'Backend.Mode "auto" is not supported yet: only "separate" (it needs IPv6 support)',
+      'Backend.Mode "auto" is not supported yet: only "separate" (one device per address family)',
     ],
     [{ Mode: "both" }, 'Backend.Mode "both" is not one of separate, auto, ipv4, ipv6'],
   ];
@@ -636,20 +636,15 @@ Deno.test("wireguard config: upstream's keys and defaults, each bad value named"
       assert.throws(() => parse(b), { name: "ConfigError", message });
     });
   }
-  await t.step("EnableIPv6 is refused until the IPv6 device exists", () => {
-    assert.throws(
-      () =>
-        parseNetworkConfig(JSON.stringify({
-          Network: "10.1.0.0/16",
-          EnableIPv6: true,
-          IPv6Network: "fd00:1::/56",
-          Backend: { Type: "wireguard" },
-        })),
-      {
-        name: "ConfigError",
-        message: 'Backend.Type "wireguard" does not support EnableIPv6 true yet ' +
-          "(this daemon's wireguard is IPv4 only): use vxlan, host-gw or alloc for IPv6",
-      },
-    );
+  await t.step("EnableIPv6 is accepted in separate mode (a flannel-wg-v6 device)", () => {
+    const c = parseNetworkConfig(JSON.stringify({
+      Network: "10.1.0.0/16",
+      EnableIPv6: true,
+      IPv6Network: "fd00:1::/56",
+      Backend: { Type: "wireguard", ListenPortV6: 51900 },
+    }));
+    assert.equal(String(c.ipv6?.network), "fd00:1::/56");
+    assert.equal(c.backend.type === "wireguard" && c.backend.listenPortV6, 51900);
+    assert.equal(c.backend.type === "wireguard" && c.backend.mode, "separate");
   });
 });

@@ -49,6 +49,7 @@ Deno.test("peerFromLease() reads upstream's BackendData; no Port means our Liste
     publicKey: PUB,
     presharedKey: null,
     ip: 0xc0a8640b,
+    ip6: null,
     port: 40000,
     allowedIPs: [{ net: 0x0a010200, prefix: 24 }],
     persistentKeepalive: 0,
@@ -413,6 +414,7 @@ Deno.test("wireguard backend through the device seam: lease data, MTU, key file,
             publicKey: peerKey,
             presharedKey: null,
             ip: ip("192.168.0.2").toU32(),
+            ip6: null,
             port: 51820,
             allowedIPs: [{ net: ip("10.1.2.0").toU32(), prefix: 24 }],
             persistentKeepalive: 25,
@@ -422,6 +424,182 @@ Deno.test("wireguard backend through the device seam: lease data, MTU, key file,
       { op: "peers", changes: [{ op: "del", publicKey: peerKey }] },
     ]);
     await assert.rejects(() => Deno.stat(`${dir}/wg/flannel-wg.sock`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("peerFromLease(…, 6) and LeasePeers of family 6: the IPv6 side as 16-byte endpoint and allowed IP", () => {
+  const l = dualLease({ PublicKey: PUB, Port: 51820 }, { PublicKey: PUB, Port: 40001 });
+  const p = peerFromLease(l, { port: 51821, psk: null, keepalive: 5 }, 6);
+  assert.ok(typeof p !== "string");
+  assert.equal(p.ip, 0);
+  assert.equal(p.port, 40001);
+  assert.deepEqual(p.ip6, ip("fd00::b").bytes);
+  assert.deepEqual(p.allowedIPs, [{ net: 0, prefix: 64, net6: ip("fc00:0:0:22::").bytes }]);
+  assert.equal(p.persistentKeepalive, 5);
+  // The v6 device follows IPv6 subnets: its own skipped, an IPv4-only lease ignored, removal.
+  const lp = new LeasePeers(IPNet.mustParse("fc00:0:0:11::/64"), OWN, 6);
+  const own6: Lease = { ...l, ipv6Subnet: IPNet.mustParse("fc00:0:0:11::/64") };
+  let r = lp.apply([
+    { type: "added", lease: own6 },
+    { type: "added", lease: lease("wireguard", { PublicKey: PUB }) },
+    { type: "added", lease: l },
+  ]);
+  assert.deepEqual(r.changes.map((c) => c.op), ["set"]);
+  assert.deepEqual(r.lines, ["Subnet added: fc00:0:0:22::/64 via [fd00::b]:40001"]);
+  assert.deepEqual(r.warnings, []);
+  r = lp.apply([{ type: "removed", lease: l }]);
+  assert.deepEqual(r.changes, [{ op: "del", publicKey: PUB }]);
+  assert.deepEqual(r.lines, ["Subnet removed: fc00:0:0:22::/64"]);
+  // A lease whose IPv6 side is unusable is a warning for the v6 device only.
+  const bad = dualLease({ PublicKey: PUB }, {});
+  assert.deepEqual(lp.apply([{ type: "added", lease: bad }]).warnings, [
+    "Ignoring the lease of fc00:0:0:22::/64: BackendV6Data has no PublicKey",
+  ]);
+  assert.equal(
+    new LeasePeers(IPNet.mustParse("10.1.1.0/24"), OWN).apply([
+      { type: "added", lease: bad },
+    ]).changes.length,
+    1,
+  );
+});
+
+Deno.test("wireguard backend with EnableIPv6: flannel-wg and flannel-wg-v6, each family's peers to its device", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const config: NetworkConfig = {
+      ipv4: {
+        network: net("10.1.0.0/16"),
+        subnetLen: 24,
+        subnetMin: ip("10.1.1.0"),
+        subnetMax: ip("10.1.255.0"),
+      },
+      ipv6: {
+        network: net("fc00::/48"),
+        subnetLen: 64,
+        subnetMin: ip("fc00:0:0:1::"),
+        subnetMax: ip("fc00:0:0:ffff::"),
+      },
+      backend: {
+        type: "wireguard",
+        listenPort: 51820,
+        listenPortV6: 51900,
+        psk: null,
+        persistentKeepaliveInterval: 0,
+        mtu: null,
+        mode: "separate",
+      },
+    };
+    const ext: ExternalInterface = {
+      name: "eth0",
+      index: 2,
+      ifaceAddr: ip("192.168.0.1"),
+      publicIP: ip("192.168.0.1"),
+      ifaceV6Addr: ip("fd00::a"),
+      publicIPv6: ip("fd00::a"),
+      mtu: 1500,
+    };
+    const peerKey = toBase64(publicKey(generatePrivateKey()));
+    const peerLease: Lease = {
+      ...fakeLease("10.1.2.0/24", "192.168.0.2", "wireguard", { PublicKey: peerKey, Port: 51820 }),
+      ipv6Subnet: net("fc00:0:0:2::/64"),
+    };
+    const peer6: Lease = {
+      ...peerLease,
+      attrs: {
+        ...peerLease.attrs,
+        publicIPv6: ip("fd00::b"),
+        backendV6Data: { PublicKey: peerKey, Port: 51900 },
+      },
+    };
+    const acquired: LeaseAttrs[] = [];
+    const subnets: SubnetManager = {
+      config,
+      acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
+        acquired.push(attrs);
+        return Promise.resolve({
+          lease: {
+            ...fakeLease("10.1.1.0/24", "192.168.0.1"),
+            ipv6Subnet: net("fc00:0:0:1::/64"),
+            attrs,
+          },
+          peers: { revision: 1, entries: [] },
+        });
+      },
+      keepLease: () => Promise.resolve(),
+      async *watchLeases(_own: unknown, _from: unknown, signal: AbortSignal) {
+        yield [{ type: "added", lease: peer6 }] as LeaseEvent[];
+        await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+      },
+    };
+    const setups: DeviceSetup[] = [];
+    const applied = new Map<string, PeerBatch[]>();
+    const device = (s: DeviceSetup): WireguardDevice => {
+      setups.push(s);
+      applied.set(s.name, []);
+      return {
+        name: s.name,
+        start: () => Promise.resolve(),
+        died: new Promise(() => {}),
+        apply: (b) => void applied.get(s.name)!.push(b),
+        dump: () => Promise.resolve("errno=0\n\n"),
+        counters: () => ({ rx_replay: s.family }) as ReturnType<WireguardDevice["counters"]>,
+        close: () => Promise.resolve(),
+      };
+    };
+    const ctx = fakeContext({
+      config,
+      ext,
+      subnets,
+      env: { WIREGUARD_KEY_FILE: `${dir}/wgkey`, FLANNEL_WG_SOCKET_DIR: `${dir}/wg` },
+    });
+    using _log = logCapture();
+    const network = await create(ctx, device).init(new AbortController().signal);
+    const pub = toBase64(publicKey(parseKey(await Deno.readTextFile(`${dir}/wgkey`), "k")));
+    assert.equal(
+      encodeLeaseValue(acquired[0]),
+      `{"PublicIP":"192.168.0.1","PublicIPv6":"fd00::a","BackendType":"wireguard",` +
+        `"BackendData":{"PublicKey":"${pub}","Port":51820},` +
+        `"BackendV6Data":{"PublicKey":"${pub}","Port":51900}}`,
+    );
+    assert.deepEqual(
+      setups.map((s) =>
+        `${s.name} ${s.family} ${s.bindIp}:${s.listenPort} ${s.address} ${s.network} ${s.mtu}`
+      ),
+      [
+        "flannel-wg 4 192.168.0.1:51820 10.1.1.0 10.1.0.0/16 1420",
+        "flannel-wg-v6 6 fd00::a:51900 fc00:0:0:1:: fc00::/48 1420",
+      ],
+    );
+    assert.deepEqual(network.devices, ["flannel-wg", "flannel-wg-v6"]);
+    assert.equal(network.counters().rx_replay, 10, "counters summed over both devices");
+    const ac = new AbortController();
+    const running = network.run(ac.signal);
+    for (let i = 0; i < 100 && applied.get("flannel-wg-v6")!.length < 1; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const name of ["flannel-wg", "flannel-wg-v6"]) {
+      await Deno.stat(`${dir}/wg/${name}.sock`); // one UAPI socket per device
+    }
+    ac.abort();
+    await running;
+    const set = (name: string) => {
+      const c = applied.get(name)![0].changes[0];
+      assert.ok(c.op === "set");
+      return c.peer;
+    };
+    assert.deepEqual(
+      [set("flannel-wg").ip, set("flannel-wg").ip6, set("flannel-wg").port],
+      [ip("192.168.0.2").toU32(), null, 51820],
+    );
+    assert.deepEqual(
+      [set("flannel-wg-v6").ip, set("flannel-wg-v6").ip6, set("flannel-wg-v6").port],
+      [0, ip("fd00::b").bytes, 51900],
+    );
+    assert.deepEqual(set("flannel-wg-v6").allowedIPs, [
+      { net: 0, prefix: 64, net6: ip("fc00:0:0:2::").bytes },
+    ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

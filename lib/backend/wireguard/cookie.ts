@@ -12,8 +12,22 @@ import { COOKIE_SIZE, mac1Offset, MSG_COOKIE, readIndex, writeIndex } from "./no
 /** The responder's secret changes, and an initiator's cookie expires, after 120 s. */
 export const COOKIE_REFRESH_MS = 120_000;
 
-/** The source address bytes a cookie is bound to: the IPv4 address and the port, network order. */
-export function addressBytes(ip: number, port: number): Uint8Array<ArrayBuffer> {
+/**
+ * The source address bytes a cookie is bound to, network order, as wireguard-go forms them:
+ * the IPv4 address (or with `ip6` the 16 IPv6 address bytes) then the port.
+ */
+export function addressBytes(
+  ip: number,
+  port: number,
+  ip6: Uint8Array | null = null,
+): Uint8Array<ArrayBuffer> {
+  if (ip6 !== null) {
+    const b = new Uint8Array(18);
+    b.set(ip6.subarray(0, 16));
+    b[16] = port >>> 8;
+    b[17] = port & 255;
+    return b;
+  }
   const b = new Uint8Array(6);
   const v = new DataView(b.buffer);
   v.setUint32(0, ip >>> 0, false);
@@ -36,27 +50,44 @@ export class CookieChecker {
     this.#secretAt = now;
   }
 
-  /** The cookie of a source address now: MAC(secret, address). */
-  cookie(ip: number, port: number, now: number): Uint8Array<ArrayBuffer> {
+  /** The cookie of a source address now: MAC(secret, address); `ip6` for an IPv6 source. */
+  cookie(
+    ip: number,
+    port: number,
+    now: number,
+    ip6: Uint8Array | null = null,
+  ): Uint8Array<ArrayBuffer> {
     if (now - this.#secretAt >= COOKIE_REFRESH_MS) {
       this.#secret = this.random(32);
       this.#secretAt = now;
     }
-    return mac16(this.#secret, addressBytes(ip, port));
+    return mac16(this.#secret, addressBytes(ip, port, ip6));
   }
 
   /** True when the handshake message's MAC2 is the cookie of its source address. */
-  checkMac2(msg: Uint8Array, ip: number, port: number, now: number): boolean {
+  checkMac2(
+    msg: Uint8Array,
+    ip: number,
+    port: number,
+    now: number,
+    ip6: Uint8Array | null = null,
+  ): boolean {
     const off = mac1Offset(msg);
     if (off < 0) return false;
-    const want = mac16(this.cookie(ip, port, now), msg.subarray(0, off + 16));
+    const want = mac16(this.cookie(ip, port, now, ip6), msg.subarray(0, off + 16));
     let d = 0;
     for (let i = 0; i < 16; i++) d |= want[i] ^ msg[off + 16 + i];
     return d === 0;
   }
 
   /** The cookie reply (type 3) to handshake message `msg` from `ip:port`. */
-  reply(msg: Uint8Array, ip: number, port: number, now: number): Uint8Array<ArrayBuffer> {
+  reply(
+    msg: Uint8Array,
+    ip: number,
+    port: number,
+    now: number,
+    ip6: Uint8Array | null = null,
+  ): Uint8Array<ArrayBuffer> {
     const off = mac1Offset(msg);
     const out = new Uint8Array(COOKIE_SIZE);
     out[0] = MSG_COOKIE;
@@ -64,7 +95,7 @@ export class CookieChecker {
     const nonce = this.random(24);
     out.set(nonce, 8);
     const mac1 = msg.subarray(off, off + 16);
-    out.set(xaeadSeal(this.cookieKey, nonce, this.cookie(ip, port, now), mac1), 32);
+    out.set(xaeadSeal(this.cookieKey, nonce, this.cookie(ip, port, now, ip6), mac1), 32);
     return out;
   }
 }

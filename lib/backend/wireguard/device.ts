@@ -9,6 +9,11 @@
  * Device.handshakeMessage} for types 1–3 and {@link Device.tick} once per loop. Everything it
  * must send by itself (handshakes, cookie replies, keepalives, staged packets) goes to
  * `env.send`. Unit tests wire two Devices together through that callback.
+ *
+ * A Device serves one address family (upstream's `separate` mode: one device per family). An
+ * IPv4 device takes host-order u32 addresses; an IPv6 device (`family` 6) takes endpoints and
+ * sources as 16 network-order bytes (`ip6`, with `ip` 0), allowed IPs in `net6`, and inner IPv6
+ * packets; {@link Device.sealTransport6} routes by the destination bytes of the packet.
  */
 
 import type { PacketAead } from "../../../ffi/crypto.ts";
@@ -36,7 +41,14 @@ import {
   writeMacs,
 } from "./noise.ts";
 import { REJECT_AFTER_MESSAGES } from "./replay.ts";
-import { Keypair, Peer, type PeerConfig } from "./peer.ts";
+import {
+  type AllowedIP,
+  type Endpoint,
+  endpointOf,
+  Keypair,
+  Peer,
+  type PeerConfig,
+} from "./peer.ts";
 import {
   type Clock,
   INITIATIONS_PER_SECOND,
@@ -86,8 +98,8 @@ export interface DeviceEnv {
   readonly clock: Clock;
   /** `n` random bytes (indices, ephemeral keys via generatePrivateKey, cookie secrets, jitter). */
   readonly random: (n: number) => Uint8Array;
-  /** Sends a datagram the device made by itself. */
-  readonly send: (datagram: Uint8Array, ip: number, port: number) => void;
+  /** Sends a datagram the device made by itself (`ip6`: the IPv6 destination, else null). */
+  readonly send: (datagram: Uint8Array, ip: number, port: number, ip6: Uint8Array | null) => void;
 }
 
 type IndexEntry =
@@ -100,7 +112,28 @@ interface Bucket {
   at: number;
 }
 
-export { Keypair, Peer, type PeerConfig };
+export { type AllowedIP, type Endpoint, Keypair, Peer, type PeerConfig };
+
+/**
+ * IPv6 allowed IPs of one prefix length: nested maps keyed by the masked 32-bit words of the
+ * prefix (as many words as the prefix covers), the last level holding the peer. Lookups read
+ * the address bytes in place: no key string or bigint per packet.
+ */
+type Trie6 = Map<number, Trie6 | Peer>;
+
+/** Word `w` (0..3) of the 16 bytes at `b[off..]`, masked to `prefix` bits, as an unsigned u32. */
+function word6(b: Uint8Array, off: number, w: number, prefix: number): number {
+  const o = off + 4 * w;
+  const v = ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+  const bits = prefix - 32 * w; // bits of this word inside the prefix
+  if (bits >= 32) return v;
+  return bits <= 0 ? 0 : (v & ((0xffffffff << (32 - bits)) >>> 0)) >>> 0;
+}
+
+function bytesEqual16(a: Uint8Array, b: Uint8Array): boolean {
+  for (let i = 0; i < 16; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 /** The WireGuard device. */
 export class Device {
@@ -112,6 +145,11 @@ export class Device {
   /** Allowed IPs: prefix length → (masked network → peer), longest prefix first. */
   readonly #routes = new Map<number, Map<number, Peer>>();
   #prefixes: number[] = [];
+  /** IPv6 allowed IPs (an IPv6 device): prefix length → {@link Trie6}, longest first. */
+  readonly #routes6 = new Map<number, Trie6>();
+  #prefixes6: number[] = [];
+  /** 4 or 6: the family of endpoints, allowed IPs and inner packets. */
+  readonly family: 4 | 6;
   readonly #freeSlots: number[] = [];
   readonly #cookieChecker: CookieChecker;
   #loadStart = 0;
@@ -125,8 +163,12 @@ export class Device {
   readonly #scratchOutId: number;
   readonly #scratchOutPayload: number;
 
-  /** `aead` must have an even number of key slots; two per keypair, three keypairs per peer. */
-  constructor(privateKey: Uint8Array, env: DeviceEnv, aead: PacketAead) {
+  /**
+   * `aead` must have an even number of key slots; two per keypair, three keypairs per peer.
+   * `family` 6 makes an IPv6 device (see the module comment).
+   */
+  constructor(privateKey: Uint8Array, env: DeviceEnv, aead: PacketAead, family: 4 | 6 = 4) {
+    this.family = family;
     this.id = identity(privateKey);
     this.#env = env;
     this.#aead = aead;
@@ -152,7 +194,7 @@ export class Device {
         peer.keys = peerKeys(this.id, cfg.publicKey, cfg.presharedKey);
         this.#zeroKeys(peer); // sessions from the old PSK must not outlive it
       }
-      if (cfg.endpoint !== null) peer.endpoint = { ...cfg.endpoint };
+      if (cfg.endpoint !== null) peer.endpoint = endpointOf(cfg.endpoint);
       peer.allowedIPs = cfg.allowedIPs;
       peer.persistentKeepalive = cfg.persistentKeepalive;
       if (cfg.persistentKeepalive === 0) peer.persistentAt = 0;
@@ -191,10 +233,31 @@ export class Device {
     return undefined;
   }
 
+  /**
+   * The peer whose IPv6 allowed IPs contain the 16-byte address at `b[off..]` (longest
+   * prefix), if any.
+   */
+  route6(b: Uint8Array, off: number): Peer | undefined {
+    for (const p of this.#prefixes6) {
+      let node: Trie6 | Peer | undefined = this.#routes6.get(p)!;
+      const words = p === 0 ? 1 : (p + 31) >>> 5;
+      for (let w = 0; w < words && node !== undefined; w++) {
+        node = (node as Trie6).get(word6(b, off, w, p));
+      }
+      if (node !== undefined) return node as Peer;
+    }
+    return undefined;
+  }
+
   #rebuildRoutes(): void {
     this.#routes.clear();
+    this.#routes6.clear();
     for (const peer of this.#peers.values()) {
       for (const a of peer.allowedIPs) {
+        if (a.net6 !== undefined) {
+          this.#addRoute6(a.net6, a.prefix, peer);
+          continue;
+        }
         const mask = a.prefix === 0 ? 0 : (0xffffffff << (32 - a.prefix)) >>> 0;
         let m = this.#routes.get(a.prefix);
         if (m === undefined) this.#routes.set(a.prefix, m = new Map());
@@ -202,6 +265,20 @@ export class Device {
       }
     }
     this.#prefixes = [...this.#routes.keys()].sort((a, b) => b - a);
+    this.#prefixes6 = [...this.#routes6.keys()].sort((a, b) => b - a);
+  }
+
+  #addRoute6(net: Uint8Array, prefix: number, peer: Peer): void {
+    let node = this.#routes6.get(prefix);
+    if (node === undefined) this.#routes6.set(prefix, node = new Map());
+    const words = prefix === 0 ? 1 : (prefix + 31) >>> 5;
+    for (let w = 0; w < words - 1; w++) {
+      const k = word6(net, 0, w, prefix);
+      let next = node.get(k) as Trie6 | undefined;
+      if (next === undefined) node.set(k, next = new Map());
+      node = next;
+    }
+    node.set(word6(net, 0, words - 1, prefix), peer);
   }
 
   // ---- transport data ----
@@ -222,7 +299,34 @@ export class Device {
     outPayload: number,
     outOff = 0,
   ): number {
-    const peer = this.route(dst);
+    return this.#sealFor(this.route(dst), src, srcView, len, out, outPayload, outOff);
+  }
+
+  /**
+   * {@link Device.sealTransport} for an IPv6 device: the `len`-byte IPv6 packet in `srcView`
+   * goes to the peer whose allowed IPs contain its destination (bytes 24..40).
+   */
+  sealTransport6(
+    src: number,
+    srcView: Uint8Array,
+    len: number,
+    out: Uint8Array,
+    outPayload: number,
+    outOff = 0,
+  ): number {
+    if (len < 40) return DROP_MALFORMED;
+    return this.#sealFor(this.route6(srcView, 24), src, srcView, len, out, outPayload, outOff);
+  }
+
+  #sealFor(
+    peer: Peer | undefined,
+    src: number,
+    srcView: Uint8Array,
+    len: number,
+    out: Uint8Array,
+    outPayload: number,
+    outOff: number,
+  ): number {
     if (peer === undefined) return DROP_NO_ROUTE;
     const kp = this.#sendable(peer);
     if (kp === null || peer.endpoint === null) {
@@ -289,9 +393,10 @@ export class Device {
 
   /**
    * Opens the transport datagram at byte `off` of view `dgram` (`len` bytes; its ciphertext,
-   * 16 bytes further, is at `off` of buffer `cipher`) from `ip:port` into buffer `plain` (view
-   * `plainView`). Returns the inner packet's
-   * length (0 for a keepalive) and sets {@link Device.lastPeer}, or a negative drop reason.
+   * 16 bytes further, is at `off` of buffer `cipher`) from `ip:port` (on an IPv6 device from
+   * `[ip6]:port`; `ip6` is only read, not kept) into buffer `plain` (view `plainView`). Returns
+   * the inner packet's length (0 for a keepalive) and sets {@link Device.lastPeer}, or a
+   * negative drop reason.
    */
   openTransport(
     dgram: Uint8Array,
@@ -302,6 +407,7 @@ export class Device {
     plain: number,
     plainView: Uint8Array,
     off = 0,
+    ip6: Uint8Array | null = null,
   ): number {
     if (len < TRANSPORT_MIN) return DROP_MALFORMED;
     const entry = this.#indices.get(readIndex(dgram, off + 4));
@@ -319,8 +425,16 @@ export class Device {
     const peer = kp.peer;
     this.lastPeer = peer;
     const n = len - TRANSPORT_MIN;
-    this.#receivedData(kp, ip, port, len, n);
+    this.#receivedData(kp, ip, port, ip6, len, n);
     if (n === 0) return 0;
+    if (this.family === 6) {
+      // An IPv6 packet whose source (bytes 8..24) the authenticated peer may use.
+      if (n < 40 || (plainView[0] >> 4) !== 6) return DROP_MALFORMED;
+      const total6 = 40 + ((plainView[4] << 8) | plainView[5]);
+      if (total6 > n) return DROP_MALFORMED;
+      if (this.route6(plainView, 8) !== peer) return DROP_NOT_ALLOWED;
+      return total6;
+    }
     // An IPv4 packet whose source the authenticated peer may use.
     if (n < 20 || (plainView[0] >> 4) !== 4) return DROP_MALFORMED;
     const total = (plainView[2] << 8) | plainView[3];
@@ -335,9 +449,15 @@ export class Device {
 
   /**
    * Handles a handshake message (types 1–3; the bytes are not kept). Returns 0 when it was
-   * accepted, or a negative drop reason ({@link COOKIE_SENT} under load).
+   * accepted, or a negative drop reason ({@link COOKIE_SENT} under load). On an IPv6 device
+   * the source is `[ip6]:port` (read, and copied where kept).
    */
-  handshakeMessage(msg: Uint8Array, ip: number, port: number): number {
+  handshakeMessage(
+    msg: Uint8Array,
+    ip: number,
+    port: number,
+    ip6: Uint8Array | null = null,
+  ): number {
     const type = msg[0];
     if (msg[1] !== 0 || msg[2] !== 0 || msg[3] !== 0) return DROP_MALFORMED;
     const now = this.#env.clock.now();
@@ -345,15 +465,16 @@ export class Device {
     if (type !== MSG_INITIATION && type !== MSG_RESPONSE) return DROP_MALFORMED;
     if (!checkMac1(msg, this.id.mac1Key)) return DROP_BAD_HANDSHAKE_MAC;
     if (this.#underLoad(now)) {
-      if (!this.#cookieChecker.checkMac2(msg, ip, port, now)) {
-        this.#env.send(this.#cookieChecker.reply(msg, ip, port, now), ip, port);
+      if (!this.#cookieChecker.checkMac2(msg, ip, port, now, ip6)) {
+        this.#env.send(this.#cookieChecker.reply(msg, ip, port, now, ip6), ip, port, ip6);
         return COOKIE_SENT;
       }
-      if (!this.#allow(ip, now)) return DROP_HANDSHAKE;
+      if (!this.#allow(ip, ip6, now)) return DROP_HANDSHAKE;
     }
+    const from: Endpoint = { ip, port, ip6: ip6 === null ? null : ip6.slice(0, 16) };
     return type === MSG_INITIATION
-      ? this.#initiation(msg, ip, port, now)
-      : this.#response(msg, ip, port, now);
+      ? this.#initiation(msg, from, now)
+      : this.#response(msg, from, now);
   }
 
   /** True when handshakes arrive faster than {@link UNDER_LOAD_PER_SECOND} (held 1 s). */
@@ -371,8 +492,9 @@ export class Device {
     return this.#env.clock.now() < this.#underLoadUntil;
   }
 
-  #allow(ip: number, now: number): boolean {
-    const key = String(ip);
+  /** The handshake rate limit per source: an IPv4 address, or an IPv6 /64 (as wireguard-go). */
+  #allow(ip: number, ip6: Uint8Array | null, now: number): boolean {
+    const key = ip6 === null ? String(ip) : toHex(ip6.subarray(0, 8));
     let b = this.#buckets.get(key);
     if (b === undefined) {
       if (this.#buckets.size > 4096) this.#buckets.clear();
@@ -385,7 +507,7 @@ export class Device {
     return true;
   }
 
-  #initiation(msg: Uint8Array, ip: number, port: number, now: number): number {
+  #initiation(msg: Uint8Array, from: Endpoint, now: number): number {
     const r = consumeInitiation(this.id, msg, (pub) => this.#peers.get(toHex(pub))?.keys);
     if (r === "unknown-peer") return DROP_UNKNOWN_PEER;
     if (r === null) return DROP_HANDSHAKE;
@@ -394,7 +516,7 @@ export class Device {
     if (now - peer.lastInitiationConsumed < 1000 / INITIATIONS_PER_SECOND) return DROP_HANDSHAKE;
     peer.latestTimestamp = r.init.timestamp;
     peer.lastInitiationConsumed = now;
-    peer.endpoint = { ip, port };
+    peer.endpoint = from;
     const index = this.#newIndex();
     const resp = createResponse(peer.keys, r.init, index, this.#ephemeral());
     if (resp === null) return DROP_HANDSHAKE;
@@ -407,14 +529,14 @@ export class Device {
     peer.previous = null;
     const mac1 = writeMacs(resp.msg, peer.keys.mac1Key, peer.cookies.current(now));
     peer.cookies.sent(mac1);
-    this.#env.send(resp.msg, ip, port);
+    this.#env.send(resp.msg, from.ip, from.port, from.ip6);
     peer.txBytes += resp.msg.length;
     peer.zeroKeysAt = now + 3 * REJECT_AFTER_TIME; // session derived
     this.#sentAuthenticated(peer, now);
     return 0;
   }
 
-  #response(msg: Uint8Array, ip: number, port: number, now: number): number {
+  #response(msg: Uint8Array, from: Endpoint, now: number): number {
     const { receiver } = responseIndices(msg);
     const entry = this.#indices.get(receiver);
     if (entry?.handshake === undefined) return DROP_UNKNOWN_INDEX;
@@ -436,7 +558,7 @@ export class Device {
       peer.previous = peer.current;
     }
     peer.current = kp;
-    peer.endpoint = { ip, port };
+    peer.endpoint = from;
     peer.rxBytes += msg.length;
     peer.zeroKeysAt = now + 3 * REJECT_AFTER_TIME;
     this.#handshakeComplete(peer, now);
@@ -480,7 +602,7 @@ export class Device {
     peer.lastInitiationSent = now;
     const mac1 = writeMacs(init.msg, peer.keys.mac1Key, peer.cookies.current(now));
     peer.cookies.sent(mac1);
-    this.#env.send(init.msg, peer.endpoint.ip, peer.endpoint.port);
+    this.#env.send(init.msg, peer.endpoint.ip, peer.endpoint.port, peer.endpoint.ip6);
     peer.txBytes += init.msg.length;
     this.#sentAuthenticated(peer, now);
     peer.retransmitAt = now + REKEY_TIMEOUT + this.#jitter();
@@ -501,7 +623,8 @@ export class Device {
       this.#scratchOut,
       this.#scratchOutPayload,
     );
-    this.#env.send(this.#scratchOut.slice(0, n), peer.endpoint.ip, peer.endpoint.port);
+    const ep = peer.endpoint;
+    this.#env.send(this.#scratchOut.slice(0, n), ep.ip, ep.port, ep.ip6);
   }
 
   #flushStaged(peer: Peer): void {
@@ -520,7 +643,8 @@ export class Device {
         this.#scratchOut,
         this.#scratchOutPayload,
       );
-      this.#env.send(this.#scratchOut.slice(0, n), peer.endpoint.ip, peer.endpoint.port);
+      const ep = peer.endpoint;
+      this.#env.send(this.#scratchOut.slice(0, n), ep.ip, ep.port, ep.ip6);
     }
   }
 
@@ -603,7 +727,14 @@ export class Device {
     }
   }
 
-  #receivedData(kp: Keypair, ip: number, port: number, wireLen: number, len: number): void {
+  #receivedData(
+    kp: Keypair,
+    ip: number,
+    port: number,
+    ip6: Uint8Array | null,
+    wireLen: number,
+    len: number,
+  ): void {
     const peer = kp.peer;
     const now = this.#env.clock.now();
     peer.rxBytes += wireLen;
@@ -616,8 +747,13 @@ export class Device {
       this.#handshakeComplete(peer, now);
       if (peer.staged.length > 0) this.#flushStaged(peer);
     }
-    if (peer.endpoint === null || peer.endpoint.ip !== ip || peer.endpoint.port !== port) {
-      peer.endpoint = { ip, port }; // roaming: answer where the authenticated packet came from
+    const ep = peer.endpoint;
+    if (
+      ep === null || ep.ip !== ip || ep.port !== port ||
+      (ip6 !== null && (ep.ip6 === null || !bytesEqual16(ep.ip6, ip6)))
+    ) {
+      // Roaming: answer where the authenticated packet came from.
+      peer.endpoint = { ip, port, ip6: ip6 === null ? null : ip6.slice(0, 16) };
     }
     // Keep the key fresh (receiving side): rekey before the current keypair is rejected.
     const cur = peer.current;

@@ -149,16 +149,22 @@ export function leasePeerSide(
  * assert.ok(typeof p !== "string" && p.port === 51820);
  * ```
  */
-export function peerFromLease(lease: Lease, own: OwnSpec): PeerSpec | string {
-  const side = leasePeerSide(lease, 4, own.port);
+export function peerFromLease(lease: Lease, own: OwnSpec, family: Family = 4): PeerSpec | string {
+  const side = leasePeerSide(lease, family, own.port);
   if (typeof side === "string") return side;
+  const v6 = family === 6;
   return {
     publicKey: side.publicKey,
     presharedKey: own.psk === null ? null : toBase64(own.psk),
-    // The Worker keeps IPv4 as host-order u32 (see PeerSpec).
-    ip: side.endpoint.toU32(),
+    // The Worker keeps IPv4 as host-order u32, IPv6 as 16 bytes (see PeerSpec).
+    ip: v6 ? 0 : side.endpoint.toU32(),
+    ip6: v6 ? side.endpoint.bytes.slice() : null,
     port: side.port,
-    allowedIPs: [{ net: side.subnet.ip.toU32(), prefix: side.subnet.prefix }],
+    allowedIPs: [
+      v6
+        ? { net: 0, prefix: side.subnet.prefix, net6: side.subnet.ip.bytes.slice() }
+        : { net: side.subnet.ip.toU32(), prefix: side.subnet.prefix },
+    ],
     persistentKeepalive: own.keepalive,
   };
 }
@@ -173,11 +179,14 @@ export interface LeaseBatchResult {
   readonly warnings: string[];
 }
 
-/** Follows lease batches, remembering which key each subnet named. */
+/**
+ * Follows lease batches for one family's device, remembering which key each subnet of that
+ * family named (`spec.port`: that device's ListenPort resp. ListenPortV6).
+ */
 export class LeasePeers {
   readonly #keys = new Map<string, string>(); // subnet → public key
 
-  constructor(readonly own: IPNet, readonly spec: OwnSpec) {}
+  constructor(readonly own: IPNet, readonly spec: OwnSpec, readonly family: Family = 4) {}
 
   /** The number of peer subnets followed. */
   get size(): number {
@@ -196,9 +205,10 @@ export class LeasePeers {
     const warnings: string[] = [];
     for (const ev of batch) {
       const l = ev.lease;
-      if (l.subnet === null) continue; // an IPv6-only lease: nothing for an IPv4 device
-      if (l.subnet.equals(this.own)) continue;
-      const name = String(l.subnet);
+      const subnet = this.family === 4 ? l.subnet : l.ipv6Subnet;
+      if (subnet === null) continue; // a lease without this family: nothing for this device
+      if (subnet.equals(this.own)) continue;
+      const name = String(subnet);
       if (ev.type === "removed") {
         const k = this.#keys.get(name);
         if (k === undefined) continue;
@@ -207,7 +217,7 @@ export class LeasePeers {
         lines.push(`Subnet removed: ${name}`);
         continue;
       }
-      const peer = peerFromLease(l, this.spec);
+      const peer = peerFromLease(l, this.spec, this.family);
       if (typeof peer === "string") {
         warnings.push(`Ignoring the lease of ${name}: ${peer}`);
         continue;
@@ -218,7 +228,8 @@ export class LeasePeers {
       }
       this.#keys.set(name, peer.publicKey);
       changes.push({ op: "set", peer });
-      lines.push(`Subnet added: ${name} via ${l.attrs.publicIP}:${peer.port}`);
+      const via = this.family === 4 ? `${l.attrs.publicIP}` : `[${l.attrs.publicIPv6}]`;
+      lines.push(`Subnet added: ${name} via ${via}:${peer.port}`);
     }
     return { changes, lines, warnings };
   }

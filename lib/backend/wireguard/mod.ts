@@ -12,7 +12,12 @@
  *   first start and kept. The lease carries `BackendType "wireguard"` and BackendData
  *   `{"PublicKey":"<base64>","Port":<ListenPort>}`, byte for byte as upstream writes it
  *   (`ownLeaseAttrs`, which also writes upstream's `BackendV6Data` `{PublicKey, Port:
- *   ListenPortV6}` for an IPv6 side — not used until the data path carries IPv6).
+ *   ListenPortV6}` with EnableIPv6).
+ * - EnableIPv6 (upstream's `separate` mode, the only Mode): a second device `flannel-wg-v6`
+ *   with its own UDP socket on the external interface's IPv6 address, port ListenPortV6, the
+ *   IPv6 subnet base as a /128, the route `<IPv6Network> dev flannel-wg-v6`, its own UAPI
+ *   socket; each lease's IPv6 side (PublicIPv6, BackendV6Data, IPv6 subnet) is a peer of that
+ *   device. The same key on both. IPv6-only networks run only that device.
  * - Lease added → a peer: its PublicKey, endpoint PublicIP:Port (a lease without `Port`, from
  *   upstream before v0.26.6, means our own ListenPort, as upstream reads it), allowed IPs = its
  *   subnet, the PSK and PersistentKeepaliveInterval of the config. Lease removed → the peer and
@@ -31,10 +36,8 @@ import {
   type Backend,
   backendConfig,
   type BackendContext,
-  ipv4Only,
   type NetlinkHandle,
   type Network,
-  ownIPv4,
 } from "../mod.ts";
 import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import type { WireguardBackendConfig } from "../../config.ts";
@@ -45,7 +48,7 @@ export { leasePeerSide, ownLeaseAttrs, peerFromLease } from "./lease_peers.ts";
 import { errText, logger } from "../../log.ts";
 import type { CounterName } from "./counters.ts";
 import type { PeerBatch } from "./protocol.ts";
-import { LeasePeers, ownLeaseAttrs } from "./lease_peers.ts";
+import { type Family, LeasePeers, ownLeaseAttrs } from "./lease_peers.ts";
 import { keyFilePath, loadOrCreateKey } from "./keyfile.ts";
 import { publicKey, toBase64 } from "./keys.ts";
 import { socketDir, UapiServer } from "./uapi_server.ts";
@@ -55,6 +58,8 @@ const log = logger("wireguard");
 
 /** The device name (upstream's). */
 export const DEVICE_NAME = "flannel-wg";
+/** The IPv6 device's name in `separate` mode (upstream's). */
+export const DEVICE_NAME_V6 = "flannel-wg-v6";
 /** Upstream's MTU overhead: IPv4/IPv6 header room, UDP, WireGuard header and tag. */
 export const OVERHEAD = 80;
 
@@ -66,11 +71,16 @@ export interface DeviceSetup {
   readonly privateKey: Uint8Array;
   /** The UDP port to listen on. */
   readonly listenPort: number;
-  /** The address to bind (the external interface's). */
+  /** The address to bind (the external interface's, of `family`). */
   readonly bindIp: IP;
+  /**
+   * 4, or 6 for the IPv6 device (upstream's `flannel-wg-v6` in `separate` mode): an IPv6
+   * socket, `address` as a /128, `network` the IPv6Network.
+   */
+  readonly family: 4 | 6;
   /** The interface MTU. */
   readonly mtu: number;
-  /** The interface address (our subnet's base, as a /32). */
+  /** The interface address (our subnet's base, as a /32, or a /128 on the IPv6 device). */
   readonly address: IP;
   /** The flannel Network, routed to the interface. */
   readonly network: IPNet;
@@ -110,10 +120,22 @@ export interface WireguardLeaseData {
 
 /** The wireguard network, with its data-path counters for metrics. */
 export interface WireguardNetwork extends Network {
-  /** The device name, `flannel-wg`. */
+  /** The first device's name: `flannel-wg`, or `flannel-wg-v6` on an IPv6-only network. */
   readonly device: string;
-  /** A snapshot of the data path's counters. */
+  /** Every device's name, IPv4 first. */
+  readonly devices: readonly string[];
+  /** A snapshot of the data path's counters, summed over the devices. */
   counters(): Record<CounterName, number>;
+}
+
+/** One family's device as init set it up. */
+interface FamilyDevice {
+  readonly family: Family;
+  readonly dev: WireguardDevice;
+  /** Our subnet of this family. */
+  readonly own: IPNet;
+  /** ListenPort resp. ListenPortV6. */
+  readonly port: number;
 }
 
 /** The wireguard backend: its network carries the data path's counters. */
@@ -140,7 +162,31 @@ async function init(
   signal: AbortSignal,
 ): Promise<WireguardNetwork> {
   const { ext, subnets } = ctx;
-  const v4 = ipv4Only(ctx, "wireguard");
+  // Upstream's `separate` mode: one device per enabled family, each on its own port.
+  const families: { family: Family; bindIp: IP; publicIP: IP; network: IPNet }[] = [];
+  if (ctx.config.ipv4) {
+    if (!ext.publicIP || !ext.ifaceAddr) {
+      throw new Error("The external interface has no IPv4 address");
+    }
+    families.push({
+      family: 4,
+      bindIp: ext.ifaceAddr,
+      publicIP: ext.publicIP,
+      network: ctx.config.ipv4.network,
+    });
+  }
+  if (ctx.config.ipv6) {
+    if (!ext.publicIPv6 || !ext.ifaceV6Addr) {
+      throw new Error("The external interface has no IPv6 address");
+    }
+    families.push({
+      family: 6,
+      bindIp: ext.ifaceV6Addr,
+      publicIP: ext.publicIPv6,
+      network: ctx.config.ipv6.network,
+    });
+  }
+  if (families.length === 0) throw new Error("Neither EnableIPv4 nor EnableIPv6 is set");
   const keyFile = keyFilePath((n) => ctx.env[n]);
   const { key, created, warning } = await loadOrCreateKey(keyFile);
   if (warning !== undefined) log.warn(warning);
@@ -148,77 +194,113 @@ async function init(
   log.info(`${created ? "Generated" : "Loaded"} the private key in ${keyFile}; public key ${pub}`);
   const attrs = ownLeaseAttrs({
     publicKey: pub,
-    publicIP: v4.publicIP,
-    publicIPv6: null,
+    publicIP: families.find((f) => f.family === 4)?.publicIP ?? null,
+    publicIPv6: families.find((f) => f.family === 6)?.publicIP ?? null,
     port: cfg.listenPort,
     portV6: cfg.listenPortV6,
   });
   const { lease, peers } = await subnets.acquireLease(attrs, signal);
-  const own = ownIPv4(lease);
-  const network = v4.range.network;
   const mtu = cfg.mtu ?? ext.mtu - OVERHEAD;
-  const dev = makeDevice({
-    name: DEVICE_NAME,
-    privateKey: key,
-    listenPort: cfg.listenPort,
-    bindIp: v4.ifaceAddr,
-    mtu,
-    address: own.ip,
-    network,
-    netlink: ctx.netlink,
-  });
-  log.info(
-    `Device ${DEVICE_NAME} up: ${own.ip}/32, mtu ${mtu}, route ${network}; ` +
-      `UDP ${v4.ifaceAddr}:${cfg.listenPort}`,
-  );
+  const devs: FamilyDevice[] = [];
+  try {
+    for (const f of families) {
+      const own = f.family === 4 ? lease.subnet : lease.ipv6Subnet;
+      if (!own) throw new Error(`The lease has no IPv${f.family} subnet`);
+      const name = f.family === 4 ? DEVICE_NAME : DEVICE_NAME_V6;
+      const port = f.family === 4 ? cfg.listenPort : cfg.listenPortV6;
+      const dev = makeDevice({
+        name,
+        privateKey: key,
+        listenPort: port,
+        bindIp: f.bindIp,
+        family: f.family,
+        mtu,
+        address: own.ip,
+        network: f.network,
+        netlink: ctx.netlink,
+      });
+      devs.push({ family: f.family, dev, own, port });
+      const udp = f.family === 4 ? `${f.bindIp}:${port}` : `[${f.bindIp}]:${port}`;
+      log.info(
+        `Device ${name} up: ${own.ip}/${own.ip.bits}, mtu ${mtu}, route ${f.network}; UDP ${udp}`,
+      );
+    }
+  } catch (err) {
+    for (const d of devs) await d.dev.close();
+    throw err;
+  }
   const socketDirectory = socketDir((n) => ctx.env[n]);
   return {
     lease,
     mtu,
-    device: dev.name,
-    counters: () => dev.counters(),
-    run: (s) => run(subnets, cfg, dev, lease, own, peers, socketDirectory, s),
+    device: devs[0].dev.name,
+    devices: devs.map((d) => d.dev.name),
+    counters: () => sumCounters(devs.map((d) => d.dev.counters())),
+    run: (s) => run(subnets, cfg, devs, lease, peers, socketDirectory, s),
   };
 }
 
-/** Runs the data path and the UAPI socket, and follows leases until `signal` aborts. */
+function sumCounters(all: Record<CounterName, number>[]): Record<CounterName, number> {
+  const sum = { ...all[0] };
+  for (const c of all.slice(1)) {
+    for (const k of Object.keys(c) as CounterName[]) sum[k] = (sum[k] ?? 0) + c[k];
+  }
+  return sum;
+}
+
+/**
+ * Runs the data paths and their UAPI sockets, and follows leases (each family's side to its
+ * device) until `signal` aborts or a device or the watch fails.
+ */
 async function run(
   subnets: BackendContext["subnets"],
   cfg: WireguardBackendConfig,
-  dev: WireguardDevice,
+  devs: readonly FamilyDevice[],
   lease: Lease,
-  own: IPNet,
   snapshot: LeaseSnapshot,
   socketDirectory: string,
   signal: AbortSignal,
 ): Promise<void> {
-  let uapi: UapiServer | null = null;
+  const uapis: UapiServer[] = [];
   let failed: string | null = null;
   try {
-    await dev.start();
-    try {
-      uapi = await UapiServer.start(socketDirectory, dev.name, () => dev.dump());
-    } catch (err) {
-      log.warn(`wg show will not work: ${errText(err)}`);
+    for (const { dev } of devs) {
+      await dev.start();
+      try {
+        uapis.push(await UapiServer.start(socketDirectory, dev.name, () => dev.dump()));
+      } catch (err) {
+        log.warn(`wg show ${dev.name} will not work: ${errText(err)}`);
+      }
     }
-    const peers = new LeasePeers(own, {
-      port: cfg.listenPort,
-      psk: cfg.psk,
-      keepalive: cfg.persistentKeepaliveInterval,
-    });
+    const sides = devs.map((d) => ({
+      dev: d.dev,
+      peers: new LeasePeers(d.own, {
+        port: d.port,
+        psk: cfg.psk,
+        keepalive: cfg.persistentKeepaliveInterval,
+      }, d.family),
+    }));
     const watch = (async () => {
       let first = true;
       for await (const batch of subnets.watchLeases(lease, snapshot, signal)) {
-        const r = peers.apply(batch);
-        for (const w of r.warnings) log.warn(w);
-        // The first batch is the whole set (thousands of lines on a big network): -v=1.
-        for (const line of r.lines) {
-          if (first) log.v(1, line);
-          else log.info(line);
+        for (const { dev, peers } of sides) {
+          const r = peers.apply(batch);
+          for (const w of r.warnings) log.warn(w);
+          // The first batch is the whole set (thousands of lines on a big network): -v=1.
+          for (const line of r.lines) {
+            if (first) log.v(1, line);
+            else log.info(line);
+          }
+          if (first) {
+            log.info(
+              peers.family === 4
+                ? `Following ${peers.size} peer leases`
+                : `Following ${peers.size} IPv6 peer leases on ${dev.name}`,
+            );
+          }
+          if (r.changes.length > 0) dev.apply({ op: "peers", changes: r.changes });
         }
-        if (first) log.info(`Following ${peers.size} peer leases`);
         first = false;
-        if (r.changes.length > 0) dev.apply({ op: "peers", changes: r.changes });
       }
     })();
     const aborted = new Promise<void>((resolve) => {
@@ -235,16 +317,20 @@ async function run(
         if (!signal.aborted) failed ??= `Lease watch failed: ${errText(err)}`;
       },
     );
-    const died = dev.died.then((m) => {
+    const died = Promise.race(devs.map((d) => d.dev.died)).then((m) => {
       failed ??= m;
     });
     await Promise.race([aborted, watchEnded, died]);
     if (failed) throw new Error(failed);
   } finally {
-    if (uapi !== null) await uapi[Symbol.asyncDispose]();
-    await dev.close();
-    const c = dev.counters();
-    const parts = Object.entries(c).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`);
-    log.info(`Data path stopped: ${parts.length ? parts.join(" ") : "all zero"}`);
+    for (const u of uapis) await u[Symbol.asyncDispose]();
+    for (const { dev } of devs) {
+      await dev.close();
+      const c = dev.counters();
+      const parts = Object.entries(c).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`);
+      // The IPv4 device's line keeps its historical form (tests and scripts read it).
+      const what = dev.name === DEVICE_NAME ? "Data path" : `Data path ${dev.name}`;
+      log.info(`${what} stopped: ${parts.length ? parts.join(" ") : "all zero"}`);
+    }
   }
 }

@@ -20,12 +20,41 @@ export interface PeerConfig {
   readonly publicKey: Uint8Array;
   /** The preshared key; absent means none (all zeros). */
   readonly presharedKey?: Uint8Array;
-  /** Where to send (host-order IPv4 and port); null until known. */
-  readonly endpoint: { readonly ip: number; readonly port: number } | null;
+  /**
+   * Where to send: host-order IPv4 and port, or on an IPv6 device `ip6` (16 network-order
+   * bytes; `ip` is then 0); null until known.
+   */
+  readonly endpoint:
+    | { readonly ip: number; readonly port: number; readonly ip6?: Uint8Array | null }
+    | null;
   /** Allowed IPs: inner sources accepted from this peer, destinations routed to it. */
-  readonly allowedIPs: readonly { readonly net: number; readonly prefix: number }[];
+  readonly allowedIPs: readonly AllowedIP[];
   /** Persistent keepalive interval in seconds; 0 = off. */
   readonly persistentKeepalive: number;
+}
+
+/**
+ * One allowed-IP prefix: IPv4 as a host-order u32 `net`, or IPv6 as 16 network-order bytes in
+ * `net6` (`net` is then ignored). A Device takes only its own family's entries.
+ */
+export interface AllowedIP {
+  readonly net: number;
+  readonly prefix: number;
+  readonly net6?: Uint8Array;
+}
+
+/** A peer's endpoint: IPv4 `ip` (host order), or IPv6 `ip6` (16 bytes, `ip` = 0). */
+export interface Endpoint {
+  ip: number;
+  port: number;
+  ip6: Uint8Array | null;
+}
+
+/** A copy of a configured endpoint (its IPv6 bytes copied too). */
+export function endpointOf(
+  e: { readonly ip: number; readonly port: number; readonly ip6?: Uint8Array | null },
+): Endpoint {
+  return { ip: e.ip, port: e.port, ip6: e.ip6 ? e.ip6.slice(0, 16) : null };
 }
 
 /** A keypair from one handshake. */
@@ -48,9 +77,9 @@ export class Peer {
   /** Precomputed keys. */
   keys: PeerKeys;
   /** The endpoint: from config, then roaming to the last authenticated source. */
-  endpoint: { ip: number; port: number } | null;
+  endpoint: Endpoint | null;
   /** Allowed IPs. */
-  allowedIPs: readonly { readonly net: number; readonly prefix: number }[];
+  allowedIPs: readonly AllowedIP[];
   /** Persistent keepalive, seconds. */
   persistentKeepalive: number;
   /** Cookie state for our initiations to this peer. */
@@ -96,7 +125,7 @@ export class Peer {
 
   constructor(id: Identity, cfg: PeerConfig) {
     this.keys = peerKeys(id, cfg.publicKey, cfg.presharedKey);
-    this.endpoint = cfg.endpoint === null ? null : { ...cfg.endpoint };
+    this.endpoint = cfg.endpoint === null ? null : endpointOf(cfg.endpoint);
     this.allowedIPs = cfg.allowedIPs;
     this.persistentKeepalive = cfg.persistentKeepalive;
     this.cookies = new CookieJar(this.keys.cookieKey);

@@ -4,6 +4,7 @@
  */
 
 export { CTL_PENDING, CTL_STOP, CTL_WORDS } from "../udp/protocol.ts";
+import type { AllowedIP } from "./peer.ts";
 
 /** The first message: everything the data path needs, fds opened by the main thread. */
 export interface WorkerInit {
@@ -27,24 +28,34 @@ export interface WorkerInit {
   readonly privateKey: Uint8Array;
   /** The UDP port we listen on (for the UAPI's `listen_port`). */
   readonly listenPort: number;
+  /**
+   * 4, or 6 for the IPv6 device: then `udpFd` is an `AF_INET6` socket, the TUN carries IPv6
+   * and has no vnet header (no TSO6 yet), peers have `ip6` endpoints and `net6` allowed IPs.
+   */
+  readonly family: 4 | 6;
   /** The control words. */
   readonly ctl: SharedArrayBuffer;
   /** The counters (counters.ts), written by the Worker. */
   readonly counters: SharedArrayBuffer;
 }
 
-/** A peer as the backend configures it (base64 keys; addresses host-order u32). */
+/**
+ * A peer as the backend configures it (base64 keys; IPv4 addresses host-order u32, IPv6 as 16
+ * network-order bytes in `ip6`/`net6`).
+ */
 export interface PeerSpec {
   /** The peer's public key, base64. */
   readonly publicKey: string;
   /** The preshared key, base64, or null. */
   readonly presharedKey: string | null;
-  /** The endpoint address. */
+  /** The endpoint address (IPv4; 0 for an IPv6 peer). */
   readonly ip: number;
+  /** The IPv6 endpoint address (the IPv6 device), else null. */
+  readonly ip6: Uint8Array | null;
   /** The endpoint port. */
   readonly port: number;
   /** Allowed IPs. */
-  readonly allowedIPs: readonly { readonly net: number; readonly prefix: number }[];
+  readonly allowedIPs: readonly AllowedIP[];
   /** Persistent keepalive, seconds (0 = off). */
   readonly persistentKeepalive: number;
 }

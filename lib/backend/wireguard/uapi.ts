@@ -20,8 +20,10 @@ export function formatGet(dev: Device, listenPort: number): string {
     lines.push(`public_key=${toHex(peer.keys.pub)}`);
     lines.push(`preshared_key=${toHex(peer.keys.psk)}`);
     lines.push("protocol_version=1");
-    if (peer.endpoint !== null) {
-      lines.push(`endpoint=${IP.fromU32(peer.endpoint.ip)}:${peer.endpoint.port}`);
+    const ep = peer.endpoint;
+    if (ep !== null) {
+      const host = ep.ip6 !== null ? `[${IP.fromBytes(ep.ip6)}]` : `${IP.fromU32(ep.ip)}`;
+      lines.push(`endpoint=${host}:${ep.port}`);
     }
     const ms = peer.lastHandshakeWallMs;
     lines.push(`last_handshake_time_sec=${Math.floor(ms / 1000)}`);
@@ -29,7 +31,10 @@ export function formatGet(dev: Device, listenPort: number): string {
     lines.push(`tx_bytes=${peer.txBytes}`);
     lines.push(`rx_bytes=${peer.rxBytes}`);
     lines.push(`persistent_keepalive_interval=${peer.persistentKeepalive}`);
-    for (const a of peer.allowedIPs) lines.push(`allowed_ip=${IP.fromU32(a.net)}/${a.prefix}`);
+    for (const a of peer.allowedIPs) {
+      const net = a.net6 !== undefined ? IP.fromBytes(a.net6) : IP.fromU32(a.net);
+      lines.push(`allowed_ip=${net}/${a.prefix}`);
+    }
   }
   lines.push("errno=0");
   return lines.join("\n") + "\n\n";

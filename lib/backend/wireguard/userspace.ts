@@ -2,6 +2,10 @@
  * The userspace WireGuard device: a TUN named `flannel-wg`, a UDP socket on ListenPort, and the
  * data-path Worker (worker.ts) that runs the protocol (device.ts). The {@link WireguardDevice}
  * implementation for hosts without the kernel module — which is every host here.
+ *
+ * The IPv6 device (`family` 6, `flannel-wg-v6`): an `AF_INET6` socket bound to the external
+ * interface's IPv6 address on ListenPortV6, the subnet base as a /128, the IPv6Network routed
+ * to it; its TUN has no vnet header (no TSO6 yet: one packet per read).
  */
 
 import { errText, logger } from "../../log.ts";
@@ -16,6 +20,7 @@ import {
 } from "../../../ffi/tun.ts";
 import {
   bind,
+  bind6,
   setBufferSizes,
   setsockoptInt,
   SOL_UDP,
@@ -46,12 +51,16 @@ const STOP_GRACE_MS = 800;
 
 /** Opens the TUN and the socket and configures the device; the Worker starts with `start()`. */
 export function createUserspaceDevice(setup: DeviceSetup): WireguardDevice {
-  const { tun, vnetHdr } = openOffloadTun(setup.name);
+  const v6 = setup.family === 6;
+  const { tun, vnetHdr } = v6
+    ? { tun: openTun({ name: setup.name }), vnetHdr: false }
+    : openOffloadTun(setup.name);
   let sock: Fd | null = null;
   try {
     configureLink(tun, setup);
-    sock = udpSocket();
-    bind(sock, setup.bindIp.toU32(), setup.listenPort); // ffi/udp.ts: IPv4 as host-order u32
+    sock = udpSocket({ ipv6: v6 });
+    if (v6) bind6(sock, setup.bindIp.bytes, setup.listenPort);
+    else bind(sock, setup.bindIp.toU32(), setup.listenPort); // ffi/udp.ts: IPv4 as host-order u32
     setBufferSizes(sock, SOCKET_BUFFER);
   } catch (err) {
     sock?.close();
@@ -107,13 +116,17 @@ function configureWith(nl: NetlinkHandle, tun: Tun, setup: DeviceSetup): void {
   nl.linkSetMtu(link.index, setup.mtu);
   setTxQueueLen(tun.name, TXQUEUELEN);
   const addr = setup.address;
-  if (!nl.addrList(link.index).some((a) => a.address.equals(addr) && a.prefix === 32)) {
-    nl.addrAdd(link.index, addr, 32);
+  const prefix = setup.family === 6 ? 128 : 32;
+  if (!nl.addrList(link.index).some((a) => a.address.equals(addr) && a.prefix === prefix)) {
+    nl.addrAdd(link.index, addr, prefix);
   }
-  try {
-    writeSysctl(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, "1");
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) throw err;
+  if (setup.family === 4) {
+    // The IPv4 device carries no IPv6 (no link-local address, no router solicitations).
+    try {
+      writeSysctl(`/proc/sys/net/ipv6/conf/${tun.name}/disable_ipv6`, "1");
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
   }
   nl.linkSetUp(link.index);
   nl.routeReplace({ dst: setup.network, oif: link.index, scope: 0 });
@@ -181,6 +194,7 @@ class UserspaceDevice implements WireguardDevice {
       mtu: this.#setup.mtu,
       privateKey: this.#setup.privateKey,
       listenPort: this.#setup.listenPort,
+      family: this.#setup.family,
       ctl: this.#ctl,
       counters: this.#counterMem,
     };

@@ -17,7 +17,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { DatagramBatch, drainEventFd, Poller, sendtoRaw } from "../../../ffi/udp.ts";
+import { DatagramBatch, drainEventFd, Poller, sendtoRaw, sendtoRaw6 } from "../../../ffi/udp.ts";
 import { PacketSlots, writeBuf } from "../../../ffi/tun.ts";
 import { PacketAead, randomBytes } from "../../../ffi/crypto.ts";
 import {
@@ -112,6 +112,8 @@ const HS_DROPS: Record<number, number> = {
 class DataPath {
   readonly dev: Device;
   readonly listenPort: number;
+  /** True for the IPv6 device (inner IPv6, `sockaddr_in6` slots, no vnet header). */
+  readonly #v6: boolean;
   readonly #cnt: Float64Array;
   readonly #ctl: Int32Array;
   readonly #tun: number;
@@ -162,12 +164,13 @@ class DataPath {
     this.#udp = init.udpFd;
     this.#wake = init.wakeFd;
     this.listenPort = init.listenPort;
+    this.#v6 = init.family === 6;
     this.#poller = new Poller([init.tunFd, init.udpFd, init.wakeFd], POLLIN);
     this.#pollOut = new Poller([init.udpFd], POLLOUT);
     this.#aead = new PacketAead(KEY_SLOTS);
     this.#tunIn = new PacketSlots(BATCH, SLOT);
-    this.#tx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER);
-    this.#rx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER);
+    this.#tx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER, 0, 0, init.family);
+    this.#rx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER, 0, 0, init.family);
     for (let i = 0; i < BATCH; i++) {
       this.#tunInIds.push(this.#aead.bind(this.#tunIn.bufs[i]));
       this.#txPayloadIds.push(this.#aead.bind(this.#tx.slots[i].subarray(TRANSPORT_HEADER)));
@@ -190,17 +193,23 @@ class DataPath {
     this.#plainId = this.#aead.bind(this.#scratch);
     const udp = this.#udp;
     const cnt = this.#cnt;
-    this.dev = new Device(init.privateKey, {
-      clock: systemClock,
-      random: randomBytes,
-      send: (bytes, ip, port) => {
-        const b = bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 &&
-            bytes.byteLength === bytes.buffer.byteLength
-          ? bytes as Uint8Array<ArrayBuffer>
-          : new Uint8Array(bytes);
-        if (sendtoRaw(udp, b, ip, port) < 0) cnt[C.tx_send_errors]++;
+    this.dev = new Device(
+      init.privateKey,
+      {
+        clock: systemClock,
+        random: randomBytes,
+        send: (bytes, ip, port, ip6) => {
+          const b = bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 &&
+              bytes.byteLength === bytes.buffer.byteLength
+            ? bytes as Uint8Array<ArrayBuffer>
+            : new Uint8Array(bytes);
+          const r = ip6 === null ? sendtoRaw(udp, b, ip, port) : sendtoRaw6(udp, b, ip6, port);
+          if (r < 0) cnt[C.tx_send_errors]++;
+        },
       },
-    }, this.#aead);
+      this.#aead,
+      init.family,
+    );
   }
 
   /** Runs until the stop flag is set or messages are pending; true when it should stop. */
@@ -261,6 +270,7 @@ class DataPath {
 
   /** Seals one whole IPv4 packet (buffer `id`, view `pkt`) into datagram slot `k`. */
   #seal(id: number, pkt: Uint8Array, len: number, k: number): boolean {
+    if (this.#v6) return this.#seal6(id, pkt, len, k);
     const cnt = this.#cnt, tx = this.#tx;
     // Room for the padding and the tag after the packet, in its own buffer.
     if (len < 20 || (pkt[0] >> 4) !== 4 || len + 16 > pkt.length) {
@@ -276,6 +286,27 @@ class DataPath {
     }
     const ep = this.dev.lastPeer!.endpoint!;
     tx.setSend(k, n, ep.ip, ep.port);
+    this.#txSegs[k] = 1;
+    cnt[C.tx_packets]++;
+    cnt[C.tx_bytes] += len;
+    return true;
+  }
+
+  /** {@link DataPath.#seal} on the IPv6 device: one whole IPv6 packet into slot `k`. */
+  #seal6(id: number, pkt: Uint8Array, len: number, k: number): boolean {
+    const cnt = this.#cnt, tx = this.#tx;
+    if (len < 40 || (pkt[0] >> 4) !== 6 || len + 16 > pkt.length) {
+      cnt[C.tx_malformed]++;
+      return false;
+    }
+    const n = this.dev.sealTransport6(id, pkt, len, tx.slots[k], this.#txPayloadIds[k]);
+    if (n < 0) {
+      if (n === DROP_NO_ROUTE) cnt[C.tx_no_route]++;
+      else if (n === STAGED) cnt[C.tx_staged]++;
+      return false;
+    }
+    const ep = this.dev.lastPeer!.endpoint!;
+    tx.setSend6(k, n, ep.ip6!, 0, ep.port);
     this.#txSegs[k] = 1;
     cnt[C.tx_packets]++;
     cnt[C.tx_bytes] += len;
@@ -408,18 +439,19 @@ class DataPath {
 
   /** One received datagram: `len` bytes at `off` of receive slot `i`. */
   #datagram(slot: Uint8Array<ArrayBuffer>, off: number, len: number, i: number): void {
-    const cnt = this.#cnt, rx = this.#rx;
+    const cnt = this.#cnt, rx = this.#rx, v6 = this.#v6;
     const type = slot[off];
     if (type === 4) {
       const r = this.dev.openTransport(
         slot,
         len,
-        rx.addrIp(i),
+        v6 ? 0 : rx.addrIp(i),
         rx.addrPort(i),
         this.#rxPayloadIds[i],
         this.#plainId,
         this.#scratch,
         off,
+        v6 ? rx.addr6(i) : null,
       );
       if (r > 0) {
         cnt[C.rx_bytes] += r;
@@ -440,8 +472,9 @@ class DataPath {
     cnt[C.hs_received]++;
     const r = this.dev.handshakeMessage(
       slot.subarray(off, off + len),
-      rx.addrIp(i),
+      v6 ? 0 : rx.addrIp(i),
       rx.addrPort(i),
+      v6 ? rx.addr6(i) : null,
     );
     if (r < 0) cnt[HS_DROPS[r] ?? C.hs_refused]++;
   }
@@ -515,7 +548,7 @@ class DataPath {
       this.dev.setPeer({
         publicKey: parseKey(p.publicKey, "peer public key"),
         presharedKey: p.presharedKey === null ? undefined : parseKey(p.presharedKey, "PSK"),
-        endpoint: { ip: p.ip, port: p.port },
+        endpoint: { ip: p.ip, port: p.port, ip6: p.ip6 },
         allowedIPs: p.allowedIPs,
         persistentKeepalive: p.persistentKeepalive,
       });

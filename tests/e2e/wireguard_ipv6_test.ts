@@ -1,0 +1,240 @@
+/**
+ * wireguard with IPv6 (upstream's `separate` mode) end to end: three dual-stack hosts (the
+ * harness's IPv6 underlay fd00:100::/64 beside the IPv4 one), a real etcd, `deno run -A main.ts`
+ * per host. Each host runs `flannel-wg` on ListenPort and `flannel-wg-v6` on ListenPortV6 bound
+ * to its IPv6 address; container addresses of both families ping each other in every direction
+ * through the tunnels; the lease carries upstream's BackendV6Data; `wg show flannel-wg-v6` lists
+ * the IPv6 peers; a departed host's IPv6 allowed IPs go.
+ *
+ * Every host gets its own key file and UAPI directory under its temp dir.
+ */
+
+import assert from "node:assert/strict";
+import { Cluster, type Daemon, ETCD_PREFIX, type Host } from "../harness/cluster.ts";
+import { leaseOf } from "../harness/flannel.ts";
+import { IP } from "../../ffi/ip.ts";
+import { waitUntil } from "./mesh_support.ts";
+
+const PORT6 = 51821;
+const DUAL_WG = {
+  Network: "10.1.0.0/16",
+  EnableIPv6: true,
+  IPv6Network: "fc00::/48",
+  Backend: { Type: "wireguard" },
+};
+
+interface WgNode {
+  readonly host: Host;
+  readonly daemon: Daemon;
+  readonly lease4: string;
+  readonly lease6: string;
+  readonly c4: string;
+  readonly c6: string;
+}
+
+function wgEnv(host: Host): Record<string, string> {
+  return { WIREGUARD_KEY_FILE: `${host.dir}/wgkey`, FLANNEL_WG_SOCKET_DIR: `${host.dir}/wg` };
+}
+
+/** `fc00:0:0:22::1/64` (FLANNEL_IPV6_SUBNET) → `fc00:0:0:22::/64`. */
+function lease6Of(v: string): string {
+  const [ip, len] = v.split("/");
+  return `${IP.fromBigInt(IP.mustParse(ip).toBigInt() - 1n, 6)}/${len}`;
+}
+
+async function wgShow(host: Host, dev: string): Promise<string[][]> {
+  const r = await host.exec([
+    "unshare",
+    "-m",
+    "sh",
+    "-c",
+    `mount -t tmpfs tmpfs /run && mkdir /run/wireguard && mount --bind "$0" /run/wireguard && exec wg show "$1" dump`,
+    `${host.dir}/wg`,
+    dev,
+  ]);
+  assert.equal(r.code, 0, `wg show ${dev}: ${r.stderr}`);
+  return r.stdout.trim().split("\n").map((l) => l.split("\t"));
+}
+
+async function startNode(host: Host): Promise<WgNode> {
+  const daemon = host.startFlannel([], wgEnv(host));
+  try {
+    await daemon.waitReady(30_000);
+  } catch (err) {
+    throw new Error(`Flannel on ${host.name} did not get ready: ${daemon.tail(30)}`, {
+      cause: err,
+    });
+  }
+  const env = await host.readSubnetEnv();
+  assert.ok(env?.FLANNEL_IPV6_SUBNET, `no FLANNEL_IPV6_SUBNET in ${host.subnetFile}`);
+  const lease4 = await leaseOf(host);
+  assert.ok(lease4);
+  const c4 = await host.addContainerAddress();
+  const c6 = await host.addContainerAddress6();
+  return { host, daemon, lease4, lease6: lease6Of(env.FLANNEL_IPV6_SUBNET), c4, c6 };
+}
+
+/** Every ordered pair pings over both families; the first packets may start handshakes. */
+async function pingMatrix(nodes: WgNode[]): Promise<string[]> {
+  const failures: string[] = [];
+  await Promise.all(
+    nodes.flatMap((a) =>
+      nodes.filter((b) => b !== a).flatMap((b) =>
+        ([[a.c4, b.c4], [a.c6, b.c6]] as const).map(async ([from, to]) => {
+          const r = await a.host.ping(to, { from, timeoutS: 2 });
+          if (!r.ok) failures.push(`${a.host.name} ${from} → ${b.host.name} ${to}`);
+        })
+      )
+    ),
+  );
+  return failures;
+}
+
+Deno.test("wireguard IPv6 (separate mode): three dual-stack hosts, ping and ping6 matrix, BackendV6Data, wg show flannel-wg-v6, a departed host's IPv6 allowed IPs go", async () => {
+  await using cluster = await Cluster.create({ hosts: 3, ipv6: true });
+  await cluster.putConfig(DUAL_WG);
+  const nodes = await Promise.all(cluster.hosts.map(startNode));
+  const [n1, n2, n3] = nodes;
+
+  // The lease: one key in both families' data, the IPv6 side on ListenPortV6, as upstream.
+  const raw = await cluster.etcd.list(`${ETCD_PREFIX}/subnets/`);
+  const pubs: string[] = [];
+  for (const n of nodes) {
+    const key = `${ETCD_PREFIX}/subnets/${n.lease4.replace("/", "-")}&${
+      n.lease6.replace("/", "-")
+    }`;
+    const value = raw[key];
+    assert.ok(value, `no key ${key} in etcd: ${Object.keys(raw).join(" ")}`);
+    const m =
+      /^\{"PublicIP":"([\d.]+)","PublicIPv6":"([0-9a-f:]+)","BackendType":"wireguard","BackendData":\{"PublicKey":"([A-Za-z0-9+/=]{44})","Port":51820\},"BackendV6Data":\{"PublicKey":"([A-Za-z0-9+/=]{44})","Port":51821\}\}$/
+        .exec(value);
+    assert.ok(m, `lease value ${value}`);
+    assert.deepEqual([m[1], m[2]], [n.host.ip, n.host.ip6]);
+    assert.equal(m[3], m[4], "one key for both devices");
+    pubs.push(m[3]);
+  }
+
+  // Kernel state: the v6 device holds the subnet base as /128 and routes the IPv6Network.
+  for (const n of nodes) {
+    const addrs = await n.host.ipJson<
+      { addr_info: { family: string; local: string; prefixlen: number }[] }[]
+    >(
+      ["addr", "show", "dev", "flannel-wg-v6"],
+    );
+    const v6 = addrs[0].addr_info.filter((a) =>
+      a.family === "inet6" && a.local.startsWith("fc00:")
+    );
+    assert.deepEqual(v6.map((a) => `${a.local}/${a.prefixlen}`), [`${n.lease6.split("/")[0]}/128`]);
+    const routes = await n.host.ipJson<{ dst: string; dev: string }[]>(
+      ["-6", "route", "show", "fc00::/48"],
+    );
+    assert.deepEqual(routes.map((r) => `${r.dst} ${r.dev}`), ["fc00::/48 flannel-wg-v6"]);
+  }
+
+  // Ping and ping6 between every pair of containers, through both tunnels.
+  let failures: string[] = [];
+  await waitUntil("ping and ping6 matrix", async () => {
+    failures = await pingMatrix(nodes);
+    return failures.length === 0;
+  }, 60_000).catch((err) => {
+    throw new Error(`${(err as Error).message}: ${failures.join(", ")}`);
+  });
+
+  // wg show flannel-wg-v6: our key and port, both IPv6 peers with [v6]:51821 and their /64.
+  const dump = await wgShow(n1.host, "flannel-wg-v6");
+  assert.equal(dump[0][1], pubs[0], "our public key");
+  assert.equal(dump[0][2], String(PORT6), "listen port");
+  const peers = new Map(dump.slice(1).map((f) => [f[0], f]));
+  assert.equal(peers.size, 2);
+  for (const [i, n] of [[1, n2], [2, n3]] as const) {
+    const f = peers.get(pubs[i]);
+    assert.ok(f, `peer ${n.host.name} in wg show flannel-wg-v6`);
+    assert.equal(f[2], `[${n.host.ip6}]:${PORT6}`, "endpoint");
+    assert.equal(f[3], n.lease6, "allowed ips");
+    assert.ok(Number(f[4]) > 0, "latest handshake");
+    assert.ok(Number(f[5]) > 0 && Number(f[6]) > 0, "transfer both ways");
+  }
+  // The IPv4 device is unchanged: IPv4 peers, IPv4 endpoints and subnets.
+  const dump4 = await wgShow(n1.host, "flannel-wg");
+  assert.deepEqual(
+    dump4.slice(1).map((f) => `${f[2]} ${f[3]}`).sort(),
+    [`${n2.host.ip}:51820 ${n2.lease4}`, `${n3.host.ip}:51820 ${n3.lease4}`].sort(),
+  );
+
+  // Departed: h3 stops and its lease goes; h1 drops its peer (IPv6 allowed IPs included).
+  await n3.daemon.stop();
+  const key3 = `${ETCD_PREFIX}/subnets/${n3.lease4.replace("/", "-")}&${
+    n3.lease6.replace("/", "-")
+  }`;
+  await cluster.etcd.del(key3);
+  await waitUntil("h3's IPv6 peer removed on h1", async () => {
+    const d = await wgShow(n1.host, "flannel-wg-v6");
+    return d.length === 2 && !d.some((f) => f[3] === n3.lease6);
+  }, 15_000);
+  const d4 = await wgShow(n1.host, "flannel-wg");
+  assert.equal(d4.length, 2, "h3's IPv4 peer removed too");
+  const r = await n1.host.ping(n3.c6, { from: n1.c6, timeoutS: 1 });
+  assert.equal(r.ok, false, "no route to a departed host's IPv6 subnet through the tunnel");
+  const still = await n1.host.ping(n2.c6, { from: n1.c6, timeoutS: 2 });
+  assert.ok(still.ok, "h2 still reachable over IPv6");
+});
+
+Deno.test("wireguard IPv6-only (EnableIPv4 false): only flannel-wg-v6, ping6 matrix, upstream's 0.0.0.0-0& keys", async () => {
+  await using cluster = await Cluster.create({ hosts: 3, ipv6: true });
+  await cluster.putConfig({
+    EnableIPv4: false,
+    EnableIPv6: true,
+    IPv6Network: "fc00::/48",
+    Backend: { Type: "wireguard" },
+  });
+  const nodes = await Promise.all(cluster.hosts.map(async (host) => {
+    const daemon = host.startFlannel([], wgEnv(host));
+    try {
+      await daemon.waitReady(30_000);
+    } catch (err) {
+      throw new Error(`Flannel on ${host.name} did not get ready: ${daemon.tail(30)}`, {
+        cause: err,
+      });
+    }
+    const env = await host.readSubnetEnv();
+    assert.ok(env?.FLANNEL_IPV6_SUBNET, `no FLANNEL_IPV6_SUBNET in ${host.subnetFile}`);
+    return {
+      host,
+      daemon,
+      lease6: lease6Of(env.FLANNEL_IPV6_SUBNET),
+      c6: await host.addContainerAddress6(),
+    };
+  }));
+  const raw = await cluster.etcd.list(`${ETCD_PREFIX}/subnets/`);
+  for (const n of nodes) {
+    const value = raw[`${ETCD_PREFIX}/subnets/0.0.0.0-0&${n.lease6.replace("/", "-")}`];
+    assert.match(
+      value ?? "",
+      /^\{"PublicIP":"0\.0\.0\.0","PublicIPv6":"[0-9a-f:]+","BackendType":"wireguard","BackendV6Data":\{"PublicKey":"[A-Za-z0-9+/=]{44}","Port":51821\}\}$/,
+    );
+    const links = await n.host.ipJson<{ ifname: string }[]>(["link", "show"]);
+    const wg = links.map((l) => l.ifname).filter((name) => name.startsWith("flannel"));
+    assert.deepEqual(wg, ["flannel-wg-v6"], "no IPv4 device on an IPv6-only network");
+  }
+  let failures: string[] = [];
+  await waitUntil("ping6 matrix", async () => {
+    failures = [];
+    await Promise.all(nodes.flatMap((a) =>
+      nodes.filter((b) => b !== a).map(async (b) => {
+        const r = await a.host.ping(b.c6, { from: a.c6, timeoutS: 2 });
+        if (!r.ok) failures.push(`${a.host.name} → ${b.host.name}`);
+      })
+    ));
+    return failures.length === 0;
+  }, 60_000).catch((err) => {
+    throw new Error(`${(err as Error).message}: ${failures.join(", ")}`);
+  });
+  const dump = await wgShow(nodes[0].host, "flannel-wg-v6");
+  assert.deepEqual(
+    dump.slice(1).map((f) => `${f[2]} ${f[3]}`).sort(),
+    nodes.slice(1).map((n) => `[${n.host.ip6}]:${PORT6} ${n.lease6}`).sort(),
+  );
+  // The v6 device's stop line names it (the IPv4 device's keeps the historical form).
+  await nodes[0].daemon.stop();
+  assert.match(nodes[0].daemon.logs(), /Data path flannel-wg-v6 stopped: /);
+});
