@@ -74,6 +74,19 @@ async function startNode(host: Host): Promise<WgNode> {
   return { host, daemon, lease4, lease6: lease6Of(env.FLANNEL_IPV6_SUBNET), c4, c6 };
 }
 
+/** What each host's devices and daemon say, for a failure message. */
+async function diagnose(nodes: WgNode[]): Promise<string> {
+  const parts: string[] = [];
+  for (const n of nodes) {
+    for (const dev of ["flannel-wg", "flannel-wg-v6"]) {
+      const dump = await wgShow(n.host, dev).catch((e) => [[String(e)]]);
+      parts.push(`${n.host.name} ${dev}:\n${dump.map((f) => f.join(" ")).join("\n")}`);
+    }
+    parts.push(`${n.host.name} log:\n${n.daemon.tail(25)}`);
+  }
+  return parts.join("\n");
+}
+
 /** Every ordered pair pings over both families; the first packets may start handshakes. */
 async function pingMatrix(nodes: WgNode[]): Promise<string[]> {
   const failures: string[] = [];
@@ -136,8 +149,10 @@ Deno.test("wireguard IPv6 (separate mode): three dual-stack hosts, ping and ping
   await waitUntil("ping and ping6 matrix", async () => {
     failures = await pingMatrix(nodes);
     return failures.length === 0;
-  }, 60_000).catch((err) => {
-    throw new Error(`${(err as Error).message}: ${failures.join(", ")}`);
+  }, 60_000).catch(async (err) => {
+    throw new Error(
+      `${(err as Error).message}: ${failures.join(", ")}\n${await diagnose(nodes)}`,
+    );
   });
 
   // wg show flannel-wg-v6: our key and port, both IPv6 peers with [v6]:51821 and their /64.
