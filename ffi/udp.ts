@@ -104,15 +104,19 @@ export function decodeSockaddrIn6(b: Uint8Array): { addr: Uint8Array<ArrayBuffer
 /**
  * Creates a `SOCK_DGRAM` socket, non-blocking unless told otherwise: `AF_INET`, or with `ipv6`
  * an `AF_INET6` socket with `IPV6_V6ONLY` set (IPv6 peers only, no v4-mapped addresses, so an
- * IPv4 socket may share the port).
+ * IPv4 socket may share the port). With `dualStack` as well, `IPV6_V6ONLY` is cleared instead
+ * (whatever `net.ipv6.bindv6only` says): bound to `::`, the one socket also sends to and
+ * receives from IPv4 peers as v4-mapped addresses (`::ffff:a.b.c.d`).
  */
-export function udpSocket(opts: { nonBlocking?: boolean; ipv6?: boolean } = {}): Fd {
+export function udpSocket(
+  opts: { nonBlocking?: boolean; ipv6?: boolean; dualStack?: boolean } = {},
+): Fd {
   let type = SOCK_DGRAM | SOCK_CLOEXEC;
   if (opts.nonBlocking !== false) type |= SOCK_NONBLOCK;
   const fd = new Fd(check(sym.socket(opts.ipv6 ? AF_INET6 : AF_INET, type, 0), "socket"), "udp");
   if (opts.ipv6) {
     try {
-      setsockoptInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+      setsockoptInt(fd, IPPROTO_IPV6, IPV6_V6ONLY, opts.dualStack ? 0 : 1);
     } catch (err) {
       fd.close();
       throw err;
@@ -499,6 +503,34 @@ export class DatagramBatch {
     const w = (i * MMSGHDR.size) >> 2;
     this.#mm32[w + (MSGHDR.namelen >> 2)] = SOCKADDR_IN6.size;
     this.#setGso(i, w, gsoSize);
+  }
+
+  /**
+   * {@link DatagramBatch.setSend6} to an IPv4 destination (host-order u32) as its v4-mapped
+   * IPv6 address, for a dual-stack socket.
+   */
+  setSendMapped(i: number, len: number, ip: number, port: number, gsoSize = 0): void {
+    this.#iov32[(i * IOVEC.size + IOVEC.len) >> 2] = len;
+    const s = i * SOCKADDR_IN6.size;
+    const sb = this.#saBytes, d = s + SOCKADDR_IN6.addr;
+    for (let k = 0; k < 10; k++) sb[d + k] = 0;
+    sb[d + 10] = sb[d + 11] = 0xff;
+    this.#sa.setUint32(d + 12, ip, false);
+    this.#sa.setUint16(s + SOCKADDR_IN6.port, port, false);
+    const w = (i * MMSGHDR.size) >> 2;
+    this.#mm32[w + (MSGHDR.namelen >> 2)] = SOCKADDR_IN6.size;
+    this.#setGso(i, w, gsoSize);
+  }
+
+  /**
+   * The source of slot `i` of an IPv6 batch as a host-order IPv4 u32 when it is v4-mapped
+   * (`::ffff:a.b.c.d`, a dual-stack socket's IPv4 peer), else -1.
+   */
+  mappedIp(i: number): number {
+    const b = this.#addr6[i];
+    for (let k = 0; k < 10; k++) if (b[k] !== 0) return -1;
+    if (b[10] !== 0xff || b[11] !== 0xff) return -1;
+    return ((b[12] << 24) | (b[13] << 16) | (b[14] << 8) | b[15]) >>> 0;
   }
 
   #setGso(i: number, w: number, gsoSize: number): void {

@@ -54,9 +54,17 @@ export interface WireguardBackendConfig {
   readonly persistentKeepaliveInterval: number;
   /** Device MTU; null = external MTU − 80. */
   readonly mtu: number | null;
-  /** Device layout: only `separate` (one device per address family) so far. */
-  readonly mode: "separate";
+  /**
+   * Device layout, upstream's `Mode`: `separate` (default) is one device per address family
+   * (`flannel-wg` on ListenPort, `flannel-wg-v6` on ListenPortV6); `auto`, `ipv4` and `ipv6`
+   * carry both families through the one device `flannel-wg` on ListenPort, its peers reached
+   * at their IPv4 resp. IPv6 address (`auto`: chosen per peer, lib/backend/wireguard/modes.ts).
+   */
+  readonly mode: WireguardMode;
 }
+
+/** The wireguard backend's `Mode` values. */
+export type WireguardMode = "separate" | "auto" | "ipv4" | "ipv6";
 
 export type BackendConfig =
   | UdpBackendConfig
@@ -155,6 +163,20 @@ export function parseNetworkConfig(text: string): NetworkConfig {
       `Backend.Type ${JSON.stringify(backend.type)} does not support EnableIPv6 true ` +
         `(IPv4 only, as upstream): use vxlan, host-gw or alloc`,
     );
+  }
+  if (backend.type === "wireguard") {
+    // The peers' addresses of that family carry the tunnel: upstream would dial 0.0.0.0 resp.
+    // an empty endpoint and never say why.
+    if (backend.mode === "ipv4" && !ipv4) {
+      throw new ConfigError(
+        'Backend.Mode "ipv4" needs EnableIPv4: the tunnel runs between the hosts\' IPv4 addresses',
+      );
+    }
+    if (backend.mode === "ipv6" && !ipv6) {
+      throw new ConfigError(
+        'Backend.Mode "ipv6" needs EnableIPv6: the tunnel runs between the hosts\' IPv6 addresses',
+      );
+    }
   }
   return { ipv4, ipv6, backend };
 }
@@ -387,16 +409,10 @@ function pskKey(obj: Record<string, unknown>): Uint8Array | null {
   return Uint8Array.from(raw, (c) => c.charCodeAt(0));
 }
 
-function modeKey(obj: Record<string, unknown>): "separate" {
+function modeKey(obj: Record<string, unknown>): WireguardMode {
   const v = getFold(obj, "Mode");
-  if (v === undefined || v === null || v === "" || v === "separate") return "separate";
-  if (v === "auto" || v === "ipv4" || v === "ipv6") {
-    throw new ConfigError(
-      `Backend.Mode ${
-        show(v)
-      } is not supported yet: only "separate" (one device per address family)`,
-    );
-  }
+  if (v === undefined || v === null || v === "") return "separate";
+  if (v === "separate" || v === "auto" || v === "ipv4" || v === "ipv6") return v;
   throw new ConfigError(`Backend.Mode ${show(v)} is not one of separate, auto, ipv4, ipv6`);
 }
 

@@ -11,7 +11,7 @@ import assert from "node:assert/strict";
 import { Cluster, type Host } from "../harness/cluster.ts";
 import { captureEchoRequests } from "../harness/capture.ts";
 import { createNamespace, deleteNamespace, run } from "../harness/netns.ts";
-import { VXLAN_CONFIG } from "./mesh_support.ts";
+import { VXLAN_CONFIG, waitUntil } from "./mesh_support.ts";
 
 const PLUGIN_DIR = "/var/cache/flannel-tests/cni";
 const DEBIAN_CNI = "/usr/lib/cni";
@@ -110,6 +110,24 @@ Deno.test({
       const nat = (await hosts[0].exec(["iptables-save", "-t", "nat"])).stdout;
       assert.doesNotMatch(nat, /CNI-/, "bridge plugin masquerade rules");
 
+      // The daemons learn each other's lease by watch: ping until the overlay carries it (the
+      // first ping after start-up may precede h1's FDB entry for h2), then capture one.
+      await waitUntil("pod 1 reaches pod 2", async () => {
+        const r = await run([
+          "ip",
+          "netns",
+          "exec",
+          pods[0],
+          "ping",
+          "-n",
+          "-c",
+          "1",
+          "-W",
+          "1",
+          addrs[1],
+        ]);
+        return r.code === 0;
+      }, 20_000);
       const seen = await captureEchoRequests(pods[1], "eth0", async () => {
         const r = await run([
           "ip",

@@ -10,10 +10,16 @@
  */
 
 import assert from "node:assert/strict";
-import { Cluster, type Daemon, ETCD_PREFIX, type Host } from "../harness/cluster.ts";
-import { leaseOf } from "../harness/flannel.ts";
-import { IP } from "../../ffi/ip.ts";
+import { Cluster, ETCD_PREFIX } from "../harness/cluster.ts";
 import { waitUntil } from "./mesh_support.ts";
+import {
+  diagnose,
+  lease6Of,
+  pingMatrix,
+  startDualNode,
+  wgDump,
+  wgEnv,
+} from "./wireguard_support.ts";
 
 const PORT6 = 51821;
 const DUAL_WG = {
@@ -23,90 +29,10 @@ const DUAL_WG = {
   Backend: { Type: "wireguard" },
 };
 
-interface WgNode {
-  readonly host: Host;
-  readonly daemon: Daemon;
-  readonly lease4: string;
-  readonly lease6: string;
-  readonly c4: string;
-  readonly c6: string;
-}
-
-function wgEnv(host: Host): Record<string, string> {
-  return { WIREGUARD_KEY_FILE: `${host.dir}/wgkey`, FLANNEL_WG_SOCKET_DIR: `${host.dir}/wg` };
-}
-
-/** `fc00:0:0:22::1/64` (FLANNEL_IPV6_SUBNET) → `fc00:0:0:22::/64`. */
-function lease6Of(v: string): string {
-  const [ip, len] = v.split("/");
-  return `${IP.fromBigInt(IP.mustParse(ip).toBigInt() - 1n, 6)}/${len}`;
-}
-
-async function wgShow(host: Host, dev: string): Promise<string[][]> {
-  const r = await host.exec([
-    "unshare",
-    "-m",
-    "sh",
-    "-c",
-    `mount -t tmpfs tmpfs /run && mkdir /run/wireguard && mount --bind "$0" /run/wireguard && exec wg show "$1" dump`,
-    `${host.dir}/wg`,
-    dev,
-  ]);
-  assert.equal(r.code, 0, `wg show ${dev}: ${r.stderr}`);
-  return r.stdout.trim().split("\n").map((l) => l.split("\t"));
-}
-
-async function startNode(host: Host): Promise<WgNode> {
-  const daemon = host.startFlannel([], wgEnv(host));
-  try {
-    await daemon.waitReady(30_000);
-  } catch (err) {
-    throw new Error(`Flannel on ${host.name} did not get ready: ${daemon.tail(30)}`, {
-      cause: err,
-    });
-  }
-  const env = await host.readSubnetEnv();
-  assert.ok(env?.FLANNEL_IPV6_SUBNET, `no FLANNEL_IPV6_SUBNET in ${host.subnetFile}`);
-  const lease4 = await leaseOf(host);
-  assert.ok(lease4);
-  const c4 = await host.addContainerAddress();
-  const c6 = await host.addContainerAddress6();
-  return { host, daemon, lease4, lease6: lease6Of(env.FLANNEL_IPV6_SUBNET), c4, c6 };
-}
-
-/** What each host's devices and daemon say, for a failure message. */
-async function diagnose(nodes: WgNode[]): Promise<string> {
-  const parts: string[] = [];
-  for (const n of nodes) {
-    for (const dev of ["flannel-wg", "flannel-wg-v6"]) {
-      const dump = await wgShow(n.host, dev).catch((e) => [[String(e)]]);
-      parts.push(`${n.host.name} ${dev}:\n${dump.map((f) => f.join(" ")).join("\n")}`);
-    }
-    parts.push(`${n.host.name} log:\n${n.daemon.tail(25)}`);
-  }
-  return parts.join("\n");
-}
-
-/** Every ordered pair pings over both families; the first packets may start handshakes. */
-async function pingMatrix(nodes: WgNode[]): Promise<string[]> {
-  const failures: string[] = [];
-  await Promise.all(
-    nodes.flatMap((a) =>
-      nodes.filter((b) => b !== a).flatMap((b) =>
-        ([[a.c4, b.c4], [a.c6, b.c6]] as const).map(async ([from, to]) => {
-          const r = await a.host.ping(to, { from, timeoutS: 2 });
-          if (!r.ok) failures.push(`${a.host.name} ${from} → ${b.host.name} ${to}`);
-        })
-      )
-    ),
-  );
-  return failures;
-}
-
 Deno.test("wireguard IPv6 (separate mode): three dual-stack hosts, ping and ping6 matrix, BackendV6Data, wg show flannel-wg-v6, a departed host's IPv6 allowed IPs go", async () => {
   await using cluster = await Cluster.create({ hosts: 3, ipv6: true });
   await cluster.putConfig(DUAL_WG);
-  const nodes = await Promise.all(cluster.hosts.map(startNode));
+  const nodes = await Promise.all(cluster.hosts.map(startDualNode));
   const [n1, n2, n3] = nodes;
 
   // The lease: one key in both families' data, the IPv6 side on ListenPortV6, as upstream.
@@ -151,12 +77,15 @@ Deno.test("wireguard IPv6 (separate mode): three dual-stack hosts, ping and ping
     return failures.length === 0;
   }, 60_000).catch(async (err) => {
     throw new Error(
-      `${(err as Error).message}: ${failures.join(", ")}\n${await diagnose(nodes)}`,
+      `${(err as Error).message}: ${failures.join(", ")}\n${await diagnose(nodes, [
+        "flannel-wg",
+        "flannel-wg-v6",
+      ])}`,
     );
   });
 
   // wg show flannel-wg-v6: our key and port, both IPv6 peers with [v6]:51821 and their /64.
-  const dump = await wgShow(n1.host, "flannel-wg-v6");
+  const dump = await wgDump(n1.host, "flannel-wg-v6");
   assert.equal(dump[0][1], pubs[0], "our public key");
   assert.equal(dump[0][2], String(PORT6), "listen port");
   const peers = new Map(dump.slice(1).map((f) => [f[0], f]));
@@ -170,7 +99,7 @@ Deno.test("wireguard IPv6 (separate mode): three dual-stack hosts, ping and ping
     assert.ok(Number(f[5]) > 0 && Number(f[6]) > 0, "transfer both ways");
   }
   // The IPv4 device is unchanged: IPv4 peers, IPv4 endpoints and subnets.
-  const dump4 = await wgShow(n1.host, "flannel-wg");
+  const dump4 = await wgDump(n1.host, "flannel-wg");
   assert.deepEqual(
     dump4.slice(1).map((f) => `${f[2]} ${f[3]}`).sort(),
     [`${n2.host.ip}:51820 ${n2.lease4}`, `${n3.host.ip}:51820 ${n3.lease4}`].sort(),
@@ -183,10 +112,10 @@ Deno.test("wireguard IPv6 (separate mode): three dual-stack hosts, ping and ping
   }`;
   await cluster.etcd.del(key3);
   await waitUntil("h3's IPv6 peer removed on h1", async () => {
-    const d = await wgShow(n1.host, "flannel-wg-v6");
+    const d = await wgDump(n1.host, "flannel-wg-v6");
     return d.length === 2 && !d.some((f) => f[3] === n3.lease6);
   }, 15_000);
-  const d4 = await wgShow(n1.host, "flannel-wg");
+  const d4 = await wgDump(n1.host, "flannel-wg");
   assert.equal(d4.length, 2, "h3's IPv4 peer removed too");
   const r = await n1.host.ping(n3.c6, { from: n1.c6, timeoutS: 1 });
   assert.equal(r.ok, false, "no route to a departed host's IPv6 subnet through the tunnel");
@@ -244,7 +173,7 @@ Deno.test("wireguard IPv6-only (EnableIPv4 false): only flannel-wg-v6, ping6 mat
   }, 60_000).catch((err) => {
     throw new Error(`${(err as Error).message}: ${failures.join(", ")}`);
   });
-  const dump = await wgShow(nodes[0].host, "flannel-wg-v6");
+  const dump = await wgDump(nodes[0].host, "flannel-wg-v6");
   assert.deepEqual(
     dump.slice(1).map((f) => `${f[2]} ${f[3]}`).sort(),
     nodes.slice(1).map((n) => `[${n.host.ip6}]:${PORT6} ${n.lease6}`).sort(),

@@ -14,13 +14,10 @@ import { Cluster, type Host, REPO_ROOT } from "../harness/cluster.ts";
 import { leaseKey, leaseOf } from "../harness/flannel.ts";
 import { assertFullMesh, type Node, pingOnce, waitUntil } from "./mesh_support.ts";
 import { countersOf, readPcap, tcpdump } from "./capture_support.ts";
+import { wgEnv, wgShowText } from "./wireguard_support.ts";
 
 const WG_CONFIG = { Network: "10.1.0.0/16", Backend: { Type: "wireguard" } };
 const PORT = 51820;
-
-function wgEnv(host: Host): Record<string, string> {
-  return { WIREGUARD_KEY_FILE: `${host.dir}/wgkey`, FLANNEL_WG_SOCKET_DIR: `${host.dir}/wg` };
-}
 
 async function startWg(host: Host): Promise<Node> {
   const daemon = host.startFlannel([], wgEnv(host));
@@ -37,19 +34,9 @@ async function startWg(host: Host): Promise<Node> {
   return { host, daemon, lease, container };
 }
 
-/** `wg show flannel-wg dump` with the host's UAPI directory mounted where `wg` looks. */
-export async function wgShow(host: Host, what: string[] = ["dump"]): Promise<string> {
-  const r = await host.exec([
-    "unshare",
-    "-m",
-    "sh",
-    "-c",
-    `mount -t tmpfs tmpfs /run && mkdir /run/wireguard && mount --bind "$0" /run/wireguard && exec wg show flannel-wg "$@"`,
-    `${host.dir}/wg`,
-    ...what,
-  ]);
-  assert.equal(r.code, 0, `wg show: ${r.stderr}`);
-  return r.stdout;
+/** `wg show flannel-wg <what…>` (default `dump`) from the host's own UAPI directory. */
+function wgShow(host: Host, what: string[] = ["dump"]): Promise<string> {
+  return wgShowText(host, "flannel-wg", what);
 }
 
 async function meshConverged(nodes: Node[]): Promise<void> {

@@ -93,7 +93,6 @@ async function child(spec: ChildSpec): Promise<void> {
       send: (b, _ip, port, ip6) => sendto6(sock, new Uint8Array(b), ip6!, port),
     },
     aead,
-    6,
   );
   const us = IP.mustParse(TS_INNER).bytes, them = IP.mustParse(WG_INNER).bytes;
   dev.setPeer({

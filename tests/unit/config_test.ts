@@ -625,11 +625,9 @@ Deno.test("wireguard config: upstream's keys and defaults, each bad value named"
       "Backend.PersistentKeepaliveInterval -1 is not between 0 and 65535",
     ],
     [{ MTU: 100 }, "Backend.MTU 100 is not between 576 and 65535"],
-    [
-      { Mode: "auto" },
-      'Backend.Mode "auto" is not supported yet: only "separate" (one device per address family)',
-    ],
     [{ Mode: "both" }, 'Backend.Mode "both" is not one of separate, auto, ipv4, ipv6'],
+    [{ Mode: "Auto" }, 'Backend.Mode "Auto" is not one of separate, auto, ipv4, ipv6'],
+    [{ Mode: 4 }, "Backend.Mode 4 is not one of separate, auto, ipv4, ipv6"],
   ];
   for (const [b, message] of bad) {
     await t.step(message, () => {
@@ -646,5 +644,39 @@ Deno.test("wireguard config: upstream's keys and defaults, each bad value named"
     assert.equal(String(c.ipv6?.network), "fd00:1::/56");
     assert.equal(c.backend.type === "wireguard" && c.backend.listenPortV6, 51900);
     assert.equal(c.backend.type === "wireguard" && c.backend.mode, "separate");
+  });
+  const modeCase = (net: Record<string, unknown>, mode: string) =>
+    parseNetworkConfig(JSON.stringify({ ...net, Backend: { Type: "wireguard", Mode: mode } }));
+  const dual = { Network: "10.1.0.0/16", EnableIPv6: true, IPv6Network: "fd00:1::/56" };
+  const only4 = { Network: "10.1.0.0/16" };
+  const only6 = { EnableIPv4: false, EnableIPv6: true, IPv6Network: "fd00:1::/56" };
+  for (const mode of ["auto", "ipv4", "ipv6", "separate"]) {
+    await t.step(`Mode ${mode} on a dual-stack network`, () => {
+      const c = modeCase(dual, mode);
+      assert.equal(c.backend.type === "wireguard" && c.backend.mode, mode);
+    });
+  }
+  await t.step(
+    "Mode auto and ipv4 on an IPv4-only network; auto and ipv6 on an IPv6-only one",
+    () => {
+      for (
+        const [net, mode] of [[only4, "auto"], [only4, "ipv4"], [only6, "auto"], [only6, "ipv6"]]
+      ) {
+        const c = modeCase(net as Record<string, unknown>, mode as string);
+        assert.equal(c.backend.type === "wireguard" && c.backend.mode, mode);
+      }
+    },
+  );
+  await t.step("Mode ipv6 without EnableIPv6, Mode ipv4 without EnableIPv4: refused", () => {
+    assert.throws(() => modeCase(only4, "ipv6"), {
+      name: "ConfigError",
+      message:
+        'Backend.Mode "ipv6" needs EnableIPv6: the tunnel runs between the hosts\' IPv6 addresses',
+    });
+    assert.throws(() => modeCase(only6, "ipv4"), {
+      name: "ConfigError",
+      message:
+        'Backend.Mode "ipv4" needs EnableIPv4: the tunnel runs between the hosts\' IPv4 addresses',
+    });
   });
 });

@@ -27,7 +27,7 @@ import {
   type Lease,
   type LeaseAttrs,
 } from "../../lib/lease.ts";
-import type { NetworkConfig } from "../../lib/config.ts";
+import type { NetworkConfig, WireguardMode } from "../../lib/config.ts";
 import type { ExternalInterface } from "../../lib/extiface.ts";
 import type { Acquired, LeaseEvent, SubnetManager } from "../../lib/subnet/mod.ts";
 import { create, type DeviceSetup, type WireguardDevice } from "../../lib/backend/wireguard/mod.ts";
@@ -390,8 +390,8 @@ Deno.test("wireguard backend through the device seam: lease data, MTU, key file,
         `"BackendData":{"PublicKey":"${pub}","Port":51820}}`,
     );
     assert.equal(setups[0].name, "flannel-wg");
-    assert.equal(String(setups[0].address), "10.1.1.0");
-    assert.equal(String(setups[0].network), "10.1.0.0/16");
+    assert.equal(String(setups[0].addresses), "10.1.1.0");
+    assert.equal(String(setups[0].networks), "10.1.0.0/16");
     const ac = new AbortController();
     const running = network.run(ac.signal);
     for (let i = 0; i < 100 && applied.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
@@ -465,97 +465,106 @@ Deno.test("peerFromLease(…, 6) and LeasePeers of family 6: the IPv6 side as 16
   );
 });
 
+/**
+ * The wireguard backend on a dual-stack network in `mode`, with fake devices: one peer lease
+ * of both families; returns what init set up and the network.
+ */
+async function dualStackBackend(dir: string, mode: WireguardMode) {
+  const config: NetworkConfig = {
+    ipv4: {
+      network: net("10.1.0.0/16"),
+      subnetLen: 24,
+      subnetMin: ip("10.1.1.0"),
+      subnetMax: ip("10.1.255.0"),
+    },
+    ipv6: {
+      network: net("fc00::/48"),
+      subnetLen: 64,
+      subnetMin: ip("fc00:0:0:1::"),
+      subnetMax: ip("fc00:0:0:ffff::"),
+    },
+    backend: {
+      type: "wireguard",
+      listenPort: 51820,
+      listenPortV6: 51900,
+      psk: null,
+      persistentKeepaliveInterval: 0,
+      mtu: null,
+      mode,
+    },
+  };
+  const ext: ExternalInterface = {
+    name: "eth0",
+    index: 2,
+    ifaceAddr: ip("192.168.0.1"),
+    publicIP: ip("192.168.0.1"),
+    ifaceV6Addr: ip("fd00::a"),
+    publicIPv6: ip("fd00::a"),
+    mtu: 1500,
+  };
+  const peerKey = toBase64(publicKey(generatePrivateKey()));
+  const peerLease: Lease = {
+    ...fakeLease("10.1.2.0/24", "192.168.0.2", "wireguard", { PublicKey: peerKey, Port: 51820 }),
+    ipv6Subnet: net("fc00:0:0:2::/64"),
+  };
+  const peer6: Lease = {
+    ...peerLease,
+    attrs: {
+      ...peerLease.attrs,
+      publicIPv6: ip("fd00::b"),
+      backendV6Data: { PublicKey: peerKey, Port: 51900 },
+    },
+  };
+  const acquired: LeaseAttrs[] = [];
+  const subnets: SubnetManager = {
+    config,
+    acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
+      acquired.push(attrs);
+      return Promise.resolve({
+        lease: {
+          ...fakeLease("10.1.1.0/24", "192.168.0.1"),
+          ipv6Subnet: net("fc00:0:0:1::/64"),
+          attrs,
+        },
+        peers: { revision: 1, entries: [] },
+      });
+    },
+    keepLease: () => Promise.resolve(),
+    async *watchLeases(_own: unknown, _from: unknown, signal: AbortSignal) {
+      yield [{ type: "added", lease: peer6 }] as LeaseEvent[];
+      await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
+    },
+  };
+  const setups: DeviceSetup[] = [];
+  const applied = new Map<string, PeerBatch[]>();
+  const device = (s: DeviceSetup): WireguardDevice => {
+    setups.push(s);
+    applied.set(s.name, []);
+    return {
+      name: s.name,
+      start: () => Promise.resolve(),
+      died: new Promise(() => {}),
+      apply: (b) => void applied.get(s.name)!.push(b),
+      dump: () => Promise.resolve("errno=0\n\n"),
+      counters: () => ({ rx_replay: s.family }) as ReturnType<WireguardDevice["counters"]>,
+      close: () => Promise.resolve(),
+    };
+  };
+  const ctx = fakeContext({
+    config,
+    ext,
+    subnets,
+    env: { WIREGUARD_KEY_FILE: `${dir}/wgkey`, FLANNEL_WG_SOCKET_DIR: `${dir}/wg` },
+  });
+  const network = await create(ctx, device).init(new AbortController().signal);
+  return { network, setups, applied, acquired, peerKey };
+}
+
 Deno.test("wireguard backend with EnableIPv6: flannel-wg and flannel-wg-v6, each family's peers to its device", async () => {
   const dir = await Deno.makeTempDir();
   try {
-    const config: NetworkConfig = {
-      ipv4: {
-        network: net("10.1.0.0/16"),
-        subnetLen: 24,
-        subnetMin: ip("10.1.1.0"),
-        subnetMax: ip("10.1.255.0"),
-      },
-      ipv6: {
-        network: net("fc00::/48"),
-        subnetLen: 64,
-        subnetMin: ip("fc00:0:0:1::"),
-        subnetMax: ip("fc00:0:0:ffff::"),
-      },
-      backend: {
-        type: "wireguard",
-        listenPort: 51820,
-        listenPortV6: 51900,
-        psk: null,
-        persistentKeepaliveInterval: 0,
-        mtu: null,
-        mode: "separate",
-      },
-    };
-    const ext: ExternalInterface = {
-      name: "eth0",
-      index: 2,
-      ifaceAddr: ip("192.168.0.1"),
-      publicIP: ip("192.168.0.1"),
-      ifaceV6Addr: ip("fd00::a"),
-      publicIPv6: ip("fd00::a"),
-      mtu: 1500,
-    };
-    const peerKey = toBase64(publicKey(generatePrivateKey()));
-    const peerLease: Lease = {
-      ...fakeLease("10.1.2.0/24", "192.168.0.2", "wireguard", { PublicKey: peerKey, Port: 51820 }),
-      ipv6Subnet: net("fc00:0:0:2::/64"),
-    };
-    const peer6: Lease = {
-      ...peerLease,
-      attrs: {
-        ...peerLease.attrs,
-        publicIPv6: ip("fd00::b"),
-        backendV6Data: { PublicKey: peerKey, Port: 51900 },
-      },
-    };
-    const acquired: LeaseAttrs[] = [];
-    const subnets: SubnetManager = {
-      config,
-      acquireLease(attrs: LeaseAttrs): Promise<Acquired> {
-        acquired.push(attrs);
-        return Promise.resolve({
-          lease: {
-            ...fakeLease("10.1.1.0/24", "192.168.0.1"),
-            ipv6Subnet: net("fc00:0:0:1::/64"),
-            attrs,
-          },
-          peers: { revision: 1, entries: [] },
-        });
-      },
-      keepLease: () => Promise.resolve(),
-      async *watchLeases(_own: unknown, _from: unknown, signal: AbortSignal) {
-        yield [{ type: "added", lease: peer6 }] as LeaseEvent[];
-        await new Promise((r) => signal.addEventListener("abort", r, { once: true }));
-      },
-    };
-    const setups: DeviceSetup[] = [];
-    const applied = new Map<string, PeerBatch[]>();
-    const device = (s: DeviceSetup): WireguardDevice => {
-      setups.push(s);
-      applied.set(s.name, []);
-      return {
-        name: s.name,
-        start: () => Promise.resolve(),
-        died: new Promise(() => {}),
-        apply: (b) => void applied.get(s.name)!.push(b),
-        dump: () => Promise.resolve("errno=0\n\n"),
-        counters: () => ({ rx_replay: s.family }) as ReturnType<WireguardDevice["counters"]>,
-        close: () => Promise.resolve(),
-      };
-    };
-    const ctx = fakeContext({
-      config,
-      ext,
-      subnets,
-      env: { WIREGUARD_KEY_FILE: `${dir}/wgkey`, FLANNEL_WG_SOCKET_DIR: `${dir}/wg` },
-    });
     using _log = logCapture();
-    const network = await create(ctx, device).init(new AbortController().signal);
+    const { network, setups, applied, acquired } = await dualStackBackend(dir, "separate");
     const pub = toBase64(publicKey(parseKey(await Deno.readTextFile(`${dir}/wgkey`), "k")));
     assert.equal(
       encodeLeaseValue(acquired[0]),
@@ -565,7 +574,7 @@ Deno.test("wireguard backend with EnableIPv6: flannel-wg and flannel-wg-v6, each
     );
     assert.deepEqual(
       setups.map((s) =>
-        `${s.name} ${s.family} ${s.bindIp}:${s.listenPort} ${s.address} ${s.network} ${s.mtu}`
+        `${s.name} ${s.family} ${s.bindIp}:${s.listenPort} ${s.addresses} ${s.networks} ${s.mtu}`
       ),
       [
         "flannel-wg 4 192.168.0.1:51820 10.1.1.0 10.1.0.0/16 1420",
@@ -602,5 +611,59 @@ Deno.test("wireguard backend with EnableIPv6: flannel-wg and flannel-wg-v6, each
     ]);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("wireguard backend in the single-device modes: one flannel-wg for both families, the peer's subnets as its allowed IPs, the endpoint by Mode", async (t) => {
+  for (
+    const [mode, ip6, ip4] of [
+      ["ipv6", "fd00::b", 0],
+      ["ipv4", null, "192.168.0.2"],
+      ["auto", null, "192.168.0.2"], // both underlays private: IPv4, as upstream
+    ] as const
+  ) {
+    await t.step(`Mode ${mode}`, async () => {
+      const dir = await Deno.makeTempDir();
+      try {
+        using _log = logCapture();
+        const { network, setups, applied, acquired } = await dualStackBackend(dir, mode);
+        const pub = toBase64(publicKey(parseKey(await Deno.readTextFile(`${dir}/wgkey`), "k")));
+        // Both sides advertise the one port the device listens on.
+        assert.equal(
+          encodeLeaseValue(acquired[0]),
+          `{"PublicIP":"192.168.0.1","PublicIPv6":"fd00::a","BackendType":"wireguard",` +
+            `"BackendData":{"PublicKey":"${pub}","Port":51820},` +
+            `"BackendV6Data":{"PublicKey":"${pub}","Port":51820}}`,
+        );
+        assert.deepEqual(
+          setups.map((s) =>
+            `${s.name} ${s.family} ${s.bindIp}:${s.listenPort} ${s.addresses} ${s.networks} ${s.mtu}`
+          ),
+          ["flannel-wg dual null:51820 10.1.1.0,fc00:0:0:1:: 10.1.0.0/16,fc00::/48 1420"],
+        );
+        assert.deepEqual(network.devices, ["flannel-wg"]);
+        const ac = new AbortController();
+        const running = network.run(ac.signal);
+        for (let i = 0; i < 100 && applied.get("flannel-wg")!.length < 1; i++) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        await Deno.stat(`${dir}/wg/flannel-wg.sock`);
+        ac.abort();
+        await running;
+        const c = applied.get("flannel-wg")![0].changes[0];
+        assert.ok(c.op === "set");
+        // The peer lease says Port 51900 in BackendV6Data (upstream's ListenPortV6): not read.
+        assert.deepEqual(
+          [c.peer.ip, c.peer.ip6, c.peer.port],
+          [ip4 === 0 ? 0 : ip(ip4).toU32(), ip6 === null ? null : ip(ip6).bytes, 51820],
+        );
+        assert.deepEqual(c.peer.allowedIPs, [
+          { net: ip("10.1.2.0").toU32(), prefix: 24 },
+          { net: 0, prefix: 64, net6: ip("fc00:0:0:2::").bytes },
+        ]);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
   }
 });

@@ -66,7 +66,6 @@ class Side {
           }),
       },
       this.aead,
-      6,
     );
     this.plainId = this.aead.bind(this.plain);
     this.payloadId = this.aead.bind(this.dgram.subarray(16));
@@ -194,12 +193,17 @@ Deno.test("IPv6 Device drops a disallowed inner source, an IPv4 inner packet, a 
     b.receive(a.send("fc00:0:0:3::9", "fc00:0:0:2::1") as Uint8Array, EP_A),
     DROP_NOT_ALLOWED,
   );
-  // An IPv4 packet inside an IPv6 device's session is malformed for it.
+  // An IPv4 packet from a peer with only IPv6 allowed IPs: its source is not allowed.
   const n = ipv6(a.plain, b6(NET_A), b6("fc00:0:0:2::1"), 40);
-  a.plain[0] = 0x45;
+  a.plain.set([0x45, 0, 0, 40, 0, 0, 0, 0, 64, 1, 0, 0, 10, 1, 1, 1, 10, 1, 2, 1]);
   const r = a.dev.sealTransport6(a.plainId, a.plain, n, a.dgram, a.payloadId);
   assert.ok(r > 0);
-  assert.equal(b.receive(a.dgram.slice(0, r), EP_A), DROP_MALFORMED);
+  assert.equal(b.receive(a.dgram.slice(0, r), EP_A), DROP_NOT_ALLOWED);
+  // Neither version 4 nor 6.
+  ipv6(a.plain, b6(NET_A), b6("fc00:0:0:2::1"), 40);
+  a.plain[0] = 0x50;
+  const r1 = a.dev.sealTransport6(a.plainId, a.plain, n, a.dgram, a.payloadId);
+  assert.equal(b.receive(a.dgram.slice(0, r1), EP_A), DROP_MALFORMED);
   // A payload length beyond the datagram.
   ipv6(a.plain, b6("fc00:0:0:1::1"), b6("fc00:0:0:2::1"), 40);
   a.plain[4] = 0x10;
@@ -284,7 +288,6 @@ Deno.test("route6(): longest prefix among /0, /48, /64, /65, /127, /128; removal
       send: () => {},
     },
     aead,
-    6,
   );
   const peers: Record<string, Peer> = {};
   const add = (name: string, nets: [string, number][]) => {
@@ -333,7 +336,6 @@ Deno.test("formatGet() of an IPv6 device: endpoint in brackets, IPv6 allowed IPs
       send: () => {},
     },
     aead,
-    6,
   );
   dev.setPeer({
     publicKey: publicKey(generatePrivateKey()),

@@ -10,10 +10,13 @@
  * must send by itself (handshakes, cookie replies, keepalives, staged packets) goes to
  * `env.send`. Unit tests wire two Devices together through that callback.
  *
- * A Device serves one address family (upstream's `separate` mode: one device per family). An
- * IPv4 device takes host-order u32 addresses; an IPv6 device (`family` 6) takes endpoints and
- * sources as 16 network-order bytes (`ip6`, with `ip` 0), allowed IPs in `net6`, and inner IPv6
- * packets; {@link Device.sealTransport6} routes by the destination bytes of the packet.
+ * Addresses of both families: an IPv4 endpoint or source is a host-order u32 (`ip`, with `ip6`
+ * null), an IPv6 one 16 network-order bytes (`ip6`, with `ip` 0); IPv4 allowed IPs are `net`,
+ * IPv6 ones `net6`. An inner packet is checked by its version against the allowed IPs of its
+ * family, so the one class serves upstream's `separate` mode (a device per family, whose peers
+ * have allowed IPs of that family only) and the single-device modes (`auto`, `ipv4`, `ipv6`:
+ * both families through one device). {@link Device.sealTransport} routes an IPv4 packet by its
+ * destination, {@link Device.sealTransport6} an IPv6 one.
  */
 
 import type { PacketAead } from "../../../ffi/crypto.ts";
@@ -148,8 +151,6 @@ export class Device {
   /** IPv6 allowed IPs (an IPv6 device): prefix length → {@link Trie6}, longest first. */
   readonly #routes6 = new Map<number, Trie6>();
   #prefixes6: number[] = [];
-  /** 4 or 6: the family of endpoints, allowed IPs and inner packets. */
-  readonly family: 4 | 6;
   readonly #freeSlots: number[] = [];
   readonly #cookieChecker: CookieChecker;
   #loadStart = 0;
@@ -165,10 +166,8 @@ export class Device {
 
   /**
    * `aead` must have an even number of key slots; two per keypair, three keypairs per peer.
-   * `family` 6 makes an IPv6 device (see the module comment).
    */
-  constructor(privateKey: Uint8Array, env: DeviceEnv, aead: PacketAead, family: 4 | 6 = 4) {
-    this.family = family;
+  constructor(privateKey: Uint8Array, env: DeviceEnv, aead: PacketAead) {
     this.id = identity(privateKey);
     this.#env = env;
     this.#aead = aead;
@@ -427,16 +426,17 @@ export class Device {
     const n = len - TRANSPORT_MIN;
     this.#receivedData(kp, ip, port, ip6, len, n);
     if (n === 0) return 0;
-    if (this.family === 6) {
+    const version = plainView[0] >> 4;
+    if (version === 6) {
       // An IPv6 packet whose source (bytes 8..24) the authenticated peer may use.
-      if (n < 40 || (plainView[0] >> 4) !== 6) return DROP_MALFORMED;
+      if (n < 40) return DROP_MALFORMED;
       const total6 = 40 + ((plainView[4] << 8) | plainView[5]);
       if (total6 > n) return DROP_MALFORMED;
       if (this.route6(plainView, 8) !== peer) return DROP_NOT_ALLOWED;
       return total6;
     }
     // An IPv4 packet whose source the authenticated peer may use.
-    if (n < 20 || (plainView[0] >> 4) !== 4) return DROP_MALFORMED;
+    if (n < 20 || version !== 4) return DROP_MALFORMED;
     const total = (plainView[2] << 8) | plainView[3];
     if (total < 20 || total > n) return DROP_MALFORMED;
     const srcIp =

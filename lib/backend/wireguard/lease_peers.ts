@@ -10,6 +10,7 @@ import type { Lease, LeaseAttrs } from "../../lease.ts";
 import type { LeaseEvent } from "../../subnet/mod.ts";
 import type { PeerBatch, PeerSpec } from "./protocol.ts";
 import { parseKey, toBase64 } from "./keys.ts";
+import { type SingleMode, tunnelFamily, type Underlay } from "./modes.ts";
 
 /** Our side of every peer: the port a lease without `Port` means, the PSK, the keepalive. */
 export interface OwnSpec {
@@ -34,7 +35,11 @@ export interface OwnLeaseSpec {
   readonly publicIPv6: IP | null;
   /** ListenPort (the IPv4 device's). */
   readonly port: number;
-  /** ListenPortV6 (the IPv6 device's). */
+  /**
+   * The IPv6 side's port: ListenPortV6 (the IPv6 device's) in `separate` mode; in a
+   * single-device mode ListenPort, where that device listens for both families (upstream
+   * writes ListenPortV6 there too, a port nothing listens on).
+   */
   readonly portV6: number;
 }
 
@@ -179,14 +184,73 @@ export interface LeaseBatchResult {
   readonly warnings: string[];
 }
 
+/** The one device of a single-device mode: how peers are reached, and from where. */
+export interface SinglePlane {
+  /** `auto`, `ipv4` or `ipv6`. */
+  readonly mode: SingleMode;
+  /** Our underlay addresses (the choice in `auto` depends on them). */
+  readonly ours: Underlay;
+}
+
 /**
- * Follows lease batches for one family's device, remembering which key each subnet of that
- * family named (`spec.port`: that device's ListenPort resp. ListenPortV6).
+ * The peer a lease stands for on the one device of a single-device mode: allowed IPs = both of
+ * its subnets, the endpoint at the address {@link tunnelFamily} picks, or a one-line reason.
+ *
+ * The port is the lease's `BackendData` `Port`, else our own ListenPort, for either family: a
+ * single device listens on ListenPort for both (as the kernel's does). Upstream writes
+ * ListenPortV6 into `BackendV6Data` even in these modes, where nothing listens on it, so that
+ * `Port` is not read here (see {@link ownLeaseAttrs} for what we write).
+ */
+export function singlePeerFromLease(
+  lease: Lease,
+  own: OwnSpec,
+  plane: SinglePlane,
+): PeerSpec | string {
+  const sides: LeasePeerSide[] = [];
+  for (const family of [4, 6] as const) {
+    if ((family === 4 ? lease.subnet : lease.ipv6Subnet) === null) continue;
+    const side = leasePeerSide(lease, family, own.port);
+    if (typeof side === "string") return side;
+    sides.push(side);
+  }
+  if (sides.length === 0) return "no subnet";
+  const keys = new Set(sides.map((x) => x.publicKey));
+  if (keys.size > 1) return "BackendData and BackendV6Data name different PublicKeys";
+  const family = tunnelFamily(plane.mode, lease.attrs, plane.ours);
+  if (typeof family === "string") return family;
+  const v4 = sides.find((x) => x.subnet.family === 4);
+  const endpoint = family === 4 ? lease.attrs.publicIP! : lease.attrs.publicIPv6!;
+  return {
+    publicKey: sides[0].publicKey,
+    presharedKey: own.psk === null ? null : toBase64(own.psk),
+    ip: family === 4 ? endpoint.toU32() : 0,
+    ip6: family === 6 ? endpoint.bytes.slice() : null,
+    port: v4?.port ?? own.port,
+    allowedIPs: sides.map(({ subnet }) =>
+      subnet.family === 6
+        ? { net: 0, prefix: subnet.prefix, net6: subnet.ip.bytes.slice() }
+        : { net: subnet.ip.toU32(), prefix: subnet.prefix }
+    ),
+    persistentKeepalive: own.keepalive,
+  };
+}
+
+/**
+ * Follows lease batches for one device, remembering which key each subnet named: one family's
+ * device in `separate` mode (`spec.port`: its ListenPort resp. ListenPortV6), or the one device
+ * of a single-device mode (a {@link SinglePlane}; a lease is then named by its IPv4 subnet, or
+ * its IPv6 one on an IPv6-only network).
  */
 export class LeasePeers {
   readonly #keys = new Map<string, string>(); // subnet → public key
+  /** 4 or 6 for a family's device; null for the single device. */
+  readonly family: Family | null;
+  readonly #single: SinglePlane | null;
 
-  constructor(readonly own: IPNet, readonly spec: OwnSpec, readonly family: Family = 4) {}
+  constructor(readonly own: IPNet, readonly spec: OwnSpec, plane: Family | SinglePlane = 4) {
+    this.family = typeof plane === "number" ? plane : null;
+    this.#single = typeof plane === "number" ? null : plane;
+  }
 
   /** The number of peer subnets followed. */
   get size(): number {
@@ -205,7 +269,11 @@ export class LeasePeers {
     const warnings: string[] = [];
     for (const ev of batch) {
       const l = ev.lease;
-      const subnet = this.family === 4 ? l.subnet : l.ipv6Subnet;
+      const subnet = this.family === 4
+        ? l.subnet
+        : this.family === 6
+        ? l.ipv6Subnet
+        : l.subnet ?? l.ipv6Subnet;
       if (subnet === null) continue; // a lease without this family: nothing for this device
       if (subnet.equals(this.own)) continue;
       const name = String(subnet);
@@ -217,7 +285,9 @@ export class LeasePeers {
         lines.push(`Subnet removed: ${name}`);
         continue;
       }
-      const peer = peerFromLease(l, this.spec, this.family);
+      const peer = this.#single !== null
+        ? singlePeerFromLease(l, this.spec, this.#single)
+        : peerFromLease(l, this.spec, this.family!);
       if (typeof peer === "string") {
         warnings.push(`Ignoring the lease of ${name}: ${peer}`);
         continue;
@@ -228,8 +298,11 @@ export class LeasePeers {
       }
       this.#keys.set(name, peer.publicKey);
       changes.push({ op: "set", peer });
-      const via = this.family === 4 ? `${l.attrs.publicIP}` : `[${l.attrs.publicIPv6}]`;
-      lines.push(`Subnet added: ${name} via ${via}:${peer.port}`);
+      const via = peer.ip6 === null ? `${l.attrs.publicIP}` : `[${l.attrs.publicIPv6}]`;
+      const also = this.#single !== null && l.subnet !== null && l.ipv6Subnet !== null
+        ? ` and ${l.ipv6Subnet}`
+        : "";
+      lines.push(`Subnet added: ${name}${also} via ${via}:${peer.port}`);
     }
     return { changes, lines, warnings };
   }

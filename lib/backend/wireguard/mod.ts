@@ -48,7 +48,9 @@ export { leasePeerSide, ownLeaseAttrs, peerFromLease } from "./lease_peers.ts";
 import { errText, logger } from "../../log.ts";
 import type { CounterName } from "./counters.ts";
 import type { PeerBatch } from "./protocol.ts";
-import { type Family, LeasePeers, ownLeaseAttrs } from "./lease_peers.ts";
+import { type Family, LeasePeers, ownLeaseAttrs, type SinglePlane } from "./lease_peers.ts";
+import type { SingleMode } from "./modes.ts";
+import type { DeviceFamily } from "./protocol.ts";
 import { keyFilePath, loadOrCreateKey } from "./keyfile.ts";
 import { publicKey, toBase64 } from "./keys.ts";
 import { socketDir, UapiServer } from "./uapi_server.ts";
@@ -71,19 +73,23 @@ export interface DeviceSetup {
   readonly privateKey: Uint8Array;
   /** The UDP port to listen on. */
   readonly listenPort: number;
-  /** The address to bind (the external interface's, of `family`). */
-  readonly bindIp: IP;
   /**
-   * 4, or 6 for the IPv6 device (upstream's `flannel-wg-v6` in `separate` mode): an IPv6
-   * socket, `address` as a /128, `network` the IPv6Network.
+   * The address to bind: the external interface's, of `family`; null for the single device
+   * (`dual`), whose dual-stack socket binds `[::]` as the kernel's WireGuard binds both
+   * families' wildcard.
    */
-  readonly family: 4 | 6;
+  readonly bindIp: IP | null;
+  /**
+   * 4; 6 for the IPv6 device (upstream's `flannel-wg-v6` in `separate` mode): an IPv6 socket;
+   * `"dual"` for the one device of a single-device mode, carrying both families.
+   */
+  readonly family: DeviceFamily;
   /** The interface MTU. */
   readonly mtu: number;
-  /** The interface address (our subnet's base, as a /32, or a /128 on the IPv6 device). */
-  readonly address: IP;
-  /** The flannel Network, routed to the interface. */
-  readonly network: IPNet;
+  /** The interface addresses: our subnets' bases, an IPv4 one as /32, an IPv6 one as /128. */
+  readonly addresses: readonly IP[];
+  /** The flannel Networks routed to the interface (Network and/or IPv6Network). */
+  readonly networks: readonly IPNet[];
   /** Opens an rtnetlink handle (the daemon's); the caller closes it. */
   readonly netlink: () => NetlinkHandle;
 }
@@ -128,11 +134,12 @@ export interface WireguardNetwork extends Network {
   counters(): Record<CounterName, number>;
 }
 
-/** One family's device as init set it up. */
+/** A device as init set it up. */
 interface FamilyDevice {
-  readonly family: Family;
+  /** 4 or 6 in `separate` mode; the single device's {@link SinglePlane}. */
+  readonly plane: Family | SinglePlane;
   readonly dev: WireguardDevice;
-  /** Our subnet of this family. */
+  /** Our subnet of this family (the single device: the lease's name, IPv4 unless IPv6-only). */
   readonly own: IPNet;
   /** ListenPort resp. ListenPortV6. */
   readonly port: number;
@@ -187,6 +194,7 @@ async function init(
     });
   }
   if (families.length === 0) throw new Error("Neither EnableIPv4 nor EnableIPv6 is set");
+  const single = cfg.mode !== "separate";
   const keyFile = keyFilePath((n) => ctx.env[n]);
   const { key, created, warning } = await loadOrCreateKey(keyFile);
   if (warning !== undefined) log.warn(warning);
@@ -197,13 +205,41 @@ async function init(
     publicIP: families.find((f) => f.family === 4)?.publicIP ?? null,
     publicIPv6: families.find((f) => f.family === 6)?.publicIP ?? null,
     port: cfg.listenPort,
-    portV6: cfg.listenPortV6,
+    portV6: single ? cfg.listenPort : cfg.listenPortV6,
   });
   const { lease, peers } = await subnets.acquireLease(attrs, signal);
   const mtu = cfg.mtu ?? ext.mtu - OVERHEAD;
   const devs: FamilyDevice[] = [];
   try {
-    for (const f of families) {
+    if (single) {
+      const mode = cfg.mode as SingleMode;
+      const own = lease.subnet ?? lease.ipv6Subnet!;
+      const subnets = [lease.subnet, lease.ipv6Subnet].filter((n) => n !== null);
+      const dev = makeDevice({
+        name: DEVICE_NAME,
+        privateKey: key,
+        listenPort: cfg.listenPort,
+        bindIp: null,
+        family: "dual",
+        mtu,
+        addresses: subnets.map((n) => n.ip),
+        networks: families.map((f) => f.network),
+        netlink: ctx.netlink,
+      });
+      const ours = {
+        publicIP: families.find((f) => f.family === 4)?.publicIP ?? ext.publicIP,
+        publicIPv6: families.find((f) => f.family === 6)?.publicIP ?? ext.publicIPv6,
+      };
+      devs.push({ plane: { mode, ours }, dev, own, port: cfg.listenPort });
+      log.info(
+        `Device ${DEVICE_NAME} up (Mode ${mode}): ${
+          subnets.map((n) => `${n.ip}/${n.ip.bits}`).join(" ")
+        }, mtu ${mtu}, routes ${
+          families.map((f) => f.network).join(" ")
+        }; UDP [::]:${cfg.listenPort} (both families)`,
+      );
+    }
+    for (const f of single ? [] : families) {
       const own = f.family === 4 ? lease.subnet : lease.ipv6Subnet;
       if (!own) throw new Error(`The lease has no IPv${f.family} subnet`);
       const name = f.family === 4 ? DEVICE_NAME : DEVICE_NAME_V6;
@@ -215,11 +251,11 @@ async function init(
         bindIp: f.bindIp,
         family: f.family,
         mtu,
-        address: own.ip,
-        network: f.network,
+        addresses: [own.ip],
+        networks: [f.network],
         netlink: ctx.netlink,
       });
-      devs.push({ family: f.family, dev, own, port });
+      devs.push({ plane: f.family, dev, own, port });
       const udp = f.family === 4 ? `${f.bindIp}:${port}` : `[${f.bindIp}]:${port}`;
       log.info(
         `Device ${name} up: ${own.ip}/${own.ip.bits}, mtu ${mtu}, route ${f.network}; UDP ${udp}`,
@@ -278,7 +314,7 @@ async function run(
         port: d.port,
         psk: cfg.psk,
         keepalive: cfg.persistentKeepaliveInterval,
-      }, d.family),
+      }, d.plane),
     }));
     const watch = (async () => {
       let first = true;
@@ -293,9 +329,9 @@ async function run(
           }
           if (first) {
             log.info(
-              peers.family === 4
-                ? `Following ${peers.size} peer leases`
-                : `Following ${peers.size} IPv6 peer leases on ${dev.name}`,
+              peers.family === 6
+                ? `Following ${peers.size} IPv6 peer leases on ${dev.name}`
+                : `Following ${peers.size} peer leases`,
             );
           }
           if (r.changes.length > 0) dev.apply({ op: "peers", changes: r.changes });

@@ -6,6 +6,9 @@
 export { CTL_PENDING, CTL_STOP, CTL_WORDS } from "../udp/protocol.ts";
 import type { AllowedIP } from "./peer.ts";
 
+/** What a device carries: one family (`separate` mode), or both through one device. */
+export type DeviceFamily = 4 | 6 | "dual";
+
 /** The first message: everything the data path needs, fds opened by the main thread. */
 export interface WorkerInit {
   /** The message kind. */
@@ -29,10 +32,12 @@ export interface WorkerInit {
   /** The UDP port we listen on (for the UAPI's `listen_port`). */
   readonly listenPort: number;
   /**
-   * 4, or 6 for the IPv6 device: then `udpFd` is an `AF_INET6` socket, the TUN carries IPv6
-   * and has no vnet header (no TSO6 yet), peers have `ip6` endpoints and `net6` allowed IPs.
+   * 4; or 6 for the IPv6 device: then `udpFd` is an `AF_INET6` socket, the TUN carries IPv6
+   * and has no vnet header (no TSO6 yet), peers have `ip6` endpoints and `net6` allowed IPs;
+   * or `"dual"` for the one device of a single-device mode: a dual-stack `AF_INET6` socket
+   * (IPv4 peers v4-mapped), inner packets and peers of both families.
    */
-  readonly family: 4 | 6;
+  readonly family: DeviceFamily;
   /** The control words. */
   readonly ctl: SharedArrayBuffer;
   /** The counters (counters.ts), written by the Worker. */

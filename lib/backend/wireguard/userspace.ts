@@ -6,6 +6,11 @@
  * The IPv6 device (`family` 6, `flannel-wg-v6`): an `AF_INET6` socket bound to the external
  * interface's IPv6 address on ListenPortV6, the subnet base as a /128, the IPv6Network routed
  * to it; its TUN has no vnet header (no TSO6 yet: one packet per read).
+ *
+ * The single device of Mode auto/ipv4/ipv6 (`family` "dual", `flannel-wg`): one dual-stack
+ * `AF_INET6` socket on `[::]:ListenPort` (IPv4 peers as v4-mapped addresses), both subnet bases
+ * (/32 and /128), both Networks routed to it; its TUN has the IPv4 offloads (IPv6 packets come
+ * one per read).
  */
 
 import { errText, logger } from "../../log.ts";
@@ -52,15 +57,18 @@ const STOP_GRACE_MS = 800;
 /** Opens the TUN and the socket and configures the device; the Worker starts with `start()`. */
 export function createUserspaceDevice(setup: DeviceSetup): WireguardDevice {
   const v6 = setup.family === 6;
+  const dual = setup.family === "dual";
   const { tun, vnetHdr } = v6
     ? { tun: openTun({ name: setup.name }), vnetHdr: false }
     : openOffloadTun(setup.name);
   let sock: Fd | null = null;
   try {
     configureLink(tun, setup);
-    sock = udpSocket({ ipv6: v6 });
-    if (v6) bind6(sock, setup.bindIp.bytes, setup.listenPort);
-    else bind(sock, setup.bindIp.toU32(), setup.listenPort); // ffi/udp.ts: IPv4 as host-order u32
+    sock = udpSocket({ ipv6: v6 || dual, dualStack: dual });
+    const where = setup.bindIp;
+    if (where === null) bind6(sock, new Uint8Array(16), setup.listenPort); // [::], both families
+    else if (v6) bind6(sock, where.bytes, setup.listenPort);
+    else bind(sock, where.toU32(), setup.listenPort); // ffi/udp.ts: IPv4 as host-order u32
     setBufferSizes(sock, SOCKET_BUFFER);
   } catch (err) {
     sock?.close();
@@ -115,10 +123,12 @@ function configureWith(nl: NetlinkHandle, tun: Tun, setup: DeviceSetup): void {
   if (link === null) throw new Error(`TUN device ${tun.name} vanished after TUNSETIFF`);
   nl.linkSetMtu(link.index, setup.mtu);
   setTxQueueLen(tun.name, TXQUEUELEN);
-  const addr = setup.address;
-  const prefix = setup.family === 6 ? 128 : 32;
-  if (!nl.addrList(link.index).some((a) => a.address.equals(addr) && a.prefix === prefix)) {
-    nl.addrAdd(link.index, addr, prefix);
+  const have = nl.addrList(link.index);
+  for (const addr of setup.addresses) {
+    const prefix = addr.bits;
+    if (!have.some((a) => a.address.equals(addr) && a.prefix === prefix)) {
+      nl.addrAdd(link.index, addr, prefix);
+    }
   }
   if (setup.family === 4) {
     // The IPv4 device carries no IPv6 (no link-local address, no router solicitations).
@@ -129,7 +139,7 @@ function configureWith(nl: NetlinkHandle, tun: Tun, setup: DeviceSetup): void {
     }
   }
   nl.linkSetUp(link.index);
-  nl.routeReplace({ dst: setup.network, oif: link.index, scope: 0 });
+  for (const dst of setup.networks) nl.routeReplace({ dst, oif: link.index, scope: 0 });
 }
 
 class UserspaceDevice implements WireguardDevice {

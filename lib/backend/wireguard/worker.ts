@@ -57,6 +57,7 @@ import {
   DROP_REPLAY,
   DROP_UNKNOWN_INDEX,
   DROP_UNKNOWN_PEER,
+  type Endpoint,
   STAGED,
 } from "./device.ts";
 import { COOKIE_SIZE, INITIATION_SIZE, RESPONSE_SIZE, TRANSPORT_HEADER } from "./noise.ts";
@@ -114,6 +115,14 @@ class DataPath {
   readonly listenPort: number;
   /** True for the IPv6 device (inner IPv6, `sockaddr_in6` slots, no vnet header). */
   readonly #v6: boolean;
+  /**
+   * True for the one device of a single-device mode: inner packets of both families, one
+   * dual-stack `AF_INET6` socket whose IPv4 peers are v4-mapped addresses (`::ffff:a.b.c.d`),
+   * translated at this boundary so the Device sees IPv4 endpoints as IPv4.
+   */
+  readonly #dual: boolean;
+  /** The v4-mapped form of an IPv4 destination the Device sends to by itself (dual). */
+  readonly #mapped = new Uint8Array(16);
   readonly #cnt: Float64Array;
   readonly #ctl: Int32Array;
   readonly #tun: number;
@@ -165,12 +174,14 @@ class DataPath {
     this.#wake = init.wakeFd;
     this.listenPort = init.listenPort;
     this.#v6 = init.family === 6;
+    this.#dual = init.family === "dual";
+    const batchFamily = init.family === 4 ? 4 : 6;
     this.#poller = new Poller([init.tunFd, init.udpFd, init.wakeFd], POLLIN);
     this.#pollOut = new Poller([init.udpFd], POLLOUT);
     this.#aead = new PacketAead(KEY_SLOTS);
     this.#tunIn = new PacketSlots(BATCH, SLOT);
-    this.#tx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER, 0, 0, init.family);
-    this.#rx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER, 0, 0, init.family);
+    this.#tx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER, 0, 0, batchFamily);
+    this.#rx = new DatagramBatch(BATCH, SLOT + 2 * TRANSPORT_HEADER, 0, 0, batchFamily);
     for (let i = 0; i < BATCH; i++) {
       this.#tunInIds.push(this.#aead.bind(this.#tunIn.bufs[i]));
       this.#txPayloadIds.push(this.#aead.bind(this.#tx.slots[i].subarray(TRANSPORT_HEADER)));
@@ -193,6 +204,8 @@ class DataPath {
     this.#plainId = this.#aead.bind(this.#scratch);
     const udp = this.#udp;
     const cnt = this.#cnt;
+    const dual = this.#dual, mapped = this.#mapped;
+    mapped[10] = mapped[11] = 0xff;
     this.dev = new Device(
       init.privateKey,
       {
@@ -203,12 +216,19 @@ class DataPath {
               bytes.byteLength === bytes.buffer.byteLength
             ? bytes as Uint8Array<ArrayBuffer>
             : new Uint8Array(bytes);
-          const r = ip6 === null ? sendtoRaw(udp, b, ip, port) : sendtoRaw6(udp, b, ip6, port);
+          let r: number;
+          if (ip6 !== null) r = sendtoRaw6(udp, b, ip6, port);
+          else if (dual) {
+            mapped[12] = ip >>> 24;
+            mapped[13] = (ip >>> 16) & 255;
+            mapped[14] = (ip >>> 8) & 255;
+            mapped[15] = ip & 255;
+            r = sendtoRaw6(udp, b, mapped, port);
+          } else r = sendtoRaw(udp, b, ip, port);
           if (r < 0) cnt[C.tx_send_errors]++;
         },
       },
       this.#aead,
-      init.family,
     );
   }
 
@@ -268,9 +288,12 @@ class DataPath {
     this.#send(k);
   }
 
-  /** Seals one whole IPv4 packet (buffer `id`, view `pkt`) into datagram slot `k`. */
+  /**
+   * Seals one whole IPv4 packet (buffer `id`, view `pkt`) into datagram slot `k`; the IPv6
+   * device's packets, and the single device's IPv6 ones, go to {@link DataPath.#seal6}.
+   */
   #seal(id: number, pkt: Uint8Array, len: number, k: number): boolean {
-    if (this.#v6) return this.#seal6(id, pkt, len, k);
+    if (this.#v6 || (this.#dual && (pkt[0] >> 4) === 6)) return this.#seal6(id, pkt, len, k);
     const cnt = this.#cnt, tx = this.#tx;
     // Room for the padding and the tag after the packet, in its own buffer.
     if (len < 20 || (pkt[0] >> 4) !== 4 || len + 16 > pkt.length) {
@@ -284,8 +307,7 @@ class DataPath {
       else if (n === STAGED) cnt[C.tx_staged]++;
       return false;
     }
-    const ep = this.dev.lastPeer!.endpoint!;
-    tx.setSend(k, n, ep.ip, ep.port);
+    this.#dest(k, n, this.dev.lastPeer!.endpoint!, 0);
     this.#txSegs[k] = 1;
     cnt[C.tx_packets]++;
     cnt[C.tx_bytes] += len;
@@ -305,8 +327,7 @@ class DataPath {
       else if (n === STAGED) cnt[C.tx_staged]++;
       return false;
     }
-    const ep = this.dev.lastPeer!.endpoint!;
-    tx.setSend6(k, n, ep.ip6!, 0, ep.port);
+    this.#dest(k, n, this.dev.lastPeer!.endpoint!, 0);
     this.#txSegs[k] = 1;
     cnt[C.tx_packets]++;
     cnt[C.tx_bytes] += len;
@@ -374,12 +395,21 @@ class DataPath {
         cnt[C.tx_bytes] += segLen;
       }
       if (count === 0) continue;
-      const ep = dev.lastPeer!.endpoint!;
-      tx.setSend(k, off, ep.ip, ep.port, count > 1 ? dgLen : 0);
+      this.#dest(k, off, dev.lastPeer!.endpoint!, count > 1 ? dgLen : 0);
       this.#txSegs[k] = count;
       k++;
     }
     return k;
+  }
+
+  /**
+   * Sets slot `k`'s length and destination: the peer's endpoint, of either family on the single
+   * device's dual-stack socket (an IPv4 one as v4-mapped), whichever the inner packet was.
+   */
+  #dest(k: number, len: number, ep: Endpoint, gso: number): void {
+    if (ep.ip6 !== null) this.#tx.setSend6(k, len, ep.ip6, 0, ep.port, gso);
+    else if (this.#dual) this.#tx.setSendMapped(k, len, ep.ip, ep.port, gso);
+    else this.#tx.setSend(k, len, ep.ip, ep.port, gso);
   }
 
   #send(n: number): void {
@@ -439,19 +469,30 @@ class DataPath {
 
   /** One received datagram: `len` bytes at `off` of receive slot `i`. */
   #datagram(slot: Uint8Array<ArrayBuffer>, off: number, len: number, i: number): void {
-    const cnt = this.#cnt, rx = this.#rx, v6 = this.#v6;
+    const cnt = this.#cnt, rx = this.#rx;
+    // The source: an IPv4 u32 (ip6 null), or 16 bytes; on the dual socket a v4-mapped source
+    // is IPv4.
+    let ip = 0, ip6: Uint8Array | null = null;
+    if (this.#v6) ip6 = rx.addr6(i);
+    else if (this.#dual) {
+      ip = rx.mappedIp(i);
+      if (ip < 0) {
+        ip = 0;
+        ip6 = rx.addr6(i);
+      }
+    } else ip = rx.addrIp(i);
     const type = slot[off];
     if (type === 4) {
       const r = this.dev.openTransport(
         slot,
         len,
-        v6 ? 0 : rx.addrIp(i),
+        ip,
         rx.addrPort(i),
         this.#rxPayloadIds[i],
         this.#plainId,
         this.#scratch,
         off,
-        v6 ? rx.addr6(i) : null,
+        ip6,
       );
       if (r > 0) {
         cnt[C.rx_bytes] += r;
@@ -470,12 +511,7 @@ class DataPath {
       return;
     }
     cnt[C.hs_received]++;
-    const r = this.dev.handshakeMessage(
-      slot.subarray(off, off + len),
-      v6 ? 0 : rx.addrIp(i),
-      rx.addrPort(i),
-      v6 ? rx.addr6(i) : null,
-    );
+    const r = this.dev.handshakeMessage(slot.subarray(off, off + len), ip, rx.addrPort(i), ip6);
     if (r < 0) cnt[HS_DROPS[r] ?? C.hs_refused]++;
   }
 
