@@ -33,8 +33,8 @@ export function vnetCsumOffset(b: Uint8Array, off: number): number {
 /**
  * Completes a partial checksum (`VIRTIO_NET_HDR_F_NEEDS_CSUM`): the field at
  * `start + offset` holds the pseudo-header sum; the one's complement of the sum over
- * `[start, len)` goes there. Offsets are relative to the packet at `off`. False when the
- * offsets do not fit the packet.
+ * `[start, len)` goes there. Offsets are relative to the packet (IPv4 or IPv6) at `off`. False
+ * when the offsets do not fit the packet.
  */
 export function completeChecksum(
   b: Uint8Array,
@@ -47,8 +47,11 @@ export function completeChecksum(
   let s = sum16(b, off + start, len - start);
   while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
   let c = ~s & 0xffff;
-  // A UDP checksum of 0 means "none": send 0xffff instead (RFC 768).
-  if (c === 0 && b[off + 9] === 17) c = 0xffff;
+  // A UDP checksum of 0 means "none" (RFC 768) and is illegal over IPv6 (RFC 8200 §8.1): send
+  // 0xffff, the same one's-complement value, instead. IPv4: for UDP (protocol, byte 9) only.
+  // IPv6: always, so that UDP behind extension headers (next header, byte 6, not 17) is covered
+  // too; for TCP and ICMPv6 the two forms verify alike.
+  if (c === 0 && ((b[off] >>> 4) === 6 || b[off + 9] === 17)) c = 0xffff;
   b[off + start + offset] = c >>> 8;
   b[off + start + offset + 1] = c & 0xff;
   return true;
