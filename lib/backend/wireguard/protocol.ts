@@ -33,7 +33,7 @@ export interface WorkerInit {
   readonly listenPort: number;
   /**
    * 4; or 6 for the IPv6 device: then `udpFd` is an `AF_INET6` socket, the TUN carries IPv6
-   * and has no vnet header (no TSO6 yet), peers have `ip6` endpoints and `net6` allowed IPs;
+   * (with `vnetHdr`, TCP/IPv6 super-packets), peers have `ip6` endpoints and `net6` allowed IPs;
    * or `"dual"` for the one device of a single-device mode: a dual-stack `AF_INET6` socket
    * (IPv4 peers v4-mapped), inner packets and peers of both families.
    */

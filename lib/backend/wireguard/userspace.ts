@@ -5,12 +5,15 @@
  *
  * The IPv6 device (`family` 6, `flannel-wg-v6`): an `AF_INET6` socket bound to the external
  * interface's IPv6 address on ListenPortV6, the subnet base as a /128, the IPv6Network routed
- * to it; its TUN has no vnet header (no TSO6 yet: one packet per read).
+ * to it; its TUN has the IPv6 offloads (TSO6: TCP/IPv6 super-packets, segment6.ts).
  *
  * The single device of Mode auto/ipv4/ipv6 (`family` "dual", `flannel-wg`): one dual-stack
  * `AF_INET6` socket on `[::]:ListenPort` (IPv4 peers as v4-mapped addresses), both subnet bases
- * (/32 and /128), both Networks routed to it; its TUN has the IPv4 offloads (IPv6 packets come
- * one per read).
+ * (/32 and /128), both Networks routed to it; its TUN has the offloads of both families.
+ *
+ * Every device falls back, with a warning, to fewer offloads when the kernel refuses some (the
+ * single device to IPv4's only, IPv6 packets then coming one per read), and to a TUN without a
+ * vnet header (one packet per read) when it refuses them all.
  */
 
 import { errText, logger } from "../../log.ts";
@@ -20,6 +23,7 @@ import {
   type Tun,
   TUN_F_CSUM,
   TUN_F_TSO4,
+  TUN_F_TSO6,
   TUN_F_TSO_ECN,
   tunSetOffload,
 } from "../../../ffi/tun.ts";
@@ -58,9 +62,7 @@ const STOP_GRACE_MS = 800;
 export function createUserspaceDevice(setup: DeviceSetup): WireguardDevice {
   const v6 = setup.family === 6;
   const dual = setup.family === "dual";
-  const { tun, vnetHdr } = v6
-    ? { tun: openTun({ name: setup.name }), vnetHdr: false }
-    : openOffloadTun(setup.name);
+  const { tun, vnetHdr } = openOffloadTun(setup.name, OFFLOADS[setup.family]);
   let sock: Fd | null = null;
   try {
     configureLink(tun, setup);
@@ -92,20 +94,40 @@ function probe(sock: Fd, opt: number, value: number, what: string): boolean {
   }
 }
 
+const TSO4 = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN;
+const TSO6 = TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN;
+
+/**
+ * The `TUNSETOFFLOAD` sets each device family tries, best first: TSO for the families it
+ * carries (with checksum offload and ECN), the single device then IPv4's alone.
+ */
+const OFFLOADS: Record<DeviceSetup["family"], { bits: number; what: string }[]> = {
+  4: [{ bits: TSO4, what: "TSO4" }],
+  6: [{ bits: TSO6, what: "TSO6" }],
+  dual: [{ bits: TSO4 | TSO6, what: "TSO4 and TSO6" }, { bits: TSO4, what: "TSO4" }],
+};
+
 /**
  * The TUN with TSO and checksum offloads when the kernel accepts them: the kernel then hands us
  * TCP super-packets of up to 64 KiB (cut into MTU-sized packets before sealing, one TUN read
- * instead of ~45). Without them, one packet per read.
+ * instead of ~45). The first of `tries` the kernel takes; a refusal is a warning. Without any,
+ * a TUN without a vnet header: one packet per read.
  */
-function openOffloadTun(name: string): { tun: Tun; vnetHdr: boolean } {
+function openOffloadTun(
+  name: string,
+  tries: { bits: number; what: string }[],
+): { tun: Tun; vnetHdr: boolean } {
   const tun = openTun({ name, vnetHdr: true });
-  try {
-    tunSetOffload(tun.fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
-    return { tun, vnetHdr: true };
-  } catch (err) {
-    log.warn(`TUN offloads refused, continuing without: ${errText(err)}`);
-    tun.fd.close();
+  for (const t of tries) {
+    try {
+      tunSetOffload(tun.fd, t.bits);
+      return { tun, vnetHdr: true };
+    } catch (err) {
+      log.warn(`TUN offloads (${t.what}) refused: ${errText(err)}`);
+    }
   }
+  log.warn("No TUN offloads: continuing with one packet per read");
+  tun.fd.close();
   return { tun: openTun({ name }), vnetHdr: false };
 }
 

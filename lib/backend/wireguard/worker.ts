@@ -3,10 +3,11 @@
  * docs/udp-datapath-notes): one loop polls the TUN, the UDP socket and a wake-up eventfd
  * (timeout 50 ms, so timers run at least 20 times a second). TUN → UDP: up to {@link BATCH}
  * reads, each sealed straight into a datagram slot, one `sendmmsg`; with offloads a TCP
- * super-packet is cut into MSS segments (udp/segment.ts), each sealed, and the sealed segments
- * of one super-packet go back to back into one slot for a UDP GSO send. UDP → TUN: `recvmmsg`
- * of up to {@link BATCH} (`UDP_GRO`-coalesced) datagrams; each transport message is opened on
- * its own into one plaintext buffer, and consecutive segments of one TCP flow are merged into
+ * super-packet (TCP/IPv4, or TCP/IPv6 with TSO6) is cut into MSS segments (udp/segment.ts,
+ * udp/segment6.ts), each sealed, and the sealed segments of one super-packet go back to back
+ * into one slot for a UDP GSO send. UDP → TUN: `recvmmsg` of up to {@link BATCH}
+ * (`UDP_GRO`-coalesced) datagrams; each transport message is opened on its own into one
+ * plaintext buffer, and consecutive segments of one TCP flow (either family) are merged into
  * one GSO write to the TUN; handshake messages go to the {@link Device}. The wire format is
  * WireGuard's throughout: one sealed inner packet per datagram. Nothing is allocated per data
  * packet; every buffer's address is registered with the {@link PacketAead} once.
@@ -28,6 +29,7 @@ import {
   VIRTIO_NET_HDR_GSO_ECN,
   VIRTIO_NET_HDR_GSO_NONE,
   VIRTIO_NET_HDR_GSO_TCPV4,
+  VIRTIO_NET_HDR_GSO_TCPV6,
 } from "../../../ffi/structs.ts";
 import {
   completeChecksum,
@@ -43,6 +45,14 @@ import {
   vnetGsoType,
   writeSegment,
 } from "../udp/segment.ts";
+import {
+  finishTcp6Super,
+  IPV6_HEADER,
+  tcp6CanAppend,
+  tcp6CanStartRun,
+  tcp6HeaderLength,
+  writeSegment6,
+} from "../udp/segment6.ts";
 import { SyscallError } from "../../../ffi/errno.ts";
 import {
   COOKIE_SENT,
@@ -82,7 +92,7 @@ const POLL_MS = 50;
 const KEY_SLOTS = 2 * 3 * 2048;
 /** Where the opened packet goes in the receive memory: after a vnet header and a 64 KiB run. */
 const SCRATCH = 65536 + 64;
-/** The largest IPv4 packet: a coalesced run stays below it. */
+/** The largest IPv4 packet: a coalesced run (either family) stays below it. */
 const MAX_IP = 65535;
 const EINTR = 4;
 const EIO = 5;
@@ -113,7 +123,7 @@ const HS_DROPS: Record<number, number> = {
 class DataPath {
   readonly dev: Device;
   readonly listenPort: number;
-  /** True for the IPv6 device (inner IPv6, `sockaddr_in6` slots, no vnet header). */
+  /** True for the IPv6 device (inner IPv6 only, `sockaddr_in6` slots). */
   readonly #v6: boolean;
   /**
    * True for the one device of a single-device mode: inner packets of both families, one
@@ -148,6 +158,7 @@ class DataPath {
   readonly #scratchOut: Uint8Array<ArrayBuffer>; // the same with its zero vnet header
   readonly #plainId: number;
   #runSegs = 0; // segments in the run (0: none)
+  #runV6 = false; // the run is TCP/IPv6
   #runEnd = 0;
   #runHdr = 0;
   #runMss = 0;
@@ -270,8 +281,8 @@ class DataPath {
       const buf = tunIn.bufs[r];
       if (vnet !== 0) {
         const gso = vnetGsoType(buf, 0) & ~VIRTIO_NET_HDR_GSO_ECN;
-        if (gso === VIRTIO_NET_HDR_GSO_TCPV4) {
-          k = this.#segment(r, len, k);
+        if (gso === VIRTIO_NET_HDR_GSO_TCPV4 || gso === VIRTIO_NET_HDR_GSO_TCPV6) {
+          k = this.#segment(r, len, k, gso === VIRTIO_NET_HDR_GSO_TCPV6);
           continue;
         }
         if (
@@ -335,13 +346,16 @@ class DataPath {
   }
 
   /**
-   * Cuts the TCP super-packet in TUN slot `r` into MSS-sized packets (segment.ts) and seals
-   * each into the next datagram slot, sending full batches; returns the next free slot.
+   * Cuts the TCP super-packet in TUN slot `r` (TCP/IPv6 when `v6`, which only the IPv6 and the
+   * single device take) into MSS-sized packets (segment.ts, segment6.ts) and seals each into the
+   * next datagram slot, sending full batches; returns the next free slot.
    */
-  #segment(r: number, len: number, k: number): number {
+  #segment(r: number, len: number, k: number, v6: boolean): number {
     const buf = this.#tunIn.bufs[r];
     const vnet = this.#vnet;
-    const hdrLen = tcpHeaderLength(buf, vnet, len);
+    let hdrLen = 0; // 0: not one to segment (the IPv4 device carries no IPv6)
+    if (!v6) hdrLen = tcpHeaderLength(buf, vnet, len);
+    else if (this.#v6 || this.#dual) hdrLen = tcp6HeaderLength(buf, vnet, len);
     const mss = vnetGsoSize(buf, 0);
     if (hdrLen === 0 || mss === 0 || hdrLen + mss > this.#mtu) {
       this.#cnt[C.tx_malformed]++;
@@ -354,18 +368,20 @@ class DataPath {
           this.#send(k);
           k = 0;
         }
-        const segLen = writeSegment(buf, vnet, len, hdrLen, mss, i, this.#seg, 0);
+        const segLen = v6
+          ? writeSegment6(buf, vnet, len, hdrLen, mss, i, this.#seg, 0)
+          : writeSegment(buf, vnet, len, hdrLen, mss, i, this.#seg, 0);
         if (this.#seal(this.#segId, this.#seg, segLen, k)) k++;
       }
       return k;
     }
     // UDP GSO: the sealed segments back to back in one slot, one send for up to 64 of them
     // (all the same size but the last, as GSO wants; the wire still has one per datagram).
-    const cnt = this.#cnt, tx = this.#tx, dev = this.dev;
+    const cnt = this.#cnt, tx = this.#tx, dev = this.dev, txIds = this.#txPayloadIds;
     const dgLen = 32 + ((hdrLen + mss + 15) & ~15);
     const perSend = Math.min(GSO_MAX_SEGMENTS, Math.floor(GSO_MAX_BYTES / dgLen));
-    const dst = ((buf[vnet + 16] << 24) | (buf[vnet + 17] << 16) | (buf[vnet + 18] << 8) |
-      buf[vnet + 19]) >>> 0;
+    const dst = v6 ? 0 : ((buf[vnet + 16] << 24) | (buf[vnet + 17] << 16) |
+      (buf[vnet + 18] << 8) | buf[vnet + 19]) >>> 0; // IPv4's, for all its segments
     let i = 0;
     while (i < nseg) {
       if (k >= BATCH) {
@@ -374,16 +390,15 @@ class DataPath {
       }
       let off = 0, count = 0;
       for (; count < perSend && i < nseg; i++) {
-        const segLen = writeSegment(buf, vnet, len, hdrLen, mss, i, this.#seg, 0);
-        const n = dev.sealTransport(
-          dst,
-          this.#segId,
-          this.#seg,
-          segLen,
-          tx.slots[k],
-          this.#txPayloadIds[k],
-          off,
-        );
+        let n: number, segLen: number;
+        if (v6) {
+          // Routed by each segment's destination (bytes 24..40), as whole packets are.
+          segLen = writeSegment6(buf, vnet, len, hdrLen, mss, i, this.#seg, 0);
+          n = dev.sealTransport6(this.#segId, this.#seg, segLen, tx.slots[k], txIds[k], off);
+        } else {
+          segLen = writeSegment(buf, vnet, len, hdrLen, mss, i, this.#seg, 0);
+          n = dev.sealTransport(dst, this.#segId, this.#seg, segLen, tx.slots[k], txIds[k], off);
+        }
         if (n < 0) {
           if (n === DROP_NO_ROUTE) cnt[C.tx_no_route]++;
           else if (n === STAGED) cnt[C.tx_staged]++;
@@ -529,13 +544,16 @@ class DataPath {
   #coalesce(n: number): void {
     const b = this.#rxMem, v = this.#vnet, p = SCRATCH;
     if (this.#runSegs > 0 && !this.#runClosed) {
-      const hdr = this.#runHdr;
+      const hdr = this.#runHdr, v6 = this.#runV6;
       if (
         this.#runEnd - v + n - hdr <= MAX_IP &&
-        tcpCanAppend(b, v, p, n, hdr, this.#runMss, this.#runNextSeq)
+        (v6
+          ? tcp6CanAppend(b, v, p, n, hdr, this.#runMss, this.#runNextSeq)
+          : tcpCanAppend(b, v, p, n, hdr, this.#runMss, this.#runNextSeq))
       ) {
         const pay = n - hdr;
-        if ((b[p + ((b[p] & 0x0f) << 2) + 13] & 0x08) !== 0) this.#runPsh = true;
+        const ipLen = v6 ? IPV6_HEADER : (b[p] & 0x0f) << 2;
+        if ((b[p + ipLen + 13] & 0x08) !== 0) this.#runPsh = true;
         b.copyWithin(this.#runEnd, p + hdr, p + n);
         this.#runEnd += pay;
         this.#runSegs++;
@@ -545,14 +563,16 @@ class DataPath {
       }
     }
     this.#flushRun();
-    const h = tcpHeaderLength(b, p, n);
-    if (h > 0 && n > h && tcpCanStartRun(b, p)) {
+    const v6 = (b[p] >>> 4) === 6;
+    const h = v6 ? tcp6HeaderLength(b, p, n) : tcpHeaderLength(b, p, n);
+    if (h > 0 && n > h && (v6 ? tcp6CanStartRun(b, p) : tcpCanStartRun(b, p))) {
       b.copyWithin(v, p, p + n);
       this.#runSegs = 1;
+      this.#runV6 = v6;
       this.#runEnd = v + n;
       this.#runHdr = h;
       this.#runMss = n - h;
-      const t = v + ((b[v] & 0x0f) << 2);
+      const t = v + (v6 ? IPV6_HEADER : (b[v] & 0x0f) << 2);
       this.#runPsh = (b[t + 13] & 0x08) !== 0;
       this.#runClosed = this.#runPsh;
       const seq = ((b[t + 4] << 24) | (b[t + 5] << 16) | (b[t + 6] << 8) | b[t + 7]) >>> 0;
@@ -569,6 +589,7 @@ class DataPath {
     const b = this.#rxMem, v = this.#vnet;
     const len = this.#runEnd - v;
     if (segs === 1) b.fill(0, 0, v); // a whole packet: GSO_NONE, checksum complete
+    else if (this.#runV6) finishTcp6Super(b, v, len, this.#runHdr, this.#runMss, this.#runPsh);
     else finishTcpSuper(b, v, len, this.#runHdr, this.#runMss, this.#runPsh);
     this.#writeTun(b, len, segs);
   }
