@@ -135,9 +135,11 @@ if (import.meta.main) {
   console.log("|---|---|---|---|");
   for (const r of rows) {
     console.log(
-      `| ${r.path} | ${r.gbps.toFixed(2)} (${r.runs.map((x) => x.toFixed(2)).join(", ")}) | ${
-        r.retransmits
-      } | ${r.cpuPct.length ? r.cpuPct.map((x) => x.toFixed(0)).join(", ") : "–"} |`,
+      `| ${r.path} | ${r.gbps.toFixed(2)} (${
+        r.runs.map((x) => x.toFixed(2)).join(", ")
+      }) | ${r.retransmits} | ${
+        r.cpuPct.length ? r.cpuPct.map((x) => x.toFixed(0)).join(", ") : "–"
+      } |`,
     );
   }
 }
