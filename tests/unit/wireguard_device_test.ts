@@ -74,11 +74,12 @@ class Side {
   readonly dgramId: number;
   readonly payloadId: number;
   readonly priv = generatePrivateKey();
-  constructor(readonly ip: number, readonly clock: FakeClock) {
+  constructor(readonly ip: number, readonly clock: FakeClock, mtu?: number) {
     this.dev = new Device(this.priv, {
       clock,
       random: randomBytes,
       send: (bytes, ip, port) => this.outbox.push({ bytes: bytes.slice(), ip, port }),
+      mtu,
     }, this.aead);
     this.plainId = this.aead.bind(this.plain);
     this.dgramId = this.aead.bind(this.dgram);
@@ -137,9 +138,11 @@ function pump(a: Side, b: Side, log: string[] = []): string[] {
   throw new Error("pump did not settle");
 }
 
-function pair(opts: { pskA?: Uint8Array; pskB?: Uint8Array; keepalive?: number } = {}) {
+function pair(
+  opts: { pskA?: Uint8Array; pskB?: Uint8Array; keepalive?: number; mtu?: number } = {},
+) {
   const clock = new FakeClock();
-  const a = new Side(IP_A, clock), b = new Side(IP_B, clock);
+  const a = new Side(IP_A, clock, opts.mtu), b = new Side(IP_B, clock, opts.mtu);
   const pa = a.dev.setPeer({
     publicKey: b.dev.id.pub,
     presharedKey: opts.pskA,
@@ -517,3 +520,17 @@ Deno.test("a responder's next keypair is not used to send until the initiator co
 });
 
 export type { Peer };
+
+Deno.test("Device with an MTU pads to 16 but never past the MTU (as the kernel and wireguard-go)", () => {
+  using p = pair({ mtu: 1420 });
+  const { a, b } = p;
+  assert.equal(a.send(NET_A + 5, NET_B + 7), STAGED);
+  pump(a, b);
+  // [inner length, padded length]: 1420 is not a multiple of 16; 1424 would overflow it.
+  for (const [inner, padded] of [[1400, 1408], [1410, 1420], [1420, 1420], [60, 64]]) {
+    const d = a.send(NET_A + 5, NET_B + 7, inner - 20);
+    assert.ok(d instanceof Uint8Array);
+    assert.equal(d.length, 16 + padded + 16, `${inner}-byte packet padded to ${padded}`);
+    assert.equal(b.receive(d, IP_A), inner, "the peer opens it");
+  }
+});

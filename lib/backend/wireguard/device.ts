@@ -103,6 +103,12 @@ export interface DeviceEnv {
   readonly random: (n: number) => Uint8Array;
   /** Sends a datagram the device made by itself (`ip6`: the IPv6 destination, else null). */
   readonly send: (datagram: Uint8Array, ip: number, port: number, ip6: Uint8Array | null) => void;
+  /**
+   * The TUN MTU: padding stops there, as the kernel's WireGuard and wireguard-go do, so that a
+   * full-size packet's datagram fits the underlay (MTU = underlay − 80: over IPv6, padding
+   * 1420 to 1424 would make a 1504-byte datagram to fragment). Absent: pad to 16 always.
+   */
+  readonly mtu?: number;
 }
 
 type IndexEntry =
@@ -361,8 +367,11 @@ export class Device {
     outPayload: number,
     o = 0,
   ): number {
-    // Pad to a multiple of 16 (whitepaper §5.4.6); the MTU is enforced by the TUN already.
-    const padded = (len + 15) & ~15;
+    // Pad to a multiple of 16 (whitepaper §5.4.6), but not past the MTU (the TUN enforces it
+    // on the packets themselves).
+    let padded = (len + 15) & ~15;
+    const mtu = this.#env.mtu ?? 0;
+    if (mtu > 0 && padded > mtu && len <= mtu) padded = mtu;
     srcView.fill(0, len, padded);
     const counter = kp.sendCounter++;
     out[o + 0] = MSG_TRANSPORT;

@@ -222,6 +222,7 @@ class DataPath {
       {
         clock: systemClock,
         random: randomBytes,
+        mtu: init.mtu,
         send: (bytes, ip, port, ip6) => {
           const b = bytes.buffer instanceof ArrayBuffer && bytes.byteOffset === 0 &&
               bytes.byteLength === bytes.buffer.byteLength
@@ -378,7 +379,8 @@ class DataPath {
     // UDP GSO: the sealed segments back to back in one slot, one send for up to 64 of them
     // (all the same size but the last, as GSO wants; the wire still has one per datagram).
     const cnt = this.#cnt, tx = this.#tx, dev = this.dev, txIds = this.#txPayloadIds;
-    const dgLen = 32 + ((hdrLen + mss + 15) & ~15);
+    // The Device pads to 16, not past the MTU (hdrLen + mss is within it).
+    const dgLen = 32 + Math.min((hdrLen + mss + 15) & ~15, this.#mtu);
     const perSend = Math.min(GSO_MAX_SEGMENTS, Math.floor(GSO_MAX_BYTES / dgLen));
     const dst = v6 ? 0 : ((buf[vnet + 16] << 24) | (buf[vnet + 17] << 16) |
       (buf[vnet + 18] << 8) | buf[vnet + 19]) >>> 0; // IPv4's, for all its segments
