@@ -5,7 +5,9 @@
  * (BackendType "wireguard", BackendData with its public key and port) written to etcd, and a
  * peer made from our lease in etcd. Ping both ways, iperf3 TCP, no plaintext on the underlay,
  * wireguard-go restarted with the same key (traffic resumes), and a PSK mismatch (no traffic,
- * our counter of refused handshakes rises).
+ * our counter of refused handshakes rises). Then the single-device modes (Mode ipv6 and auto on
+ * a dual-stack underlay): wireguard-go as upstream's one `flannel-wg` for both families, with
+ * upstream's lease (BackendV6Data Port 51821, listening on 51820 only).
  *
  * wireguard-go's UAPI socket needs /var/run/wireguard, which every namespace shares: h2's
  * wireguard-go runs in a mount namespace of its own with a tmpfs over /run.
