@@ -30,7 +30,7 @@ import type { BackendContext } from "./backend/mod.ts";
 import { isAbort } from "./async.ts";
 import { Netlink, subscribe } from "../ffi/netlink/mod.ts";
 import { sigusr1Blocked } from "./sigusr1.ts";
-import { type HostSetup, setUpHost } from "./host/mod.ts";
+import { type HostRange, type HostSetup, setUpHost } from "./host/mod.ts";
 import { daemonReadiness, startHealth } from "./health/mod.ts";
 import {
   backendReady,
@@ -157,16 +157,23 @@ export async function runDaemon(opts: Options): Promise<number> {
       registerUdpCounters(metrics, read);
     }
 
-    // Firewall rules and the blackhole route are IPv4 (ip6tables comes with IPv6 host
-    // integration). The handle stays open until exit: the resync loop re-checks the route.
-    let host: HostSetup | null = null;
+    // Firewall rules and the blackhole route, for each family the network has. The handle stays
+    // open until exit: the resync loop re-checks the routes.
+    const hostRanges: HostRange[] = [];
     if (config.ipv4 && network.lease.subnet) {
-      nl = Netlink.open();
-      host = await setUpHost(opts, config.ipv4.network, network.lease.subnet, { routes: nl });
-      const fw = host.firewall;
-      if (fw) readiness.firewall = () => fw.installed ? null : "firewall rules not in place";
-    } else if (opts.ipMasq || opts.ipBlackholeRoute) {
-      log.warn("--ip-masq and --ip-blackhole-route cover IPv4 only: nothing installed");
+      hostRanges.push({ network: config.ipv4.network, subnet: network.lease.subnet });
+    }
+    if (config.ipv6 && network.lease.ipv6Subnet) {
+      hostRanges.push({ network: config.ipv6.network, subnet: network.lease.ipv6Subnet });
+    }
+    nl = Netlink.open();
+    const host: HostSetup = await setUpHost(opts, hostRanges, { routes: nl });
+    const fws = host.firewalls;
+    if (fws.length > 0) {
+      readiness.firewall = () => {
+        const off = fws.filter((f) => !f.installed).map((f) => f.tool);
+        return off.length === 0 ? null : `firewall rules not in place (${off.join(", ")})`;
+      };
     }
 
     await writeSubnetFile(opts.subnetFile, {
@@ -192,7 +199,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     const lost = new AbortController();
     const both = AbortSignal.any([signal, lost.signal]);
     let code = 0;
-    keeping = host?.keep(both) ?? null;
+    keeping = host.keep(both);
     const configWatch = watchNetworkConfig(
       registry,
       opts.etcdPrefix,

@@ -8,6 +8,10 @@
  * `iptables-restore --noflush` replaces flannel's chains and adds the missing jump — atomically,
  * touching no rule that is not flannel's. The rules stay when the daemon exits, like the lease,
  * so a restart does not interrupt traffic; a restart with another subnet refills the chains.
+ *
+ * One Firewall keeps one family's tables (a runner over iptables or ip6tables): a dual-stack
+ * network has two, each installed, re-checked and restored on its own, so a broken ip6tables
+ * never holds back the IPv4 rules (readiness reports both).
  */
 
 import { sleep } from "../async.ts";
@@ -17,14 +21,21 @@ import { driftOf, forwardRuleSet, masqRuleSet, parseSave, restoreInput } from ".
 import type { RuleSet } from "./rules.ts";
 import type { FirewallRunner } from "./runner.ts";
 
-export { FORWARD_CHAIN, forwardRuleSet, MASQ_CHAIN, masqRuleSet, type RuleSet } from "./rules.ts";
+export {
+  familyOf,
+  FORWARD_CHAIN,
+  forwardRuleSet,
+  MASQ_CHAIN,
+  masqRuleSet,
+  type RuleSet,
+} from "./rules.ts";
 export { FirewallError, type FirewallRunner, openIptables } from "./runner.ts";
 
-/** What the flags ask for. */
+/** What the flags ask for, for one family. */
 export interface FirewallWants {
-  /** The overlay Network, CIDR text. */
+  /** The overlay Network (Network or IPv6Network), CIDR text. */
   network: string;
-  /** The own lease, CIDR text. */
+  /** The own lease of the same family, CIDR text. */
   subnet: string;
   ipMasq: boolean;
   /** `--ip-masq-fully-random-disable` turns it off; also off when iptables lacks it. */
@@ -40,17 +51,26 @@ export function wantedRuleSets(w: FirewallWants): RuleSet[] {
   return sets;
 }
 
-/** Keeps a list of rule sets installed. */
+/** Keeps a list of rule sets of one family installed. */
 export class Firewall {
   readonly #runner: FirewallRunner;
   readonly #sets: readonly RuleSet[];
   readonly #log: Logger;
   #installed = false;
 
+  /** Throws when a set is of the other family than `runner` (a programming error). */
   constructor(runner: FirewallRunner, sets: readonly RuleSet[], log: Logger = logger("firewall")) {
+    const family = runner.tool === "iptables" ? 4 : 6;
+    const other = sets.find((s) => s.family !== family);
+    if (other) throw new Error(`IPv${other.family} rule set ${other.name} given to ${runner.tool}`);
     this.#runner = runner;
     this.#sets = sets;
     this.#log = log;
+  }
+
+  /** `iptables` or `ip6tables`. */
+  get tool(): string {
+    return this.#runner.tool;
   }
 
   /** True once the rules were in place at the last check. */
@@ -60,7 +80,7 @@ export class Firewall {
 
   /**
    * Compares the installed rules with the wanted ones and restores what differs. Returns what
-   * was found different (empty when everything was in place). Throws a {@link FirewallError}
+   * was found different, each item led by the tool (empty when everything was in place). Throws a {@link FirewallError}
    * when the tools fail.
    */
   async ensure(): Promise<string[]> {
@@ -73,7 +93,9 @@ export class Firewall {
       throw err;
     }
     const saved = parseSave(text);
-    const drift = this.#sets.flatMap((s) => driftOf(saved, s));
+    const drift = this.#sets.flatMap((s) => driftOf(saved, s)).map((d) =>
+      `${this.#runner.tool}: ${d}`
+    );
     const input = restoreInput(saved, this.#sets);
     if (input === null) {
       this.#installed = true;

@@ -12,12 +12,18 @@
  *
  * Rule texts are written exactly as `iptables-save` prints them: the installed state is compared
  * with the wanted one as text.
+ *
+ * IPv6 (`IPv6Network`, the IPv6 lease) gets the same chains, names and rules from ip6tables, as
+ * upstream's MasqIP6Rules and forward rules: only the addresses differ, and multicast is ff00::/8.
+ * A rule set's family follows the Network it is made for.
  */
 
 /** One chain of flannel's and the jump to it. */
 export interface RuleSet {
   /** What the set is for, in logs and metrics (`masq`, `forward`). */
   readonly name: string;
+  /** 4 for iptables, 6 for ip6tables: the family of the Network the set is for. */
+  readonly family: 4 | 6;
   readonly table: "nat" | "filter";
   /** flannel's chain. */
   readonly chain: string;
@@ -36,7 +42,15 @@ export const FORWARD_CHAIN = "FLANNEL-FWD";
 /** kube-proxy marks packets it will masquerade itself (upstream skips them to avoid double NAT). */
 export const KUBE_PROXY_MARK = "0x4000/0x4000";
 
+/** Multicast per family, which `--ip-masq` leaves alone. */
+const MULTICAST = { 4: "224.0.0.0/4", 6: "ff00::/8" } as const;
+
 const comment = (c: string) => `-m comment --comment "${c}"`;
+
+/** The family of a CIDR text as iptables-save prints it (IPv6 has colons, IPv4 never). */
+export function familyOf(cidr: string): 4 | 6 {
+  return cidr.includes(":") ? 6 : 4;
+}
 
 /**
  * The masquerade rules for `network` (the whole overlay) and `subnet` (the own lease), in
@@ -44,7 +58,7 @@ const comment = (c: string) => `-m comment --comment "${c}"`;
  * 1. RETURN for packets kube-proxy marked for its own masquerade;
  * 2. RETURN own subnet → Network and 3. Network → own subnet (overlay traffic keeps its source);
  * 4. RETURN outside → own subnet (traffic arriving from elsewhere is not rewritten);
- * 5. MASQUERADE Network → anything but multicast (leaving the overlay);
+ * 5. MASQUERADE Network → anything but multicast (224.0.0.0/4, ff00::/8) (leaving the overlay);
  * 6. MASQUERADE outside → Network (the host itself talking into the overlay, so replies come
  *    back through it).
  *
@@ -58,13 +72,21 @@ const comment = (c: string) => `-m comment --comment "${c}"`;
  *   s.rules[4],
  *   '-s 10.1.0.0/16 ! -d 224.0.0.0/4 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully',
  * );
+ * const s6 = masqRuleSet("fc00::/48", "fc00:0:0:22::/64", false);
+ * assert.equal(s6.family, 6);
+ * assert.equal(
+ *   s6.rules[4],
+ *   '-s fc00::/48 ! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE',
+ * );
  * ```
  */
 export function masqRuleSet(network: string, subnet: string, randomFully: boolean): RuleSet {
   const c = comment("flanneld masq");
   const masq = randomFully ? "-j MASQUERADE --random-fully" : "-j MASQUERADE";
+  const family = familyOf(network);
   return {
     name: "masq",
+    family,
     table: "nat",
     chain: MASQ_CHAIN,
     hook: "POSTROUTING",
@@ -74,7 +96,7 @@ export function masqRuleSet(network: string, subnet: string, randomFully: boolea
       `-s ${subnet} -d ${network} ${c} -j RETURN`,
       `-s ${network} -d ${subnet} ${c} -j RETURN`,
       `! -s ${network} -d ${subnet} ${c} -j RETURN`,
-      `-s ${network} ! -d 224.0.0.0/4 ${c} ${masq}`,
+      `-s ${network} ! -d ${MULTICAST[family]} ${c} ${masq}`,
       `! -s ${network} -d ${network} ${c} ${masq}`,
     ],
   };
@@ -98,6 +120,7 @@ export function forwardRuleSet(network: string): RuleSet {
   const c = comment("flanneld forward");
   return {
     name: "forward",
+    family: familyOf(network),
     table: "filter",
     chain: FORWARD_CHAIN,
     hook: "FORWARD",

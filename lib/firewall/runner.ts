@@ -1,5 +1,6 @@
 /**
- * The one place the daemon runs a program: `iptables-save` and `iptables-restore`. Everything else
+ * The one place the daemon runs a program: `iptables-save` and `iptables-restore`, or their
+ * `ip6tables-` twins for IPv6 (same package, same backend, same options). Everything else
  * of the firewall goes through the {@link FirewallRunner} interface, so the rule logic is tested
  * against a recording fake.
  *
@@ -13,11 +14,13 @@
 
 /** The commands the firewall needs. */
 export interface FirewallRunner {
+  /** `iptables` or `ip6tables`: which family's tables the runner reads and writes. */
+  readonly tool: "iptables" | "ip6tables";
   /** Tool name and version for the log, e.g. `iptables-restore v1.8.9 (nf_tables)`. */
   readonly version: string;
   /** Whether MASQUERADE accepts `--random-fully` (iptables ≥ 1.6.2). */
   readonly randomFully: boolean;
-  /** `iptables-save -t TABLE`. */
+  /** `iptables-save -t TABLE` (`ip6tables-save` for IPv6). */
   save(table: string): Promise<string>;
   /** `iptables-restore --noflush` with `input` on stdin. */
   restore(input: string): Promise<void>;
@@ -37,22 +40,25 @@ const RUN_TIMEOUT_MS = 15_000;
 const LOCK_WAIT_S = "5";
 
 /**
- * Checks that `iptables-save` and `iptables-restore` run and returns a runner over them.
- * `why` names the flag that needs them, for the error when they are missing.
+ * Checks that `iptables-save` and `iptables-restore` (`ip6tables-…` for `family` 6) run and
+ * returns a runner over them. `why` names the flag that needs them, for the error when they are
+ * missing.
  */
-export async function openIptables(why: string): Promise<FirewallRunner> {
-  const out = await run("iptables-restore", ["--version"], null, why);
-  await run("iptables-save", ["--version"], null, why);
+export async function openIptables(why: string, family: 4 | 6 = 4): Promise<FirewallRunner> {
+  const tool = family === 4 ? "iptables" : "ip6tables";
+  const out = await run(`${tool}-restore`, ["--version"], null, why);
+  await run(`${tool}-save`, ["--version"], null, why);
   const version = out.trim().split("\n")[0];
   const m = /v(\d+)\.(\d+)\.(\d+)/.exec(version);
   const n = m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
   const randomFully = n[0] > 1 || (n[0] === 1 && (n[1] > 6 || (n[1] === 6 && n[2] >= 2)));
   return {
+    tool,
     version,
     randomFully,
-    save: (table) => run("iptables-save", ["-t", table], null, why),
+    save: (table) => run(`${tool}-save`, ["-t", table], null, why),
     restore: async (input) => {
-      await run("iptables-restore", ["-w", LOCK_WAIT_S, "--noflush"], input, why);
+      await run(`${tool}-restore`, ["-w", LOCK_WAIT_S, "--noflush"], input, why);
     },
   };
 }
@@ -69,7 +75,8 @@ async function run(cmd: string, args: string[], stdin: string | null, why: strin
     }).spawn();
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      // No cause: "Failed to spawn … entity not found" would only repeat the message.
+      // No cause: "Failed to spawn … entity not found" would only repeat the message. Debian's
+      // iptables package holds ip6tables too.
       throw new FirewallError(
         `${why} needs ${cmd}, which is not installed: apt-get install iptables`,
       );

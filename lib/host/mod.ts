@@ -1,8 +1,10 @@
 /**
  * What the daemon installs on the host besides the backend, once the lease is known and before
  * subnet.env is written: the firewall rules (`--ip-masq`, `--iptables-forward-rules`) and the
- * blackhole route for the own subnet (`--ip-blackhole-route`). Both stay when the daemon exits
- * (like the lease), so a restart does not interrupt traffic.
+ * blackhole route for the own subnet (`--ip-blackhole-route`), for each family the network has
+ * (Network with the IPv4 lease through iptables, IPv6Network with the IPv6 lease through
+ * ip6tables, as upstream). Both stay when the daemon exits (like the lease), so a restart does
+ * not interrupt traffic.
  *
  * The blackhole route (upstream: "in case the bridge plugin is not enabled", e.g. Canal's per-pod
  * /32 routes) is re-checked every `--iptables-resync` seconds like upstream's. It has a metric
@@ -11,6 +13,10 @@
  * a packet to an unused address of the own subnet is dropped instead of leaking out by the
  * default route. Upstream adds it at metric 0, which a bridge's route already holds (EEXIST, or,
  * added first, a blackhole that shadows the bridge and cuts every local container off).
+ * For IPv6 the same 1024 is what upstream gets too: the kernel gives an IPv6 route without a
+ * metric 1024 (IP6_RT_PRIO_USER), and the prefix route of a bridge address has 256, so it wins.
+ * The flip side: a blackhole someone else added in the IPv6Network with `ip -6 route add` (also
+ * 1024 by default) looks like a former lease's and is removed.
  */
 
 import type { IPNet } from "../ip.ts";
@@ -25,7 +31,7 @@ import {
 import { configDrift, kernelChanges, kernelFailures, resyncs } from "../health/catalog.ts";
 import { sleep } from "../async.ts";
 import type { Netlink } from "../../ffi/netlink/mod.ts";
-import { RTN_BLACKHOLE } from "../../ffi/netlink/consts.ts";
+import { RT_TABLE_MAIN, RTN_BLACKHOLE } from "../../ffi/netlink/consts.ts";
 
 /** The flags this module acts on (a subset of Options). */
 export interface HostSetupOptions {
@@ -42,10 +48,19 @@ export const BLACKHOLE_METRIC = 1024;
 /** The route verbs the blackhole route needs. */
 export type BlackholeOps = Pick<Netlink, "routeList" | "routeReplace" | "routeDel">;
 
+/** One family's overlay Network (Network or IPv6Network) and the own lease in it. */
+export interface HostRange {
+  network: IPNet;
+  subnet: IPNet;
+}
+
 /** What {@link setUpHost} leaves running. */
 export interface HostSetup {
-  /** The firewall, or null when no flag asked for rules (or iptables is missing, see below). */
-  readonly firewall: Firewall | null;
+  /**
+   * One firewall per family that has rules (IPv4 first); empty when no flag asked for rules, or
+   * when only the default forward rules did and the tools are missing (see below).
+   */
+  readonly firewalls: readonly Firewall[];
   /** Re-checks the firewall every `--iptables-resync` seconds until `signal` aborts. */
   keep(signal: AbortSignal): Promise<void>;
 }
@@ -53,67 +68,82 @@ export interface HostSetup {
 /** Dependencies, replaceable in tests. */
 export interface HostSetupDeps {
   routes: BlackholeOps;
-  openFirewall?: (why: string) => Promise<FirewallRunner>;
+  openFirewall?: (why: string, family: 4 | 6) => Promise<FirewallRunner>;
   log?: Logger;
 }
 
 /**
- * Installs the firewall rules and the blackhole route for `subnet` of `network`.
- * Throws a one-line error when something a flag asked for cannot be done: `--ip-masq` without
- * iptables, a restore that fails, a blackhole route the kernel refuses. Forward rules are on by
- * default (as upstream); when only they want iptables and it is missing, that is a warning.
+ * Installs the firewall rules and the blackhole route for each range (one per family of the
+ * network, `subnet` of `network`). Throws a one-line error when something a flag asked for cannot
+ * be done: `--ip-masq` without iptables (ip6tables for an IPv6 range), a restore that fails, a
+ * blackhole route the kernel refuses. Forward rules are on by default (as upstream); when only
+ * they want a tool and it is missing, that is a warning.
  */
 export async function setUpHost(
   opts: HostSetupOptions,
-  network: IPNet,
-  subnet: IPNet,
+  ranges: readonly HostRange[],
   deps: HostSetupDeps,
 ): Promise<HostSetup> {
   const log = deps.log ?? logger("host");
-  let firewall: Firewall | null = null;
-  if (opts.ipMasq || opts.iptablesForwardRules) {
-    const why = opts.ipMasq ? "--ip-masq" : "--iptables-forward-rules";
-    let runner: FirewallRunner | null = null;
-    try {
-      runner = await (deps.openFirewall ?? openIptables)(why);
-    } catch (err) {
-      if (opts.ipMasq || !(err instanceof FirewallError)) throw err;
-      log.warn(`${errText(err)}; no FORWARD rules (or pass --iptables-forward-rules=false)`);
-    }
-    if (runner) {
-      if (opts.ipMasq && !opts.ipMasqFullyRandomDisable && !runner.randomFully) {
-        log.warn(`${runner.version} has no MASQUERADE --random-fully: masquerading without it`);
-      }
-      firewall = new Firewall(
-        runner,
-        wantedRuleSets({
-          network: network.toString(),
-          subnet: subnet.toString(),
-          ipMasq: opts.ipMasq,
-          forwardRules: opts.iptablesForwardRules,
-          randomFully: !opts.ipMasqFullyRandomDisable && runner.randomFully,
-        }),
-      );
-      await firewall.install();
-    }
+  const firewalls: Firewall[] = [];
+  for (const r of ranges) {
+    const fw = await openFirewall(opts, r, deps, log);
+    if (fw) firewalls.push(fw);
   }
   if (opts.ipBlackholeRoute) {
-    ensureBlackholeRoute(deps.routes, network, subnet, log);
-    log.info(`Blackhole route for ${subnet} (metric ${BLACKHOLE_METRIC}) in place`);
+    for (const { network, subnet } of ranges) {
+      ensureBlackholeRoute(deps.routes, network, subnet, log);
+      log.info(`Blackhole route for ${subnet} (metric ${BLACKHOLE_METRIC}) in place`);
+    }
   }
-  const fw = firewall;
   const periodMs = opts.iptablesResync * 1000;
   return {
-    firewall: fw,
+    firewalls,
     keep: async (signal) => {
-      const loops: Promise<void>[] = [];
-      if (fw) loops.push(fw.keep(periodMs, signal));
+      const loops = firewalls.map((fw) => fw.keep(periodMs, signal));
       if (opts.ipBlackholeRoute) {
-        loops.push(keepBlackholeRoute(deps.routes, network, subnet, periodMs, log, signal));
+        for (const { network, subnet } of ranges) {
+          loops.push(keepBlackholeRoute(deps.routes, network, subnet, periodMs, log, signal));
+        }
       }
       await Promise.all(loops);
     },
   };
+}
+
+/** The installed firewall of one range, or null when no flag (or no tool, see above) has one. */
+async function openFirewall(
+  opts: HostSetupOptions,
+  { network, subnet }: HostRange,
+  deps: HostSetupDeps,
+  log: Logger,
+): Promise<Firewall | null> {
+  if (!opts.ipMasq && !opts.iptablesForwardRules) return null;
+  const why = opts.ipMasq ? "--ip-masq" : "--iptables-forward-rules";
+  let runner: FirewallRunner;
+  try {
+    runner = await (deps.openFirewall ?? openIptables)(why, network.family);
+  } catch (err) {
+    if (opts.ipMasq || !(err instanceof FirewallError)) throw err;
+    // The tool in the message (iptables-restore, ip6tables-restore) names the family.
+    log.warn(`${errText(err)}; no FORWARD rules (or pass --iptables-forward-rules=false)`);
+    return null;
+  }
+  if (opts.ipMasq && !opts.ipMasqFullyRandomDisable && !runner.randomFully) {
+    log.warn(`${runner.version} has no MASQUERADE --random-fully: masquerading without it`);
+  }
+  const fw = new Firewall(
+    runner,
+    wantedRuleSets({
+      network: network.toString(),
+      subnet: subnet.toString(),
+      ipMasq: opts.ipMasq,
+      forwardRules: opts.iptablesForwardRules,
+      randomFully: !opts.ipMasqFullyRandomDisable && runner.randomFully,
+    }),
+  );
+  await fw.install();
+  return fw;
 }
 
 /** Re-checks the blackhole route every `periodMs` (as upstream) and restores it when gone. */
@@ -144,8 +174,8 @@ async function keepBlackholeRoute(
 }
 
 /**
- * Puts `blackhole SUBNET metric 1024` in place unless it is there, and removes flannel's blackhole
- * routes for other subnets of the Network (left by an earlier run that held another lease).
+ * Puts `blackhole SUBNET metric 1024` in place unless it is there (`ip -6 route` for an IPv6
+ * subnet), and removes flannel's blackhole routes for other subnets of the Network (left by an earlier run that held another lease).
  * Returns true when it had to add the route. Throws when the kernel refuses it.
  */
 export function ensureBlackholeRoute(
@@ -155,7 +185,7 @@ export function ensureBlackholeRoute(
   log: Logger,
 ): boolean {
   let present = false;
-  for (const r of nl.routeList()) {
+  for (const r of nl.routeList(RT_TABLE_MAIN, subnet.family)) {
     if (r.type !== RTN_BLACKHOLE || r.priority !== BLACKHOLE_METRIC) continue;
     if (r.dst.equals(subnet)) {
       present = true;

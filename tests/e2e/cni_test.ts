@@ -112,8 +112,8 @@ Deno.test({
 
       // The daemons learn each other's lease by watch: ping until the overlay carries it (the
       // first ping after start-up may precede h1's FDB entry for h2), then capture one.
-      await waitUntil("pod 1 reaches pod 2", async () => {
-        const r = await run([
+      const podPing = (waitS: number) =>
+        run([
           "ip",
           "netns",
           "exec",
@@ -123,25 +123,12 @@ Deno.test({
           "-c",
           "1",
           "-W",
-          "1",
+          String(waitS),
           addrs[1],
         ]);
-        return r.code === 0;
-      }, 20_000);
+      await waitUntil("pod 1 reaches pod 2", async () => (await podPing(1)).code === 0, 20_000);
       const seen = await captureEchoRequests(pods[1], "eth0", async () => {
-        const r = await run([
-          "ip",
-          "netns",
-          "exec",
-          pods[0],
-          "ping",
-          "-n",
-          "-c",
-          "1",
-          "-W",
-          "3",
-          addrs[1],
-        ]);
+        const r = await podPing(3);
         assert.equal(r.code, 0, `pod ping: ${r.stdout}${r.stderr}`);
       });
       assert.deepEqual(seen, [{ src: addrs[0], dst: addrs[1] }]);

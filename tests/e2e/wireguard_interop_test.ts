@@ -5,7 +5,9 @@
  * (BackendType "wireguard", BackendData with its public key and port) written to etcd, and a
  * peer made from our lease in etcd. Ping both ways, iperf3 TCP, no plaintext on the underlay,
  * wireguard-go restarted with the same key (traffic resumes), and a PSK mismatch (no traffic,
- * our counter of refused handshakes rises).
+ * our counter of refused handshakes rises). Then the single-device modes (Mode ipv6 and auto on
+ * a dual-stack underlay): wireguard-go as upstream's one `flannel-wg` for both families, with
+ * upstream's lease (BackendV6Data Port 51821, listening on 51820 only).
  *
  * wireguard-go's UAPI socket needs /var/run/wireguard, which every namespace shares: h2's
  * wireguard-go runs in a mount namespace of its own with a tmpfs over /run.
@@ -186,3 +188,81 @@ Deno.test("wireguard: interop with wireguard-go as an upstream host (ping, iperf
   assert.equal(after.rx_packets ?? 0, 0);
   assert.ok((before.rx_packets ?? 0) > 0);
 });
+
+for (const mode of ["ipv6", "auto"] as const) {
+  // auto on this underlay (RFC 1918 and fc00::/7 addresses): IPv4, through the dual-stack
+  // socket's v4-mapped addresses.
+  const over = mode === "ipv6" ? "IPv6" : "IPv4";
+  Deno.test(`wireguard Mode ${mode}: interop with wireguard-go as an upstream single-device host (its lease's BackendV6Data says 51821, it listens on 51820; both families both ways over ${over})`, async () => {
+    await using cluster = await Cluster.create({ hosts: 2, ipv6: true });
+    const [h1, h2] = cluster.hosts;
+    await cluster.putConfig({
+      Network: NETWORK,
+      EnableIPv6: true,
+      IPv6Network: "fc00::/48",
+      Backend: { Type: "wireguard", Mode: mode },
+    });
+    const env = { WIREGUARD_KEY_FILE: `${h1.dir}/wgkey`, FLANNEL_WG_SOCKET_DIR: `${h1.dir}/wg` };
+    const daemon = h1.startFlannel([], env);
+    await daemon.waitReady(30_000);
+    const ourLease = (await leaseOf(h1))!;
+    const ourLease6 = (await h1.readSubnetEnv())!.FLANNEL_IPV6_SUBNET.replace("::1/", "::/");
+    const ourC4 = await h1.addContainerAddress();
+    const ourC6 = await h1.addContainerAddress6();
+    const key = `${leaseKey(ourLease)}&${ourLease6.replace("/", "-")}`;
+    const ourValue = JSON.parse((await cluster.etcd.get(key))!);
+    const ourPub = ourValue.BackendData.PublicKey as string;
+    // What an upstream host in Mode ipv6 dials: our PublicIPv6 and our BackendV6Data Port.
+    assert.equal(ourValue.BackendV6Data.Port, PORT, "we advertise where we listen");
+
+    await using wg = await WgGoHost.start(h2);
+    const wgKey = await genkey();
+    await wg.up({
+      priv: wgKey.priv,
+      peers: [{
+        pub: ourPub,
+        ip: h1.ip,
+        endpoint: mode === "ipv6"
+          ? `[${ourValue.PublicIPv6}]:${ourValue.BackendV6Data.Port}`
+          : `${ourValue.PublicIP}:${ourValue.BackendData.Port}`,
+        allowed: `${ourLease},${ourLease6}`,
+      }],
+      address: "10.1.99.0",
+      route: NETWORK,
+      container: WG_CONTAINER,
+      v6: { address: "fc00:0:0:99::", route: "fc00::/48", container: "fc00:0:0:99::1" },
+    });
+    // Its lease, byte for byte as upstream's newSubnetAttrs writes it in Mode ipv6.
+    await cluster.etcd.put(
+      `${leaseKey(WG_SUBNET)}&fc00:0:0:99::-64`,
+      JSON.stringify({
+        PublicIP: h2.ip,
+        PublicIPv6: h2.ip6,
+        BackendType: "wireguard",
+        BackendData: { PublicKey: wgKey.pub, Port: PORT },
+        BackendV6Data: { PublicKey: wgKey.pub, Port: 51821 },
+      }),
+      { ttlSeconds: 3600 },
+    );
+    const via = mode === "ipv6" ? "\\[fd00:100::12\\]" : "192\\.168\\.100\\.12";
+    await daemon.waitForLog(
+      new RegExp(`Subnet added: 10\\.1\\.99\\.0/24 and fc00:0:0:99::/64 via ${via}:51820`),
+      15_000,
+    );
+    for (
+      const [host, to, from] of [
+        [h1, WG_CONTAINER, ourC4],
+        [h1, "fc00:0:0:99::1", ourC6],
+        [h2, ourC4, WG_CONTAINER],
+        [h2, ourC6, "fc00:0:0:99::1"],
+      ] as const
+    ) {
+      const r = await ping(host, to, from);
+      assert.equal(r.code, 0, `${host.name} ${from} → ${to}: ${r.stdout}${r.stderr}`);
+    }
+    const dump = await wg.dump();
+    assert.equal(dump[1][0], ourPub);
+    const ours = mode === "ipv6" ? `[${h1.ip6}]:${PORT}` : `${h1.ip}:${PORT}`;
+    assert.equal(dump[1][2], ours, `wireguard-go sees us at our ${over} address`);
+  });
+}

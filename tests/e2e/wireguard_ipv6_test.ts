@@ -15,13 +15,12 @@ import assert from "node:assert/strict";
 import { Cluster, ETCD_PREFIX } from "../harness/cluster.ts";
 import { waitUntil } from "./mesh_support.ts";
 import {
-  diagnose,
+  converge,
   iperfTcp,
   lease6Of,
-  pingMatrix,
   startDualNode,
+  startWgDaemon,
   wgDump,
-  wgEnv,
 } from "./wireguard_support.ts";
 
 const PORT6 = 51821;
@@ -74,18 +73,7 @@ Deno.test("wireguard IPv6 (separate mode): three dual-stack hosts, ping and ping
   }
 
   // Ping and ping6 between every pair of containers, through both tunnels.
-  let failures: string[] = [];
-  await waitUntil("ping and ping6 matrix", async () => {
-    failures = await pingMatrix(nodes);
-    return failures.length === 0;
-  }, 60_000).catch(async (err) => {
-    throw new Error(
-      `${(err as Error).message}: ${failures.join(", ")}\n${await diagnose(nodes, [
-        "flannel-wg",
-        "flannel-wg-v6",
-      ])}`,
-    );
-  });
+  await converge(nodes, ["flannel-wg", "flannel-wg-v6"]);
 
   // wg show flannel-wg-v6: our key and port, both IPv6 peers with [v6]:51821 and their /64.
   const dump = await wgDump(n1.host, "flannel-wg-v6");
@@ -157,14 +145,7 @@ Deno.test("wireguard IPv6-only (EnableIPv4 false): only flannel-wg-v6, ping6 mat
     Backend: { Type: "wireguard" },
   });
   const nodes = await Promise.all(cluster.hosts.map(async (host) => {
-    const daemon = host.startFlannel([], wgEnv(host));
-    try {
-      await daemon.waitReady(30_000);
-    } catch (err) {
-      throw new Error(`Flannel on ${host.name} did not get ready: ${daemon.tail(30)}`, {
-        cause: err,
-      });
-    }
+    const daemon = await startWgDaemon(host);
     const env = await host.readSubnetEnv();
     assert.ok(env?.FLANNEL_IPV6_SUBNET, `no FLANNEL_IPV6_SUBNET in ${host.subnetFile}`);
     return {

@@ -14,20 +14,13 @@ import { Cluster, type Host, REPO_ROOT } from "../harness/cluster.ts";
 import { leaseKey, leaseOf } from "../harness/flannel.ts";
 import { assertFullMesh, type Node, pingOnce, waitUntil } from "./mesh_support.ts";
 import { countersOf, readPcap, tcpdump } from "./capture_support.ts";
-import { wgEnv, wgShowText } from "./wireguard_support.ts";
+import { startWgDaemon, wgEnv, wgShowText } from "./wireguard_support.ts";
 
 const WG_CONFIG = { Network: "10.1.0.0/16", Backend: { Type: "wireguard" } };
 const PORT = 51820;
 
 async function startWg(host: Host): Promise<Node> {
-  const daemon = host.startFlannel([], wgEnv(host));
-  try {
-    await daemon.waitReady(30_000);
-  } catch (err) {
-    throw new Error(`Flannel on ${host.name} did not get ready: ${daemon.tail(30)}`, {
-      cause: err,
-    });
-  }
+  const daemon = await startWgDaemon(host);
   const lease = await leaseOf(host);
   assert.ok(lease, `no lease in ${host.subnetFile}`);
   const container = await host.addContainerAddress();

@@ -16,13 +16,12 @@ import { Cluster, ETCD_PREFIX, type Host } from "../harness/cluster.ts";
 import { waitUntil } from "./mesh_support.ts";
 import { readPcap, tcpdump } from "./capture_support.ts";
 import {
-  diagnose,
+  converge,
   iperfTcp,
   lease6Of,
-  pingMatrix,
   startDualNode,
+  startWgDaemon,
   wgDump,
-  wgEnv,
   type WgNode,
 } from "./wireguard_support.ts";
 
@@ -33,18 +32,6 @@ const dualConfig = (mode: string) => ({
   IPv6Network: "fc00::/48",
   Backend: { Type: "wireguard", Mode: mode },
 });
-
-async function converge(nodes: WgNode[]): Promise<void> {
-  let failures: string[] = [];
-  await waitUntil("ping and ping6 matrix", async () => {
-    failures = await pingMatrix(nodes);
-    return failures.length === 0;
-  }, 60_000).catch(async (err) => {
-    throw new Error(
-      `${(err as Error).message}: ${failures.join(", ")}\n${await diagnose(nodes, ["flannel-wg"])}`,
-    );
-  });
-}
 
 /** The flannel links of a host, by name. */
 async function flannelLinks(host: Host): Promise<string[]> {
@@ -107,7 +94,7 @@ Deno.test("wireguard Mode ipv6: one flannel-wg carries both families over the IP
   const dir = await Deno.makeTempDir({ prefix: "fl-wg-single-" });
   try {
     const under = await tcpdump(n1.host, "eth0", ["udp", "port", String(PORT)], `${dir}/u.pcap`);
-    await converge(nodes);
+    await converge(nodes, ["flannel-wg"]);
     await under.stop();
     const { frames } = readPcap(await Deno.readFile(`${dir}/u.pcap`));
     const types = frames.map((f) => (f[12] << 8) | f[13]);
@@ -151,7 +138,7 @@ Deno.test("wireguard Mode auto: IPv4 endpoints on a private dual-stack underlay 
     await using cluster = await Cluster.create({ hosts: 2, ipv6: true });
     await cluster.putConfig(dualConfig("auto"));
     const nodes = await Promise.all(cluster.hosts.map(startDualNode));
-    await converge(nodes);
+    await converge(nodes, ["flannel-wg"]);
     const dump = await wgDump(nodes[0].host, "flannel-wg");
     assert.deepEqual(dump.slice(1).map((f) => f[2]), [`${nodes[1].host.ip}:${PORT}`]);
     assert.deepEqual(await flannelLinks(nodes[0].host), ["flannel-wg"]);
@@ -179,8 +166,7 @@ Deno.test("wireguard Mode auto: IPv4 endpoints on a private dual-stack underlay 
       Backend: { Type: "wireguard", Mode: "auto" },
     });
     const nodes = await Promise.all(cluster.hosts.map(async (host) => {
-      const daemon = host.startFlannel([], wgEnv(host));
-      await daemon.waitReady(30_000);
+      const daemon = await startWgDaemon(host);
       const env = await host.readSubnetEnv();
       assert.ok(env?.FLANNEL_IPV6_SUBNET);
       return {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import type { Daemon, Host } from "../harness/cluster.ts";
 import { leaseOf } from "../harness/flannel.ts";
 import { IP } from "../../ffi/ip.ts";
+import { waitUntil } from "./mesh_support.ts";
 
 /** Every host gets its own key file and UAPI directory under its temp dir. */
 export function wgEnv(host: Host): Record<string, string> {
@@ -55,8 +56,8 @@ export interface WgNode {
   readonly c6: string;
 }
 
-/** Starts the daemon on `host` (dual-stack network config already in etcd). */
-export async function startDualNode(host: Host): Promise<WgNode> {
+/** Starts the daemon on `host` with its own key file and UAPI directory; resolves at READY. */
+export async function startWgDaemon(host: Host): Promise<Daemon> {
   const daemon = host.startFlannel([], wgEnv(host));
   try {
     await daemon.waitReady(30_000);
@@ -65,6 +66,12 @@ export async function startDualNode(host: Host): Promise<WgNode> {
       cause: err,
     });
   }
+  return daemon;
+}
+
+/** Starts the daemon on `host` (dual-stack network config already in etcd). */
+export async function startDualNode(host: Host): Promise<WgNode> {
+  const daemon = await startWgDaemon(host);
   const env = await host.readSubnetEnv();
   assert.ok(env?.FLANNEL_IPV6_SUBNET, `no FLANNEL_IPV6_SUBNET in ${host.subnetFile}`);
   const lease4 = await leaseOf(host);
@@ -88,6 +95,22 @@ export async function pingMatrix(nodes: WgNode[]): Promise<string[]> {
     ),
   );
   return failures;
+}
+
+/**
+ * Waits (60 s) until {@link pingMatrix} has no failure; else fails naming the pairs, with
+ * {@link diagnose} of `devices`.
+ */
+export async function converge(nodes: WgNode[], devices: string[]): Promise<void> {
+  let failures: string[] = [];
+  await waitUntil("ping and ping6 matrix", async () => {
+    failures = await pingMatrix(nodes);
+    return failures.length === 0;
+  }, 60_000).catch(async (err) => {
+    throw new Error(
+      `${(err as Error).message}: ${failures.join(", ")}\n${await diagnose(nodes, devices)}`,
+    );
+  });
 }
 
 /** What each host's devices and daemon say, for a failure message. */

@@ -12,14 +12,16 @@ export interface Echo {
 /**
  * Captures ICMP echo requests on `dev` in namespace `ns` while `send()` runs, and returns them.
  * tcpdump's own "listening" line is awaited before `send()` starts, so nothing is missed.
+ * `family: 6` captures ICMPv6 echo requests instead (type 128 right after the IPv6 header).
  */
 export async function captureEchoRequests(
   ns: string,
   dev: string,
   send: () => Promise<unknown>,
-  opts: { count?: number; timeoutMs?: number } = {},
+  opts: { count?: number; timeoutMs?: number; family?: 4 | 6 } = {},
 ): Promise<Echo[]> {
   const count = opts.count ?? 1;
+  const v6 = opts.family === 6;
   const child = new Deno.Command("ip", {
     args: [
       "netns",
@@ -32,7 +34,7 @@ export async function captureEchoRequests(
       dev,
       "-c",
       String(count),
-      "icmp[icmptype] == icmp-echo",
+      v6 ? "icmp6 and ip6[40] == 128" : "icmp[icmptype] == icmp-echo",
     ],
     stdin: "null",
     stdout: "piped",
@@ -62,11 +64,10 @@ export async function captureEchoRequests(
     await child.status;
     await drain;
     const echoes: Echo[] = [];
-    for (
-      const m of text.matchAll(/IP (\d+\.\d+\.\d+\.\d+) > (\d+\.\d+\.\d+\.\d+): ICMP echo request/g)
-    ) {
-      echoes.push({ src: m[1], dst: m[2] });
-    }
+    const line = v6
+      ? /IP6 ([\da-f:]+) > ([\da-f:]+): ICMP6, echo request/g
+      : /IP (\d+\.\d+\.\d+\.\d+) > (\d+\.\d+\.\d+\.\d+): ICMP echo request/g;
+    for (const m of text.matchAll(line)) echoes.push({ src: m[1], dst: m[2] });
     return echoes;
   } finally {
     clearTimeout(timer);

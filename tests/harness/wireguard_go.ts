@@ -66,15 +66,19 @@ export class WgGoHost implements AsyncDisposable {
   /**
    * Starts wireguard-go as `flannel-wg` and configures it as upstream flannel would: the key,
    * ListenPort 51820, one peer per entry, MTU − 80, `address`/32, the route, and a "container"
-   * address on lo.
+   * address on lo. A peer's `endpoint` overrides `ip:51820` (an IPv6 one: `[addr]:port`);
+   * `allowed` may list several prefixes, comma-separated. With `v6`, the device also gets the
+   * IPv6 subnet base /128, the IPv6 route and an IPv6 container address, as upstream's single
+   * device in Mode auto/ipv4/ipv6.
    */
   async up(opts: {
     priv: string;
-    peers: { pub: string; ip: string; allowed: string }[];
+    peers: { pub: string; ip: string; allowed: string; endpoint?: string }[];
     address: string;
     route: string;
     container: string;
     psk?: string;
+    v6?: { address: string; route: string; container: string };
   }) {
     await this.execOk(["sh", "-c", "wireguard-go flannel-wg >/run/wg-go.log 2>&1"]);
     await this.execOk([
@@ -95,7 +99,8 @@ export class WgGoHost implements AsyncDisposable {
     await this.execOk(args);
     if (opts.psk) await this.execOk(["sh", "-c", "umask 077; cat > /run/psk"], opts.psk);
     for (const p of opts.peers) {
-      const peer = ["wg", "set", "flannel-wg", "peer", p.pub, "endpoint", `${p.ip}:${PORT}`];
+      const endpoint = p.endpoint ?? `${p.ip}:${PORT}`;
+      const peer = ["wg", "set", "flannel-wg", "peer", p.pub, "endpoint", endpoint];
       peer.push("allowed-ips", p.allowed);
       if (opts.psk) peer.push("preshared-key", "/run/psk");
       await this.execOk(peer);
@@ -105,6 +110,12 @@ export class WgGoHost implements AsyncDisposable {
     await this.execOk(["ip", "link", "set", "flannel-wg", "up"]);
     await this.execOk(["ip", "route", "replace", opts.route, "dev", "flannel-wg"]);
     await this.execOk(["ip", "addr", "replace", `${opts.container}/32`, "dev", "lo"]);
+    if (opts.v6) {
+      const v6 = opts.v6;
+      await this.execOk(["ip", "addr", "replace", `${v6.address}/128`, "dev", "flannel-wg"]);
+      await this.execOk(["ip", "-6", "route", "replace", v6.route, "dev", "flannel-wg"]);
+      await this.execOk(["ip", "addr", "replace", `${v6.container}/128`, "dev", "lo", "nodad"]);
+    }
   }
 
   /** Stops wireguard-go (its device goes with it). */

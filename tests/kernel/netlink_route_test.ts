@@ -460,3 +460,40 @@ Deno.test(
     });
   },
 );
+
+Deno.test(
+  asRoot("blackhole routes of both families: replace, list by family, delete, as iproute2 reads"),
+  async () => {
+    await withNs(async (ns) => {
+      const bh4 = { dst: "10.1.15.0/24", type: 6, metric: 1024 };
+      const bh6 = { dst: "fc00:0:0:22::/64", type: 6, metric: 1024 };
+      const res = await verbs(ns, [
+        ["routeReplace", bh4],
+        ["routeReplace", bh6],
+        ["routeReplace", bh6], // a replace of what is there is no error
+        ["routeList", 254, 4],
+        ["routeList", 254, 6],
+      ]);
+      for (const r of res.slice(0, 3)) assertEquals(r, { ok: null });
+      // deno-lint-ignore no-explicit-any
+      const pick = (list: any[]) =>
+        // deno-lint-ignore no-explicit-any
+        list.filter((r: any) => r.type === 6).map((r: any) => [r.dst, r.priority]);
+      assertEquals(pick(res[3].ok as unknown[]), [["10.1.15.0/24", 1024]]);
+      assertEquals(pick(res[4].ok as unknown[]), [["fc00:0:0:22::/64", 1024]]);
+      const six = await ipj(ns, "ip", "-6", "-j", "route", "show", "type", "blackhole");
+      // deno-lint-ignore no-explicit-any
+      assertEquals(six.map((r: any) => [r.type, r.dst, r.metric]), [[
+        "blackhole",
+        "fc00:0:0:22::/64",
+        1024,
+      ]]);
+      const del = await verbs(ns, [["routeDel", bh6], ["routeDel", bh6], ["routeDel", bh4]]);
+      assertEquals(del[0], { ok: null });
+      assertEquals(del[1].err?.code, "ESRCH");
+      assertEquals(del[2], { ok: null });
+      assertEquals(await ipj(ns, "ip", "-6", "-j", "route", "show", "type", "blackhole"), []);
+      assertEquals(await ipj(ns, "ip", "-4", "-j", "route", "show", "type", "blackhole"), []);
+    });
+  },
+);

@@ -14,14 +14,22 @@ const OPTS = {
 };
 const NET = IPNet.mustParse("10.1.0.0/16");
 const SUB = IPNet.mustParse("10.1.15.0/24");
+const V4 = [{ network: NET, subnet: SUB }];
+const NET6 = IPNet.mustParse("fc00::/48");
+const SUB6 = IPNet.mustParse("fc00:0:0:22::/64");
+const DUAL = [...V4, { network: NET6, subnet: SUB6 }];
 
 const show = (r: RouteSpec) => JSON.stringify({ ...r, dst: r.dst.toString() });
 
 /** A runner that records restores over an empty ruleset. */
-function runner(randomFully = true): FirewallRunner & { restores: string[] } {
+function runner(
+  randomFully = true,
+  tool: "iptables" | "ip6tables" = "iptables",
+): FirewallRunner & { restores: string[] } {
   const restores: string[] = [];
   return {
-    version: "iptables-restore v1.8.9 (fake)",
+    tool,
+    version: `${tool}-restore v1.8.9 (fake)`,
     randomFully,
     restores,
     save: () => Promise.resolve(""),
@@ -38,8 +46,9 @@ function routes(
   const calls: string[] = [];
   return {
     calls,
-    routeList: () =>
-      list.map((r): RouteInfo => ({
+    // Like the kernel's dump, one family at a time.
+    routeList: (_table, family = 4) =>
+      list.filter((r) => IPNet.mustParse(r.dst).family === family).map((r): RouteInfo => ({
         gateway: null,
         oif: null,
         table: 254,
@@ -71,11 +80,11 @@ Deno.test("setUpHost() installs masquerade with --random-fully unless disabled o
       const r = runner(supported);
       const h = await setUpHost(
         { ...OPTS, ipMasqFullyRandomDisable: disable },
-        NET,
-        SUB,
+        V4,
         { routes: routes(), openFirewall: () => Promise.resolve(r) },
       );
-      assert.ok(h.firewall?.installed);
+      assert.equal(h.firewalls.length, 1);
+      assert.ok(h.firewalls[0].installed);
       assert.equal(r.restores.length, 1);
       assert.equal(r.restores[0].includes("--random-fully"), want);
       assert.match(r.restores[0], /^\*nat$/m);
@@ -90,23 +99,22 @@ Deno.test("setUpHost() without iptables: --ip-masq fails, default forward rules 
   const missing = (why: string) =>
     Promise.reject(new FirewallError(`${why} needs iptables-restore, which is not installed`));
   await assert.rejects(
-    setUpHost(OPTS, NET, SUB, { routes: routes(), openFirewall: missing }),
+    setUpHost(OPTS, V4, { routes: routes(), openFirewall: missing }),
     /^FirewallError: --ip-masq needs iptables-restore, which is not installed$/,
   );
-  const fwd = await setUpHost({ ...OPTS, ipMasq: false }, NET, SUB, {
+  const fwd = await setUpHost({ ...OPTS, ipMasq: false }, V4, {
     routes: routes(),
     openFirewall: missing,
   });
-  assert.equal(fwd.firewall, null);
+  assert.deepEqual(fwd.firewalls, []);
   assert.match(log.lines.join(""), /--iptables-forward-rules needs iptables-restore/);
   let opened = 0;
   const none = await setUpHost(
     { ...OPTS, ipMasq: false, iptablesForwardRules: false },
-    NET,
-    SUB,
+    DUAL,
     { routes: routes(), openFirewall: () => (opened++, missing("x")) },
   );
-  assert.equal(none.firewall, null);
+  assert.deepEqual(none.firewalls, []);
   assert.equal(opened, 0, "no tool is even looked for");
   await none.keep(AbortSignal.abort());
 });
@@ -121,13 +129,13 @@ Deno.test("setUpHost() --ip-blackhole-route adds ours once and removes only flan
   ];
   const opts = { ...OPTS, ipMasq: false, iptablesForwardRules: false, ipBlackholeRoute: true };
   const absent = routes(stale);
-  await setUpHost(opts, NET, SUB, { routes: absent });
+  await setUpHost(opts, V4, { routes: absent });
   assert.deepEqual(absent.calls, [
     'del {"dst":"10.1.9.0/24","type":6,"metric":1024}',
     'replace {"dst":"10.1.15.0/24","type":6,"metric":1024}',
   ]);
   const present = routes([...stale, { dst: "10.1.15.0/24", type: 6, priority: BLACKHOLE_METRIC }]);
-  await setUpHost(opts, NET, SUB, { routes: present });
+  await setUpHost(opts, V4, { routes: present });
   assert.deepEqual(present.calls, ['del {"dst":"10.1.9.0/24","type":6,"metric":1024}']);
   assert.match(log.lines.join(""), /Blackhole route for 10\.1\.15\.0\/24 \(metric 1024\) in place/);
 });
@@ -151,7 +159,7 @@ Deno.test("HostSetup.keep() restores a deleted blackhole route every period", as
     ipBlackholeRoute: true,
     iptablesResync: 0.02,
   };
-  const h = await setUpHost(opts, NET, SUB, { routes: ops });
+  const h = await setUpHost(opts, V4, { routes: ops });
   assert.equal(list.length, 1);
   const stop = new AbortController();
   const kept = h.keep(stop.signal);
@@ -166,4 +174,86 @@ Deno.test("HostSetup.keep() restores a deleted blackhole route every period", as
   await kept;
   assert.equal(rt.calls.filter((c) => c.startsWith("replace")).length, 2, "restored once only");
   assert.match(log.lines.join(""), /was removed by someone else: restored/);
+});
+
+Deno.test("setUpHost() on a dual-stack network keeps iptables and ip6tables rules, each its own", async () => {
+  using log = logCapture();
+  const r4 = runner(true, "iptables");
+  const r6 = runner(true, "ip6tables");
+  const asked: string[] = [];
+  const h = await setUpHost(OPTS, DUAL, {
+    routes: routes(),
+    openFirewall: (why, family) => {
+      asked.push(`${why} ${family}`);
+      return Promise.resolve(family === 4 ? r4 : r6);
+    },
+  });
+  assert.deepEqual(asked, ["--ip-masq 4", "--ip-masq 6"]);
+  assert.deepEqual(h.firewalls.map((f) => [f.tool, f.installed]), [
+    ["iptables", true],
+    ["ip6tables", true],
+  ]);
+  assert.equal(r4.restores.length, 1);
+  assert.equal(r6.restores.length, 1);
+  assert.match(r4.restores[0], /^-A FLANNEL-POSTRTG -s 10\.1\.0\.0\/16 ! -d 224\.0\.0\.0\/4 /m);
+  assert.doesNotMatch(r4.restores[0], /fc00/);
+  assert.match(r6.restores[0], /^-A FLANNEL-POSTRTG -s fc00:0:0:22::\/64 -d fc00::\/48 /m);
+  assert.match(
+    r6.restores[0],
+    /^-A FLANNEL-POSTRTG -s fc00::\/48 ! -d ff00::\/8 .*--random-fully$/m,
+  );
+  assert.match(r6.restores[0], /^-A FLANNEL-FWD -d fc00::\/48 /m);
+  assert.doesNotMatch(r6.restores[0], /10\.1\./);
+  assert.match(log.lines.join(""), /Installed firewall rules with ip6tables-restore v1\.8\.9/);
+});
+
+Deno.test("setUpHost() without ip6tables: --ip-masq fails, default forward rules warn and keep IPv4's", async () => {
+  using log = logCapture();
+  const r4 = runner();
+  const no6 = (why: string, family: 4 | 6) =>
+    family === 4 ? Promise.resolve(r4) : Promise.reject(
+      new FirewallError(`${why} needs ip6tables-restore, which is not installed`),
+    );
+  await assert.rejects(
+    setUpHost(OPTS, DUAL, { routes: routes(), openFirewall: no6 }),
+    /^FirewallError: --ip-masq needs ip6tables-restore, which is not installed$/,
+  );
+  const fwd = await setUpHost({ ...OPTS, ipMasq: false }, DUAL, {
+    routes: routes(),
+    openFirewall: no6,
+  });
+  assert.deepEqual(fwd.firewalls.map((f) => f.tool), ["iptables"]);
+  assert.match(
+    log.lines.join(""),
+    /--iptables-forward-rules needs ip6tables-restore, which is not installed; no FORWARD rules/,
+  );
+  // An IPv6-only network never looks for iptables.
+  const asked: number[] = [];
+  const only6 = await setUpHost({ ...OPTS, ipMasq: false }, [{ network: NET6, subnet: SUB6 }], {
+    routes: routes(),
+    openFirewall: (why, family) => (asked.push(family), no6(why, family)),
+  });
+  assert.deepEqual(asked, [6]);
+  assert.deepEqual(only6.firewalls, []);
+});
+
+Deno.test("setUpHost() --ip-blackhole-route on a dual-stack network: one per family, stale ones per family", async () => {
+  using log = logCapture();
+  const opts = { ...OPTS, ipMasq: false, iptablesForwardRules: false, ipBlackholeRoute: true };
+  const rt = routes([
+    { dst: "fc00:0:0:9::/64", type: 6, priority: BLACKHOLE_METRIC }, // an earlier IPv6 lease's
+    { dst: "fd99::/64", type: 6, priority: BLACKHOLE_METRIC }, // outside the IPv6Network: kept
+    { dst: "10.1.9.0/24", type: 6, priority: BLACKHOLE_METRIC }, // an earlier IPv4 lease's
+  ]);
+  await setUpHost(opts, DUAL, { routes: rt });
+  assert.deepEqual(rt.calls, [
+    'del {"dst":"10.1.9.0/24","type":6,"metric":1024}',
+    'replace {"dst":"10.1.15.0/24","type":6,"metric":1024}',
+    'del {"dst":"fc00:0:0:9::/64","type":6,"metric":1024}',
+    'replace {"dst":"fc00:0:0:22::/64","type":6,"metric":1024}',
+  ]);
+  assert.match(
+    log.lines.join(""),
+    /Blackhole route for fc00:0:0:22::\/64 \(metric 1024\) in place/,
+  );
 });

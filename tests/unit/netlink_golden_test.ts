@@ -479,6 +479,19 @@ Deno.test("IPv6 address, route, NDP neighbour and fdb verbs encode as iproute2 d
       hex("4c000000 1900 0500", SEQ_PID, "0a 40 00 00 fe 00 00 00 00000000", via),
     );
   });
+  await t.step("ip -6 route replace blackhole fc00:0:0:22::/64 metric 1024", () => {
+    assertEquals(
+      sent((nl) => nl.routeReplace({ dst: net("fc00:0:0:22::/64"), type: 6, metric: 1024 })),
+      hex(
+        "38000000 1800 0505", // RTM_NEWROUTE REQUEST|ACK|REPLACE|CREATE
+        SEQ_PID,
+        // rtmsg: AF_INET6, /64, table main, boot, universe, type blackhole
+        "0a 40 00 00 fe 03 00 06 00000000",
+        `1400 0100 ${FC00_22}`, // RTA_DST
+        "0800 0600 00040000", // RTA_PRIORITY 1024
+      ),
+    );
+  });
   await t.step(
     "ip -6 neigh replace fc00:0:0:7:: lladdr 0e:aa:bb:cc:dd:ff dev flannel-v6.1 nud permanent",
     () => {

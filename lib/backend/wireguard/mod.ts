@@ -13,11 +13,15 @@
  *   `{"PublicKey":"<base64>","Port":<ListenPort>}`, byte for byte as upstream writes it
  *   (`ownLeaseAttrs`, which also writes upstream's `BackendV6Data` `{PublicKey, Port:
  *   ListenPortV6}` with EnableIPv6).
- * - EnableIPv6 (upstream's `separate` mode, the only Mode): a second device `flannel-wg-v6`
+ * - EnableIPv6 in upstream's `separate` mode (the default): a second device `flannel-wg-v6`
  *   with its own UDP socket on the external interface's IPv6 address, port ListenPortV6, the
  *   IPv6 subnet base as a /128, the route `<IPv6Network> dev flannel-wg-v6`, its own UAPI
  *   socket; each lease's IPv6 side (PublicIPv6, BackendV6Data, IPv6 subnet) is a peer of that
  *   device. The same key on both. IPv6-only networks run only that device.
+ * - Mode `auto`, `ipv4`, `ipv6` (upstream's single-device modes): only `flannel-wg`, on a
+ *   dual-stack socket `[::]:ListenPort`, with both subnet bases and both Networks; a lease is
+ *   one peer with both its subnets as allowed IPs, reached at the address modes.ts picks. Our
+ *   BackendV6Data then advertises ListenPort (lease_peers.ts `singlePeerFromLease` says why).
  * - Lease added → a peer: its PublicKey, endpoint PublicIP:Port (a lease without `Port`, from
  *   upstream before v0.26.6, means our own ListenPort, as upstream reads it), allowed IPs = its
  *   subnet, the PSK and PersistentKeepaliveInterval of the config. Lease removed → the peer and
