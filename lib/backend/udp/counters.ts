@@ -4,6 +4,8 @@
  * platforms Deno supports).
  */
 
+import { counterLayout } from "../datapath/counters.ts";
+
 /** Counter names in slot order: direction, then what happened. */
 export const COUNTER_NAMES = [
   "tx_packets", // TUN → UDP: inner packets sent to a peer
@@ -26,28 +28,18 @@ export const COUNTER_NAMES = [
   "rx_gso_writes", // TCP runs merged into one GSO super-packet TUN write
 ] as const;
 
+const layout = counterLayout(COUNTER_NAMES);
+
 /** A counter name. */
 export type CounterName = typeof COUNTER_NAMES[number];
 
-/** Slot indexes by name, e.g. `C.rx_not_peer`. */
-export const C = Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, i])) as Record<
-  CounterName,
-  number
->;
+/** Slot indexes by name. */
+export const C = layout.C;
 
 /** Allocates the shared counter memory. */
-export function newCounterMemory(): SharedArrayBuffer {
-  return new SharedArrayBuffer(COUNTER_NAMES.length * 8);
-}
+export const newCounterMemory = layout.newMemory;
 
 /** A snapshot of the counters as a plain object. */
-export function readCounters(mem: SharedArrayBuffer): Record<CounterName, number> {
-  const v = new Float64Array(mem);
-  return Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, v[i]])) as Record<CounterName, number>;
-}
+export const readCounters = layout.read;
 
-/** `name=value` pairs of the non-zero counters, for a log line. */
-export function formatCounters(c: Record<string, number>): string {
-  const parts = Object.entries(c).filter(([, v]) => v !== 0).map(([k, v]) => `${k}=${v}`);
-  return parts.length ? parts.join(" ") : "all zero";
-}
+export { formatCounters } from "../datapath/counters.ts";

@@ -42,39 +42,16 @@ import type { LeaseSnapshot } from "../../subnet/mod.ts";
 import type { IP, IPNet } from "../../ip.ts";
 import { errText, logger } from "../../log.ts";
 import { describeProtocol } from "../kernel_plan.ts";
-import {
-  openTun,
-  setTxQueueLen,
-  type Tun,
-  TUN_F_CSUM,
-  TUN_F_TSO4,
-  TUN_F_TSO_ECN,
-  tunSetOffload,
-} from "../../../ffi/tun.ts";
-import {
-  bind,
-  setBufferSizes,
-  setsockoptInt,
-  SOL_UDP,
-  UDP_GRO,
-  UDP_SEGMENT,
-  udpSocket,
-  Wakeup,
-} from "../../../ffi/udp.ts";
+import { setTxQueueLen, type Tun } from "../../../ffi/tun.ts";
+import { bind, setBufferSizes, udpSocket } from "../../../ffi/udp.ts";
+import { openOffloadTun, probeUdpOffloads, TSO4 } from "../datapath/offload.ts";
+import { DataPathWorker } from "../datapath/host.ts";
 import type { Fd } from "../../../ffi/fd.ts";
 import { RT_TABLE_MAIN } from "../../../ffi/netlink/mod.ts";
 import { writeSysctl } from "../../../ffi/sysctl.ts";
 import { peersInUse } from "../../health/catalog.ts";
 import { type CounterName, formatCounters, newCounterMemory, readCounters } from "./counters.ts";
-import {
-  CTL_PENDING,
-  CTL_STOP,
-  CTL_WORDS,
-  type PeerBatch,
-  type PeerChange,
-  type WorkerInit,
-  type WorkerReport,
-} from "./protocol.ts";
+import type { PeerBatch, PeerChange, WorkerInit } from "./protocol.ts";
 
 const log = logger("udp");
 
@@ -82,8 +59,6 @@ const log = logger("udp");
 const ENCAP_OVERHEAD = 28;
 const SOCKET_BUFFER = 4 << 20;
 const TXQUEUELEN = 1000;
-/** How long `run` waits for the Worker to stop before terminating it. */
-const STOP_GRACE_MS = 800;
 
 /** The udp network, with its device name and counters for metrics. */
 export interface UdpNetwork extends Network {
@@ -134,7 +109,7 @@ async function init(
   const own = ownIPv4(lease);
   const network = v4.range.network;
   const mtu = ext.mtu - ENCAP_OVERHEAD;
-  const { tun, vnetHdr } = openTunDevice(cfg);
+  const { tun, vnetHdr } = openOffloadTun("flannel%d", cfg.offload ? [TSO4] : [], log);
   let sock: Fd | null = null;
   let gso = { udpGso: false, udpGro: false };
   try {
@@ -172,20 +147,6 @@ async function init(
     counters: () => readCounters(p.counterMem),
     run: (signal) => run(p, signal),
   };
-}
-
-function openTunDevice(cfg: UdpBackendConfig): { tun: Tun; vnetHdr: boolean } {
-  if (cfg.offload) {
-    const tun = openTun({ name: "flannel%d", vnetHdr: true });
-    try {
-      tunSetOffload(tun.fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN);
-      return { tun, vnetHdr: true };
-    } catch (err) {
-      log.warn(`TUN offloads refused, continuing without: ${errText(err)}`);
-      tun.fd.close();
-    }
-  }
-  return { tun: openTun({ name: "flannel%d" }), vnetHdr: false };
 }
 
 /**
@@ -263,24 +224,7 @@ function setUpSocket(
   // ffi/udp.ts is the data path's socket layer: IPv4 as host-order u32, like the Worker.
   bind(sock, ifaceAddr.toU32(), port);
   setBufferSizes(sock, SOCKET_BUFFER);
-  const r = { udpGso: false, udpGro: false };
-  if (vnetHdr) {
-    try {
-      // Probe: UDP_SEGMENT as a socket option sets a default segment size; 0 turns it off
-      // again but proves the kernel knows it.
-      setsockoptInt(sock, SOL_UDP, UDP_SEGMENT, 0);
-      r.udpGso = true;
-    } catch (err) {
-      log.warn(`UDP GSO refused, sending one datagram per call: ${errText(err)}`);
-    }
-    try {
-      setsockoptInt(sock, SOL_UDP, UDP_GRO, 1);
-      r.udpGro = true;
-    } catch (err) {
-      log.warn(`UDP GRO refused, receiving one datagram per slot: ${errText(err)}`);
-    }
-  }
-  return r;
+  return probeUdpOffloads(sock, vnetHdr, log);
 }
 
 function close(p: Parts): void {
@@ -289,52 +233,28 @@ function close(p: Parts): void {
 }
 
 async function run(p: Parts, signal: AbortSignal): Promise<void> {
-  const ctl = new SharedArrayBuffer(CTL_WORDS * 4);
-  const ctlView = new Int32Array(ctl);
-  const wake = new Wakeup();
-  const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-  let reports: (r: WorkerReport) => void = () => {};
+  const worker = new DataPathWorker<WorkerInit, PeerBatch>(
+    new URL("./worker.ts", import.meta.url),
+    {
+      tunFd: p.tun.fd.fd,
+      udpFd: p.sock.fd,
+      // The Worker's per-packet path keeps IPv4 as host-order u32: convert at its boundary.
+      ownNet: p.own.ip.toU32(),
+      ownPrefix: p.own.prefix,
+      tunAddr: p.own.ip.toU32(),
+      mtu: p.mtu,
+      vnetHdr: p.vnetHdr,
+      udpGso: p.udpGso,
+      udpGro: p.udpGro,
+      counters: p.counterMem,
+    },
+    log,
+  );
   let failed: string | null = null;
-  const stopped = Promise.withResolvers<void>();
-  const workerDied = Promise.withResolvers<void>();
-  worker.onmessage = (ev: MessageEvent<WorkerReport>) => reports(ev.data);
-  worker.onerror = (ev) => {
-    ev.preventDefault();
-    failed = `Data path Worker failed: ${ev.message}`;
-    workerDied.resolve();
-  };
-  const ready = Promise.withResolvers<void>();
-  reports = (r) => {
-    if (r.type === "ready") ready.resolve();
-    else if (r.type === "stopped") stopped.resolve();
-    else if (r.type === "warn") log.warn(r.message);
-    else {
-      failed = `Data path failed: ${r.message}`;
-      workerDied.resolve();
-    }
-  };
-  const init: WorkerInit = {
-    op: "init",
-    tunFd: p.tun.fd.fd,
-    udpFd: p.sock.fd,
-    wakeFd: wake.fd.fd,
-    // The Worker's per-packet path keeps IPv4 as host-order u32: convert at its boundary.
-    ownNet: p.own.ip.toU32(),
-    ownPrefix: p.own.prefix,
-    tunAddr: p.own.ip.toU32(),
-    mtu: p.mtu,
-    vnetHdr: p.vnetHdr,
-    udpGso: p.udpGso,
-    udpGro: p.udpGro,
-    ctl,
-    counters: p.counterMem,
-  };
-  worker.postMessage(init);
-  const post = (m: PeerBatch) => {
-    worker.postMessage(m);
-    Atomics.add(ctlView, CTL_PENDING, 1);
-    wake.signal(); // poll returns now, not after its timeout
-  };
+  const workerDied = worker.died.then((m) => {
+    failed ??= m;
+  });
+  const post = (m: PeerBatch) => worker.post(m);
   const statsTimer = log.enabled(2)
     ? setInterval(
       () => log.v(2, `Data path counters: ${formatCounters(readCounters(p.counterMem))}`),
@@ -342,8 +262,7 @@ async function run(p: Parts, signal: AbortSignal): Promise<void> {
     )
     : null;
   try {
-    await Promise.race([ready.promise, workerDied.promise]);
-    if (failed) throw new Error(failed);
+    await worker.ready();
     const own = p.own;
     const port = p.cfg.port;
     const watch = (async () => {
@@ -389,19 +308,11 @@ async function run(p: Parts, signal: AbortSignal): Promise<void> {
         if (!signal.aborted) failed ??= `Lease watch failed: ${errText(err)}`;
       },
     );
-    await Promise.race([aborted, workerDied.promise, watchEnded]);
+    await Promise.race([aborted, workerDied, watchEnded]);
     if (failed) throw new Error(failed);
   } finally {
     if (statsTimer !== null) clearInterval(statsTimer);
-    Atomics.store(ctlView, CTL_STOP, 1);
-    wake.signal();
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), STOP_GRACE_MS));
-    const clean = await Promise.race([stopped.promise.then(() => true), grace]);
-    clearTimeout(timer);
-    worker.terminate();
-    wake.fd.close();
-    if (!clean) log.warn("Data path Worker did not stop in time: terminated");
+    await worker.stop();
     log.info(`Data path stopped: ${formatCounters(readCounters(p.counterMem))}`);
     close(p);
   }

@@ -3,24 +3,16 @@
  * the shared control words.
  */
 
-/** Int32 slots of the control SharedArrayBuffer. */
-/** Control word set to 1 by the main thread: the Worker stops within one poll. */
-export const CTL_STOP = 0;
-/** Control word counting messages posted but not yet applied: the Worker yields to its event loop. */
-export const CTL_PENDING = 1;
-/** The number of Int32 control words. */
-export const CTL_WORDS = 2;
+import type { BaseInit, BaseReport } from "../datapath/protocol.ts";
+
+export { CTL_PENDING, CTL_STOP, CTL_WORDS } from "../datapath/protocol.ts";
 
 /** The first message: everything the data path needs, fds opened by the main thread. */
-export interface WorkerInit {
-  /** The message kind. */
-  readonly op: "init";
+export interface WorkerInit extends BaseInit {
   /** The TUN queue's fd (non-blocking). */
   readonly tunFd: number;
   /** The bound UDP socket's fd (non-blocking). */
   readonly udpFd: number;
-  /** An eventfd the main thread signals after posting messages, so that `poll` returns. */
-  readonly wakeFd: number;
   /** Our lease (host-order u32 base and prefix): datagrams must target it. */
   readonly ownNet: number;
   /** Our lease's prefix length. */
@@ -35,8 +27,6 @@ export interface WorkerInit {
   readonly udpGso: boolean;
   /** `UDP_GRO` is on for the socket. */
   readonly udpGro: boolean;
-  /** The control words ({@link CTL_STOP}, {@link CTL_PENDING}). */
-  readonly ctl: SharedArrayBuffer;
   /** The counters (counters.ts), written by the Worker. */
   readonly counters: SharedArrayBuffer;
 }
@@ -64,8 +54,4 @@ export interface PeerChange {
 }
 
 /** What the Worker posts back. */
-export type WorkerReport =
-  | { readonly type: "ready" }
-  | { readonly type: "stopped" }
-  | { readonly type: "warn"; readonly message: string }
-  | { readonly type: "error"; readonly message: string };
+export type WorkerReport = BaseReport;

@@ -56,6 +56,7 @@ import {
   writeSegment,
 } from "./segment.ts";
 import { CTL_PENDING, CTL_STOP, type PeerBatch, type WorkerInit } from "./protocol.ts";
+import { serveDataPath } from "../datapath/serve.ts";
 
 /** Packets per batch (TUN reads per wake-up, datagrams per recvmmsg/sendmmsg). */
 const BATCH = 64;
@@ -508,40 +509,15 @@ class DataPath {
   }
 }
 
-let path: DataPath | null = null;
-let ctlView: Int32Array | null = null;
-
-function loop(): void {
-  try {
-    if (path!.run()) {
-      self.postMessage({ type: "stopped" });
-      self.close();
-      return;
-    }
-    setTimeout(loop, 0);
-  } catch (err) {
-    self.postMessage({ type: "error", message: (err as Error).message });
-    self.close();
-  }
-}
-
-self.onmessage = (ev: MessageEvent<WorkerInit | PeerBatch>) => {
-  const m = ev.data;
-  try {
-    if (m.op === "init") {
-      path = new DataPath(m);
-      ctlView = new Int32Array(m.ctl);
-      self.postMessage({ type: "ready" });
-      setTimeout(loop, 0);
-      return;
-    }
-    for (const c of m.changes) {
-      if (c.op === "set") path!.peers.set(c.net, c.prefix, c.ip, c.port);
-      else path!.peers.delete(c.net, c.prefix);
-    }
-  } catch (err) {
-    self.postMessage({ type: "error", message: (err as Error).message });
-  } finally {
-    if (m.op !== "init" && ctlView) Atomics.sub(ctlView, CTL_PENDING, 1);
-  }
-};
+serveDataPath<WorkerInit, PeerBatch>((init) => {
+  const path = new DataPath(init);
+  return {
+    run: () => path.run(),
+    handle(m) {
+      for (const c of m.changes) {
+        if (c.op === "set") path.peers.set(c.net, c.prefix, c.ip, c.port);
+        else path.peers.delete(c.net, c.prefix);
+      }
+    },
+  };
+}, "error");

@@ -3,6 +3,8 @@
  * writes and the daemon reads (the layout of the udp backend's counters.ts).
  */
 
+import { counterLayout } from "../datapath/counters.ts";
+
 /** Counter names in slot order. */
 export const COUNTER_NAMES = [
   "tx_packets", // TUN → peer: inner packets sealed and sent
@@ -29,22 +31,16 @@ export const COUNTER_NAMES = [
   "hs_cookie_sent", // under load: answered with a cookie reply
 ] as const;
 
+const layout = counterLayout(COUNTER_NAMES);
+
 /** A counter name. */
 export type CounterName = typeof COUNTER_NAMES[number];
 
-/** Slot indexes by name, e.g. `C.rx_bad_mac`. */
-export const C = Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, i])) as Record<
-  CounterName,
-  number
->;
+/** Slot indexes by name. */
+export const C = layout.C;
 
 /** Allocates the shared counter memory. */
-export function newCounterMemory(): SharedArrayBuffer {
-  return new SharedArrayBuffer(COUNTER_NAMES.length * 8);
-}
+export const newCounterMemory = layout.newMemory;
 
 /** A snapshot of the counters as a plain object. */
-export function readCounters(mem: SharedArrayBuffer): Record<CounterName, number> {
-  const v = new Float64Array(mem);
-  return Object.fromEntries(COUNTER_NAMES.map((n, i) => [n, v[i]])) as Record<CounterName, number>;
-}
+export const readCounters = layout.read;

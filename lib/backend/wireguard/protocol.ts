@@ -3,22 +3,20 @@
  * words are the udp backend's (stop flag, pending-message count).
  */
 
-export { CTL_PENDING, CTL_STOP, CTL_WORDS } from "../udp/protocol.ts";
+import type { BaseInit, BaseReport } from "../datapath/protocol.ts";
+
+export { CTL_PENDING, CTL_STOP, CTL_WORDS } from "../datapath/protocol.ts";
 import type { AllowedIP } from "./peer.ts";
 
 /** What a device carries: one family (`separate` mode), or both through one device. */
 export type DeviceFamily = 4 | 6 | "dual";
 
 /** The first message: everything the data path needs, fds opened by the main thread. */
-export interface WorkerInit {
-  /** The message kind. */
-  readonly op: "init";
+export interface WorkerInit extends BaseInit {
   /** The TUN's fd (non-blocking). */
   readonly tunFd: number;
   /** The bound UDP socket's fd (non-blocking). */
   readonly udpFd: number;
-  /** An eventfd the main thread signals after posting messages. */
-  readonly wakeFd: number;
   /** The TUN was opened with `IFF_VNET_HDR` and TSO/checksum offloads are on. */
   readonly vnetHdr: boolean;
   /** UDP GSO (`UDP_SEGMENT`) may be used to send. */
@@ -38,8 +36,6 @@ export interface WorkerInit {
    * (IPv4 peers v4-mapped), inner packets and peers of both families.
    */
   readonly family: DeviceFamily;
-  /** The control words. */
-  readonly ctl: SharedArrayBuffer;
   /** The counters (counters.ts), written by the Worker. */
   readonly counters: SharedArrayBuffer;
 }
@@ -86,8 +82,5 @@ export interface DumpRequest {
 
 /** What the Worker posts back. */
 export type WorkerReport =
-  | { readonly type: "ready" }
-  | { readonly type: "stopped" }
-  | { readonly type: "dump"; readonly id: number; readonly text: string }
-  | { readonly type: "warn"; readonly message: string }
-  | { readonly type: "error"; readonly message: string };
+  | BaseReport
+  | { readonly type: "dump"; readonly id: number; readonly text: string };

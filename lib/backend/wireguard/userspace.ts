@@ -16,53 +16,34 @@
  * vnet header (one packet per read) when it refuses them all.
  */
 
-import { errText, logger } from "../../log.ts";
-import {
-  openTun,
-  setTxQueueLen,
-  type Tun,
-  TUN_F_CSUM,
-  TUN_F_TSO4,
-  TUN_F_TSO6,
-  TUN_F_TSO_ECN,
-  tunSetOffload,
-} from "../../../ffi/tun.ts";
-import {
-  bind,
-  bind6,
-  setBufferSizes,
-  setsockoptInt,
-  SOL_UDP,
-  UDP_GRO,
-  UDP_SEGMENT,
-  udpSocket,
-  Wakeup,
-} from "../../../ffi/udp.ts";
+import { logger } from "../../log.ts";
+import { setTxQueueLen, type Tun } from "../../../ffi/tun.ts";
+import { bind, bind6, setBufferSizes, udpSocket } from "../../../ffi/udp.ts";
 import type { Fd } from "../../../ffi/fd.ts";
 import { writeSysctl } from "../../../ffi/sysctl.ts";
 import { type CounterName, newCounterMemory, readCounters } from "./counters.ts";
+import type { DumpRequest, PeerBatch, WorkerInit, WorkerReport } from "./protocol.ts";
 import {
-  CTL_PENDING,
-  CTL_STOP,
-  CTL_WORDS,
-  type DumpRequest,
-  type PeerBatch,
-  type WorkerInit,
-  type WorkerReport,
-} from "./protocol.ts";
+  type OffloadTry,
+  openOffloadTun,
+  probeUdpOffloads,
+  TSO4,
+  TSO46,
+  TSO6,
+} from "../datapath/offload.ts";
+import { DataPathWorker } from "../datapath/host.ts";
 import type { DeviceSetup, WireguardDevice } from "./mod.ts";
 import type { NetlinkHandle } from "../mod.ts";
 
 const log = logger("wireguard");
 const SOCKET_BUFFER = 4 << 20;
 const TXQUEUELEN = 1000;
-const STOP_GRACE_MS = 800;
 
 /** Opens the TUN and the socket and configures the device; the Worker starts with `start()`. */
 export function createUserspaceDevice(setup: DeviceSetup): WireguardDevice {
   const v6 = setup.family === 6;
   const dual = setup.family === "dual";
-  const { tun, vnetHdr } = openOffloadTun(setup.name, OFFLOADS[setup.family]);
+  const { tun, vnetHdr } = openOffloadTun(setup.name, OFFLOADS[setup.family], log);
   let sock: Fd | null = null;
   try {
     configureLink(tun, setup);
@@ -77,59 +58,19 @@ export function createUserspaceDevice(setup: DeviceSetup): WireguardDevice {
     tun.fd.close();
     throw err;
   }
-  const gso = vnetHdr && probe(sock, UDP_SEGMENT, 0, "UDP GSO");
-  const gro = vnetHdr && probe(sock, UDP_GRO, 1, "UDP GRO");
-  return new UserspaceDevice(tun, { vnetHdr, gso, gro }, sock, setup);
+  const { udpGso, udpGro } = probeUdpOffloads(sock, vnetHdr, log);
+  return new UserspaceDevice(tun, { vnetHdr, gso: udpGso, gro: udpGro }, sock, setup);
 }
-
-/** Sets a UDP socket option; false (with a warning) when the kernel refuses it. */
-function probe(sock: Fd, opt: number, value: number, what: string): boolean {
-  try {
-    // UDP_SEGMENT 0 sets no default segment size but proves the kernel knows the option.
-    setsockoptInt(sock, SOL_UDP, opt, value);
-    return true;
-  } catch (err) {
-    log.warn(`${what} refused, continuing without: ${errText(err)}`);
-    return false;
-  }
-}
-
-const TSO4 = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN;
-const TSO6 = TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN;
 
 /**
  * The `TUNSETOFFLOAD` sets each device family tries, best first: TSO for the families it
  * carries (with checksum offload and ECN), the single device then IPv4's alone.
  */
-const OFFLOADS: Record<DeviceSetup["family"], { bits: number; what: string }[]> = {
-  4: [{ bits: TSO4, what: "TSO4" }],
-  6: [{ bits: TSO6, what: "TSO6" }],
-  dual: [{ bits: TSO4 | TSO6, what: "TSO4 and TSO6" }, { bits: TSO4, what: "TSO4" }],
+const OFFLOADS: Record<DeviceSetup["family"], OffloadTry[]> = {
+  4: [TSO4],
+  6: [TSO6],
+  dual: [TSO46, TSO4],
 };
-
-/**
- * The TUN with TSO and checksum offloads when the kernel accepts them: the kernel then hands us
- * TCP super-packets of up to 64 KiB (cut into MTU-sized packets before sealing, one TUN read
- * instead of ~45). The first of `tries` the kernel takes; a refusal is a warning. Without any,
- * a TUN without a vnet header: one packet per read.
- */
-function openOffloadTun(
-  name: string,
-  tries: { bits: number; what: string }[],
-): { tun: Tun; vnetHdr: boolean } {
-  const tun = openTun({ name, vnetHdr: true });
-  for (const t of tries) {
-    try {
-      tunSetOffload(tun.fd, t.bits);
-      return { tun, vnetHdr: true };
-    } catch (err) {
-      log.warn(`TUN offloads (${t.what}) refused: ${errText(err)}`);
-    }
-  }
-  log.warn("No TUN offloads: continuing with one packet per read");
-  tun.fd.close();
-  return { tun: openTun({ name }), vnetHdr: false };
-}
 
 function configureLink(tun: Tun, setup: DeviceSetup): void {
   const nl = setup.netlink();
@@ -170,13 +111,8 @@ class UserspaceDevice implements WireguardDevice {
   readonly #sock: Fd;
   readonly #setup: DeviceSetup;
   readonly #counterMem = newCounterMemory();
-  readonly #ctl = new SharedArrayBuffer(CTL_WORDS * 4);
-  readonly #ctlView = new Int32Array(this.#ctl);
-  #wake: Wakeup | null = null;
-  #worker: Worker | null = null;
-  #failed: string | null = null;
+  #worker: DataPathWorker<WorkerInit, PeerBatch | DumpRequest, WorkerReport> | null = null;
   readonly #died = Promise.withResolvers<string>();
-  readonly #stopped = Promise.withResolvers<void>();
   readonly #dumps = new Map<number, (text: string) => void>();
   #nextDump = 1;
 
@@ -196,48 +132,30 @@ class UserspaceDevice implements WireguardDevice {
   }
 
   async start(): Promise<void> {
-    const wake = new Wakeup();
-    this.#wake = wake;
-    const worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
-    this.#worker = worker;
-    const ready = Promise.withResolvers<void>();
-    worker.onmessage = (ev: MessageEvent<WorkerReport>) => {
-      const r = ev.data;
-      if (r.type === "ready") ready.resolve();
-      else if (r.type === "stopped") this.#stopped.resolve();
-      else if (r.type === "dump") {
+    const worker = new DataPathWorker<WorkerInit, PeerBatch | DumpRequest, WorkerReport>(
+      new URL("./worker.ts", import.meta.url),
+      {
+        tunFd: this.#tun.fd.fd,
+        udpFd: this.#sock.fd,
+        vnetHdr: this.#offloads.vnetHdr,
+        udpGso: this.#offloads.gso,
+        udpGro: this.#offloads.gro,
+        mtu: this.#setup.mtu,
+        privateKey: this.#setup.privateKey,
+        listenPort: this.#setup.listenPort,
+        family: this.#setup.family,
+        counters: this.#counterMem,
+      },
+      log,
+      (r) => {
+        if (r.type !== "dump") return;
         this.#dumps.get(r.id)?.(r.text);
         this.#dumps.delete(r.id);
-      } else if (r.type === "warn") log.warn(r.message);
-      else this.#fail(`Data path failed: ${r.message}`);
-    };
-    worker.onerror = (ev) => {
-      ev.preventDefault();
-      this.#fail(`Data path Worker failed: ${ev.message}`);
-    };
-    const init: WorkerInit = {
-      op: "init",
-      tunFd: this.#tun.fd.fd,
-      udpFd: this.#sock.fd,
-      wakeFd: wake.fd.fd,
-      vnetHdr: this.#offloads.vnetHdr,
-      udpGso: this.#offloads.gso,
-      udpGro: this.#offloads.gro,
-      mtu: this.#setup.mtu,
-      privateKey: this.#setup.privateKey,
-      listenPort: this.#setup.listenPort,
-      family: this.#setup.family,
-      ctl: this.#ctl,
-      counters: this.#counterMem,
-    };
-    worker.postMessage(init);
-    const failed = this.#died.promise.then((m) => Promise.reject(new Error(m)));
-    await Promise.race([ready.promise, failed]);
-  }
-
-  #fail(message: string): void {
-    this.#failed ??= message;
-    this.#died.resolve(message);
+      },
+    );
+    this.#worker = worker;
+    worker.died.then((m) => this.#died.resolve(m));
+    await worker.ready();
   }
 
   /** Resolves with the failure message when the data path dies. */
@@ -247,9 +165,7 @@ class UserspaceDevice implements WireguardDevice {
 
   #post(m: PeerBatch | DumpRequest): void {
     if (this.#worker === null) throw new Error("The WireGuard data path is not running");
-    this.#worker.postMessage(m);
-    Atomics.add(this.#ctlView, CTL_PENDING, 1);
-    this.#wake!.signal();
+    this.#worker.post(m);
   }
 
   apply(batch: PeerBatch): void {
@@ -277,18 +193,8 @@ class UserspaceDevice implements WireguardDevice {
   }
 
   async close(): Promise<void> {
-    if (this.#worker !== null) {
-      Atomics.store(this.#ctlView, CTL_STOP, 1);
-      this.#wake!.signal();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), STOP_GRACE_MS));
-      const clean = await Promise.race([this.#stopped.promise.then(() => true), grace]);
-      clearTimeout(timer);
-      this.#worker.terminate();
-      this.#worker = null;
-      if (!clean) log.warn("Data path Worker did not stop in time: terminated");
-      this.#wake!.fd.close();
-    }
+    await this.#worker?.stop();
+    this.#worker = null;
     for (const resolve of this.#dumps.values()) resolve("errno=5\n\n");
     this.#dumps.clear();
     this.#sock.close();

@@ -82,6 +82,7 @@ import {
   type PeerBatch,
   type WorkerInit,
 } from "./protocol.ts";
+import { serveDataPath } from "../datapath/serve.ts";
 
 /** Packets per batch. */
 const BATCH = 32;
@@ -620,42 +621,15 @@ class DataPath {
   }
 }
 
-let path: DataPath | null = null;
-let ctlView: Int32Array | null = null;
-
-function loop(): void {
-  try {
-    if (path!.run()) {
-      path!.close();
-      self.postMessage({ type: "stopped" });
-      self.close();
-      return;
-    }
-    setTimeout(loop, 0);
-  } catch (err) {
-    self.postMessage({ type: "error", message: (err as Error).message });
-    self.close();
-  }
-}
-
-self.onmessage = (ev: MessageEvent<WorkerInit | PeerBatch | DumpRequest>) => {
-  const m = ev.data;
-  try {
-    if (m.op === "init") {
-      path = new DataPath(m);
-      ctlView = new Int32Array(m.ctl);
-      self.postMessage({ type: "ready" });
-      setTimeout(loop, 0);
-      return;
-    }
-    if (m.op === "dump") {
-      self.postMessage({ type: "dump", id: m.id, text: formatGet(path!.dev, path!.listenPort) });
-      return;
-    }
-    path!.apply(m);
-  } catch (err) {
-    self.postMessage({ type: "warn", message: (err as Error).message });
-  } finally {
-    if (m.op !== "init" && ctlView) Atomics.sub(ctlView, CTL_PENDING, 1);
-  }
-};
+serveDataPath<WorkerInit, PeerBatch | DumpRequest>((init) => {
+  const path = new DataPath(init);
+  return {
+    run: () => path.run(),
+    handle(m) {
+      if (m.op === "dump") {
+        self.postMessage({ type: "dump", id: m.id, text: formatGet(path.dev, path.listenPort) });
+      } else path.apply(m);
+    },
+    close: () => path.close(),
+  };
+}, "warn");
