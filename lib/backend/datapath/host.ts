@@ -84,7 +84,9 @@ export class DataPathWorker<I extends BaseInit, M, R extends { type: string } = 
     this.#wake.signal();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const grace = new Promise<boolean>((r) => timer = setTimeout(() => r(false), STOP_GRACE_MS));
-    const clean = await Promise.race([this.#stopped.promise.then(() => true), grace]);
+    // A Worker that died has closed itself: nothing to wait for.
+    const dead = this.#died.promise.then(() => true);
+    const clean = await Promise.race([this.#stopped.promise.then(() => true), dead, grace]);
     clearTimeout(timer);
     this.#worker.terminate();
     this.#wake.fd.close();
