@@ -9,6 +9,7 @@ import {
   leasePeerSide,
   ownLeaseAttrs,
   peerFromLease,
+  singlePeerFromLease,
 } from "../../lib/backend/wireguard/lease_peers.ts";
 import { keyFilePath, loadOrCreateKey } from "../../lib/backend/wireguard/keyfile.ts";
 import {
@@ -666,4 +667,52 @@ Deno.test("wireguard backend in the single-device modes: one flannel-wg for both
       }
     });
   }
+});
+
+Deno.test("singlePeerFromLease(): both subnets allowed, endpoint by Mode, BackendData's port, refusals named", () => {
+  const us = { publicIP: ip("192.168.100.10"), publicIPv6: ip("fd00::a") };
+  const both = dualLease({ PublicKey: PUB, Port: 40000 }, { PublicKey: PUB, Port: 51821 });
+  const p6 = singlePeerFromLease(both, OWN, { mode: "ipv6", ours: us });
+  assert.ok(typeof p6 !== "string");
+  assert.deepEqual([p6.ip, p6.ip6, p6.port], [0, ip("fd00::b").bytes, 40000]);
+  assert.deepEqual(p6.allowedIPs, [
+    { net: 0x0a010200, prefix: 24 },
+    { net: 0, prefix: 64, net6: ip("fc00:0:0:22::").bytes },
+  ]);
+  const p4 = singlePeerFromLease(both, OWN, { mode: "auto", ours: us });
+  assert.ok(typeof p4 !== "string");
+  assert.deepEqual([p4.ip, p4.ip6, p4.port], [0xc0a8640b, null, 40000]);
+  // An IPv4-only peer in auto: reached over IPv4, its one subnet allowed.
+  const only4 = singlePeerFromLease(lease("wireguard", { PublicKey: PUB }), OWN, {
+    mode: "auto",
+    ours: us,
+  });
+  assert.ok(typeof only4 !== "string");
+  assert.deepEqual([only4.ip6, only4.port, only4.allowedIPs.length], [null, 51820, 1]);
+  // An IPv6-only network's lease (no BackendData): our own ListenPort, not BackendV6Data's.
+  const v6only: Lease = {
+    ...dualLease(null, { PublicKey: PUB, Port: 51821 }),
+    subnet: null,
+    attrs: { ...both.attrs, publicIP: ip("0.0.0.0"), backendData: null },
+  };
+  const p = singlePeerFromLease(v6only, OWN, { mode: "auto", ours: us });
+  assert.ok(typeof p !== "string");
+  assert.deepEqual([p.ip6, p.port, p.allowedIPs.length], [ip("fd00::b").bytes, 51820, 1]);
+  // Refusals, each a reason for the warning line.
+  const other = toBase64(publicKey(generatePrivateKey()));
+  assert.equal(
+    singlePeerFromLease(dualLease({ PublicKey: PUB }, { PublicKey: other }), OWN, {
+      mode: "auto",
+      ours: us,
+    }),
+    "BackendData and BackendV6Data name different PublicKeys",
+  );
+  assert.equal(
+    singlePeerFromLease(lease("wireguard", { PublicKey: PUB }), OWN, { mode: "ipv6", ours: us }),
+    "no IPv6 address to reach it at (Mode ipv6)",
+  );
+  assert.equal(
+    singlePeerFromLease(dualLease({ PublicKey: PUB }, {}), OWN, { mode: "ipv6", ours: us }),
+    "BackendV6Data has no PublicKey",
+  );
 });
