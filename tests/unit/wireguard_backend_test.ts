@@ -470,7 +470,7 @@ Deno.test("peerFromLease(…, 6) and LeasePeers of family 6: the IPv6 side as 16
  * The wireguard backend on a dual-stack network in `mode`, with fake devices: one peer lease
  * of both families; returns what init set up and the network.
  */
-async function dualStackBackend(dir: string, mode: WireguardMode) {
+async function dualStackBackend(dir: string, mode: WireguardMode, withIPv6 = true) {
   const config: NetworkConfig = {
     ipv4: {
       network: net("10.1.0.0/16"),
@@ -478,12 +478,14 @@ async function dualStackBackend(dir: string, mode: WireguardMode) {
       subnetMin: ip("10.1.1.0"),
       subnetMax: ip("10.1.255.0"),
     },
-    ipv6: {
-      network: net("fc00::/48"),
-      subnetLen: 64,
-      subnetMin: ip("fc00:0:0:1::"),
-      subnetMax: ip("fc00:0:0:ffff::"),
-    },
+    ipv6: withIPv6
+      ? {
+        network: net("fc00::/48"),
+        subnetLen: 64,
+        subnetMin: ip("fc00:0:0:1::"),
+        subnetMax: ip("fc00:0:0:ffff::"),
+      }
+      : null,
     backend: {
       type: "wireguard",
       listenPort: 51820,
@@ -715,4 +717,21 @@ Deno.test("singlePeerFromLease(): both subnets allowed, endpoint by Mode, Backen
     singlePeerFromLease(dualLease({ PublicKey: PUB }, {}), OWN, { mode: "ipv6", ours: us }),
     "BackendV6Data has no PublicKey",
   );
+});
+
+Deno.test("wireguard Mode auto or ipv4 on an IPv4-only network: the IPv4 device on an IPv4 socket (no IPv6 needed on the host)", async () => {
+  for (const mode of ["auto", "ipv4"] as const) {
+    const dir = await Deno.makeTempDir();
+    try {
+      using _log = logCapture();
+      const { setups, network } = await dualStackBackend(dir, mode, false);
+      assert.deepEqual(
+        setups.map((s) => `${s.name} ${s.family} ${s.bindIp}:${s.listenPort} ${s.networks}`),
+        ["flannel-wg 4 192.168.0.1:51820 10.1.0.0/16"],
+      );
+      assert.deepEqual(network.devices, ["flannel-wg"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
 });

@@ -198,7 +198,9 @@ async function init(
     });
   }
   if (families.length === 0) throw new Error("Neither EnableIPv4 nor EnableIPv6 is set");
-  const single = cfg.mode !== "separate";
+  // A single-device mode carries both families; on an IPv4-only network it is the IPv4 device
+  // (one family, IPv4 endpoints), on an IPv4 socket, so a host without IPv6 runs it too.
+  const single = cfg.mode !== "separate" && ctx.config.ipv6 !== null;
   const keyFile = keyFilePath((n) => ctx.env[n]);
   const { key, created, warning } = await loadOrCreateKey(keyFile);
   if (warning !== undefined) log.warn(warning);
