@@ -20,6 +20,7 @@ import {
   iperfTcp,
   lease6Of,
   startDualNode,
+  startDualNodeWith,
   startWgDaemon,
   wgDump,
   type WgNode,
@@ -192,4 +193,33 @@ Deno.test("wireguard Mode auto: IPv4 endpoints on a private dual-stack underlay 
     ]);
     assert.deepEqual(await flannelLinks(a.host), ["flannel-wg"]);
   });
+});
+
+Deno.test("wireguard with FLANNEL_WG_OFFLOAD=off (Mode auto, dual-stack): one packet per read and datagram, both families, TCP, clean counters", async () => {
+  await using cluster = await Cluster.create({ hosts: 2, ipv6: true });
+  await cluster.putConfig(dualConfig("auto"));
+  const nodes = await Promise.all(
+    cluster.hosts.map(startDualNodeWith({ FLANNEL_WG_OFFLOAD: "off" })),
+  );
+  await converge(nodes, ["flannel-wg"]);
+  const [a, b] = nodes;
+  const runs: [WgNode, WgNode, string, string][] = [
+    [a, b, a.c4, b.c4],
+    [a, b, a.c6, b.c6],
+    [b, a, b.c4, a.c4],
+  ];
+  for (const [c, srv, from, to] of runs) {
+    const bps = await iperfTcp(c.host, srv.host, from, to);
+    console.log(`iperf3 TCP ${from} → ${to} (offloads off): ${(bps / 1e9).toFixed(2)} Gbit/s`);
+    assert.ok(bps > 10e6, `only ${bps} bit/s`);
+  }
+  for (const n of nodes) await n.daemon.stop();
+  for (const n of nodes) {
+    const logs = n.daemon.logs();
+    assert.match(logs, /FLANNEL_WG_OFFLOAD=off: no TUN or UDP offloads/);
+    assert.doesNotMatch(logs, /refused/);
+    const stopped = logs.split("\n").findLast((l) => l.includes("Data path stopped:")) ?? "";
+    assert.doesNotMatch(stopped, /malformed|send_errors|tun_errors/, stopped);
+    assert.match(stopped, /rx_packets=\d{4,}/, stopped);
+  }
 });

@@ -56,9 +56,15 @@ export interface WgNode {
   readonly c6: string;
 }
 
-/** Starts the daemon on `host` with its own key file and UAPI directory; resolves at READY. */
-export async function startWgDaemon(host: Host): Promise<Daemon> {
-  const daemon = host.startFlannel([], wgEnv(host));
+/**
+ * Starts the daemon on `host` with its own key file and UAPI directory (and `env`); resolves
+ * at READY.
+ */
+export async function startWgDaemon(
+  host: Host,
+  env: Record<string, string> = {},
+): Promise<Daemon> {
+  const daemon = host.startFlannel([], { ...wgEnv(host), ...env });
   try {
     await daemon.waitReady(30_000);
   } catch (err) {
@@ -70,16 +76,22 @@ export async function startWgDaemon(host: Host): Promise<Daemon> {
 }
 
 /** Starts the daemon on `host` (dual-stack network config already in etcd). */
-export async function startDualNode(host: Host): Promise<WgNode> {
-  const daemon = await startWgDaemon(host);
-  const env = await host.readSubnetEnv();
-  assert.ok(env?.FLANNEL_IPV6_SUBNET, `no FLANNEL_IPV6_SUBNET in ${host.subnetFile}`);
-  const lease4 = await leaseOf(host);
-  assert.ok(lease4);
-  const c4 = await host.addContainerAddress();
-  const c6 = await host.addContainerAddress6();
-  return { host, daemon, lease4, lease6: lease6Of(env.FLANNEL_IPV6_SUBNET), c4, c6 };
+export function startDualNode(host: Host): Promise<WgNode> {
+  return startDualNodeWith({})(host);
 }
+
+/** {@link startDualNode} with `extra` in the daemon's environment. */
+export const startDualNodeWith =
+  (extra: Record<string, string>) => async (host: Host): Promise<WgNode> => {
+    const daemon = await startWgDaemon(host, extra);
+    const env = await host.readSubnetEnv();
+    assert.ok(env?.FLANNEL_IPV6_SUBNET, `no FLANNEL_IPV6_SUBNET in ${host.subnetFile}`);
+    const lease4 = await leaseOf(host);
+    assert.ok(lease4);
+    const c4 = await host.addContainerAddress();
+    const c6 = await host.addContainerAddress6();
+    return { host, daemon, lease4, lease6: lease6Of(env.FLANNEL_IPV6_SUBNET), c4, c6 };
+  };
 
 /** Every ordered pair pings over both families; the first packets may start handshakes. */
 export async function pingMatrix(nodes: WgNode[]): Promise<string[]> {

@@ -96,6 +96,12 @@ export interface DeviceSetup {
   readonly networks: readonly IPNet[];
   /** Opens an rtnetlink handle (the daemon's); the caller closes it. */
   readonly netlink: () => NetlinkHandle;
+  /**
+   * TUN and UDP offloads (TSO, GSO, GRO) where the kernel takes them; false (environment
+   * `FLANNEL_WG_OFFLOAD=off`, an escape hatch like the udp backend's `Offload`): one packet per
+   * read and per datagram.
+   */
+  readonly offload: boolean;
 }
 
 /**
@@ -215,6 +221,8 @@ async function init(
   });
   const { lease, peers } = await subnets.acquireLease(attrs, signal);
   const mtu = cfg.mtu ?? ext.mtu - OVERHEAD;
+  const offload = ctx.env["FLANNEL_WG_OFFLOAD"] !== "off";
+  if (!offload) log.info("FLANNEL_WG_OFFLOAD=off: no TUN or UDP offloads");
   const devs: FamilyDevice[] = [];
   try {
     if (single) {
@@ -231,6 +239,7 @@ async function init(
         addresses: subnets.map((n) => n.ip),
         networks: families.map((f) => f.network),
         netlink: ctx.netlink,
+        offload,
       });
       const ours = {
         publicIP: families.find((f) => f.family === 4)?.publicIP ?? ext.publicIP,
@@ -260,6 +269,7 @@ async function init(
         addresses: [own.ip],
         networks: [f.network],
         netlink: ctx.netlink,
+        offload,
       });
       devs.push({ plane: f.family, dev, own, port });
       const udp = f.family === 4 ? `${f.bindIp}:${port}` : `[${f.bindIp}]:${port}`;

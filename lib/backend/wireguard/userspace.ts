@@ -43,7 +43,11 @@ const TXQUEUELEN = 1000;
 export function createUserspaceDevice(setup: DeviceSetup): WireguardDevice {
   const v6 = setup.family === 6;
   const dual = setup.family === "dual";
-  const { tun, vnetHdr } = openOffloadTun(setup.name, OFFLOADS[setup.family], log);
+  const { tun, vnetHdr } = openOffloadTun(
+    setup.name,
+    setup.offload ? OFFLOADS[setup.family] : [],
+    log,
+  );
   let sock: Fd | null = null;
   try {
     configureLink(tun, setup);
