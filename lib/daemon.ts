@@ -40,7 +40,6 @@ import {
   setBuildInfo,
 } from "./health/catalog.ts";
 import { instrumentRegistry } from "./health/registry_metrics.ts";
-import { registerUdpCounters } from "./backend/udp/metrics.ts";
 import { configKey } from "./lease.ts";
 import { sdNotify } from "../ffi/notify.ts";
 
@@ -152,10 +151,7 @@ export async function runDaemon(opts: Options): Promise<number> {
     const network = await create(ctx).init(signal);
     leaseHeld.set(1);
     leaseExpiry.set(network.lease.expiration ? network.lease.expiration.getTime() / 1000 : 0);
-    if ("counters" in network && typeof network.counters === "function") {
-      const read = network.counters.bind(network);
-      registerUdpCounters(metrics, read);
-    }
+    network.registerMetrics?.(metrics);
 
     // Firewall rules and the blackhole route, for each family the network has. The handle stays
     // open until exit: the resync loop re-checks the routes.

@@ -18,6 +18,7 @@ import type { ExternalInterface } from "../extiface.ts";
 import type { Lease, LeaseAttrs } from "../lease.ts";
 import type { SubnetManager } from "../subnet/mod.ts";
 import type { Netlink, NetlinkEvent } from "../../ffi/netlink/mod.ts";
+import type { Metrics } from "../health/metrics.ts";
 
 /** The rtnetlink verbs backends use (a subset of `Netlink`, so tests can fake it). */
 export type NetlinkHandle = Pick<
@@ -69,6 +70,8 @@ export interface Network {
    * becomes impossible (the daemon then exits 1).
    */
   run(signal: AbortSignal): Promise<void>;
+  /** Registers the backend's own `/metrics` families (a data path's counters), if it has any. */
+  registerMetrics?(m: Metrics): void;
 }
 
 export interface Backend {

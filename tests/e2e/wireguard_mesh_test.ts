@@ -18,9 +18,10 @@ import { startWgDaemon, wgEnv, wgShowText } from "./wireguard_support.ts";
 
 const WG_CONFIG = { Network: "10.1.0.0/16", Backend: { Type: "wireguard" } };
 const PORT = 51820;
+const HEALTHZ = 9299;
 
 async function startWg(host: Host): Promise<Node> {
-  const daemon = await startWgDaemon(host);
+  const daemon = await startWgDaemon(host, {}, [`--healthz-port=${HEALTHZ}`]);
   const lease = await leaseOf(host);
   assert.ok(lease, `no lease in ${host.subnetFile}`);
   const container = await host.addContainerAddress();
@@ -219,6 +220,19 @@ Deno.test("wireguard: mesh, lease format, key file, wg show, encrypted wire, rep
   assert.equal(send.code, 0, send.stderr);
   await assertFullMesh(nodes);
   assert.deepEqual(await peersOf(n2.host), before, "keys, endpoints and allowed IPs unchanged");
+  // The drops are in h2's /metrics while it runs.
+  const scrape = await n2.host.exec(
+    ["curl", "-s", "-m", "5", `http://127.0.0.1:${HEALTHZ}/metrics`],
+  );
+  assert.equal(scrape.code, 0, scrape.stderr);
+  const sample = (series: string) => {
+    const line = scrape.stdout.split("\n").find((l) => l.startsWith(series + " "));
+    return line === undefined ? NaN : Number(line.slice(series.length + 1));
+  };
+  const replays = sample('flannel_wireguard_dropped_total{direction="rx",reason="replay"}');
+  assert.ok(replays >= 2, `replays in /metrics: ${replays}`);
+  assert.ok(sample('flannel_wireguard_packets_total{direction="rx"}') > 0);
+  assert.doesNotMatch(scrape.stdout, /flannel_udp_|NaN|undefined/);
 
   // Departed: h3 stops and its lease goes; h1 and h2 drop the peer.
   await n3.daemon.stop();
@@ -233,6 +247,7 @@ Deno.test("wireguard: mesh, lease format, key file, wg show, encrypted wire, rep
   await n2.daemon.stop();
   const c2 = countersOf(n2.daemon.logs());
   assert.ok(c2.rx_replay >= 2, `replayed datagrams counted: ${JSON.stringify(c2)}`);
+  assert.ok(c2.rx_replay >= replays, "the stop line counts what /metrics showed");
   assert.ok(
     (c2.rx_malformed ?? 0) + (c2.rx_unknown_index ?? 0) + (c2.hs_bad_mac ?? 0) > 90_000,
     `random datagrams dropped and counted: ${JSON.stringify(c2)}`,

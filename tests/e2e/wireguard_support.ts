@@ -57,14 +57,15 @@ export interface WgNode {
 }
 
 /**
- * Starts the daemon on `host` with its own key file and UAPI directory (and `env`); resolves
- * at READY.
+ * Starts the daemon on `host` with its own key file and UAPI directory (and `env`, `args`);
+ * resolves at READY.
  */
 export async function startWgDaemon(
   host: Host,
   env: Record<string, string> = {},
+  args: string[] = [],
 ): Promise<Daemon> {
-  const daemon = host.startFlannel([], { ...wgEnv(host), ...env });
+  const daemon = host.startFlannel(args, { ...wgEnv(host), ...env });
   try {
     await daemon.waitReady(30_000);
   } catch (err) {

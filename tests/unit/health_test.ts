@@ -2,6 +2,14 @@ import assert from "node:assert/strict";
 import { Metrics } from "../../lib/health/metrics.ts";
 import { healthHandler, HEALTHZ_BODY, serveHealth } from "../../lib/health/server.ts";
 import { registerUdpCounters, unregisterUdpCounters } from "../../lib/backend/udp/metrics.ts";
+import {
+  registerWireguardCounters,
+  unregisterWireguardCounters,
+} from "../../lib/backend/wireguard/metrics.ts";
+import {
+  COUNTER_NAMES as WG_COUNTER_NAMES,
+  type CounterName as WgCounterName,
+} from "../../lib/backend/wireguard/counters.ts";
 import { instrumentRegistry } from "../../lib/health/registry_metrics.ts";
 import {
   backendReady,
@@ -251,4 +259,31 @@ Deno.test("instrumentRegistry() counts errors, contact, watch events and reconne
   assert.equal(etcdReconnects.get(), rec0 + 1);
   assert.match(catalog.render(), /^flannel_etcd_errors_total\{op="get"\} \d+$/m);
   etcdLastContact.set(0);
+});
+
+Deno.test("wireguard collectors: every data-path counter in flannel_wireguard_*, drops by reason", () => {
+  const m = new Metrics();
+  const values = Object.fromEntries(WG_COUNTER_NAMES.map((n, i) => [n, i + 1])) as Record<
+    WgCounterName,
+    number
+  >;
+  registerWireguardCounters(m, () => values);
+  const text = m.render();
+  for (const name of WG_COUNTER_NAMES) {
+    const n = values[name];
+    assert.ok(new RegExp(`^flannel_wireguard_\\w+_total\\{[^}]*\\} ${n}$`, "m").test(text), name);
+  }
+  assert.match(text, /^flannel_wireguard_dropped_total\{direction="rx",reason="bad_mac"\} 10$/m);
+  assert.match(text, /^flannel_wireguard_dropped_total\{direction="rx",reason="replay"\} 11$/m);
+  assert.match(
+    text,
+    /^flannel_wireguard_dropped_total\{direction="rx",reason="not_allowed"\} 13$/m,
+  );
+  assert.match(
+    text,
+    /^flannel_wireguard_handshakes_total\{direction="rx",reason="unknown_peer"\} 19$/m,
+  );
+  assert.doesNotMatch(text, /flannel_udp|undefined|NaN/);
+  unregisterWireguardCounters(m);
+  assert.doesNotMatch(m.render(), /flannel_wireguard/);
 });

@@ -1,16 +1,19 @@
 /**
- * The udp data path's counters as Prometheus families. The Worker already counts every packet
- * in shared memory (lib/backend/udp/counters.ts); these collectors read that memory when
- * `/metrics` is scraped, so metrics add no work per packet.
+ * The udp data path's counters as Prometheus families (`flannel_udp_*`, laid out by
+ * datapath/metrics.ts).
  */
 
 import type { CounterName } from "./counters.ts";
-import type { Metrics, Sample } from "../../health/metrics.ts";
-
-type Direction = "tx" | "rx";
+import type { Metrics } from "../../health/metrics.ts";
+import {
+  type CounterFamilies,
+  type CounterPlace,
+  registerCounterFamilies,
+  unregisterCounterFamilies,
+} from "../datapath/metrics.ts";
 
 /** Where each data-path counter goes: `[family, direction, reason?]`. */
-const MAP: Record<CounterName, readonly [Family, Direction, string?]> = {
+const MAP: Record<CounterName, CounterPlace<Family>> = {
   tx_packets: ["packets", "tx"],
   tx_bytes: ["bytes", "tx"],
   tx_no_route: ["dropped", "tx", "no_route"],
@@ -43,27 +46,21 @@ const FAMILIES: Record<Family, string> = {
   gso_writes: "TCP segments merged into one GSO super-packet TUN write.",
 };
 
+const UDP: CounterFamilies<CounterName, Family> = {
+  prefix: "flannel_udp",
+  help: FAMILIES,
+  places: MAP,
+};
+
 /** Registers `flannel_udp_*` families that read `read()` at each scrape. */
 export function registerUdpCounters(
   m: Metrics,
   read: () => Readonly<Record<CounterName, number>>,
 ): void {
-  for (const [fam, help] of Object.entries(FAMILIES) as [Family, string][]) {
-    const name = `flannel_udp_${fam}_total`;
-    m.collector(name, help, "counter", () => {
-      const c = read();
-      const out: Sample[] = [];
-      for (const [counter, [f, direction, reason]] of Object.entries(MAP)) {
-        if (f !== fam) continue;
-        const labels: Record<string, string> = reason ? { direction, reason } : { direction };
-        out.push({ labels, value: c[counter as CounterName] });
-      }
-      return out;
-    });
-  }
+  registerCounterFamilies(m, UDP, read);
 }
 
 /** Removes the families of {@link registerUdpCounters}. */
 export function unregisterUdpCounters(m: Metrics): void {
-  for (const fam of Object.keys(FAMILIES)) m.removeCollector(`flannel_udp_${fam}_total`);
+  unregisterCounterFamilies(m, UDP);
 }

@@ -52,6 +52,7 @@ import { writeSysctl } from "../../../ffi/sysctl.ts";
 import { peersInUse } from "../../health/catalog.ts";
 import { type CounterName, formatCounters, newCounterMemory, readCounters } from "./counters.ts";
 import type { PeerBatch, PeerChange, WorkerInit } from "./protocol.ts";
+import { registerUdpCounters } from "./metrics.ts";
 
 const log = logger("udp");
 
@@ -145,6 +146,7 @@ async function init(
     mtu,
     device: tun.name,
     counters: () => readCounters(p.counterMem),
+    registerMetrics: (m) => registerUdpCounters(m, () => readCounters(p.counterMem)),
     run: (signal) => run(p, signal),
   };
 }

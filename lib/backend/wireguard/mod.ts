@@ -59,6 +59,7 @@ import { keyFilePath, loadOrCreateKey } from "./keyfile.ts";
 import { publicKey, toBase64 } from "./keys.ts";
 import { socketDir, UapiServer } from "./uapi_server.ts";
 import { createUserspaceDevice } from "./userspace.ts";
+import { registerWireguardCounters } from "./metrics.ts";
 
 const log = logger("wireguard");
 
@@ -288,6 +289,8 @@ async function init(
     device: devs[0].dev.name,
     devices: devs.map((d) => d.dev.name),
     counters: () => sumCounters(devs.map((d) => d.dev.counters())),
+    registerMetrics: (m) =>
+      registerWireguardCounters(m, () => sumCounters(devs.map((d) => d.dev.counters()))),
     run: (s) => run(subnets, cfg, devs, lease, peers, socketDirectory, s),
   };
 }
