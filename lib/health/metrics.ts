@@ -178,7 +178,8 @@ function escapeHelp(v: string): string {
 }
 
 function formatValue(v: number): string {
-  if (Number.isNaN(v)) return "NaN";
+  // A non-number from a collector (a wiring mistake) is NaN, never text that breaks the scrape.
+  if (typeof v !== "number" || Number.isNaN(v)) return "NaN";
   if (v === Infinity) return "+Inf";
   if (v === -Infinity) return "-Inf";
   return String(v);

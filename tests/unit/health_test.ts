@@ -65,6 +65,10 @@ Deno.test("Metrics refuses bad names, negative increments and a kind change", ()
   // Registering the same counter again returns the same series.
   m.counter("ok_total", "x").inc();
   assert.equal(c.get(), 1);
+  // A collector value that is not a number renders as NaN, not as text a scraper refuses.
+  m.collector("odd", "x", "gauge", () => [{ value: undefined as unknown as number }]);
+  assert.match(m.render(), /^odd NaN$/m);
+  m.removeCollector("odd");
   // A collector that throws contributes nothing instead of failing the scrape.
   m.collector("broken", "x", "gauge", () => {
     throw new Error("gone");
