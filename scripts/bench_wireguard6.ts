@@ -13,7 +13,7 @@
 import { parseArgs } from "node:util";
 import { Cluster, type Host } from "../tests/harness/cluster.ts";
 import { waitUntil } from "../tests/e2e/mesh_support.ts";
-import { pingMatrix, startDualNode } from "../tests/e2e/wireguard_support.ts";
+import { iperf, pingMatrix, startDualNode } from "../tests/e2e/wireguard_support.ts";
 import { median } from "./bench_stats.ts";
 
 const args = parseArgs({
@@ -40,31 +40,6 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-async function iperf(client: Host, server: Host, from: string, to: string) {
-  const srv = new Deno.Command("ip", {
-    args: ["netns", "exec", server.ns, "iperf3", "-s", "-1", "-B", to],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    for (let i = 0; i < 100; i++) {
-      const ss = await server.exec(["ss", "-Hltn", "sport", "=", ":5201"]);
-      if (ss.stdout.trim() !== "") break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const r = await client.exec(["iperf3", "-c", to, "-B", from, "-t", String(SECONDS), "-J"]);
-    if (r.code !== 0) throw new Error(`iperf3 ${from} → ${to}: ${r.stdout}${r.stderr}`);
-    return JSON.parse(r.stdout).end;
-  } finally {
-    try {
-      srv.kill("SIGTERM");
-    } catch {
-      // already exited
-    }
-    await srv.status;
-  }
-}
-
 async function measure(
   hosts: Host[],
   path: string,
@@ -78,7 +53,7 @@ async function measure(
   const cpu0 = pids.map(cpuSeconds);
   const t0 = performance.now();
   for (let i = 0; i < ROUNDS; i++) {
-    const end = await iperf(hosts[0], hosts[1], from, to);
+    const end = await iperf(hosts[0], hosts[1], from, to, SECONDS);
     runs.push(end.sum_received.bits_per_second / 1e9);
     retransmits += end.sum_sent.retransmits ?? 0;
   }

@@ -139,8 +139,23 @@ export async function diagnose(nodes: WgNode[], devices: string[]): Promise<stri
   return parts.join("\n");
 }
 
-/** iperf3 TCP for 2 s from `from` on `client` to `to` on `server`: received bit/s. */
-export async function iperfTcp(client: Host, server: Host, from: string, to: string) {
+/** What iperf3 -J reports at the end of a TCP run (the fields read here). */
+export interface IperfEnd {
+  readonly sum_received: { readonly bits_per_second: number };
+  readonly sum_sent: { readonly retransmits?: number };
+}
+
+/**
+ * iperf3 TCP for `seconds` from `from` on `client` to `to` on `server` (a one-shot server
+ * started for the run): iperf3's end summary.
+ */
+export async function iperf(
+  client: Host,
+  server: Host,
+  from: string,
+  to: string,
+  seconds = 2,
+): Promise<IperfEnd> {
   const srv = new Deno.Command("ip", {
     args: ["netns", "exec", server.ns, "iperf3", "-s", "-1", "-B", to],
     stdout: "null",
@@ -153,9 +168,9 @@ export async function iperfTcp(client: Host, server: Host, from: string, to: str
       if (ss.stdout.trim() !== "") break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    const r = await client.exec(["iperf3", "-c", to, "-B", from, "-t", "2", "-J"]);
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    return JSON.parse(r.stdout).end.sum_received.bits_per_second as number;
+    const r = await client.exec(["iperf3", "-c", to, "-B", from, "-t", String(seconds), "-J"]);
+    if (r.code !== 0) throw new Error(`iperf3 ${from} → ${to}: ${r.stdout}${r.stderr}`);
+    return JSON.parse(r.stdout).end as IperfEnd;
   } finally {
     try {
       srv.kill("SIGTERM"); // the one-shot server exits after a run, not after a failed one
@@ -164,4 +179,15 @@ export async function iperfTcp(client: Host, server: Host, from: string, to: str
     }
     await srv.status;
   }
+}
+
+/** {@link iperf}'s received bit/s. */
+export async function iperfTcp(
+  client: Host,
+  server: Host,
+  from: string,
+  to: string,
+  seconds = 2,
+): Promise<number> {
+  return (await iperf(client, server, from, to, seconds)).sum_received.bits_per_second;
 }
