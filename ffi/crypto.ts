@@ -36,6 +36,43 @@ const ARCH_DIRS = [
   "/lib",
 ];
 
+// int crypto_aead_*_ietf_encrypt(unsigned char *c, unsigned long long *clen_p,
+//     const unsigned char *m, unsigned long long mlen, const unsigned char *ad,
+//     unsigned long long adlen, const unsigned char *nsec, const unsigned char *npub,
+//     const unsigned char *k);
+const AEAD_ENCRYPT = {
+  parameters: [
+    "buffer",
+    "pointer",
+    "buffer",
+    "u64",
+    "buffer",
+    "u64",
+    "pointer",
+    "buffer",
+    "buffer",
+  ],
+  result: "i32",
+} as const;
+// int crypto_aead_*_ietf_decrypt(unsigned char *m, unsigned long long *mlen_p,
+//     unsigned char *nsec, const unsigned char *c, unsigned long long clen,
+//     const unsigned char *ad, unsigned long long adlen, const unsigned char *npub,
+//     const unsigned char *k);
+const AEAD_DECRYPT = {
+  parameters: [
+    "buffer",
+    "pointer",
+    "pointer",
+    "buffer",
+    "u64",
+    "buffer",
+    "u64",
+    "buffer",
+    "buffer",
+  ],
+  result: "i32",
+} as const;
+
 /** libsodium's prototypes (sodium/crypto_scalarmult_curve25519.h, crypto_aead_*.h, randombytes.h). */
 const SODIUM_SYMBOLS = {
   // int sodium_init(void);
@@ -45,72 +82,11 @@ const SODIUM_SYMBOLS = {
   crypto_scalarmult_curve25519: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
   // int crypto_scalarmult_curve25519_base(unsigned char *q, const unsigned char *n);
   crypto_scalarmult_curve25519_base: { parameters: ["buffer", "buffer"], result: "i32" },
-  // int crypto_aead_chacha20poly1305_ietf_encrypt(unsigned char *c, unsigned long long *clen_p,
-  //     const unsigned char *m, unsigned long long mlen, const unsigned char *ad,
-  //     unsigned long long adlen, const unsigned char *nsec, const unsigned char *npub,
-  //     const unsigned char *k);
-  crypto_aead_chacha20poly1305_ietf_encrypt: {
-    parameters: [
-      "buffer",
-      "pointer",
-      "buffer",
-      "u64",
-      "buffer",
-      "u64",
-      "pointer",
-      "buffer",
-      "buffer",
-    ],
-    result: "i32",
-  },
-  // int crypto_aead_chacha20poly1305_ietf_decrypt(unsigned char *m, unsigned long long *mlen_p,
-  //     unsigned char *nsec, const unsigned char *c, unsigned long long clen,
-  //     const unsigned char *ad, unsigned long long adlen, const unsigned char *npub,
-  //     const unsigned char *k);
-  crypto_aead_chacha20poly1305_ietf_decrypt: {
-    parameters: [
-      "buffer",
-      "pointer",
-      "pointer",
-      "buffer",
-      "u64",
-      "buffer",
-      "u64",
-      "buffer",
-      "buffer",
-    ],
-    result: "i32",
-  },
-  // int crypto_aead_xchacha20poly1305_ietf_encrypt(...same as above, 24-byte npub...);
-  crypto_aead_xchacha20poly1305_ietf_encrypt: {
-    parameters: [
-      "buffer",
-      "pointer",
-      "buffer",
-      "u64",
-      "buffer",
-      "u64",
-      "pointer",
-      "buffer",
-      "buffer",
-    ],
-    result: "i32",
-  },
-  // int crypto_aead_xchacha20poly1305_ietf_decrypt(...same as above, 24-byte npub...);
-  crypto_aead_xchacha20poly1305_ietf_decrypt: {
-    parameters: [
-      "buffer",
-      "pointer",
-      "pointer",
-      "buffer",
-      "u64",
-      "buffer",
-      "u64",
-      "buffer",
-      "buffer",
-    ],
-    result: "i32",
-  },
+  // The 12-byte-nonce and the 24-byte-nonce (X) AEADs share their prototypes.
+  crypto_aead_chacha20poly1305_ietf_encrypt: AEAD_ENCRYPT,
+  crypto_aead_chacha20poly1305_ietf_decrypt: AEAD_DECRYPT,
+  crypto_aead_xchacha20poly1305_ietf_encrypt: AEAD_ENCRYPT,
+  crypto_aead_xchacha20poly1305_ietf_decrypt: AEAD_DECRYPT,
   // The same two, pointer forms for PacketAeadSodium (the library comparison of
   // scripts/bench_crypto.ts). mlen/clen are passed in registers (u32 is enough); adlen is 0,
   // passed as a NULL pointer: a full 64-bit zero, also in a stack slot.
@@ -297,20 +273,7 @@ export function aeadSeal(
   plaintext: Uint8Array,
   aad: Uint8Array,
 ): Uint8Array<ArrayBuffer> {
-  checkAead(key, nonce, 12);
-  const out = new Uint8Array(plaintext.length + TAG_LEN);
-  sodium().crypto_aead_chacha20poly1305_ietf_encrypt(
-    out,
-    null,
-    copy(plaintext),
-    BigInt(plaintext.length),
-    copy(aad),
-    BigInt(aad.length),
-    null,
-    copy(nonce),
-    copy(key),
-  );
-  return out;
+  return sodiumSeal("crypto_aead_chacha20poly1305_ietf_encrypt", 12, key, nonce, plaintext, aad);
 }
 
 /** Opens {@link aeadSeal}'s output: the plaintext, or null when the tag does not verify. */
@@ -320,21 +283,7 @@ export function aeadOpen(
   sealed: Uint8Array,
   aad: Uint8Array,
 ): Uint8Array<ArrayBuffer> | null {
-  checkAead(key, nonce, 12);
-  if (sealed.length < TAG_LEN) return null;
-  const out = new Uint8Array(sealed.length - TAG_LEN);
-  const rc = sodium().crypto_aead_chacha20poly1305_ietf_decrypt(
-    out,
-    null,
-    null,
-    copy(sealed),
-    BigInt(sealed.length),
-    copy(aad),
-    BigInt(aad.length),
-    copy(nonce),
-    copy(key),
-  );
-  return rc === 0 ? out : null;
+  return sodiumOpen("crypto_aead_chacha20poly1305_ietf_decrypt", 12, key, nonce, sealed, aad);
 }
 
 /** XChaCha20-Poly1305 (draft-irtf-cfrg-xchacha) with a 24-byte nonce: ciphertext ‖ tag. */
@@ -344,9 +293,31 @@ export function xaeadSeal(
   plaintext: Uint8Array,
   aad: Uint8Array,
 ): Uint8Array<ArrayBuffer> {
-  checkAead(key, nonce, 24);
+  return sodiumSeal("crypto_aead_xchacha20poly1305_ietf_encrypt", 24, key, nonce, plaintext, aad);
+}
+
+/** Opens {@link xaeadSeal}'s output: the plaintext, or null when the tag does not verify. */
+export function xaeadOpen(
+  key: Uint8Array,
+  nonce: Uint8Array,
+  sealed: Uint8Array,
+  aad: Uint8Array,
+): Uint8Array<ArrayBuffer> | null {
+  return sodiumOpen("crypto_aead_xchacha20poly1305_ietf_decrypt", 24, key, nonce, sealed, aad);
+}
+
+/** libsodium's `*_ietf_encrypt` of `plaintext`: ciphertext ‖ tag. */
+function sodiumSeal(
+  fn: "crypto_aead_chacha20poly1305_ietf_encrypt" | "crypto_aead_xchacha20poly1305_ietf_encrypt",
+  nonceLen: number,
+  key: Uint8Array,
+  nonce: Uint8Array,
+  plaintext: Uint8Array,
+  aad: Uint8Array,
+): Uint8Array<ArrayBuffer> {
+  checkAead(key, nonce, nonceLen);
   const out = new Uint8Array(plaintext.length + TAG_LEN);
-  sodium().crypto_aead_xchacha20poly1305_ietf_encrypt(
+  sodium()[fn](
     out,
     null,
     copy(plaintext),
@@ -360,17 +331,19 @@ export function xaeadSeal(
   return out;
 }
 
-/** Opens {@link xaeadSeal}'s output: the plaintext, or null when the tag does not verify. */
-export function xaeadOpen(
+/** libsodium's `*_ietf_decrypt` of `sealed`: the plaintext, or null when the tag fails. */
+function sodiumOpen(
+  fn: "crypto_aead_chacha20poly1305_ietf_decrypt" | "crypto_aead_xchacha20poly1305_ietf_decrypt",
+  nonceLen: number,
   key: Uint8Array,
   nonce: Uint8Array,
   sealed: Uint8Array,
   aad: Uint8Array,
 ): Uint8Array<ArrayBuffer> | null {
-  checkAead(key, nonce, 24);
+  checkAead(key, nonce, nonceLen);
   if (sealed.length < TAG_LEN) return null;
   const out = new Uint8Array(sealed.length - TAG_LEN);
-  const rc = sodium().crypto_aead_xchacha20poly1305_ietf_decrypt(
+  const rc = sodium()[fn](
     out,
     null,
     null,

@@ -15,6 +15,7 @@
  * slower). Everything lives in namespaces made (and removed) by the test harness.
  */
 
+import { pingStats, sh } from "./bench_support.ts";
 import { parseArgs } from "node:util";
 import { Cluster, type Host } from "../tests/harness/cluster.ts";
 import { leaseOf } from "../tests/harness/flannel.ts";
@@ -41,12 +42,6 @@ interface Path {
   /** Source container address on host 2, destination container on host 1. */
   src: string;
   dst: string;
-}
-
-async function sh(host: Host, cmd: string[]): Promise<string> {
-  const r = await host.exec(cmd);
-  if (r.code !== 0) throw new Error(`${host.name}: ${cmd.join(" ")}: ${r.stderr.trim()}`);
-  return r.stdout;
 }
 
 async function ipBatch(host: Host, lines: string[]): Promise<void> {
@@ -171,22 +166,9 @@ async function iperf(client: Host, path: Path): Promise<number> {
   return JSON.parse(out).end.sum_received.bits_per_second / 1e9;
 }
 
+/** The average ping RTT from `path.src` on `client` to `path.dst`, in µs. */
 async function pingRtt(client: Host, path: Path): Promise<number> {
-  const out = await sh(client, [
-    "ping",
-    "-n",
-    "-q",
-    "-i",
-    "0.01",
-    "-c",
-    String(PINGS),
-    "-I",
-    path.src,
-    path.dst,
-  ]);
-  const m = /= [\d.]+\/([\d.]+)\//.exec(out);
-  if (!m) throw new Error(`Unexpected ping output: ${out}`);
-  return Number(m[1]) * 1000;
+  return (await pingStats(client, path.src, path.dst, PINGS)).avgMs * 1000;
 }
 
 async function waitPing(host: Host, path: Path): Promise<void> {

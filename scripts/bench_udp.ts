@@ -22,6 +22,8 @@ import { Cluster, type Daemon, type Host } from "../tests/harness/cluster.ts";
 import { leaseOf } from "../tests/harness/flannel.ts";
 import { readRssBytes } from "../tests/harness/netns.ts";
 import { median } from "./bench_stats.ts";
+import { cpuSeconds, pingStats, sh } from "./bench_support.ts";
+import { iperf } from "../tests/harness/iperf.ts";
 
 const args = parseArgs({
   options: {
@@ -62,49 +64,6 @@ interface Result {
   rssMiB: number[] | null;
 }
 
-async function sh(host: Host, cmd: string[]): Promise<string> {
-  const r = await host.exec(cmd);
-  if (r.code !== 0) throw new Error(`${host.name}: ${cmd.join(" ")}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-/** CPU seconds (user + system) of a process and its threads. */
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (100 Hz)
-}
-
-/** Runs an iperf3 server on `host` bound to `addr` for one client run. */
-function iperfServer(host: Host, addr: string): Deno.ChildProcess {
-  return new Deno.Command("ip", {
-    args: ["netns", "exec", host.ns, "iperf3", "-s", "-1", "-B", addr],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-}
-
-async function iperf(hosts: Host[], path: Path, extra: string[], seconds: number) {
-  const server = iperfServer(hosts[1], path.dst);
-  try {
-    await new Promise((r) => setTimeout(r, 200));
-    const out = await sh(hosts[0], [
-      "iperf3",
-      "-c",
-      path.dst,
-      "-B",
-      path.src,
-      "-t",
-      String(seconds),
-      "-J",
-      ...extra,
-    ]);
-    return JSON.parse(out).end;
-  } finally {
-    await server.status;
-  }
-}
-
 async function measure(hosts: Host[], path: Path): Promise<Result> {
   console.error(`-- ${path.name}`);
   const pids = path.daemons?.map((d) => d.denoPid()!) ?? null;
@@ -113,7 +72,7 @@ async function measure(hosts: Host[], path: Path): Promise<Result> {
   const cpu0 = pids?.map(cpuSeconds);
   const t0 = performance.now();
   for (let i = 0; i < ROUNDS; i++) {
-    const end = await iperf(hosts, path, [], SECONDS);
+    const end = await iperf(hosts[0], hosts[1], path.src, path.dst, SECONDS);
     runs.push(end.sum_received.bits_per_second / 1e9);
     retransmits += end.sum_sent.retransmits ?? 0;
   }
@@ -121,34 +80,27 @@ async function measure(hosts: Host[], path: Path): Promise<Result> {
   const cpuPct = pids ? pids.map((p, i) => (cpuSeconds(p) - cpu0![i]) / wall * 100) : null;
   const rssMiB = pids ? pids.map((p) => (readRssBytes(p) ?? 0) / 2 ** 20) : null;
   const udpRate = async (len: number) => {
-    const end = await iperf(hosts, path, ["-u", "-b", "0", "-l", String(len)], UDP_SECONDS);
+    const end = await iperf(hosts[0], hosts[1], path.src, path.dst, UDP_SECONDS, [
+      "-u",
+      "-b",
+      "0",
+      "-l",
+      String(len),
+    ]);
     const s = end.sum;
     return (s.packets - s.lost_packets) / s.seconds;
   };
   const pps1400 = await udpRate(1400);
   const pps64 = await udpRate(64);
-  const at18k = await iperf(hosts, path, [
+  const at18k = await iperf(hosts[0], hosts[1], path.src, path.dst, UDP_SECONDS, [
     "-u",
     "-b",
     String(18000 * 1400 * 8),
     "-l",
     "1400",
-  ], UDP_SECONDS);
-  const loss18k = at18k.sum.lost_percent;
-  const ping = await sh(hosts[0], [
-    "ping",
-    "-n",
-    "-q",
-    "-i",
-    "0.01",
-    "-c",
-    String(PINGS),
-    "-I",
-    path.src,
-    path.dst,
   ]);
-  const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(ping);
-  if (!m) throw new Error(`Unexpected ping output: ${ping}`);
+  const loss18k = at18k.sum.lost_percent;
+  const ping = await pingStats(hosts[0], path.src, path.dst, PINGS);
   return {
     path: path.name,
     tcpGbps: median(runs),
@@ -157,8 +109,8 @@ async function measure(hosts: Host[], path: Path): Promise<Result> {
     pps1400,
     pps64,
     loss18k,
-    rttAvgMs: Number(m[2]),
-    rttMaxMs: Number(m[3]),
+    rttAvgMs: ping.avgMs,
+    rttMaxMs: ping.maxMs,
     cpuPct,
     rssMiB,
   };

@@ -17,6 +17,8 @@ import { Cluster, type Host } from "../tests/harness/cluster.ts";
 import { leaseOf } from "../tests/harness/flannel.ts";
 import { genkey, WgGoHost } from "../tests/harness/wireguard_go.ts";
 import { median } from "./bench_stats.ts";
+import { cpuSeconds, pingStats } from "./bench_support.ts";
+import { iperf } from "../tests/harness/iperf.ts";
 
 const args = parseArgs({
   options: {
@@ -46,47 +48,6 @@ interface Result {
   cpuPct: number[];
 }
 
-async function sh(host: Host, cmd: string[]): Promise<string> {
-  const r = await host.exec(cmd);
-  if (r.code !== 0) throw new Error(`${host.name}: ${cmd.join(" ")}: ${r.stderr.trim()}`);
-  return r.stdout;
-}
-
-/** CPU seconds (user + system) of a process, all threads. */
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-async function iperf(hosts: Host[], path: Path, seconds: number) {
-  const server = new Deno.Command("ip", {
-    args: ["netns", "exec", hosts[1].ns, "iperf3", "-s", "-1", "-B", path.dst],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    for (let i = 0; i < 50; i++) {
-      const ss = await hosts[1].exec(["ss", "-Hltn", "sport", "=", ":5201"]);
-      if (ss.stdout.trim() !== "") break;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const out = await sh(hosts[0], [
-      "iperf3",
-      "-c",
-      path.dst,
-      "-B",
-      path.src,
-      "-t",
-      String(seconds),
-      "-J",
-    ]);
-    return JSON.parse(out).end;
-  } finally {
-    await server.status;
-  }
-}
-
 async function measure(hosts: Host[], path: Path): Promise<Result> {
   console.error(`-- ${path.name}`);
   const runs: number[] = [];
@@ -94,33 +55,20 @@ async function measure(hosts: Host[], path: Path): Promise<Result> {
   const cpu0 = path.pids.map(cpuSeconds);
   const t0 = performance.now();
   for (let i = 0; i < ROUNDS; i++) {
-    const end = await iperf(hosts, path, SECONDS);
+    const end = await iperf(hosts[0], hosts[1], path.src, path.dst, SECONDS);
     runs.push(end.sum_received.bits_per_second / 1e9);
     retransmits += end.sum_sent.retransmits ?? 0;
   }
   const wall = (performance.now() - t0) / 1000;
   const cpuPct = path.pids.map((p, i) => (cpuSeconds(p) - cpu0[i]) / wall * 100);
-  const ping = await sh(hosts[0], [
-    "ping",
-    "-n",
-    "-q",
-    "-i",
-    "0.01",
-    "-c",
-    String(PINGS),
-    "-I",
-    path.src,
-    path.dst,
-  ]);
-  const m = /= ([\d.]+)\/([\d.]+)\/([\d.]+)\//.exec(ping);
-  if (!m) throw new Error(`Unexpected ping output: ${ping}`);
+  const ping = await pingStats(hosts[0], path.src, path.dst, PINGS);
   return {
     path: path.name,
     tcpGbps: median(runs),
     tcpRuns: runs,
     retransmits,
-    rttAvgMs: Number(m[2]),
-    rttMaxMs: Number(m[3]),
+    rttAvgMs: ping.avgMs,
+    rttMaxMs: ping.maxMs,
     cpuPct,
   };
 }

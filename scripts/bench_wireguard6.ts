@@ -13,7 +13,9 @@
 import { parseArgs } from "node:util";
 import { Cluster, type Host } from "../tests/harness/cluster.ts";
 import { waitUntil } from "../tests/e2e/mesh_support.ts";
-import { iperf, pingMatrix, startDualNode } from "../tests/e2e/wireguard_support.ts";
+import { pingMatrix, startDualNode } from "../tests/e2e/wireguard_support.ts";
+import { iperf } from "../tests/harness/iperf.ts";
+import { cpuSeconds } from "./bench_support.ts";
 import { median } from "./bench_stats.ts";
 
 const args = parseArgs({
@@ -31,13 +33,6 @@ interface Row {
   runs: number[];
   retransmits: number;
   cpuPct: number[];
-}
-
-/** CPU seconds (user + system) of a process, all threads. */
-function cpuSeconds(pid: number): number {
-  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function measure(

@@ -10,6 +10,7 @@
 import assert from "node:assert/strict";
 import { Cluster, type Host, REPO_ROOT } from "../harness/cluster.ts";
 import { leaseKey } from "../harness/flannel.ts";
+import { iperf } from "../harness/iperf.ts";
 import { assertFullMesh, pingOnce, startNode, waitUntil } from "./mesh_support.ts";
 import { countersOf, readPcap, tcpdump } from "./capture_support.ts";
 
@@ -147,33 +148,10 @@ Deno.test("udp: mesh, TCP, MTU, wire format, departed peer, non-peer and random 
   assert.match(tooBig.stdout + tooBig.stderr, /message too long|mtu = 1472/i);
 
   // iperf3 TCP across.
-  const server = new Deno.Command("ip", {
-    args: ["netns", "exec", n2.host.ns, "iperf3", "-s", "-1", "-B", n2.container],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    // A client that connects before the server listens fails with "Connection refused".
-    await waitUntil("iperf3 server listening", async () => {
-      const ss = await n2.host.exec(["ss", "-Hltn", "sport", "=", ":5201"]);
-      return ss.stdout.trim() !== "";
-    }, 10_000);
-    const r = await n1.host.exec(
-      ["iperf3", "-c", n2.container, "-B", n1.container, "-t", "3", "-J"],
-    );
-    assert.equal(r.code, 0, r.stdout + r.stderr);
-    const bps = JSON.parse(r.stdout).end.sum_received.bits_per_second;
-    console.log(`iperf3 TCP h1 → h2: ${(bps / 1e9).toFixed(2)} Gbit/s`);
-    assert.ok(bps > 100e6, `only ${bps} bit/s`);
-  } finally {
-    // The one-shot server has exited after a run; after a failed one it would wait forever.
-    try {
-      server.kill("SIGTERM");
-    } catch {
-      // already exited
-    }
-    await server.status;
-  }
+  const bps = (await iperf(n1.host, n2.host, n1.container, n2.container, 3)).sum_received
+    .bits_per_second;
+  console.log(`iperf3 TCP h1 → h2: ${(bps / 1e9).toFixed(2)} Gbit/s`);
+  assert.ok(bps > 100e6, `only ${bps} bit/s`);
 
   // Wire format: the UDP payload on h2's eth0 equals the packet h2's kernel gets from flannel0.
   const dir = await Deno.makeTempDir({ prefix: "fl-udp-pcap-" });

@@ -9,6 +9,7 @@ import type { Daemon, Host } from "../harness/cluster.ts";
 import { leaseOf } from "../harness/flannel.ts";
 import { IP } from "../../ffi/ip.ts";
 import { waitUntil } from "./mesh_support.ts";
+import { iperf } from "../harness/iperf.ts";
 
 /** Every host gets its own key file and UAPI directory under its temp dir. */
 export function wgEnv(host: Host): Record<string, string> {
@@ -139,49 +140,7 @@ export async function diagnose(nodes: WgNode[], devices: string[]): Promise<stri
   return parts.join("\n");
 }
 
-/** What iperf3 -J reports at the end of a TCP run (the fields read here). */
-export interface IperfEnd {
-  readonly sum_received: { readonly bits_per_second: number };
-  readonly sum_sent: { readonly retransmits?: number };
-}
-
-/**
- * iperf3 TCP for `seconds` from `from` on `client` to `to` on `server` (a one-shot server
- * started for the run): iperf3's end summary.
- */
-export async function iperf(
-  client: Host,
-  server: Host,
-  from: string,
-  to: string,
-  seconds = 2,
-): Promise<IperfEnd> {
-  const srv = new Deno.Command("ip", {
-    args: ["netns", "exec", server.ns, "iperf3", "-s", "-1", "-B", to],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-  try {
-    // A client that connects before the server listens fails with "Connection refused".
-    for (let i = 0; i < 100; i++) {
-      const ss = await server.exec(["ss", "-Hltn", "sport", "=", ":5201"]);
-      if (ss.stdout.trim() !== "") break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    const r = await client.exec(["iperf3", "-c", to, "-B", from, "-t", String(seconds), "-J"]);
-    if (r.code !== 0) throw new Error(`iperf3 ${from} → ${to}: ${r.stdout}${r.stderr}`);
-    return JSON.parse(r.stdout).end as IperfEnd;
-  } finally {
-    try {
-      srv.kill("SIGTERM"); // the one-shot server exits after a run, not after a failed one
-    } catch {
-      // already exited
-    }
-    await srv.status;
-  }
-}
-
-/** {@link iperf}'s received bit/s. */
+/** iperf3 TCP (tests/harness/iperf.ts) for `seconds`: the received bit/s. */
 export async function iperfTcp(
   client: Host,
   server: Host,
