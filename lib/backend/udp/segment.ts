@@ -78,7 +78,86 @@ export function segmentCount(len: number, hdrLen: number, mss: number): number {
 
 const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
+const TCP_ACK = 0x10;
 const TCP_CWR = 0x80;
+
+/**
+ * Copies segment `i` of the super-packet `src[off..off+len]` (headers `hdrLen` bytes, payload
+ * in `mss` pieces) to `dst` at `dOff`, headers unchanged: the segment's length. Either family;
+ * `src` and `dst` may be one buffer (regions apart). Shared with segment6.ts.
+ */
+export function copySegment(
+  src: Uint8Array,
+  off: number,
+  len: number,
+  hdrLen: number,
+  mss: number,
+  i: number,
+  dst: Uint8Array,
+  dOff: number,
+): number {
+  const pStart = off + hdrLen + i * mss;
+  const pLen = Math.min(mss, off + len - pStart);
+  if (src === dst) {
+    // One buffer (the data path's case): no views to allocate.
+    dst.copyWithin(dOff, off, off + hdrLen);
+    dst.copyWithin(dOff + hdrLen, pStart, pStart + pLen);
+  } else {
+    dst.set(src.subarray(off, off + hdrLen), dOff);
+    dst.set(src.subarray(pStart, pStart + pLen), dOff + hdrLen);
+  }
+  return hdrLen + pLen;
+}
+
+/**
+ * Writes the per-segment TCP fields of segment `i` (TCP header at `t` in `dst`, the
+ * super-packet's at `u` in `src`): sequence + i·mss, FIN/PSH only on the `last` segment, CWR
+ * only on the first, and a zero checksum to be computed over the finished segment.
+ */
+export function setSegmentTcp(
+  src: Uint8Array,
+  u: number,
+  dst: Uint8Array,
+  t: number,
+  i: number,
+  mss: number,
+  last: boolean,
+): void {
+  const seq = ((src[u + 4] << 24) | (src[u + 5] << 16) | (src[u + 6] << 8) | src[u + 7]) >>> 0;
+  const s2 = (seq + i * mss) >>> 0;
+  dst[t + 4] = s2 >>> 24;
+  dst[t + 5] = (s2 >>> 16) & 0xff;
+  dst[t + 6] = (s2 >>> 8) & 0xff;
+  dst[t + 7] = s2 & 0xff;
+  let flags = src[u + 13];
+  if (!last) flags &= ~(TCP_FIN | TCP_PSH);
+  if (i > 0) flags &= ~TCP_CWR;
+  dst[t + 13] = flags;
+  dst[t + 16] = 0;
+  dst[t + 17] = 0;
+}
+
+/**
+ * The TCP half of appending to a receive run (either family): the TCP header at `t` continues
+ * the run whose first TCP header is at `u` (`tcpHdrLen` bytes each, in `b`): same ports, ack,
+ * data offset, window and options, sequence number `nextSeq`, flags ACK with at most PSH.
+ */
+export function tcpContinues(
+  b: Uint8Array,
+  t: number,
+  u: number,
+  tcpHdrLen: number,
+  nextSeq: number,
+): boolean {
+  for (let i = 0; i < 4; i++) if (b[t + i] !== b[u + i]) return false; // ports
+  const seq = ((b[t + 4] << 24) | (b[t + 5] << 16) | (b[t + 6] << 8) | b[t + 7]) >>> 0;
+  if (seq !== nextSeq) return false;
+  for (let i = 8; i < 13; i++) if (b[t + i] !== b[u + i]) return false; // ack, data offset
+  if ((b[t + 13] & ~TCP_PSH) !== TCP_ACK) return false; // ACK, maybe PSH, nothing else
+  if (b[t + 14] !== b[u + 14] || b[t + 15] !== b[u + 15]) return false; // window
+  for (let i = 20; i < tcpHdrLen; i++) if (b[t + i] !== b[u + i]) return false; // options
+  return true;
+}
 
 /**
  * Writes segment `i` of the TCP super-packet `src[off..off+len]` (headers `hdrLen` bytes,
@@ -97,17 +176,7 @@ export function writeSegment(
   dOff: number,
 ): number {
   const ihl = (src[off] & 0x0f) << 2;
-  const pStart = off + hdrLen + i * mss;
-  const pLen = Math.min(mss, off + len - pStart);
-  const segLen = hdrLen + pLen;
-  if (src === dst) {
-    // One buffer (the data path's case): no views to allocate.
-    dst.copyWithin(dOff, off, off + hdrLen);
-    dst.copyWithin(dOff + hdrLen, pStart, pStart + pLen);
-  } else {
-    dst.set(src.subarray(off, off + hdrLen), dOff);
-    dst.set(src.subarray(pStart, pStart + pLen), dOff + hdrLen);
-  }
+  const segLen = copySegment(src, off, len, hdrLen, mss, i, dst, dOff);
   // IPv4 header.
   dst[dOff + 2] = segLen >>> 8;
   dst[dOff + 3] = segLen & 0xff;
@@ -117,20 +186,7 @@ export function writeSegment(
   setHeaderChecksum(dst, dOff);
   // TCP header.
   const t = dOff + ihl;
-  const seq = ((src[off + ihl + 4] << 24) | (src[off + ihl + 5] << 16) |
-    (src[off + ihl + 6] << 8) | src[off + ihl + 7]) >>> 0;
-  const s2 = (seq + i * mss) >>> 0;
-  dst[t + 4] = s2 >>> 24;
-  dst[t + 5] = (s2 >>> 16) & 0xff;
-  dst[t + 6] = (s2 >>> 8) & 0xff;
-  dst[t + 7] = s2 & 0xff;
-  const last = pStart + pLen >= off + len;
-  let flags = src[off + ihl + 13];
-  if (!last) flags &= ~(TCP_FIN | TCP_PSH);
-  if (i > 0) flags &= ~TCP_CWR;
-  dst[t + 13] = flags;
-  dst[t + 16] = 0;
-  dst[t + 17] = 0;
+  setSegmentTcp(src, off + ihl, dst, t, i, mss, hdrLen + (i + 1) * mss >= len);
   const tcpLen = segLen - ihl;
   // Pseudo-header: source, destination, protocol, TCP length.
   let s = sum16(dst, dOff + 12, 8, IPPROTO_TCP + tcpLen);
@@ -165,16 +221,7 @@ export function tcpCanAppend(
   if (b[p + 8] !== b[a + 8]) return false;
   for (let i = 12; i < 20; i++) if (b[p + i] !== b[a + i]) return false;
   const ihl = (b[a] & 0x0f) << 2;
-  const t = p + ihl;
-  const u = a + ihl;
-  for (let i = 0; i < 4; i++) if (b[t + i] !== b[u + i]) return false; // ports
-  const seq = ((b[t + 4] << 24) | (b[t + 5] << 16) | (b[t + 6] << 8) | b[t + 7]) >>> 0;
-  if (seq !== nextSeq) return false;
-  for (let i = 8; i < 12; i++) if (b[t + i] !== b[u + i]) return false; // ack
-  if ((b[t + 13] & ~TCP_PSH) !== 0x10) return false; // ACK, maybe PSH, nothing else
-  if (b[t + 14] !== b[u + 14] || b[t + 15] !== b[u + 15]) return false; // window
-  for (let i = ihl + 20; i < hdrLen; i++) if (b[p + i] !== b[a + i]) return false; // options
-  return true;
+  return tcpContinues(b, p + ihl, a + ihl, hdrLen - ihl, nextSeq);
 }
 
 /** True when the TCP/IPv4 packet at `a` may start a GSO run: ACK with optional PSH only. */

@@ -15,14 +15,13 @@
  */
 
 import { IPPROTO_TCP, sum16 } from "./packet.ts";
+import { copySegment, setSegmentTcp, tcpContinues } from "./segment.ts";
 
 /** The IPv6 fixed header's length (RFC 8200 §3). */
 export const IPV6_HEADER = 40;
 
-const TCP_FIN = 0x01;
 const TCP_PSH = 0x08;
 const TCP_ACK = 0x10;
-const TCP_CWR = 0x80;
 
 /**
  * The header length (IPv6 + TCP) of a TCP/IPv6 super-packet of `len` bytes at `off`, or 0 when
@@ -68,34 +67,12 @@ export function writeSegment6(
   dst: Uint8Array,
   dOff: number,
 ): number {
-  const pStart = off + hdrLen + i * mss;
-  const pLen = Math.min(mss, off + len - pStart);
-  const segLen = hdrLen + pLen;
-  if (src === dst) {
-    // One buffer: no views to allocate.
-    dst.copyWithin(dOff, off, off + hdrLen);
-    dst.copyWithin(dOff + hdrLen, pStart, pStart + pLen);
-  } else {
-    dst.set(src.subarray(off, off + hdrLen), dOff);
-    dst.set(src.subarray(pStart, pStart + pLen), dOff + hdrLen);
-  }
+  const segLen = copySegment(src, off, len, hdrLen, mss, i, dst, dOff);
   const tcpLen = segLen - IPV6_HEADER;
   dst[dOff + 4] = tcpLen >>> 8;
   dst[dOff + 5] = tcpLen & 0xff;
   const t = dOff + IPV6_HEADER;
-  const u = off + IPV6_HEADER;
-  const seq = ((src[u + 4] << 24) | (src[u + 5] << 16) | (src[u + 6] << 8) | src[u + 7]) >>> 0;
-  const s2 = (seq + i * mss) >>> 0;
-  dst[t + 4] = s2 >>> 24;
-  dst[t + 5] = (s2 >>> 16) & 0xff;
-  dst[t + 6] = (s2 >>> 8) & 0xff;
-  dst[t + 7] = s2 & 0xff;
-  let flags = src[u + 13];
-  if (pStart + pLen < off + len) flags &= ~(TCP_FIN | TCP_PSH);
-  if (i > 0) flags &= ~TCP_CWR;
-  dst[t + 13] = flags;
-  dst[t + 16] = 0;
-  dst[t + 17] = 0;
+  setSegmentTcp(src, off + IPV6_HEADER, dst, t, i, mss, hdrLen + (i + 1) * mss >= len);
   const c = tcp6Checksum(dst, dOff, t, tcpLen);
   dst[t + 16] = c >>> 8;
   dst[t + 17] = c & 0xff;
@@ -122,17 +99,7 @@ export function tcp6CanAppend(
   // Version, traffic class, flow label (bytes 0..3); next header, hop limit; the addresses.
   for (let i = 0; i < 4; i++) if (b[p + i] !== b[a + i]) return false;
   for (let i = 6; i < IPV6_HEADER; i++) if (b[p + i] !== b[a + i]) return false;
-  const t = p + IPV6_HEADER;
-  const u = a + IPV6_HEADER;
-  for (let i = 0; i < 4; i++) if (b[t + i] !== b[u + i]) return false; // ports
-  const seq = ((b[t + 4] << 24) | (b[t + 5] << 16) | (b[t + 6] << 8) | b[t + 7]) >>> 0;
-  if (seq !== nextSeq) return false;
-  for (let i = 8; i < 12; i++) if (b[t + i] !== b[u + i]) return false; // ack
-  if (b[t + 12] !== b[u + 12]) return false; // data offset (and reserved bits)
-  if ((b[t + 13] & ~TCP_PSH) !== TCP_ACK) return false; // ACK, maybe PSH, nothing else
-  if (b[t + 14] !== b[u + 14] || b[t + 15] !== b[u + 15]) return false; // window
-  for (let i = IPV6_HEADER + 20; i < hdrLen; i++) if (b[p + i] !== b[a + i]) return false; // options
-  return true;
+  return tcpContinues(b, p + IPV6_HEADER, a + IPV6_HEADER, hdrLen - IPV6_HEADER, nextSeq);
 }
 
 /**
