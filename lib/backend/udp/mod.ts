@@ -141,12 +141,13 @@ async function init(
     ...gso,
     counterMem: newCounterMemory(),
   };
+  const counters = () => readCounters(p.counterMem);
   return {
     lease,
     mtu,
     device: tun.name,
-    counters: () => readCounters(p.counterMem),
-    registerMetrics: (m) => registerUdpCounters(m, () => readCounters(p.counterMem)),
+    counters,
+    registerMetrics: (m) => registerUdpCounters(m, counters),
     run: (signal) => run(p, signal),
   };
 }

@@ -283,14 +283,14 @@ async function init(
     throw err;
   }
   const socketDirectory = socketDir((n) => ctx.env[n]);
+  const counters = () => sumCounters(devs.map((d) => d.dev.counters()));
   return {
     lease,
     mtu,
     device: devs[0].dev.name,
     devices: devs.map((d) => d.dev.name),
-    counters: () => sumCounters(devs.map((d) => d.dev.counters())),
-    registerMetrics: (m) =>
-      registerWireguardCounters(m, () => sumCounters(devs.map((d) => d.dev.counters()))),
+    counters,
+    registerMetrics: (m) => registerWireguardCounters(m, counters),
     run: (s) => run(subnets, cfg, devs, lease, peers, socketDirectory, s),
   };
 }
