@@ -1,6 +1,7 @@
 /**
  * UDP socket building blocks (ffi/udp.ts) on loopback: sendto/recvfrom, mmsg batches, truncation,
- * GSO sends and GRO receives, buffer sizes, poll; the same over IPv6. Sockets bind 127.0.0.1 or
+ * GSO sends and GRO receives, buffer sizes, poll; the same over IPv6, and a dual-stack socket
+ * whose IPv4 peers are v4-mapped. Sockets bind 127.0.0.1 or
  * ::1 only (allowed in the machine's own namespace); SO_*BUFFORCE needs root, hence tests/kernel.
  */
 
@@ -32,6 +33,7 @@ import {
   Wakeup,
 } from "../../ffi/udp.ts";
 import { POLLIN } from "../../ffi/structs.ts";
+import type { Fd } from "../../ffi/fd.ts";
 import { isErrno } from "../../ffi/errno.ts";
 import { asRoot } from "./root.ts";
 
@@ -89,41 +91,123 @@ Deno.test(asRoot("bind() to a taken port fails with EADDRINUSE and names the add
   }
 });
 
-Deno.test(
-  asRoot("DatagramBatch sends 40 datagrams with sendmmsg and receives them with recvmmsg"),
-  () => {
-    const { a, b, pa, pb } = pair();
-    const tx = new DatagramBatch(40, 2048);
-    const rx = new DatagramBatch(64, 2048);
-    try {
-      for (let i = 0; i < 40; i++) {
-        tx.payload(i).fill(i, 0, 100 + i);
-        tx.setSend(i, 100 + i, LO, pb);
-      }
-      assert.equal(tx.send(a.fd, 40), 40);
-      let got = 0;
-      while (got < 40 && waitReadable(b.fd)) {
-        const n = rx.recv(b.fd);
-        assert.ok(n > 0, `recvmmsg: ${n}`);
-        for (let i = 0; i < n; i++) {
-          const k = got + i;
-          assert.equal(rx.len(i), 100 + k);
-          assert.equal(rx.addrIp(i), LO);
-          assert.equal(rx.addrPort(i), pa);
-          assert.equal(rx.truncated(i), false);
-          assert.ok(rx.payload(i).subarray(0, 100 + k).every((x) => x === k));
-        }
-        got += n;
-      }
-      assert.equal(got, 40);
-      assert.equal(rx.recv(b.fd), -11, "empty socket: -EAGAIN");
-    } finally {
-      a.close();
-      b.close();
-    }
-  },
-);
+/**
+ * One way of addressing a batch: the sockets, the batch family, how a slot's destination is
+ * set, and the source address the receiver must see.
+ */
+interface BatchVariant {
+  readonly name: string;
+  readonly open: () => { a: Fd; b: Fd; pa: number; pb: number };
+  /** Families of the sending and the receiving batch. */
+  readonly txFamily: 4 | 6;
+  readonly rxFamily: 4 | 6;
+  readonly setDest: (tx: DatagramBatch, i: number, len: number, port: number) => void;
+  readonly checkSource: (rx: DatagramBatch, i: number) => void;
+}
 
+// The IPv6 destination comes from inside a larger buffer (as from a peer table): offset 5.
+const TABLE6 = new Uint8Array(32).fill(0xee);
+TABLE6.set(LO6, 5);
+
+const BATCH_VARIANTS: BatchVariant[] = [
+  {
+    name: "IPv4",
+    open: pair,
+    txFamily: 4,
+    rxFamily: 4,
+    setDest: (tx, i, len, port) => tx.setSend(i, len, LO, port),
+    checkSource: (rx, i) => assert.equal(rx.addrIp(i), LO),
+  },
+  {
+    name: "IPv6",
+    open: pair6,
+    txFamily: 6,
+    rxFamily: 6,
+    setDest: (tx, i, len, port) => tx.setSend6(i, len, TABLE6, 5, port),
+    checkSource: (rx, i) => {
+      assert.deepEqual(rx.addr6(i), LO6);
+      assert.equal(rx.mappedIp(i), -1, "a real IPv6 source is not v4-mapped");
+    },
+  },
+  {
+    // The wireguard single device's socket: IPv4 peers as ::ffff:a.b.c.d, both ways.
+    name: "dual-stack socket to an IPv4 one, then back",
+    open: pairDual,
+    txFamily: 6,
+    rxFamily: 4,
+    setDest: (tx, i, len, port) => tx.setSendMapped(i, len, LO, port),
+    checkSource: (rx, i) => assert.equal(rx.addrIp(i), LO),
+  },
+];
+
+/** `a`: a dual-stack socket on [::]; `b`: an IPv4 socket on 127.0.0.1. */
+function pairDual() {
+  const a = udpSocket({ ipv6: true, dualStack: true });
+  const b = udpSocket();
+  bind6(a, new Uint8Array(16), 0);
+  bind(b, LO, 0);
+  return { a, b, pa: getsockname6(a).port, pb: getsockname(b).port };
+}
+
+/** Sends 40 datagrams of 100..139 bytes from `a` to `port` and checks them at `b`. */
+function roundTrip(v: BatchVariant, a: Fd, b: Fd, port: number, from: number): void {
+  const tx = new DatagramBatch(40, 2048, 0, 0, v.txFamily);
+  const rx = new DatagramBatch(64, 2048, 16, 0, v.rxFamily);
+  for (let i = 0; i < 40; i++) {
+    tx.payload(i).fill(i, 0, 100 + i);
+    v.setDest(tx, i, 100 + i, port);
+  }
+  assert.equal(tx.send(a.fd, 40), 40);
+  let got = 0;
+  while (got < 40 && waitReadable(b.fd)) {
+    const n = rx.recv(b.fd);
+    assert.ok(n > 0, `recvmmsg: ${n}`);
+    for (let i = 0; i < n; i++) {
+      const k = got + i;
+      assert.equal(rx.len(i), 100 + k);
+      v.checkSource(rx, i);
+      assert.equal(rx.addrPort(i), from);
+      assert.equal(rx.truncated(i), false);
+      assert.ok(rx.payload(i).subarray(0, 100 + k).every((x) => x === k));
+    }
+    got += n;
+  }
+  assert.equal(got, 40);
+  assert.equal(rx.recv(b.fd), -11, "empty socket: -EAGAIN");
+}
+
+for (const v of BATCH_VARIANTS) {
+  Deno.test(
+    asRoot(`${v.name}: a DatagramBatch sends 40 datagrams with sendmmsg, receives with recvmmsg`),
+    () => {
+      const { a, b, pa, pb } = v.open();
+      try {
+        roundTrip(v, a, b, pb, pa);
+        if (v.txFamily !== v.rxFamily) {
+          // Back from the IPv4 socket: the dual-stack socket sees a v4-mapped source.
+          const back: BatchVariant = {
+            ...v,
+            txFamily: 4,
+            rxFamily: 6,
+            setDest: (tx, i, len, port) => tx.setSend(i, len, LO, port),
+            checkSource: (rx, i) => {
+              assert.equal(rx.mappedIp(i), LO);
+              assert.deepEqual([...rx.addr6(i).subarray(0, 12)], [
+                ...new Uint8Array(10),
+                0xff,
+                0xff,
+              ]);
+            },
+          };
+          roundTrip(back, b, a, pa, pb);
+        }
+      } finally {
+        a.close();
+        b.close();
+      }
+    },
+  );
+}
 Deno.test(asRoot("DatagramBatch reports a datagram larger than its slot as truncated"), () => {
   const { a, b, pb } = pair();
   const rx = new DatagramBatch(4, 100);
@@ -251,44 +335,6 @@ Deno.test(asRoot("IPv6: bind6() to a taken port fails with EADDRINUSE naming [::
     c.close();
   }
 });
-
-Deno.test(
-  asRoot("IPv6: a family-6 DatagramBatch sends 40 datagrams with sendmmsg, receives with recvmmsg"),
-  () => {
-    const { a, b, pa, pb } = pair6();
-    const tx = new DatagramBatch(40, 2048, 0, 0, 6);
-    const rx = new DatagramBatch(64, 2048, 16, 0, 6);
-    // The destination comes from inside a larger buffer (as from a peer table): offset 5.
-    const table = new Uint8Array(32).fill(0xee);
-    table.set(LO6, 5);
-    try {
-      for (let i = 0; i < 40; i++) {
-        tx.payload(i).fill(i, 0, 100 + i);
-        tx.setSend6(i, 100 + i, table, 5, pb);
-      }
-      assert.equal(tx.send(a.fd, 40), 40);
-      let got = 0;
-      while (got < 40 && waitReadable(b.fd)) {
-        const n = rx.recv(b.fd);
-        assert.ok(n > 0, `recvmmsg: ${n}`);
-        for (let i = 0; i < n; i++) {
-          const k = got + i;
-          assert.equal(rx.len(i), 100 + k);
-          assert.deepEqual(rx.addr6(i), LO6);
-          assert.equal(rx.addrPort(i), pa);
-          assert.equal(rx.truncated(i), false);
-          assert.ok(rx.payload(i).subarray(0, 100 + k).every((x) => x === k));
-        }
-        got += n;
-      }
-      assert.equal(got, 40);
-      assert.equal(rx.recv(b.fd), -11, "empty socket: -EAGAIN");
-    } finally {
-      a.close();
-      b.close();
-    }
-  },
-);
 
 Deno.test(
   asRoot("IPv6: a UDP GSO send arrives coalesced with the GRO segment size, or as segments"),
