@@ -1,8 +1,8 @@
 /**
  * UDP socket building blocks (ffi/udp.ts) on loopback: sendto/recvfrom, mmsg batches, truncation,
  * GSO sends and GRO receives, buffer sizes, poll; the same over IPv6, and a dual-stack socket
- * whose IPv4 peers are v4-mapped. Sockets bind 127.0.0.1 or
- * ::1 only (allowed in the machine's own namespace); SO_*BUFFORCE needs root, hence tests/kernel.
+ * whose IPv4 peers are v4-mapped. Sockets bind 127.0.0.1, ::1 or ::ffff:127.0.0.1
+ * only (allowed in the machine's own namespace); SO_*BUFFORCE needs root, hence tests/kernel.
  */
 
 import assert from "node:assert/strict";
@@ -140,11 +140,15 @@ const BATCH_VARIANTS: BatchVariant[] = [
   },
 ];
 
-/** `a`: a dual-stack socket on [::]; `b`: an IPv4 socket on 127.0.0.1. */
+/**
+ * `a`: a dual-stack socket on ::ffff:127.0.0.1 (v4-mapped loopback: the daemon binds [::], which
+ * a test in the machine's own namespace must not); `b`: an IPv4 socket on 127.0.0.1.
+ */
 function pairDual() {
   const a = udpSocket({ ipv6: true, dualStack: true });
   const b = udpSocket();
-  bind6(a, new Uint8Array(16), 0);
+  const mappedLo = new Uint8Array([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 127, 0, 0, 1]);
+  bind6(a, mappedLo, 0);
   bind(b, LO, 0);
   return { a, b, pa: getsockname6(a).port, pb: getsockname(b).port };
 }
